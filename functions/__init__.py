@@ -1,0 +1,1 @@
+"""Example Lambda handlers, written exactly as for AWS Lambda."""

@@ -1,0 +1,46 @@
+"""Handlers the tests and benchmarks use. Each writes what it received as one JSON line to the file named by
+the RECORDER_OUT environment variable, so a test can see every invocation, even across hub restarts."""
+
+import json
+import os
+import time
+
+
+def _write(entry):
+    line = (json.dumps(entry) + "\n").encode()
+    fd = os.open(os.environ["RECORDER_OUT"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def record(event, context):
+    """Write the event (with the time it arrived and the request id) and succeed."""
+    _write({"received": time.time(), "request_id": context.aws_request_id, "event": event})
+    return {"ok": True}
+
+
+def fail(event, context):
+    """Write the event, then fail."""
+    _write({"received": time.time(), "request_id": context.aws_request_id, "event": event})
+    raise ValueError("this function always fails")
+
+
+def fail_on_bad(event, context):
+    """Fail for S3 objects whose key contains 'bad'; record the others."""
+    _write({"received": time.time(), "request_id": context.aws_request_id, "event": event})
+    for r in event.get("Records", []):
+        if "bad" in r["s3"]["object"]["key"]:
+            raise ValueError(f"cannot process {r['s3']['object']['key']}")
+    return {"ok": True}
+
+
+def slow(event, context):
+    """Take SLOW_SECONDS (default 0.05) per invocation, then record."""
+    time.sleep(float(os.environ.get("SLOW_SECONDS", "0.05")))
+    return record(event, context)
+
+
+def noop(event, context):
+    return None

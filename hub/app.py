@@ -1,0 +1,114 @@
+"""The hub process: builds functions, destinations, sources and mappings from a HubConfig and runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from contextlib import AsyncExitStack
+from typing import Any
+
+from hub.checkpoints import CheckpointStore, open_store
+from hub.config import HubConfig
+from hub.destinations import build_destination
+from hub.dispatch import Counters, Dispatcher
+from hub.functions import Function
+from hub.logs import fields
+from hub.mapping import MappingRunner
+from hub.source import Clock, SourceContext, SystemClock
+
+log = logging.getLogger("hub")
+
+
+def add_code_path(path: str = ".") -> None:
+    """Functions are imported from the working directory, as Lambda imports them from the task root."""
+    root = os.path.abspath(path)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+
+
+class Hub:
+    def __init__(self, config: HubConfig, *, clock: Clock | None = None, store: CheckpointStore | None = None):
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.store = store or open_store(config.checkpoints)
+        self.functions: dict[str, Function] = {}
+        self.runners: list[MappingRunner] = []
+        self.counters: dict[str, Counters] = {}
+        self.stopping = asyncio.Event()
+        self._stack = AsyncExitStack()
+
+    async def start(self) -> None:
+        """Load every function and build every enabled mapping. Raises on a function that cannot load."""
+        add_code_path()
+        used = {m.function for m in self.config.mappings if m.enabled}
+        for name, fn_config in self.config.functions.items():
+            if fn_config.environment:
+                os.environ.update(fn_config.environment)
+            function = Function(name, fn_config, region=self.config.region, account_id=self.config.account_id)
+            if name in used:
+                await function.start()
+                self._stack.push_async_callback(function.close)
+            self.functions[name] = function
+        for mapping in self.config.mappings:
+            if not mapping.enabled:
+                log.info("mapping disabled", extra=fields(mapping=mapping.display_name))
+                continue
+            spec = mapping.spec
+            max_in_flight = int(mapping.setting("max_concurrency") or 1)
+            context = SourceContext(
+                mapping=mapping.display_name,
+                store=self.store,
+                region=self.config.region,
+                account_id=self.config.account_id,
+                clock=self.clock,
+                log=logging.getLogger(f"hub.source.{spec.type}"),
+                max_in_flight=max_in_flight,
+            )
+            source = spec.build(mapping.source, context)
+            destination = build_destination(mapping.destination_config.on_failure)
+            if destination is not None:
+                self._stack.push_async_callback(destination.close)
+            counters = self.counters.setdefault(mapping.display_name, Counters())
+            stopping = asyncio.Event()
+            dispatcher = Dispatcher(
+                mapping, self.functions[mapping.function], source, destination, self.clock, stopping, counters
+            )
+            self.runners.append(MappingRunner(mapping, source, dispatcher, counters, max_in_flight=max_in_flight))
+
+    async def run(self, *, install_signals: bool = True) -> None:
+        """Run until SIGINT/SIGTERM (or stop()), then stop gracefully."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.stop)
+        tasks = [asyncio.create_task(runner.run(), name=runner.name) for runner in self.runners]
+        log.info(
+            "hub running",
+            extra=fields(
+                mappings=len(self.runners), functions=len(self.functions), checkpoints=self.config.checkpoints
+            ),
+        )
+        try:
+            await self.stopping.wait()
+            log.info("stopping: finishing in-flight work", extra=fields(grace_s=self.config.shutdown_grace))
+            await asyncio.gather(*(r.stop(self.config.shutdown_grace) for r in self.runners))
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            await self._stack.aclose()
+            await self.store.close()
+            if install_signals:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+        log.info("hub stopped")
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def status(self) -> dict[str, Any]:
+        return {name: vars(c) for name, c in self.counters.items()}

@@ -1,0 +1,195 @@
+"""The `hub` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from hub import logs
+
+DEFAULT_CONFIG = "config/hub.yaml"
+EXIT_CONFIG = 2
+
+
+def fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def _load(path: str) -> Any:
+    from hub.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        fail("\n".join(f"error: {line}" for line in exc.errors) + f"\n{path}: configuration not valid")
+
+
+def _read_json(value: str, what: str) -> Any:
+    """JSON from a file path, from `-` (stdin), or inline."""
+    import json5
+
+    text = sys.stdin.read() if value == "-" else None
+    if text is None:
+        path = Path(value)
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+        elif value.lstrip().startswith(("{", "[")):
+            text = value
+        else:
+            fail(f"error: {what} {value!r} is neither a file nor inline JSON")
+    try:
+        return json5.loads(text)
+    except ValueError as exc:
+        fail(f"error: {what} is not valid JSON: {exc}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+)
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="Readable lines, or one JSON object per line.",
+)
+def main(log_level: str, log_format: str) -> None:
+    """A self-hosted event-source hub: Lambda event source mappings, S3 notifications and EventBridge
+    schedules on your own machines. Functions are ordinary Lambda handlers, handler(event, context).
+
+    \b
+    Start with:
+      hub run                      run config/hub.yaml (the embedded default: files and schedules)
+      hub validate my.yaml         check a configuration without starting anything
+      hub events files             print the event a function receives from a source
+    """
+    logs.setup(log_level, log_format)
+
+
+@main.command()
+@click.argument("config", default=DEFAULT_CONFIG, type=click.Path(dir_okay=False))
+def run(config: str) -> None:
+    """Run every mapping in CONFIG (default: config/hub.yaml) until Ctrl-C or SIGTERM.
+
+    On a stop, reading ends, in-flight invocations get `shutdown_grace` to finish, positions are
+    checkpointed and the hub exits 0. A bad configuration exits 2 before anything starts.
+    """
+    from hub.app import Hub
+    from hub.runtimes.python import HandlerLoadError
+
+    cfg = _load(config)
+    hub = Hub(cfg)
+    try:
+        asyncio.run(hub.run())
+    except HandlerLoadError as exc:
+        fail(f"error: {exc}")
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+def validate(config: str) -> None:
+    """Check CONFIG and print a summary; exit 2 naming file, line and field if it is not valid."""
+    cfg = _load(config)
+    click.echo(f"{config}: valid: {len(cfg.functions)} functions, {len(cfg.mappings)} mappings")
+    for mapping in cfg.mappings:
+        state = "" if mapping.enabled else " (disabled)"
+        click.echo(f"  {mapping.display_name}: {mapping.source.type} -> {mapping.function}{state}")
+
+
+@main.command()
+@click.argument("function")
+@click.option(
+    "--event",
+    "event_arg",
+    default="{}",
+    show_default=True,
+    help="The event: a JSON file, inline JSON, or - for standard input.",
+)
+@click.option("--config", default=DEFAULT_CONFIG, show_default=True, type=click.Path(dir_okay=False))
+def invoke(function: str, event_arg: str, config: str) -> None:
+    """Invoke FUNCTION once with an event and print its result as JSON (exit 1 if it failed)."""
+    from hub.app import add_code_path
+    from hub.functions import Function
+    from hub.runtimes.python import HandlerLoadError
+
+    cfg = _load(config)
+    if function not in cfg.functions:
+        fail(f"error: no function {function!r} in {config} (functions: {', '.join(sorted(cfg.functions))})")
+    event = _read_json(event_arg, "--event")
+
+    async def once() -> Any:
+        add_code_path()
+        fn = Function(function, cfg.functions[function], region=cfg.region, account_id=cfg.account_id)
+        await fn.start()
+        try:
+            return await fn.invoke(event)
+        finally:
+            await fn.close()
+
+    try:
+        result = asyncio.run(once())
+    except HandlerLoadError as exc:
+        fail(f"error: {exc}")
+    click.echo(json.dumps(result.payload, indent=2, default=str))
+    sys.exit(0 if result.ok else 1)
+
+
+@main.command()
+@click.argument("source", required=False)
+def events(source: str | None) -> None:
+    """Print a sample event that a function receives from SOURCE (as `sam local generate-event` does).
+
+    Without SOURCE, list the installed sources.
+    """
+    from hub import registry
+
+    if source is None:
+        for spec in registry.all_specs():
+            click.echo(f"{spec.type:<10} {spec.summary}")
+        return
+    try:
+        spec = registry.get(source)
+    except KeyError:
+        fail(f"error: unknown source {source!r} (installed: {', '.join(registry.names())})")
+    click.echo(json.dumps(spec.sample_event(), indent=2))
+
+
+@main.command("test-pattern")
+@click.option("--pattern", required=True, help="An EventBridge pattern: a JSON file or inline JSON.")
+@click.option("--event", "event_arg", required=True, help="An event: a JSON file, inline JSON, or -.")
+def test_pattern(pattern: str, event_arg: str) -> None:
+    """Print true if the pattern matches the event, false if not (exit 2 if the pattern is invalid).
+
+    The local equivalent of EventBridge's TestEventPattern.
+    """
+    from hub.filtering import PatternError, compile_pattern
+
+    try:
+        compiled = compile_pattern(_read_json(pattern, "--pattern"))
+    except PatternError as exc:
+        fail(f"error: invalid pattern: {exc}")
+    click.echo("true" if compiled.matches(_read_json(event_arg, "--event")) else "false")
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of the configuration file (for editors and CI checks)."""
+    from hub.config import full_model
+
+    click.echo(json.dumps(full_model().model_json_schema(), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,301 @@
+"""The configuration models and `load_config`: one YAML file, validated before anything starts.
+
+Every error names the file, the line and the field. Connector models live next to their connectors and are
+joined here into one discriminated union on `source.type`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from hub import registry
+from hub.source import ConnectorSpec, Family
+from hub.types import Duration
+from hub.yamlsource import ConfigError, Located, dotted, load
+
+__all__ = ["ConfigError", "FunctionConfig", "HubConfig", "MappingConfig", "load_config"]
+
+_SENSITIVE = re.compile(r"pass|secret|token|key|credential|auth", re.I)
+_HANDLER = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FunctionConfig(Model):
+    """A function: a Lambda handler plus its runtime settings."""
+
+    handler: str = Field(description="`module.attr` of the handler, e.g. `functions.resize.handler`.")
+    runtime: Literal["python"] = Field(
+        "python", description="`python`: in the hub's process (async handlers on the loop, sync ones in threads)."
+    )
+    timeout: Duration = Field(3.0, gt=0, le=900, description="Stop waiting for an invocation after this long.")
+    memory: int = Field(128, ge=128, le=10240, description="MB, reported as `context.memory_limit_in_mb`.")
+    concurrency: int | None = Field(
+        None, ge=0, description="Reserved concurrency shared by every mapping; 0 disables the function."
+    )
+    environment: dict[str, str] = Field(default_factory=dict, description="Environment variables of the function.")
+    description: str = ""
+
+    @field_validator("handler")
+    @classmethod
+    def _handler_shape(cls, value: str) -> str:
+        if not _HANDLER.match(value):
+            raise ValueError(f"{value!r} is not `module.function` (e.g. functions.hello.handler)")
+        return value
+
+
+class FileDestination(Model):
+    """JSON lines, one AWS invocation record per line."""
+
+    type: Literal["file"]
+    path: str = Field(description="File to append the records to (created with its folder).")
+
+
+Destination = Annotated[Union[FileDestination], Field(discriminator="type")]  # noqa: UP007
+
+
+class DestinationConfig(Model):
+    on_failure: Destination | None = Field(None, description="Where records go when the mapping gives up on them.")
+
+
+class FilterEntry(Model):
+    pattern: Any = Field(description="An EventBridge pattern, as an object or a JSON string.")
+
+
+class FilterCriteria(Model):
+    filters: list[FilterEntry] = Field(default_factory=list, max_length=10)
+
+
+class _AtError(ValueError):
+    def __init__(self, loc: tuple[Any, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+ALL_FAMILIES: frozenset[Family] = frozenset({"stream", "queue", "async"})
+# Which mapping settings apply to which source family (AWS allows exactly these per kind of source).
+APPLIES: dict[str, frozenset[Family]] = {
+    "batch_size": frozenset({"stream", "queue"}),
+    "maximum_batching_window": frozenset({"stream", "queue"}),
+    "maximum_retry_attempts": frozenset({"stream", "async"}),
+    "maximum_event_age": frozenset({"async"}),
+    "maximum_record_age": frozenset({"stream"}),
+    "bisect_batch_on_function_error": frozenset({"stream"}),
+    "function_response_types": frozenset({"stream", "queue"}),
+    "parallelization_factor": frozenset({"stream"}),
+    "tumbling_window": frozenset({"stream"}),
+    "max_receive_count": frozenset({"queue"}),
+}
+FAMILY_DEFAULTS: dict[Family, dict[str, Any]] = {
+    "stream": {"batch_size": 100, "maximum_batching_window": 0.0, "maximum_retry_attempts": -1},
+    "queue": {"batch_size": 10, "maximum_batching_window": 0.0},
+    "async": {"batch_size": 1, "maximum_batching_window": 0.0, "maximum_retry_attempts": 2, "max_concurrency": 10},
+}
+
+
+class MappingConfig(Model):
+    """One event source mapping. The settings are AWS's, in snake_case."""
+
+    name: str | None = Field(None, description="Stable name (checkpoints are kept under it). Default: function-type.")
+    function: str = Field(description="Name of a function under `functions:`.")
+    enabled: bool = Field(True, description="false: the mapping does not run (its checkpoints are kept).")
+    batch_size: int | None = Field(None, ge=1, le=10000, description="Most records per invocation.")
+    maximum_batching_window: Duration | None = Field(
+        None, le=300, description="Longest wait for a batch to fill, counted from its first record."
+    )
+    maximum_retry_attempts: int | None = Field(
+        None, ge=-1, le=10000, description="Retries after function errors (-1: until the record expires)."
+    )
+    maximum_event_age: Duration | None = Field(
+        None, gt=0, le=21600, description="Asynchronous sources: give up on events older than this (default 6h)."
+    )
+    maximum_record_age: Duration | None = Field(None, description="Streams: give up on records older than this.")
+    bisect_batch_on_function_error: bool = False
+    function_response_types: list[Literal["ReportBatchItemFailures"]] = Field(default_factory=list, max_length=1)
+    parallelization_factor: int = Field(1, ge=1, le=10)
+    tumbling_window: Duration | None = Field(None, ge=0, le=900)
+    max_concurrency: int | None = Field(
+        None, ge=1, le=1000, description="Most invocations of this mapping in flight at once."
+    )
+    max_receive_count: int | None = Field(None, ge=1, description="Queues: deliveries before the destination.")
+    retry_delay: Duration = Field(
+        1.0, ge=0, description="First retry delay; doubles each attempt, with jitter (AWS async uses 60s)."
+    )
+    maximum_retry_delay: Duration = Field(300.0, ge=0, description="Cap on the retry delay.")
+    filter_criteria: FilterCriteria | list[Any] | None = Field(
+        None, description="EventBridge patterns, ORed: a list, or AWS's {filters: [{pattern: ...}]}."
+    )
+    destination_config: DestinationConfig = Field(default_factory=DestinationConfig)
+
+    source: Any = Field(description="The event source: `type:` names the connector.")
+
+    @property
+    def patterns(self) -> list[Any]:
+        criteria = self.filter_criteria
+        if criteria is None:
+            return []
+        if isinstance(criteria, FilterCriteria):
+            return [entry.pattern for entry in criteria.filters]
+        return list(criteria)
+
+    @property
+    def spec(self) -> ConnectorSpec:
+        return registry.get(self.source.type)
+
+    def setting(self, name: str) -> Any:
+        """A batching or retry setting: the one written in YAML, else the connector's default, else AWS's."""
+        value = getattr(self, name)
+        if value is not None:
+            return value
+        spec = self.spec
+        if name in spec.defaults:
+            return spec.defaults[name]
+        return FAMILY_DEFAULTS[spec.family].get(name)
+
+    @model_validator(mode="after")
+    def _check_family(self) -> MappingConfig:
+        spec = self.spec
+        for name, families in APPLIES.items():
+            if name in self.model_fields_set and spec.family not in families:
+                raise _AtError((name,), f"does not apply to {spec.type} sources ({_FAMILY_WORDS[spec.family]})")
+        if self.filter_criteria is not None:
+            from hub.filtering import FilterSet, PatternError
+
+            try:
+                FilterSet.compile(self.patterns)
+            except PatternError as exc:
+                raise _AtError(("filter_criteria",), str(exc)) from None
+        return self
+
+    @property
+    def display_name(self) -> str:
+        return self.name or f"{self.function}-{self.source.type}"
+
+
+_FAMILY_WORDS = {
+    "async": "each event is its own asynchronous invocation, as S3 and EventBridge invoke Lambda",
+    "queue": "a queue source",
+    "stream": "a stream source",
+}
+
+
+class HubConfig(Model):
+    """The whole hub."""
+
+    checkpoints: str = Field(
+        "sqlite:///.hub/state.db", description="`sqlite:///path` (default), or `memory://` (forgets on exit)."
+    )
+    region: str = Field("us-east-1", description="AWS region written into events and ARNs.")
+    account_id: str = Field("000000000000", pattern=r"^\d{12}$", description="AWS account id for ARNs.")
+    shutdown_grace: Duration = Field(30.0, description="On SIGTERM/SIGINT, how long in-flight work may finish.")
+    functions: dict[str, FunctionConfig] = Field(default_factory=dict)
+    mappings: list[MappingConfig] = Field(default_factory=list)
+
+    @field_validator("checkpoints")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if not (value.startswith("sqlite:///") or value == "memory://"):
+            raise ValueError(f"{value!r}: use sqlite:///path/to/state.db or memory://")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> HubConfig:
+        seen: dict[str, int] = {}
+        for i, mapping in enumerate(self.mappings):
+            if mapping.function not in self.functions:
+                known = ", ".join(sorted(self.functions)) or "none defined"
+                raise _AtError(("mappings", i, "function"), f"no function {mapping.function!r} (functions: {known})")
+            name = mapping.display_name
+            if name in seen:
+                raise _AtError(
+                    ("mappings", i, "name"),
+                    f"two mappings are named {name!r} (mappings[{seen[name]}] and mappings[{i}]): give each a "
+                    "distinct `name:` (checkpoints are kept under it)",
+                )
+            seen[name] = i
+        return self
+
+
+@cache
+def config_model(types: tuple[str, ...]) -> type[HubConfig]:
+    """HubConfig whose `mappings[].source` is the union of the named connectors' models."""
+    models = tuple(registry.get(t).config for t in types)
+    source_type: Any = (
+        models[0] if len(models) == 1 else Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
+    )
+    mapping = create_model("MappingConfig", __base__=MappingConfig, source=(source_type, ...))
+    return create_model("HubConfig", __base__=HubConfig, mappings=(list[mapping], []))  # type: ignore[valid-type]
+
+
+def full_model() -> type[HubConfig]:
+    return config_model(tuple(spec.type for spec in registry.all_specs()))
+
+
+def validate(located: Located) -> HubConfig:
+    """Validate a parsed document; raises ConfigError with every problem located."""
+    data = located.data
+    if not isinstance(data, dict):
+        raise ConfigError([f"{located.where(())}: the configuration must be a mapping (key: value)"])
+    errors: list[str] = []
+    types: set[str] = set()
+    for i, mapping in enumerate(data.get("mappings") or []):
+        source = mapping.get("source") if isinstance(mapping, dict) else None
+        kind = source.get("type") if isinstance(source, dict) else None
+        at = ("mappings", i, "source", "type") if isinstance(source, dict) else ("mappings", i, "source")
+        if kind is None:
+            errors.append(f"{located.where(at)}: {dotted(at)}: required (one of: {', '.join(registry.names())})")
+        elif kind not in registry.names():
+            errors.append(
+                f"{located.where(at)}: {dotted(at)}: unknown source type {kind!r} "
+                f"(installed: {', '.join(registry.names())})"
+            )
+        else:
+            types.add(kind)
+    if errors:
+        raise ConfigError(errors)
+    model = config_model(tuple(sorted(types))) if types else HubConfig
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_describe(located, err) for err in exc.errors()]) from None
+
+
+def _describe(located: Located, err: Any) -> str:
+    loc = tuple(err["loc"])
+    message = err["msg"]
+    ctx_error = (err.get("ctx") or {}).get("error")
+    if isinstance(ctx_error, _AtError):
+        loc = loc + ctx_error.loc
+        message = str(ctx_error)
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = "unknown setting (check its spelling; settings are AWS's names in snake_case)"
+    # drop pydantic's union tags (`source.files.path` -> `source.path`)
+    shown = tuple(p for p in loc if not (isinstance(p, str) and p in registry.names() and "source" in loc))
+    if err["type"] != "extra_forbidden" and "input" in err and err["type"] not in {"missing", "value_error"}:
+        shown_input = err["input"]
+        if not isinstance(shown_input, dict | list) and not _SENSITIVE.search(dotted(shown)):
+            message = f"{message} (got {json.dumps(shown_input, default=str)})"
+    return f"{located.where(loc)}: {dotted(shown)}: {message}"
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> HubConfig:
+    """Load and validate a configuration file. Raises ConfigError."""
+    return validate(load(path, env))

@@ -1,0 +1,245 @@
+"""A mapping owns the loop: one task per lane that reads, filters, batches, dispatches and settles.
+
+Back-pressure: a lane reads a new batch only when it has room in flight (one batch at a time for ordered
+lanes, `max_concurrency` for unordered ones). Stop: stop reading, let in-flight batches finish within the grace
+period, settle them, close the source. Connection trouble is retried with backoff and logged once per change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from hub.config import MappingConfig
+from hub.dispatch import Backoff, Counters, Dispatcher
+from hub.filtering import FilterSet
+from hub.logs import fields
+from hub.records import Outcome, Record
+from hub.source import Lane, LaneEnded, Source
+
+log = logging.getLogger("hub.mapping")
+
+MAX_PAYLOAD = 6 * 1024 * 1024
+"""Lambda's synchronous payload cap: a batch is cut before it passes 6 MB."""
+
+
+class Batcher:
+    """The one batching policy: cut at `size` records, `max_bytes`, or `window` seconds after the first record.
+
+    Records that no filter matches are handed to `on_filtered` as they are read and never enter a batch.
+    """
+
+    def __init__(
+        self,
+        lane: Lane,
+        size: int,
+        window: float,
+        filters: FilterSet,
+        on_filtered: Callable[[list[Record]], None],
+        max_bytes: int = MAX_PAYLOAD,
+    ) -> None:
+        self.lane = lane
+        self.size = size
+        self.window = window
+        self.filters = filters
+        self.on_filtered = on_filtered
+        self.max_bytes = max_bytes
+        self._carry: list[Record] = []
+        self.polled = 0
+
+    def _keep(self, records: list[Record]) -> list[Record]:
+        self.polled += len(records)
+        if not self.filters or not records:
+            return records
+        kept, dropped = [], []
+        for record in records:
+            (kept if self.filters.matches(record.view()) else dropped).append(record)
+        if dropped:
+            self.on_filtered(dropped)
+        return kept
+
+    async def next(self) -> list[Record]:
+        """The next batch (never empty). Raises LaneEnded when the lane is gone."""
+        batch, self._carry = self._carry, []
+        while not batch:
+            batch = self._keep(await self.lane.read(self.size, None))
+        if self.window > 0:
+            deadline = batch[0].received + self.window
+            while len(batch) < self.size and sum(r.size for r in batch) < self.max_bytes:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                batch.extend(self._keep(await self.lane.read(self.size - len(batch), remaining)))
+        return self._cut(batch)
+
+    def _cut(self, batch: list[Record]) -> list[Record]:
+        total = 0
+        for i, record in enumerate(batch):
+            total += record.size
+            if i >= self.size or (i > 0 and total > self.max_bytes):
+                self._carry = batch[i:]
+                return batch[:i]
+        return batch
+
+
+class MappingRunner:
+    def __init__(
+        self,
+        mapping: MappingConfig,
+        source: Source,
+        dispatcher: Dispatcher,
+        counters: Counters,
+        *,
+        max_in_flight: int,
+    ) -> None:
+        self.mapping = mapping
+        self.name = mapping.display_name
+        self.source = source
+        self.dispatcher = dispatcher
+        self.counters = counters
+        self.filters = FilterSet.compile(mapping.patterns)
+        self.batch_size = int(mapping.setting("batch_size") or 1)
+        self.window = float(mapping.setting("maximum_batching_window") or 0.0)
+        self.max_in_flight = max_in_flight
+        self.stopping = dispatcher.stopping
+        self._readers: set[asyncio.Task[None]] = set()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._settling: set[asyncio.Task[None]] = set()
+        self._main: asyncio.Task[None] | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Open the source and run its lanes until stop(); reopen with backoff when the source fails."""
+        backoff = Backoff(0.5, 30.0)
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                await self.source.open()
+                if failures:
+                    log.info("source reconnected", extra=fields(mapping=self.name))
+                failures = 0
+                async for lane in self.source.lanes():
+                    self._start(self._run_lane(lane), self._readers)
+                await self.stopping.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                if failures == 1:
+                    log.error(
+                        "source failed: %s: %s; retrying", type(exc).__name__, exc, extra=fields(mapping=self.name)
+                    )
+                else:
+                    log.debug("source still failing: %s", exc, extra=fields(mapping=self.name))
+                await self._stop_readers()
+                await self._close_source()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), backoff.delay(failures))
+
+    async def stop(self, grace: float) -> None:
+        """Stop reading, let in-flight batches finish (at most `grace` seconds), settle, close the source."""
+        self.stopping.set()
+        await self._stop_readers()
+        if self._in_flight:
+            _done, pending = await asyncio.wait(self._in_flight, timeout=grace)
+            if pending:
+                log.warning(
+                    "%d batches still running after the %.1fs grace period; they will be delivered again",
+                    len(pending),
+                    grace,
+                    extra=fields(mapping=self.name),
+                )
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
+        await self._close_source()
+
+    async def _stop_readers(self) -> None:
+        for task in self._readers:
+            task.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        self._readers.clear()
+
+    async def _close_source(self) -> None:
+        try:
+            await self.source.close()
+        except Exception as exc:
+            log.warning("closing the source failed: %s", exc, extra=fields(mapping=self.name))
+
+    def _start(self, coro: object, group: set[asyncio.Task[None]]) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        group.add(task)
+        task.add_done_callback(group.discard)
+        return task
+
+    # ---- one lane --------------------------------------------------------------------------------------------
+
+    async def _run_lane(self, lane: Lane) -> None:
+        limit = 1 if lane.ordered else self.max_in_flight
+        room = asyncio.Semaphore(limit)
+        batcher = Batcher(lane, self.batch_size, self.window, self.filters, lambda rs: self._settle_filtered(lane, rs))
+        read_failures = 0
+        backoff = Backoff(0.2, 30.0)
+        while not self.stopping.is_set():
+            await room.acquire()
+            try:
+                records = await batcher.next()
+            except LaneEnded:
+                room.release()
+                break
+            except asyncio.CancelledError:
+                room.release()
+                raise
+            except Exception as exc:
+                room.release()
+                read_failures += 1
+                if read_failures == 1:
+                    log.error(
+                        "reading lane %s failed: %s: %s; retrying",
+                        lane.key,
+                        type(exc).__name__,
+                        exc,
+                        extra=fields(mapping=self.name),
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), backoff.delay(read_failures))
+                continue
+            if read_failures:
+                log.info("lane %s reading again", lane.key, extra=fields(mapping=self.name))
+                read_failures = 0
+            self.counters.polled = self.counters.polled + len(records)
+            task = self._start(self._process(lane, records), self._in_flight)
+            task.add_done_callback(lambda _t: room.release())
+
+    async def _process(self, lane: Lane, records: Sequence[Record]) -> None:
+        try:
+            outcome = await self.dispatcher.dispatch(records)
+        except asyncio.CancelledError:
+            await self._settle(lane, Outcome(failed=tuple(records)))
+            raise
+        except Exception:
+            log.exception("dispatch failed unexpectedly; records stay unsettled", extra=fields(mapping=self.name))
+            outcome = Outcome(failed=tuple(records))
+        await self._settle(lane, outcome)
+
+    async def _settle(self, lane: Lane, outcome: Outcome) -> None:
+        try:
+            await lane.settle(outcome)
+        except Exception as exc:
+            log.error(
+                "settling %d records on lane %s failed: %s; they will be delivered again",
+                len(outcome),
+                lane.key,
+                exc,
+                extra=fields(mapping=self.name),
+            )
+
+    def _settle_filtered(self, lane: Lane, records: list[Record]) -> None:
+        self.counters.filtered_out += len(records)
+        self._start(self._settle(lane, Outcome(filtered=tuple(records))), self._settling)

@@ -1,0 +1,83 @@
+"""Runtimes run a function: the same event in, the same kind of result out, whatever runs the handler."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(slots=True)
+class Result:
+    """What one invocation gave.
+
+    ok        the handler returned (payload is its return value)
+    payload   the return value, or Lambda's error object {errorMessage, errorType, stackTrace}
+    error     None, "Unhandled" (the handler raised or its result was unusable) or "Timeout"
+    """
+
+    ok: bool
+    payload: Any
+    duration: float
+    request_id: str
+    error: str | None = None
+
+    @property
+    def error_message(self) -> str:
+        if self.ok:
+            return ""
+        if isinstance(self.payload, dict):
+            return f"{self.payload.get('errorType', 'Error')}: {self.payload.get('errorMessage', '')}"
+        return str(self.payload)
+
+
+def error_payload(error_type: str, message: str, stack: list[str] | None = None) -> dict[str, Any]:
+    return {"errorMessage": message, "errorType": error_type, "stackTrace": stack or []}
+
+
+def check_serialisable(value: Any) -> str | None:
+    """None if `value` is a valid Lambda response (JSON-serialisable), else the reason it is not."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        return f"the function's result is not JSON-serialisable: {exc}"
+    return None
+
+
+@dataclass
+class LambdaContext:
+    """The `context` object a Lambda handler receives."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    timeout: float
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    identity: Any = None
+    client_context: Any = None
+    _deadline: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.timeout
+        self.invoked_function_arn = f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name}"
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_stream_name = time.strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class Runtime(Protocol):
+    async def start(self) -> None:
+        """Load the handler (the cold start). Raises if it cannot be loaded."""
+        ...
+
+    async def invoke(self, event: Any, context: LambdaContext) -> Result:
+        """Run the handler once. Never raises for the handler's own failures: they are a failed Result."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,130 @@
+"""The Source contract: what a connector implements, and what the hub gives it.
+
+A connector knows one protocol and nothing else. It reads records lane by lane, settles outcomes and renders
+records as the AWS event for its source. It never retries a function and never sleeps in a loop of its own:
+on trouble it raises, and the mapping logs, counts, backs off and reopens it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel
+
+from hub.records import Outcome, Record
+
+Family = Literal["stream", "queue", "async"]
+"""How AWS invokes functions for a source: stream (ordered lanes, blocking retries), queue (redelivery by the
+broker), async (asynchronous invocation: retries then the destination, as S3 and EventBridge do)."""
+
+
+class LaneEnded(Exception):
+    """Raised by Lane.read when the lane has no more records for this process (revoked, closed, finished)."""
+
+
+class Lane(Protocol):
+    """An ordered sub-stream of a source."""
+
+    key: str
+    """Stable name of the lane: a partition `topic-0`, a shard id, a folder, a schedule."""
+
+    ordered: bool
+    """True when records must reach the function in order, one batch at a time."""
+
+    async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        """Up to `limit` records, in lane order.
+
+        Waits at most `timeout` seconds (None: until a record is there) and returns [] when it ran out.
+        Raises LaneEnded when the lane is gone. Cancelling a read loses nothing: records not returned stay
+        unsettled and are read again (or redelivered) later.
+        """
+        ...
+
+    async def settle(self, outcome: Outcome) -> None:
+        """Make an outcome durable: checkpoint, delete or ack what settled; release what failed.
+
+        Called exactly once for each batch, possibly concurrently for unordered lanes.
+        """
+        ...
+
+
+class Source(Protocol):
+    async def open(self) -> None:
+        """Connect. Raises on trouble; the mapping backs off and calls open again after close."""
+        ...
+
+    def lanes(self) -> AsyncIterator[Lane]:
+        """Yields lanes as they become available to this process; ends when the source is closed."""
+        ...
+
+    def render(self, records: Sequence[Record], attempt: int) -> Any:
+        """The event the function receives for these records (all from one lane) at this attempt (1-based)."""
+        ...
+
+    async def close(self) -> None:
+        """Release everything. Safe to call twice, and after a failed open."""
+        ...
+
+
+class Clock(Protocol):
+    def time(self) -> float:
+        """Wall-clock epoch seconds."""
+        ...
+
+    async def sleep_until(self, when: float) -> None:
+        """Return once time() >= when."""
+        ...
+
+
+class SystemClock:
+    def time(self) -> float:
+        return time.time()
+
+    async def sleep_until(self, when: float) -> None:
+        # asyncio's timer runs on the monotonic clock; re-check the wall clock so a step of it is noticed.
+        while (delay := when - time.time()) > 0:
+            await asyncio.sleep(min(delay, 60.0))
+
+
+@dataclass(slots=True)
+class SourceContext:
+    """What the hub hands a connector when it builds a source."""
+
+    mapping: str
+    store: Any  # hub.checkpoints.CheckpointStore
+    region: str
+    account_id: str
+    clock: Clock = field(default_factory=SystemClock)
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("hub.source"))
+    max_in_flight: int = 1
+
+    def scope(self, *parts: str) -> str:
+        """A checkpoint-store scope private to this mapping."""
+        return "/".join((self.mapping, *parts))
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorSpec:
+    """A connector as the registry knows it.
+
+    type          the `type:` users write in YAML
+    config        its pydantic model (with `type: Literal[...]`, extra="forbid")
+    build         makes a Source from a validated config and a SourceContext
+    family        how AWS invokes functions for this source
+    sample_event  a sample AWS event for `hub events`
+    data_key      where filters find the record's data (`body`, `data`, `value`...); None: the whole record
+    """
+
+    type: str
+    config: type[BaseModel]
+    build: Callable[[Any, SourceContext], Source]
+    family: Family
+    summary: str
+    sample_event: Callable[[], Any]
+    data_key: str | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
