@@ -180,7 +180,7 @@ class MappingConfig(Model):
             try:
                 FilterSet.compile(self.patterns)
             except PatternError as exc:
-                raise _AtError(("filter_criteria",), str(exc)) from None
+                raise _AtError(("filter_criteria",), f"mapping {self.display_name!r}: {exc}") from None
         return self
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
@@ -105,3 +106,25 @@ class ContiguousTracker:
 
     def __len__(self) -> int:
         return len(self._order)
+
+
+def data_view(metadata: dict[str, Any], data_key: str, data: bytes | str | None) -> dict[str, Any]:
+    """What filter patterns see for a record whose data is `data`: the metadata, plus the data under `data_key`,
+    parsed as JSON when it is JSON (the caller base64-decodes first where the event carries base64).
+
+    Data that is not JSON stays a string, so a pattern that looks inside it (`{"body": {"kind": [...]}}`) does
+    not match, while patterns on the metadata still do; data that is not even UTF-8 is left out.
+    """
+    view = dict(metadata)
+    if data is None:
+        return view
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return view
+    try:
+        view[data_key] = json.loads(data)
+    except ValueError:
+        view[data_key] = data
+    return view

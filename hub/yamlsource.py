@@ -79,7 +79,10 @@ def load(path: str | Path, env: Mapping[str, str] | None = None) -> Located:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
-        raise ConfigError([f"{where}: YAML syntax error: {exc.problem}"]) from None
+        context = ""
+        if exc.context and exc.context_mark:
+            context = f" ({exc.context} that starts at line {exc.context_mark.line + 1})"
+        raise ConfigError([f"{where}: YAML syntax error: {exc.problem}{context}"]) from None
     located = Located(name, None)
     errors: list[str] = []
     constructor = yaml.SafeLoader("")

@@ -182,7 +182,10 @@ class AtSchedule(Schedule):
     ) -> datetime | None:
         # start/end deliberately ignored: AWS ignores StartDate/EndDate for one-time schedules.
         _require_aware(after=after, anchor=anchor, start=start, end=end)
-        fire = self.fire_time(tz)
+        try:
+            fire = self.fire_time(tz)
+        except OverflowError:  # at(0001-01-01T00:00:00) east of UTC, at(9999-12-31T23:59:59) west of it
+            return None
         return fire if fire > after else None
 
 
@@ -215,7 +218,7 @@ class CronSchedule(Schedule):
         lower = after
         if start is not None and start > lower:
             lower = start - _ONE_US  # "strictly after start - 1us" == "at or after start"
-        if end is not None and end <= lower:
+        if (end is not None and end <= lower) or lower.year > _MAX_YEAR:
             return None
         local = lower.astimezone(tz).replace(tzinfo=None, fold=0)
         cursor = local.replace(second=0, microsecond=0)

@@ -126,7 +126,21 @@ class ScheduleSource:
         last = datetime.fromisoformat(state["last"])
         missed = fires_between(self.schedule, last, now, limit=MISFIRE_LIMIT, **self._bounds())
         policy = self.config.misfire
-        self._due = missed if policy == "run_all" else missed[-1:] if policy == "run_once" else []
+        if policy == "run_once":
+            newest = missed[-1:]
+            while len(missed) == MISFIRE_LIMIT:  # a long outage: find the newest missed fire chunk by chunk
+                missed = fires_between(self.schedule, missed[-1], now, limit=MISFIRE_LIMIT, **self._bounds())
+                newest = missed[-1:] or newest
+            self._due = newest
+        elif policy == "run_all":
+            if len(missed) == MISFIRE_LIMIT:
+                self.context.log.warning(
+                    "more than %d fires were missed; run_all runs the oldest %d", MISFIRE_LIMIT, MISFIRE_LIMIT,
+                    extra={"fields": {"mapping": self.context.mapping}},
+                )
+            self._due = missed
+        else:
+            self._due = []
         self._cursor = now
         if missed:
             self.context.log.info(

@@ -113,7 +113,7 @@ def test_schedule_error_is_a_value_error_with_details() -> None:
     ],
 )
 def test_unrecognised_expressions(expression: str, message: str) -> None:
-    with pytest.raises(ScheduleError, match=None) as info:
+    with pytest.raises(ScheduleError) as info:
         parse_schedule(expression)
     assert str(info.value).startswith(f"{expression}: ")
     assert message in str(info.value)
@@ -266,8 +266,8 @@ def test_rate_past_datetime_max_has_no_next_fire() -> None:
 def test_rate_errors(expression: str, field: str, message: str) -> None:
     with pytest.raises(ScheduleError) as info:
         parse_schedule(expression)
-    assert str(info.value) == f"{expression}: {message}" or message in str(info.value)
     assert str(info.value).startswith(f"{expression}: ")
+    assert message in str(info.value)
     assert info.value.field == field
 
 
@@ -1086,5 +1086,16 @@ def test_error_messages_quote_the_field_as_written() -> None:
     with pytest.raises(ScheduleError) as info:
         parse_schedule("cron(0 0 1 january ? *)")
     assert str(info.value) == (
-        "cron(0 0 1 january ? *): month field 'january': 'january' is not a valid value (expected 1-12 or JAN-DEC)"
+        "cron(0 0 1 january ? *): month field 'january': "
+        "'january' is not a valid value (expected 1-12 or JAN-DEC)"
     )
+
+
+def test_extreme_datetimes_do_not_crash() -> None:
+    cron = parse_schedule("cron(0 0 * * ? *)")
+    assert cron.next_fire(datetime.max.replace(tzinfo=UTC), tz=KOLKATA, anchor=ANCHOR) is None
+    assert cron.next_fire(datetime.min.replace(tzinfo=UTC), tz=UTC_TZ, anchor=ANCHOR) == utc(1970, 1, 1)
+    early = parse_schedule("at(0001-01-01T00:00:00)")
+    assert early.next_fire(ANCHOR, tz=KOLKATA, anchor=ANCHOR) is None
+    late = parse_schedule("at(9999-12-31T23:00:00)")
+    assert late.next_fire(ANCHOR, tz=NEW_YORK, anchor=ANCHOR) is None

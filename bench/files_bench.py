@@ -1,0 +1,459 @@
+"""Benchmark of the `files` source: latency at a steady rate and throughput of a burst, hub vs. bare watchdog.
+
+    .venv/bin/python bench/files_bench.py            # full run (~1-2 min): 1,000 files at 100/s, then 10,000
+    .venv/bin/python bench/files_bench.py --quick    # smoke run (~15 s)
+
+Prints ONE JSON object on stdout; progress goes to stderr. See bench/README.md for what the numbers mean.
+
+Every observer runs as a real subprocess in a fresh temporary folder, while this process writes the files:
+
+- hub:  `python -m hub run hub.yaml` with one `files` mapping -> functions.recorder.record (max_concurrency 10);
+        a file's latency is the handler's `received` minus the moment this process closed the file.
+- raw:  a bare watchdog Observer (this file run with `--raw-watcher`) whose handler only records time.time()
+        on each `closed` event: the ceiling the hub cannot beat, measured on the same machine in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+PAYLOAD = b"benchmark payload: a small file of one hundred bytes.......................................\n"
+TARGET_LATENCY_P99_MS = 100.0
+TARGET_RATE = 100.0
+STOP_TIMEOUT = 20.0
+READY_TIMEOUT = 30.0
+
+
+def progress(message: str) -> None:
+    print(f"[files_bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---- statistics ------------------------------------------------------------------------------------------------
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default), q in [0, 100]."""
+    if not sorted_values:
+        return float("nan")
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def summary_ms(seconds: list[float]) -> dict[str, float | int | None]:
+    values = sorted(s * 1000.0 for s in seconds)
+    if not values:
+        return {"n": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
+    return {
+        "n": len(values),
+        "min_ms": round(values[0], 3),
+        "p50_ms": round(percentile(values, 50), 3),
+        "p95_ms": round(percentile(values, 95), 3),
+        "p99_ms": round(percentile(values, 99), 3),
+        "max_ms": round(values[-1], 3),
+        "mean_ms": round(sum(values) / len(values), 3),
+    }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return round(a / b, 2)
+
+
+# ---- processes -------------------------------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if this benchmark dies, so nothing is ever left running."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Child:
+    """A subprocess whose stdout+stderr go to a log file; stopped with SIGTERM, killed after a timeout."""
+
+    def __init__(self, name: str, argv: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C on the terminal reaches only us; we stop the child ourselves
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        self.exit_code: int | None = None
+        self.killed = False
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}) before logging {text!r}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not log {text!r} within {timeout}s:\n{self.log()}")
+            time.sleep(0.02)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.exit_code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            progress(f"{self.name} did not stop within {timeout}s after SIGTERM; killing it")
+            self.killed = True
+            self.proc.kill()
+            self.exit_code = self.proc.wait(10)
+        return self.exit_code
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def count_lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for_count(counter: Any, expected: int, *, timeout: float, stall: float, what: str) -> int:
+    """Poll counter() until it reaches `expected`; give up after `timeout`, or `stall` seconds without progress."""
+    deadline = time.monotonic() + timeout
+    last, last_change = -1, time.monotonic()
+    while True:
+        n = counter()
+        now = time.monotonic()
+        if n >= expected:
+            return n
+        if n != last:
+            last, last_change = n, now
+        if now > deadline:
+            progress(f"{what}: timed out after {timeout:.0f}s with {n}/{expected}")
+            return n
+        if now - last_change > stall:
+            progress(f"{what}: no progress for {stall:.0f}s, stopping at {n}/{expected}")
+            return n
+        time.sleep(0.05)
+
+
+# ---- the writer ------------------------------------------------------------------------------------------------
+
+
+def write_files(folder: Path, prefix: str, count: int, rate: float | None) -> dict[str, float]:
+    """Write `count` small files (at `rate` per second, or as fast as possible); return name -> close time."""
+    closed: dict[str, float] = {}
+    start = time.perf_counter()
+    for i in range(count):
+        if rate:
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        name = f"{prefix}-{i:06d}.dat"
+        fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, PAYLOAD)
+        finally:
+            os.close(fd)
+        closed[name] = time.time()
+    return closed
+
+
+# ---- one run: a workload against one observer ------------------------------------------------------------------
+
+
+def hub_config(work: Path, inbox: Path, max_concurrency: int) -> str:
+    return f"""\
+checkpoints: sqlite:///{work / "state.db"}
+shutdown_grace: 5s
+functions:
+  fn: {{handler: functions.recorder.record, timeout: 10s}}
+mappings:
+  - name: inbox
+    function: fn
+    max_concurrency: {max_concurrency}
+    source: {{type: files, path: {inbox}, settle_time: 200ms, rescan_interval: 0}}
+"""
+
+
+def start_observer(kind: str, work: Path, inbox: Path, max_concurrency: int) -> tuple[Child, Path]:
+    out = work / "received.jsonl"
+    if kind == "hub":
+        config = work / "hub.yaml"
+        config.write_text(hub_config(work, inbox, max_concurrency))
+        argv = [PYTHON, "-m", "hub", "run", str(config)]
+        child = Child("hub", argv, work, child_env({"RECORDER_OUT": str(out)}), work / "hub.log")
+    else:
+        argv = [PYTHON, str(Path(__file__).resolve()), "--raw-watcher", str(inbox), str(out)]
+        child = Child("raw watcher", argv, work, child_env({}), work / "raw.log")
+    try:
+        child.wait_log("watching", READY_TIMEOUT)
+    except BaseException:
+        child.stop()
+        raise
+    return child, out
+
+
+def read_received(kind: str, out: Path) -> tuple[dict[str, float], int]:
+    """name -> first receive time, and the number of duplicate deliveries."""
+    received: dict[str, float] = {}
+    duplicates = 0
+    if not out.exists():
+        return received, 0
+    for line in out.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if kind == "hub":
+            name = unquote_plus(entry["event"]["Records"][0]["s3"]["object"]["key"])
+            when = entry["received"]
+        else:
+            name, when = entry["name"], entry["received"]
+        if name in received:
+            duplicates += 1
+            received[name] = min(received[name], when)
+        else:
+            received[name] = when
+    return received, duplicates
+
+
+def log_problems(text: str) -> list[str]:
+    lines = [line for line in text.splitlines() if " WARNING " in line or " ERROR " in line or "Traceback" in line]
+    distinct: dict[str, int] = {}
+    for line in lines:
+        key = line.split(": ", 1)[-1][:200]
+        distinct[key] = distinct.get(key, 0) + 1
+    return [f"{n}x {msg}" for msg, n in list(distinct.items())[:10]]
+
+
+def run_workload(
+    kind: str, workload: str, base: Path, count: int, rate: float | None, max_concurrency: int
+) -> dict[str, Any]:
+    work = base / f"{workload}-{kind}"
+    inbox = work / "inbox"
+    inbox.mkdir(parents=True)
+    progress(f"{workload}/{kind}: starting the observer")
+    child, out = start_observer(kind, work, inbox, max_concurrency)
+    try:
+        time.sleep(0.5)  # let the observer's process settle (imports, threads) before the clock starts
+        what = f"{count} files at {rate:g}/s" if rate else f"{count} files as fast as possible"
+        progress(f"{workload}/{kind}: writing {what}")
+        closed = write_files(inbox, workload, count, rate)
+        first_close, last_close = min(closed.values()), max(closed.values())
+        progress(f"{workload}/{kind}: written in {last_close - first_close:.2f}s; waiting for the observer to drain")
+        if kind == "hub":
+            counter = lambda: count_lines(out)  # noqa: E731
+        else:
+            count_file = out.with_suffix(".count")
+            counter = lambda: int(count_file.read_text() or 0) if count_file.exists() else 0  # noqa: E731
+        wait_for_count(
+            counter, count, timeout=max(60.0, count / 50.0), stall=15.0, what=f"{workload}/{kind} drain"
+        )
+    finally:
+        exit_code = child.stop()
+    received, duplicates = read_received(kind, out)
+    latencies = [received[name] - t for name, t in closed.items() if name in received]
+    missing = [name for name in closed if name not in received]
+    result: dict[str, Any] = {
+        "files": count,
+        "received": len(latencies),
+        "missing": len(missing),
+        "duplicates": duplicates,
+        "write_seconds": round(last_close - first_close, 3),
+        "write_rate_per_s": round((count - 1) / (last_close - first_close), 1) if count > 1 else None,
+        "latency": summary_ms(latencies),
+        "exit_code": exit_code,
+    }
+    if missing:
+        result["missing_examples"] = missing[:5]
+    if received:
+        span = max(received.values()) - first_close
+        result["first_close_to_last_received_s"] = round(span, 3)
+        result["throughput_files_per_s"] = round(len(latencies) / span, 1) if span > 0 else None
+    if kind == "hub":
+        result["log_problems"] = log_problems(child.log())
+        if child.killed:
+            result["killed_after_sigterm"] = True
+    # the slowest files, to look them up in the hub's log (kept with --keep)
+    slowest = sorted(((received[n] - t, n) for n, t in closed.items() if n in received), reverse=True)[:5]
+    result["slowest"] = [{"file": n, "ms": round(s * 1000, 1), "closed_at": round(closed[n], 3)} for s, n in slowest]
+    progress(
+        f"{workload}/{kind}: {len(latencies)}/{count} received, p50 {result['latency']['p50_ms']} ms, "
+        f"p99 {result['latency']['p99_ms']} ms, max {result['latency']['max_ms']} ms"
+    )
+    return result
+
+
+# ---- the raw watcher (a subprocess) ----------------------------------------------------------------------------
+
+
+def raw_watcher(folder: str, out: str) -> int:
+    """A bare watchdog Observer: record time.time() for each `closed` event; dump everything on SIGTERM."""
+    from watchdog.events import FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    times: list[tuple[str, float]] = []
+    root = os.path.abspath(folder)
+
+    class Recorder(FileSystemEventHandler):
+        def on_closed(self, event: Any) -> None:
+            times.append((os.fsdecode(event.src_path), time.time()))
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    observer = Observer()
+    observer.schedule(Recorder(), root, recursive=True)
+    observer.start()
+    print("raw watcher: watching", root, file=sys.stderr, flush=True)
+    count_path = out + ".count" if not out.endswith(".jsonl") else out[: -len(".jsonl")] + ".count"
+    shown = -1
+    while not stop.wait(0.05):
+        if len(times) != shown:
+            shown = len(times)
+            tmp = count_path + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(str(shown))
+            os.replace(tmp, count_path)
+    observer.stop()
+    observer.join(5)
+    with open(out, "w") as f:
+        for path, when in times:
+            f.write(json.dumps({"name": os.path.relpath(path, root), "received": when}) + "\n")
+    return 0
+
+
+# ---- main ------------------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=10000, help="files in the throughput burst (default 10000)")
+    parser.add_argument("--rate", type=float, default=TARGET_RATE, help="files/s of the latency run (default 100)")
+    parser.add_argument("--latency-seconds", type=float, default=10.0, help="length of the latency run (default 10)")
+    parser.add_argument("--max-concurrency", type=int, default=10, help="the mapping's max_concurrency (default 10)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 200-file burst, 3 s latency run")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (hub logs) and print its path")
+    parser.add_argument("--skip-raw", action="store_true", help="measure the hub only")
+    parser.add_argument("--raw-watcher", nargs=2, metavar=("FOLDER", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.raw_watcher:
+        return raw_watcher(*args.raw_watcher)
+    if args.quick:
+        args.files, args.latency_seconds = 200, 3.0
+    latency_files = max(2, round(args.rate * args.latency_seconds))
+
+    import watchdog.version
+
+    base = Path(tempfile.mkdtemp(prefix="files-bench-"))
+    progress(f"working in {base}")
+    report: dict[str, Any] = {
+        "bench": "files",
+        "params": {
+            "latency_files": latency_files,
+            "latency_rate_per_s": args.rate,
+            "latency_seconds": args.latency_seconds,
+            "throughput_files": args.files,
+            "max_concurrency": args.max_concurrency,
+            "handler": "functions.recorder.record",
+            "settle_time": "200ms",
+            "rescan_interval": 0,
+            "quick": args.quick,
+        },
+        "host": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "watchdog": watchdog.version.VERSION_STRING,
+        },
+    }
+    started = time.monotonic()
+    try:
+        kinds = ["hub"] if args.skip_raw else ["raw", "hub"]
+        latency = {k: run_workload(k, "latency", base, latency_files, args.rate, args.max_concurrency) for k in kinds}
+        throughput = {k: run_workload(k, "throughput", base, args.files, None, args.max_concurrency) for k in kinds}
+    finally:
+        if args.keep:
+            progress(f"kept {base}")
+        else:
+            import shutil
+
+            shutil.rmtree(base, ignore_errors=True)
+    hub_l, raw_l = latency["hub"]["latency"], latency.get("raw", {}).get("latency", {})
+    report["latency"] = {
+        **latency,
+        "hub_over_raw": {
+            q: ratio(hub_l.get(f"{q}_ms"), raw_l.get(f"{q}_ms")) for q in ("p50", "p95", "p99", "max")
+        },
+    }
+    report["throughput"] = {
+        **throughput,
+        "hub_over_raw": ratio(
+            throughput["hub"].get("throughput_files_per_s"), throughput.get("raw", {}).get("throughput_files_per_s")
+        ),
+    }
+    p99 = hub_l.get("p99_ms")
+    report["targets"] = {
+        "latency_p99_ms_at_100_per_s": {
+            "target": f"< {TARGET_LATENCY_P99_MS:g}",
+            "hub": p99,
+            "met": p99 is not None and p99 < TARGET_LATENCY_P99_MS and latency["hub"]["missing"] == 0,
+            "comparable": args.rate == TARGET_RATE,
+        }
+    }
+    problems = []
+    for workload, runs in (("latency", latency), ("throughput", throughput)):
+        for kind, run in runs.items():
+            if run["missing"]:
+                problems.append(f"{workload}/{kind}: {run['missing']} of {run['files']} files never received")
+            if run["duplicates"]:
+                problems.append(f"{workload}/{kind}: {run['duplicates']} duplicate deliveries")
+            if run["exit_code"] != 0:
+                problems.append(f"{workload}/{kind}: exit code {run['exit_code']} after SIGTERM")
+            problems.extend(f"{workload}/{kind} log: {p}" for p in run.get("log_problems", []))
+    report["problems"] = problems
+    report["elapsed_s"] = round(time.monotonic() - started, 1)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

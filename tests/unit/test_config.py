@@ -1,0 +1,130 @@
+"""Configuration: durations, ${VAR} expansion and every error path (file, line and field named; exit 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hub.config import ConfigError, load_config
+from hub.types import parse_duration
+from hub.yamlsource import expand
+from tests.helpers import ROOT, run_cli
+
+GOOD = """\
+functions:
+  f: {handler: functions.recorder.record, timeout: 500ms}
+mappings:
+  - function: f
+    source:
+      type: files
+      path: ./inbox
+"""
+
+
+def write(tmp: Path, text: str) -> Path:
+    path = tmp / "hub.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("500ms", 0.5), ("30s", 30), ("5m", 300), ("1h", 3600), ("1d", 86400), (2, 2), (1.5, 1.5), ("7", 7)],
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["5 parsecs", "-1s", "", True, "1.2.3s", None])
+def test_bad_durations(bad: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+def test_env_expansion() -> None:
+    env = {"HOST": "kafka", "EMPTY": ""}
+    assert expand("${HOST}:9092", env) == "kafka:9092"
+    assert expand("${PORT:-9092}", env) == "9092"
+    assert expand("${EMPTY:-fallback}", env) == "fallback"
+    assert expand("$${HOST}", env) == "${HOST}"
+    with pytest.raises(KeyError):
+        expand("${MISSING}", env)
+
+
+def test_good_config_loads_with_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    assert config.functions["f"].timeout == 0.5
+    assert config.functions["f"].memory == 128
+    (mapping,) = config.mappings
+    assert mapping.display_name == "f-files"
+    assert mapping.setting("maximum_retry_attempts") == 2  # asynchronous invocation's default
+    assert mapping.setting("batch_size") == 1
+    assert config.checkpoints == "sqlite:///.hub/state.db"
+
+
+def test_unquoted_variable_takes_the_type_yaml_would_give(tmp_path: Path) -> None:
+    text = GOOD.replace("  f: {handler: functions.recorder.record, timeout: 500ms}",
+                        "  f:\n    handler: functions.recorder.record\n    memory: ${MEM}")
+    config = load_config(write(tmp_path, text), env={"MEM": "256"})
+    assert config.functions["f"].memory == 256
+
+
+@pytest.mark.parametrize(
+    ("edit", "line", "needle"),
+    [
+        (("timeout: 500ms", "timeout: 5 parsecs"), 2, "functions.f.timeout: '5 parsecs' is not a duration"),
+        (("path: ./inbox", "pth: ./inbox"), 7, "mappings[0].source.pth: unknown setting"),
+        (("path: ./inbox", "pth: ./inbox"), 6, "mappings[0].source.path: Field required"),
+        (("type: files", "type: filez"), 6, "mappings[0].source.type: unknown source type 'filez'"),
+        (("- function: f", "- function: g"), 4, "mappings[0].function: no function 'g'"),
+        (("handler: functions.recorder.record", "handler: nodots"), 2, "functions.f.handler: 'nodots' is not"),
+        (("path: ./inbox", "path: ./inbox\n    batch_size: 10"), 8, "mappings[0].batch_size: does not apply"),
+        (("path: ./inbox", "path: ${INBOX}"), 7, "environment variable INBOX is not set"),
+        (("functions:", "functions: ["), 3, "YAML syntax error"),
+        (("path: ./inbox", "path: ./inbox\n    filter_criteria: [{detail: {n: [{numeric: ['>']}]}}]"), 8,
+         "mappings[0].filter_criteria:"),
+        (("timeout: 500ms", "memory: 64"), 2, "functions.f.memory: Input should be greater than or equal to 128"),
+    ],
+)
+def test_errors_name_file_line_and_field(tmp_path: Path, edit: tuple[str, str], line: int, needle: str) -> None:
+    path = write(tmp_path, GOOD.replace(*edit))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    text = str(caught.value)
+    assert needle in text
+    assert any(e.startswith(f"{path}:{line}:") and needle.split(":")[0] in e for e in caught.value.errors), text
+
+
+def test_duplicate_mapping_names_are_refused(tmp_path: Path) -> None:
+    text = GOOD + "  - function: f\n    source: {type: files, path: ./other}\n"
+    with pytest.raises(ConfigError, match="two mappings are named 'f-files'"):
+        load_config(write(tmp_path, text))
+
+
+def test_secrets_never_appear_in_errors(tmp_path: Path) -> None:
+    text = GOOD.replace("timeout: 500ms", "timeout: 500ms, environment: {API_TOKEN: [hunter2]}")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert "hunter2" not in str(caught.value)
+
+
+def test_cli_exits_2_naming_the_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("path: ./inbox", "pth: ./inbox"))
+    for command in (["validate", str(path)], ["run", str(path)]):
+        result = run_cli(*command)
+        assert result.returncode == 2, result
+        assert f"{path}:7:" in result.stderr
+        assert "mappings[0].source.pth" in result.stderr
+
+
+def test_missing_file_exits_2(tmp_path: Path) -> None:
+    result = run_cli("validate", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "nope.yaml: cannot read the configuration" in result.stderr
+
+
+def test_shipped_configs_are_valid() -> None:
+    for path in sorted((ROOT / "config").rglob("*.yaml")):
+        result = run_cli("validate", str(path))
+        assert result.returncode == 0, (path, result.stderr)
