@@ -199,7 +199,7 @@ def write_files(folder: Path, prefix: str, count: int, rate: float | None) -> di
 # ---- one run: a workload against one observer ------------------------------------------------------------------
 
 
-def hub_config(work: Path, inbox: Path, max_concurrency: int) -> str:
+def hub_config(work: Path, inbox: Path, max_concurrency: int, rescan: float) -> str:
     return f"""\
 checkpoints: sqlite:///{work / "state.db"}
 shutdown_grace: 5s
@@ -209,15 +209,15 @@ mappings:
   - name: inbox
     function: fn
     max_concurrency: {max_concurrency}
-    source: {{type: files, path: {inbox}, settle_time: 200ms, rescan_interval: 0}}
+    source: {{type: files, path: {inbox}, settle_time: 200ms, rescan_interval: {rescan:g}}}
 """
 
 
-def start_observer(kind: str, work: Path, inbox: Path, max_concurrency: int) -> tuple[Child, Path]:
+def start_observer(kind: str, work: Path, inbox: Path, max_concurrency: int, rescan: float) -> tuple[Child, Path]:
     out = work / "received.jsonl"
     if kind == "hub":
         config = work / "hub.yaml"
-        config.write_text(hub_config(work, inbox, max_concurrency))
+        config.write_text(hub_config(work, inbox, max_concurrency, rescan))
         argv = [PYTHON, "-m", "hub", "run", str(config)]
         child = Child("hub", argv, work, child_env({"RECORDER_OUT": str(out)}), work / "hub.log")
     else:
@@ -265,13 +265,13 @@ def log_problems(text: str) -> list[str]:
 
 
 def run_workload(
-    kind: str, workload: str, base: Path, count: int, rate: float | None, max_concurrency: int
+    kind: str, workload: str, base: Path, count: int, rate: float | None, max_concurrency: int, rescan: float = 0.0
 ) -> dict[str, Any]:
     work = base / f"{workload}-{kind}"
     inbox = work / "inbox"
     inbox.mkdir(parents=True)
     progress(f"{workload}/{kind}: starting the observer")
-    child, out = start_observer(kind, work, inbox, max_concurrency)
+    child, out = start_observer(kind, work, inbox, max_concurrency, rescan)
     try:
         time.sleep(0.5)  # let the observer's process settle (imports, threads) before the clock starts
         what = f"{count} files at {rate:g}/s" if rate else f"{count} files as fast as possible"
@@ -308,12 +308,15 @@ def run_workload(
         span = max(received.values()) - first_close
         result["first_close_to_last_received_s"] = round(span, 3)
         result["throughput_files_per_s"] = round(len(latencies) / span, 1) if span > 0 else None
+    log_text = child.log()
+    result["inotify_overflows"] = log_text.count("Inotify queue overflowed; filesystem events were lost")
     if kind == "hub":
-        result["log_problems"] = log_problems(child.log())
+        result["rescan_interval_s"] = rescan
+        result["log_problems"] = log_problems(log_text)
         if child.killed:
             result["killed_after_sigterm"] = True
     # the slowest files, to look them up in the hub's log (kept with --keep)
-    slowest = sorted(((received[n] - t, n) for n, t in closed.items() if n in received), reverse=True)[:5]
+    slowest = sorted(((received[n] - t, n) for n, t in closed.items() if n in received), reverse=True)[:3]
     result["slowest"] = [{"file": n, "ms": round(s * 1000, 1), "closed_at": round(closed[n], 3)} for s, n in slowest]
     progress(
         f"{workload}/{kind}: {len(latencies)}/{count} received, p50 {result['latency']['p50_ms']} ms, "

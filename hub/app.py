@@ -68,7 +68,7 @@ class Hub:
                 max_in_flight=max_in_flight,
             )
             source = spec.build(mapping.source, context)
-            destination = build_destination(mapping.destination_config.on_failure)
+            destination = build_destination(mapping.destination_config.on_failure, self.config.region)
             if destination is not None:
                 self._stack.push_async_callback(destination.close)
             counters = self.counters.setdefault(mapping.display_name, Counters())

@@ -61,17 +61,14 @@ class FunctionConfig(Model):
 
 
 class FileDestination(Model):
-    """JSON lines, one AWS invocation record per line."""
+    """JSON lines, one AWS failure record per line, fsynced."""
 
     type: Literal["file"]
     path: str = Field(description="File to append the records to (created with its folder).")
 
 
-Destination = Annotated[Union[FileDestination], Field(discriminator="type")]  # noqa: UP007
-
-
 class DestinationConfig(Model):
-    on_failure: Destination | None = Field(None, description="Where records go when the mapping gives up on them.")
+    on_failure: Any = Field(None, description="Where records go when the mapping gives up on them: `{type: ...}`.")
 
 
 class FilterEntry(Model):
@@ -233,18 +230,37 @@ class HubConfig(Model):
 
 
 @cache
-def config_model(types: tuple[str, ...]) -> type[HubConfig]:
-    """HubConfig whose `mappings[].source` is the union of the named connectors' models."""
+def config_model(types: tuple[str, ...], destinations: tuple[str, ...] = ()) -> type[HubConfig]:
+    """HubConfig whose `mappings[].source` is the union of the named connectors' models, and whose
+    `destination_config.on_failure` is the union of `file` and the named connectors' destinations."""
     models = tuple(registry.get(t).config for t in types)
-    source_type: Any = (
-        models[0] if len(models) == 1 else Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
+    dest_models: tuple[Any, ...] = (FileDestination,) + tuple(
+        registry.get_destination(t).config for t in destinations
     )
-    mapping = create_model("MappingConfig", __base__=MappingConfig, source=(source_type, ...))
+    source_type: Any = _union(models)
+    destination = create_model(
+        "DestinationConfig", __base__=DestinationConfig, on_failure=(_union(dest_models) | None, None)
+    )
+    mapping = create_model(
+        "MappingConfig",
+        __base__=MappingConfig,
+        source=(source_type, ...),
+        destination_config=(destination, Field(default_factory=destination)),
+    )
     return create_model("HubConfig", __base__=HubConfig, mappings=(list[mapping], []))  # type: ignore[valid-type]
 
 
+def _union(models: tuple[Any, ...]) -> Any:
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
+
+
 def full_model() -> type[HubConfig]:
-    return config_model(tuple(spec.type for spec in registry.all_specs()))
+    return config_model(
+        tuple(spec.type for spec in registry.all_specs()),
+        tuple(spec.type for spec in registry.all_destination_specs()),
+    )
 
 
 def validate(located: Located) -> HubConfig:
@@ -254,6 +270,7 @@ def validate(located: Located) -> HubConfig:
         raise ConfigError([f"{located.where(())}: the configuration must be a mapping (key: value)"])
     errors: list[str] = []
     types: set[str] = set()
+    destinations: set[str] = set()
     for i, mapping in enumerate(data.get("mappings") or []):
         source = mapping.get("source") if isinstance(mapping, dict) else None
         kind = source.get("type") if isinstance(source, dict) else None
@@ -267,9 +284,19 @@ def validate(located: Located) -> HubConfig:
             )
         else:
             types.add(kind)
+        dest = mapping.get("destination_config") if isinstance(mapping, dict) else None
+        target = dest.get("on_failure") if isinstance(dest, dict) else None
+        dest_kind = target.get("type") if isinstance(target, dict) else None
+        if dest_kind is not None and dest_kind != "file":
+            at = ("mappings", i, "destination_config", "on_failure", "type")
+            if dest_kind not in registry.destination_names():
+                errors.append(f"{located.where(at)}: {dotted(at)}: unknown destination type {dest_kind!r} "
+                              f"(one of: {', '.join(registry.destination_names())})")
+            else:
+                destinations.add(dest_kind)
     if errors:
         raise ConfigError(errors)
-    model = config_model(tuple(sorted(types))) if types else HubConfig
+    model = config_model(tuple(sorted(types)), tuple(sorted(destinations))) if types else HubConfig
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -22,12 +22,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hub.config import MappingConfig
-from hub.destinations import Destination
 from hub.functions import Function
 from hub.logs import fields
 from hub.records import Outcome, Record
 from hub.runtimes import Result
-from hub.source import Clock, Source
+from hub.source import Clock, Destination, Document, Source
 
 log = logging.getLogger("hub.dispatch")
 
@@ -151,7 +150,7 @@ class Dispatcher:
             "responsePayload": result.payload if result else None,
         }
 
-    async def _give_up(self, records: Sequence[Record], failure: Any, key: str | None = None) -> Outcome:
+    async def _give_up(self, records: Sequence[Record], failure: Any) -> Outcome:
         """Hand the records to the destination (retrying until it takes them), or drop them if there is none."""
         fields_ = fields(mapping=self.name, records=len(records), condition=failure["requestContext"]["condition"])
         if self.destination is None:
@@ -162,7 +161,7 @@ class Dispatcher:
         while True:
             attempt += 1
             try:
-                await self.destination.send(failure, key=key)
+                await self.destination.send([Document(failure)])
             except Exception as exc:
                 self.counters.destination_errors += 1
                 log.warning("destination %s refused a record: %s", self.destination.name, exc, extra=fields_)

@@ -22,6 +22,7 @@ class Record:
     item_id    the `itemIdentifier` by which a function names this record in `batchItemFailures`
     attempt    delivery count as the broker reports it (SQS ApproximateReceiveCount, Redis delivery count)
     filter_view what filter patterns see: metadata plus the parsed data under the source's data key
+    order_key  streams: the partition key; with parallelization_factor > 1 order is kept per order_key
     """
 
     lane: str
@@ -32,6 +33,7 @@ class Record:
     item_id: Any = None
     attempt: int = 1
     filter_view: Any = None
+    order_key: Any = None
     received: float = field(default_factory=time.monotonic)
 
     def view(self) -> Any:

@@ -11,29 +11,42 @@ import logging
 from functools import cache
 from importlib.metadata import entry_points
 
-from hub.source import ConnectorSpec
+from typing import TypeVar
+
+from hub.source import ConnectorSpec, DestinationSpec
+
+T = TypeVar("T")
 
 log = logging.getLogger("hub.registry")
 
 BUILTIN = {
     "files": "connectors.files:CONNECTOR",
     "schedule": "connectors.schedule.source:CONNECTOR",
+    "kafka": "connectors.kafka:CONNECTOR",
+    "kinesis": "connectors.kinesis:CONNECTOR",
+    "dynamodb": "connectors.dynamodb:CONNECTOR",
+}
+BUILTIN_DESTINATIONS = {
+    "sqs": "connectors.aws_destinations:SQS_DESTINATION",
+    "s3": "connectors.aws_destinations:S3_DESTINATION",
+    "kafka": "connectors.kafka:DESTINATION",
 }
 GROUP = "hub.connectors"
+DESTINATION_GROUP = "hub.destinations"
 
 
-def _load(target: str) -> ConnectorSpec:
+def _load(target: str, kind: type[T]) -> T:
     module_name, _, attr = target.partition(":")
     spec = getattr(importlib.import_module(module_name), attr)
-    if not isinstance(spec, ConnectorSpec):
-        raise TypeError(f"{target} is not a hub.source.ConnectorSpec")
+    if not isinstance(spec, kind):
+        raise TypeError(f"{target} is not a hub.source.{kind.__name__}")
     return spec
 
 
 @cache
-def _targets() -> dict[str, str]:
-    targets = dict(BUILTIN)
-    for ep in entry_points(group=GROUP):
+def _targets(group: str = GROUP) -> dict[str, str]:
+    targets = dict(BUILTIN if group == GROUP else BUILTIN_DESTINATIONS)
+    for ep in entry_points(group=group):
         targets.setdefault(ep.name, ep.value)
     return targets
 
@@ -45,7 +58,29 @@ def names() -> list[str]:
 @cache
 def get(type_name: str) -> ConnectorSpec:
     """The connector for `type_name`; KeyError if no such connector is installed."""
-    return _load(_targets()[type_name])
+    return _load(_targets()[type_name], ConnectorSpec)
+
+
+def destination_names() -> list[str]:
+    return sorted(["file", *_targets(DESTINATION_GROUP)])
+
+
+@cache
+def get_destination(type_name: str) -> DestinationSpec:
+    """The destination type `type_name` (not `file`, which is built in); KeyError if unknown."""
+    return _load(_targets(DESTINATION_GROUP)[type_name], DestinationSpec)
+
+
+def all_destination_specs() -> list[DestinationSpec]:
+    specs = []
+    for name in destination_names():
+        if name == "file":
+            continue
+        try:
+            specs.append(get_destination(name))
+        except Exception as exc:
+            log.warning("destination %s could not be loaded: %s", name, exc)
+    return specs
 
 
 def all_specs() -> list[ConnectorSpec]:

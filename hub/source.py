@@ -66,6 +66,10 @@ class Source(Protocol):
         """The event the function receives for these records (all from one lane) at this attempt (1-based)."""
         ...
 
+    # Stream sources also implement:
+    #   def batch_info(self, records: Sequence[Record]) -> dict[str, Any]
+    # the part of AWS's on-failure record that describes a given-up batch, e.g. {"KinesisBatchInfo": {...}}.
+
     async def close(self) -> None:
         """Release everything. Safe to call twice, and after a failed open."""
         ...
@@ -106,6 +110,43 @@ class SourceContext:
     def scope(self, *parts: str) -> str:
         """A checkpoint-store scope private to this mapping."""
         return "/".join((self.mapping, *parts))
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One message for a destination: a JSON body, and the key to send it with where the broker has keys."""
+
+    body: Any
+    key: bytes | None = None
+
+
+class Destination(Protocol):
+    """Where records go when a mapping gives up on them."""
+
+    name: str
+    per_record: bool
+    """True: the dispatcher sends one document per record (a Kafka topic keeps each record's key);
+    False: one document per given-up batch, as AWS sends to SQS, SNS and S3."""
+    includes_payload: bool
+    """True: documents carry the whole event as `payload` (AWS does so for S3 and Kafka destinations)."""
+
+    async def send(self, documents: Sequence[Document]) -> None:
+        """Store every document durably, or raise (the dispatcher retries with backoff)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationSpec:
+    """A destination type (`destination_config.on_failure: {type: ...}`), as the registry knows it.
+
+    build  makes a Destination from its validated config and the hub's default region
+    """
+
+    type: str
+    config: type[BaseModel]
+    build: Callable[[Any, str], Destination]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """Destinations: where records go when a mapping gives up on them.
 
-A destination's `send` returns only once the record is durable there; only then does the source settle it.
+A destination's `send` returns only once the documents are durable there; only then does the source settle
+the records. `file` is built in; connectors provide the others (`sqs`, `kafka`, `s3`, ...).
 """
 
 from __future__ import annotations
@@ -8,51 +9,49 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from hub import registry
 from hub.config import FileDestination
-
-
-class Destination(Protocol):
-    name: str
-
-    async def send(self, record: dict[str, Any], *, key: str | None = None) -> None:
-        """Store one failure record durably; raise on failure (the dispatcher retries)."""
-        ...
-
-    async def close(self) -> None: ...
+from hub.source import Destination, Document
 
 
 class FileSink:
     """Appends one JSON document per line, fsynced before `send` returns."""
+
+    per_record = False
+    includes_payload = False
 
     def __init__(self, config: FileDestination) -> None:
         self.path = Path(config.path)
         self.name = f"file:{self.path}"
         self._lock = asyncio.Lock()
 
-    def _append(self, line: bytes) -> None:
+    def _append(self, data: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)
+            os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
 
-    async def send(self, record: dict[str, Any], *, key: str | None = None) -> None:
-        line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
+    async def send(self, documents: Sequence[Document]) -> None:
+        data = b"".join(
+            (json.dumps(d.body, separators=(",", ":"), default=str) + "\n").encode() for d in documents
+        )
         async with self._lock:
-            await asyncio.to_thread(self._append, line)
+            await asyncio.to_thread(self._append, data)
 
     async def close(self) -> None:
         pass
 
 
-def build_destination(config: Any) -> Destination | None:
+def build_destination(config: Any, region: str) -> Destination | None:
     if config is None:
         return None
     if isinstance(config, FileDestination):
         return FileSink(config)
-    raise ValueError(f"unsupported destination {config!r}")
+    return registry.get_destination(config.type).build(config, region)
