@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import itertools
 import json
 import os
 import platform
@@ -243,7 +244,7 @@ mappings:
     fires.sort()
     scheduled_times = [s for s, _ in fires]
     duplicates = len(scheduled_times) - len(set(scheduled_times))
-    gaps = [b - a for a, b in zip(scheduled_times, scheduled_times[1:], strict=False) if b - a != 1.0]
+    gaps = [b - a for a, b in itertools.pairwise(scheduled_times) if b - a != 1.0]
     measured = fires[args.warmup : args.warmup + args.fires]
     errors = [received - scheduled for scheduled, received in measured]
     warm = [received - scheduled for scheduled, received in fires[: args.warmup]]
@@ -285,7 +286,9 @@ mappings:
             "exit_code": exit_code,
         },
         "raw": {**raw_summary, "what": "asyncio.sleep to each whole second in the benchmark process"},
-        "hub_over_raw": {q: ratio(hub_summary.get(f"{q}_ms"), raw_summary.get(f"{q}_ms")) for q in ("p50", "p99", "max")},
+        "hub_over_raw": {
+            q: ratio(hub_summary.get(f"{q}_ms"), raw_summary.get(f"{q}_ms")) for q in ("p50", "p99", "max")
+        },
         "problems": problems,
     }
 

@@ -22,3 +22,28 @@ async def async_hangs(event, context):
 
 def raises(event, context):
     return {}["missing"]
+
+
+def poison(event, context):
+    """Fail any batch that holds a record marked poison; succeed otherwise. Records the batches it saw."""
+    import json
+    import os
+
+    records = event.get("Records", [])
+    out = os.environ.get("RECORDER_OUT")
+    if out:
+        with open(out, "a") as f:
+            f.write(json.dumps({"batch": [r.get("n") for r in records]}) + "\n")
+    if any(r.get("poison") for r in records):
+        raise ValueError("poison pill")
+    return None
+
+
+def partial(event, context):
+    """Report records marked fail as batch item failures (by their id)."""
+    return {"batchItemFailures": [{"itemIdentifier": r["id"]} for r in event["Records"] if r.get("fail")]}
+
+
+def bad_partial(event, context):
+    """A partial batch response naming an item that is not in the batch."""
+    return {"batchItemFailures": [{"itemIdentifier": "not-in-this-batch"}]}

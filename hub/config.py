@@ -234,9 +234,7 @@ def config_model(types: tuple[str, ...], destinations: tuple[str, ...] = ()) -> 
     """HubConfig whose `mappings[].source` is the union of the named connectors' models, and whose
     `destination_config.on_failure` is the union of `file` and the named connectors' destinations."""
     models = tuple(registry.get(t).config for t in types)
-    dest_models: tuple[Any, ...] = (FileDestination,) + tuple(
-        registry.get_destination(t).config for t in destinations
-    )
+    dest_models: tuple[Any, ...] = (FileDestination, *tuple(registry.get_destination(t).config for t in destinations))
     source_type: Any = _union(models)
     destination = create_model(
         "DestinationConfig", __base__=DestinationConfig, on_failure=(_union(dest_models) | None, None)
@@ -290,8 +288,10 @@ def validate(located: Located) -> HubConfig:
         if dest_kind is not None and dest_kind != "file":
             at = ("mappings", i, "destination_config", "on_failure", "type")
             if dest_kind not in registry.destination_names():
-                errors.append(f"{located.where(at)}: {dotted(at)}: unknown destination type {dest_kind!r} "
-                              f"(one of: {', '.join(registry.destination_names())})")
+                errors.append(
+                    f"{located.where(at)}: {dotted(at)}: unknown destination type {dest_kind!r} "
+                    f"(one of: {', '.join(registry.destination_names())})"
+                )
             else:
                 destinations.add(dest_kind)
     if errors:

@@ -1,22 +1,29 @@
 """The dispatcher: turns a batch into invocations and an Outcome.
 
-Processing retries (bounded: `maximum_retry_attempts`, `maximum_event_age`, then the destination) live here,
-as explicit policy values. Connection trouble is the mapping's business and never counts as a function
-failure.
+Processing retries (bounded, then the destination) live here, as explicit policy values; connection trouble is
+the mapping's business and never counts as a function failure. One policy per source family, as AWS has:
 
-Policies by source family:
-- async (files, schedules): as Lambda's asynchronous invocation. Up to `maximum_retry_attempts` retries with
+- async (files, schedules): Lambda's asynchronous invocation. Up to `maximum_retry_attempts` retries with
   exponential backoff and jitter; an event older than `maximum_event_age` is not retried; then the
   asynchronous invocation record goes to the destination (or the event is dropped, as AWS drops it).
+- stream (Kafka, Kinesis, DynamoDB Streams): a failed batch blocks its lane and is retried until it succeeds,
+  exceeds `maximum_retry_attempts` (-1: forever) or `maximum_record_age`; `bisect_batch_on_function_error`
+  splits a failing batch in two without using up retries; with `ReportBatchItemFailures` the records before the
+  lowest reported failure succeed and the rest is retried. Given-up records go to the destination with the
+  source's batch info (KinesisBatchInfo, DDBStreamBatchInfo, KafkaBatchInfo) and the lane moves on.
+- queue (SQS, Redis streams, RabbitMQ): one invocation; failed records are left to the broker's redelivery,
+  except those delivered `max_receive_count` times, which go to the destination.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
-import time
-from collections.abc import Sequence
+import uuid
+from collections import deque
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +40,7 @@ log = logging.getLogger("hub.dispatch")
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Exponential backoff with full jitter: attempt n waits a random time in [base*2^(n-1)/2, base*2^(n-1)]."""
+    """Exponential backoff with jitter: attempt n waits a random time in [d/2, d], d = base * 2^(n-1) <= cap."""
 
     base: float
     cap: float
@@ -57,8 +64,22 @@ class Counters:
     by_outcome: dict[str, int] = field(default_factory=dict)
 
 
-def iso_now(clock: Clock) -> str:
-    return datetime.fromtimestamp(clock.time(), UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def item_key(identifier: Any) -> Hashable | None:
+    """A record's `itemIdentifier` in comparable form: a string, or Kafka's (`topic-partition`, offset)."""
+    if isinstance(identifier, dict):
+        try:
+            return (str(identifier["partition"]), int(identifier["offset"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+    if isinstance(identifier, tuple):
+        return identifier
+    if identifier is None or identifier == "":
+        return None
+    return str(identifier)
 
 
 class Dispatcher:
@@ -83,12 +104,21 @@ class Dispatcher:
         self.family = mapping.spec.family
         self.retries = int(mapping.setting("maximum_retry_attempts") or 0)
         self.max_event_age = mapping.setting("maximum_event_age") or 21600.0
+        record_age = mapping.setting("maximum_record_age")
+        self.max_record_age = record_age if record_age is not None and record_age >= 0 else None
+        self.bisect = mapping.bisect_batch_on_function_error
+        self.report_failures = "ReportBatchItemFailures" in mapping.function_response_types
+        self.max_receive_count = mapping.setting("max_receive_count")
         self.backoff = Backoff(mapping.retry_delay, mapping.maximum_retry_delay)
 
     async def dispatch(self, records: Sequence[Record]) -> Outcome:
-        if self.family == "async":
-            return await self._asynchronous(records)
-        raise NotImplementedError(f"{self.family} sources are dispatched by a later version")
+        if self.family == "stream":
+            return await self._stream(records)
+        if self.family == "queue":
+            return await self._queue(records)
+        return await self._asynchronous(records)
+
+    # ---- shared pieces ---------------------------------------------------------------------------------------
 
     async def _wait(self, seconds: float) -> bool:
         """Sleep, or return False at once when the hub is stopping."""
@@ -107,6 +137,106 @@ class Dispatcher:
         if not result.ok:
             self.counters.failed_invoke += len(records)
         return result
+
+    def _failed_items(self, records: Sequence[Record], result: Result) -> list[int] | None:
+        """Indices of the records a partial batch response names, [] for none, None for an invalid response
+        (which fails the whole batch, as AWS treats it)."""
+        if not self.report_failures or not isinstance(result.payload, dict):
+            return []
+        failures = result.payload.get("batchItemFailures")
+        if not failures:
+            return []
+        if not isinstance(failures, list):
+            return None
+        index = {item_key(r.item_id): i for i, r in enumerate(records)}
+        found = set()
+        for failure in failures:
+            key = item_key(failure.get("itemIdentifier")) if isinstance(failure, dict) else None
+            if key is None or key not in index:
+                log.warning(
+                    "invalid batchItemFailures entry %r: the whole batch failed",
+                    failure,
+                    extra=fields(mapping=self.name, request_id=result.request_id),
+                )
+                return None
+            found.add(index[key])
+        self.counters.failed_invoke += len(found)
+        return sorted(found)
+
+    def _base_record(self, attempts: int, result: Result | None, condition: str) -> dict[str, Any]:
+        return {
+            "requestContext": {
+                "requestId": result.request_id if result else str(uuid.uuid4()),
+                "functionArn": f"{self.function.arn}:$LATEST",
+                "condition": condition,
+                "approximateInvokeCount": attempts,
+            },
+            "responseContext": (
+                {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"} if result else None
+            ),
+            "version": "1.0",
+            "timestamp": iso(self.clock.time()),
+        }
+
+    def _async_documents(
+        self, records: Sequence[Record], attempts: int, result: Result | None, condition: str
+    ) -> list[Document]:
+        """AWS's asynchronous invocation record: requestPayload is the event, responsePayload the error."""
+        body = self._base_record(attempts, result, condition)
+        if result is None:
+            body["responseContext"] = {"statusCode": 429, "executedVersion": "$LATEST", "functionError": "Unhandled"}
+        body["requestPayload"] = self.source.render(records, max(1, attempts))
+        body["responsePayload"] = result.payload if result else None
+        return [Document(body, mapping=self.name, lane=records[0].lane)]
+
+    def _stream_documents(
+        self, records: Sequence[Record], attempts: int, result: Result | None, condition: str
+    ) -> list[Document]:
+        """AWS's stream on-failure record: metadata and the source's batch info; S3 also gets the whole event as
+        an escaped string in `payload`; a Kafka topic gets one message per record, keyed as the record was."""
+        assert self.destination is not None
+        batch_info = getattr(self.source, "batch_info", None)
+        if self.destination.per_record:
+            documents = []
+            for record in records:
+                body = self._base_record(attempts, result, condition)
+                info = batch_info([record]) if batch_info else {}
+                body.update(_single_record_info(info))
+                body["payload"] = self.source.render([record], 1)
+                documents.append(Document(body, key=_key_bytes(record.order_key), mapping=self.name, lane=record.lane))
+            return documents
+        body = self._base_record(attempts, result, condition)
+        body.update(batch_info(records) if batch_info else {})
+        if self.destination.includes_payload:
+            body["payload"] = json.dumps(self.source.render(records, 1))
+        return [Document(body, mapping=self.name, lane=records[0].lane)]
+
+    async def _hand_off(self, records: Sequence[Record], documents: list[Document], condition: str) -> bool:
+        """Give records to the destination, retrying until it takes them (or drop them if there is none).
+
+        False when the hub stopped first: the records are then not settled.
+        """
+        fields_ = fields(mapping=self.name, records=len(records), condition=condition)
+        if self.destination is None:
+            self.counters.dropped += len(records)
+            log.warning("gave up; no destination configured, dropped", extra=fields_)
+            return True
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self.destination.send(documents)
+            except Exception as exc:
+                self.counters.destination_errors += 1
+                log.warning("destination %s refused a record: %s", self.destination.name, exc, extra=fields_)
+                if not await self._wait(Backoff(0.5, 30.0).delay(attempt)):
+                    return False
+                continue
+            self.counters.destination_delivered += len(records)
+            log.warning("gave up; sent to %s", self.destination.name, extra=fields_)
+            return True
+
+    # ---- asynchronous invocation -----------------------------------------------------------------------------
 
     async def _asynchronous(self, records: Sequence[Record]) -> Outcome:
         oldest = min(r.timestamp for r in records)
@@ -128,50 +258,113 @@ class Dispatcher:
                 break
             if not await self._wait(self.backoff.delay(attempt)):
                 return Outcome(failed=tuple(records))  # stopping: unsettled, handled again after a restart
-        return await self._give_up(records, self._async_record(records, attempt, result, condition))
-
-    def _async_record(self, records: Sequence[Record], attempts: int, result: Result | None, condition: str) -> Any:
-        """AWS's asynchronous invocation record (what Lambda sends an on-failure destination)."""
-        return {
-            "version": "1.0",
-            "timestamp": iso_now(self.clock),
-            "requestContext": {
-                "requestId": result.request_id if result else None,
-                "functionArn": f"{self.function.arn}:$LATEST",
-                "condition": condition,
-                "approximateInvokeCount": attempts,
-            },
-            "requestPayload": self.source.render(records, max(1, attempts)),
-            "responseContext": {
-                "statusCode": 200 if result else 429,
-                "executedVersion": "$LATEST",
-                "functionError": "Unhandled",
-            },
-            "responsePayload": result.payload if result else None,
-        }
-
-    async def _give_up(self, records: Sequence[Record], failure: Any) -> Outcome:
-        """Hand the records to the destination (retrying until it takes them), or drop them if there is none."""
-        fields_ = fields(mapping=self.name, records=len(records), condition=failure["requestContext"]["condition"])
-        if self.destination is None:
-            self.counters.dropped += len(records)
-            log.warning("gave up; no destination configured, dropped", extra=fields_)
+        documents = self._async_documents(records, attempt, result, condition)
+        if await self._hand_off(records, documents, condition):
             return Outcome(given_up=tuple(records))
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await self.destination.send([Document(failure)])
-            except Exception as exc:
-                self.counters.destination_errors += 1
-                log.warning("destination %s refused a record: %s", self.destination.name, exc, extra=fields_)
-                if not await self._wait(Backoff(0.5, 30.0).delay(attempt)):
-                    return Outcome(failed=tuple(records))
+        return Outcome(failed=tuple(records))
+
+    # ---- streams ---------------------------------------------------------------------------------------------
+
+    async def _stream(self, records: Sequence[Record]) -> Outcome:
+        """Retry a batch until it is resolved, keeping lane order: what precedes a failure is done first."""
+        work: deque[tuple[list[Record], int, Result | None]] = deque([(list(records), 0, None)])
+        succeeded: list[Record] = []
+        given_up: list[Record] = []
+
+        def stopped() -> Outcome:
+            rest = [r for batch, _, _ in work for r in batch]
+            return Outcome(succeeded=tuple(succeeded), given_up=tuple(given_up), failed=tuple(rest))
+
+        while work:
+            batch, retries, last = work[0]
+            if self.max_record_age is not None:
+                now = self.clock.time()
+                expired = [r for r in batch if now - r.timestamp > self.max_record_age]
+                if expired:
+                    documents = self._documents(expired, retries, last, "RecordAgeExceeded")
+                    if not await self._hand_off(expired, documents, "RecordAgeExceeded"):
+                        return stopped()
+                    given_up.extend(expired)
+                    gone = {id(r) for r in expired}
+                    batch = [r for r in batch if id(r) not in gone]
+                    work[0] = (batch, retries, last)
+                    if not batch:
+                        work.popleft()
+                        continue
+            result = await self._invoke(batch, retries + 1)
+            work.popleft()
+            failed_at = self._failed_items(batch, result) if result.ok else None
+            if result.ok and failed_at == []:
+                succeeded.extend(batch)
                 continue
-            self.counters.destination_delivered += len(records)
-            log.warning("gave up; sent to %s", self.destination.name, extra=fields_)
-            return Outcome(given_up=tuple(records))
+            if result.ok and failed_at:
+                # checkpoint up to the lowest reported failure; retry from there on
+                succeeded.extend(batch[: failed_at[0]])
+                batch = batch[failed_at[0] :]
+            elif self.bisect and len(batch) > 1:
+                middle = len(batch) // 2
+                work.appendleft((batch[middle:], retries, result))
+                work.appendleft((batch[:middle], retries, result))
+                continue
+            retries += 1
+            if self.retries != -1 and retries > self.retries:
+                condition = "RetryAttemptsExhausted"
+                if not await self._hand_off(batch, self._documents(batch, retries, result, condition), condition):
+                    work.appendleft((batch, retries, result))
+                    return stopped()
+                given_up.extend(batch)
+                continue
+            work.appendleft((batch, retries, result))
+            if not await self._wait(self.backoff.delay(retries)):
+                return stopped()
+        return Outcome(succeeded=tuple(succeeded), given_up=tuple(given_up))
+
+    def _documents(
+        self, records: Sequence[Record], attempts: int, result: Result | None, condition: str
+    ) -> list[Document]:
+        if self.destination is None:
+            return []
+        return self._stream_documents(records, attempts, result, condition)
+
+    # ---- queues ----------------------------------------------------------------------------------------------
+
+    async def _queue(self, records: Sequence[Record]) -> Outcome:
+        """One invocation; the broker redelivers what failed, until `max_receive_count` sends it on."""
+        result = await self._invoke(records, max(r.attempt for r in records))
+        failed_at = self._failed_items(records, result) if result.ok else None
+        chosen = set(range(len(records)) if failed_at is None else failed_at)
+        failed = [r for i, r in enumerate(records) if i in chosen]
+        succeeded = [r for i, r in enumerate(records) if i not in chosen]
+        given_up: list[Record] = []
+        limit = self.max_receive_count
+        if limit and self.destination is not None:
+            exhausted = [r for r in failed if r.attempt >= limit]
+            for record in exhausted:
+                condition = "MaxReceiveCountExceeded"
+                documents = self._async_documents([record], record.attempt, result, condition)
+                if await self._hand_off([record], documents, condition):
+                    given_up.append(record)
+            handed = {id(r) for r in given_up}
+            failed = [r for r in failed if id(r) not in handed]
+        return Outcome(succeeded=tuple(succeeded), given_up=tuple(given_up), failed=tuple(failed))
 
 
-def monotonic() -> float:
-    return time.monotonic()
+def _key_bytes(key: Any) -> bytes | None:
+    if key is None or isinstance(key, bytes):
+        return key
+    return str(key).encode()
+
+
+def _single_record_info(info: dict[str, Any]) -> dict[str, Any]:
+    """AWS's per-record form of a batch info (Kafka topic destinations): `recordInfo` instead of `recordsInfo`."""
+    out = {}
+    for name, value in info.items():
+        if isinstance(value, dict) and "recordsInfo" in value:
+            value = dict(value)
+            first = next(iter(value.pop("recordsInfo").values()), {})
+            value["recordInfo"] = {
+                "offset": first.get("firstRecordOffset"),
+                "timestamp": first.get("firstRecordTimestamp"),
+            }
+        out[name] = value
+    return out

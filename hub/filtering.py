@@ -1,26 +1,26 @@
 """EventBridge event patterns: the filter language of `filter_criteria`, matched as AWS matches it.
 
-A pattern is compiled once (`compile_pattern`, `FilterSet.compile`) into small closures; `matches` then only walks
-the event. The semantics follow AWS's matching engine, `aws/event-ruler`, which EventBridge and Lambda event
-filtering run, and the conformance cases recorded against AWS (tests/conformance/event-patterns):
+A pattern is compiled once (`compile_pattern`, `FilterSet.compile`) into small closures; `matches` then only
+walks the event. The semantics are those of AWS's matching engine, `aws/event-ruler` (which EventBridge and
+Lambda event filtering run), checked by the cases recorded against AWS in tests/conformance/event-patterns:
 
-- A pattern is flattened into field paths joined by "." (`{"a": {"b": [1]}}` is the path `a.b`); so is the event.
-  Both sides join with dots, so `{"a.b": [1]}` matches `{"a": {"b": 1}}` and `{"a": {"b": [1]}}` matches
-  `{"a.b": 1}`. `$or` expands the pattern into alternatives, each a complete set of paths; a path written twice
-  keeps the last value written (as event-ruler does).
-- A path matches when one of the event's values at that path matches one of the pattern's values. Arrays in the
-  event are crushed: each element is a value of the same path; an array of objects matches when one element
-  (the same one for every path below the array) matches: event-ruler's array consistency.
+- A pattern is flattened into field paths joined by "." (`{"a": {"b": [1]}}` is the path `a.b`), and so is
+  the event: `{"a.b": [1]}` matches `{"a": {"b": 1}}`, and `{"a": {"b": [1]}}` matches `{"a.b": 1}`. `$or`
+  expands the pattern into alternatives, each a complete set of paths; a path written twice keeps the last
+  value written (as event-ruler does).
+- A path matches when one of the event's values at that path matches one of the pattern's values. Arrays in
+  the event are crushed: each element is a value of the same path; an array of objects matches when one
+  element (the same one for every path below the array) matches: event-ruler's array consistency.
 - Only leaves count: an object or an empty array is not a value, so `exists: true` does not match it and
   `exists: false` does.
 - Types are strict: strings match only string operators, numbers only numbers (300 equals 300.0 and 3.0e2),
   true/false/null only themselves. `anything-but` matches any present value, of any type, that it does not
   exclude, null included.
-- `numeric` works on JSON numbers in [-5e9, 5e9] with at most six decimals in the pattern, as AWS documents.
+- `numeric` works on JSON numbers in [-5e9, 5e9], with at most six decimals in the pattern, as AWS documents.
 
-Where a pattern's `exists: false` sits below an array of objects in the event (or the event spells a path
-with dotted keys), the compiled closures hand over to a literal re-implementation of event-ruler's matcher
-(`_slow_match`), which also reproduces the order in which event-ruler checks such conditions.
+Where an `exists: false` sits below an array of objects in the event (or the event spells a path with dotted
+keys), the closures hand over to a literal re-implementation of event-ruler's matcher (`_slow_match`), which
+also reproduces the order in which event-ruler checks such conditions.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any, Final, NoReturn
 
 __all__ = ["FilterSet", "Pattern", "PatternError", "compile_pattern"]
 
-# ---- limits (those of AWS / event-ruler) ----------------------------------------------------------------------
+# ---- limits (those of AWS / event-ruler) -------------------------------------------------------------------
 
 _NUMERIC_LIMIT: Final = 5_000_000_000  # numeric matching works on [-5e9, 5e9] ...
 _MAX_DECIMALS: Final = 6  # ... with six digits after the decimal point
@@ -62,8 +62,8 @@ _PathParts = tuple[str | int, ...]
 
 
 class PatternError(ValueError):
-    """An invalid pattern. str() says where in the pattern (a JSON path like `detail.price[0].numeric`) and what
-    is wrong; `path` and `reason` hold the two parts, `index` the filter's position in a FilterSet."""
+    """An invalid pattern. str() says where in the pattern (a JSON path like `detail.price[0].numeric`) and
+    what is wrong; `path` and `reason` hold the two parts, `index` the filter's position in a FilterSet."""
 
     def __init__(self, reason: str, path: str = "", *, index: int | None = None) -> None:
         self.reason = reason
@@ -89,7 +89,7 @@ def _fail(parts: _PathParts, reason: str) -> NoReturn:
     raise PatternError(reason, _format_path(parts))
 
 
-# ---- value helpers --------------------------------------------------------------------------------------------
+# ---- value helpers -----------------------------------------------------------------------------------------
 
 
 class _Missing:
@@ -123,8 +123,8 @@ def _is_array(value: Any) -> bool:
 
 
 def _items(value: Any) -> Iterable[tuple[Any, Any]]:
-    """The members of a pattern object: a Mapping, or the (key, value) pairs of a JSON object that had duplicate
-    keys (JSON text is parsed keeping every pair, so each one is validated, as AWS's streaming parser does)."""
+    """The members of a pattern object: a Mapping, or the (key, value) pairs of a JSON object read from text
+    (duplicate keys are kept, so each one is validated, as AWS's streaming parser does)."""
     if isinstance(value, _Pairs):
         return list(value)
     items: Iterable[tuple[Any, Any]] = value.items()
@@ -163,7 +163,7 @@ def _ip_shape(text: str) -> bool:
 
 
 def _parse_ip(text: str) -> tuple[int, int] | None:
-    """(4 or 6, address as an integer), or None. IPv4-mapped IPv6 addresses are IPv4, as Java's InetAddress has it."""
+    """(4 or 6, address as an integer), or None. IPv4-mapped IPv6 addresses are IPv4, as in Java."""
     try:
         if _IPV4_SHAPE.fullmatch(text) is not None:
             return 4, int(ipaddress.IPv4Address(text))
@@ -180,8 +180,8 @@ _MASK_BITS: Final = re.compile(r"[+-]?[0-9]+")
 
 
 def _parse_cidr(text: str, parts: _PathParts) -> tuple[int, int, int]:
-    """(version, first, last) of a CIDR block. As event-ruler: the block starts at the address as written (host
-    bits are not cleared) and the mask is at most /31 (IPv4) or /127 (IPv6)."""
+    """(version, first, last) of a CIDR block. As in event-ruler, the block starts at the address as written
+    (host bits are not cleared) and the mask is at most /31 (IPv4) or /127 (IPv6)."""
     pieces = text.split("/")
     while pieces and pieces[-1] == "":  # Java's String.split drops trailing empty strings
         pieces.pop()
@@ -205,7 +205,7 @@ def _parse_cidr(text: str, parts: _PathParts) -> tuple[int, int, int]:
     return version, value, value | ((1 << (bits - mask)) - 1)
 
 
-# ---- string operators -----------------------------------------------------------------------------------------
+# ---- string operators --------------------------------------------------------------------------------------
 
 
 def _case_alternatives(char: str) -> list[str]:
@@ -274,8 +274,8 @@ _STAR: Final = -1  # a wildcard in the token form of a wildcard pattern (literal
 
 
 def _parse_wildcard(text: str, parts: _PathParts) -> list[str]:
-    """The literal pieces between the `*` of a wildcard pattern. `\\*` is a literal star, `\\\\` a backslash; any
-    other backslash, and two wildcards in a row, are rejected (event-ruler's WildcardParser)."""
+    """The literal pieces between the `*` of a wildcard pattern. `\\*` is a literal star, `\\\\` a backslash;
+    any other backslash, and two wildcards in a row, are rejected (event-ruler's WildcardParser)."""
     pieces: list[str] = []
     current: list[str] = []
     i = 0
@@ -396,7 +396,7 @@ def _wildcard_complexity(patterns: Sequence[Sequence[Sequence[int]]], limit: int
     return best
 
 
-# ---- compiling one leaf (the array of values of one path) -----------------------------------------------------
+# ---- compiling one leaf (the array of values of one path) --------------------------------------------------
 
 
 class _LeafSpec:
@@ -448,7 +448,10 @@ def _compile_leaf(values: Any, parts: _PathParts) -> _Leaf:
         elif _is_object(value):
             _compile_operator(value, here, spec)
         else:
-            _fail(here, f"a value must be a string, number, true, false, null or an operator object, not {value!r}")
+            _fail(
+                here,
+                f"a value must be a string, number, true, false, null or an operator object, not {value!r}",
+            )
     return _Leaf(_build_test(spec), spec.absent_ok, spec.wildcards)
 
 
@@ -515,7 +518,7 @@ def _compile_operator(expression: Any, parts: _PathParts, spec: _LeafSpec) -> No
 
 def _compile_numeric(argument: Any, parts: _PathParts) -> _Test:
     if not _is_array(argument):
-        _fail(parts, "the value of numeric must be an array, like [\">\", 0, \"<=\", 5]")
+        _fail(parts, 'the value of numeric must be an array, like [">", 0, "<=", 5]')
     terms = list(argument)
     if not terms or not isinstance(terms[0], str):
         _fail(parts, f"numeric must start with an operator ({', '.join(_NUMERIC_OPERATORS)})")
@@ -566,7 +569,10 @@ def _compile_anything_but(argument: Any, parts: _PathParts, spec: _LeafSpec) -> 
         kind, inner, count = _single_member(argument, parts, "anything-but expression")
         here = (*parts, kind)
         if kind not in ("equals-ignore-case", "prefix", "suffix", "wildcard"):
-            _fail(here, f"unsupported anything-but pattern {kind!r}: use equals-ignore-case, prefix, suffix or wildcard")
+            _fail(
+                here,
+                f"unsupported anything-but pattern {kind!r} (equals-ignore-case, prefix, suffix, wildcard)",
+            )
         if _is_array(inner):
             texts = list(inner)
             positions: list[_PathParts] = [(*here, i) for i in range(len(texts))]
@@ -688,10 +694,9 @@ def _build_test(spec: _LeafSpec) -> _Test:
         elif isinstance(value, str):
             if any(check(value) for check in str_tests):
                 return True
-        elif _is_number(value):
-            if any(check(value) for check in num_tests):
-                return True
-        for check in any_tests:
+        elif _is_number(value) and any(check(value) for check in num_tests):
+            return True
+        for check in any_tests:  # noqa: SIM110 - a plain loop is faster than any() on this hot path
             if check(value):
                 return True
         return False
@@ -699,14 +704,12 @@ def _build_test(spec: _LeafSpec) -> _Test:
     return test
 
 
-# ---- compiling a whole pattern --------------------------------------------------------------------------------
+# ---- compiling a whole pattern -----------------------------------------------------------------------------
 
 _Rule = dict[str, _Leaf]  # one $or alternative: dotted path -> leaf
 
 
-def _parse_object(
-    value: Any, parts: _PathParts, names: tuple[str, ...], rules: list[_Rule], in_or: bool
-) -> None:
+def _parse_object(value: Any, parts: _PathParts, names: tuple[str, ...], rules: list[_Rule], in_or: bool) -> None:
     """event-ruler's JsonRuleCompiler.parseObject: walk one pattern object, writing leaves into every rule."""
     present = False
     for key, member in _items(value):
@@ -775,7 +778,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-# ---- the compiled matcher of one $or alternative --------------------------------------------------------------
+# ---- the compiled matcher of one $or alternative -----------------------------------------------------------
 
 
 class _Node:
@@ -797,7 +800,7 @@ class _Node:
         return any(child.has_absence() for child in self.children.values())
 
     def joined_keys(self) -> tuple[str, ...]:
-        """Dotted keys an event could use to reach this subtree's fields in one step (`b.c` for child b's child c)."""
+        """Dotted keys by which an event could reach this subtree's fields (`b.c` for child b's child c)."""
         found: list[str] = []
 
         def walk(node: _Node, prefix: str) -> None:
@@ -853,7 +856,7 @@ def _object_evaluator(node: _Node) -> _Test:
                 if key in value:
                     raise _Fallback
             get = value.get
-            for segment, child in children:
+            for segment, child in children:  # noqa: SIM110 - faster than all() on this hot path
                 if not child(get(segment, _MISSING)):
                     return False
             return True
@@ -925,7 +928,7 @@ class _Alternative:
 
 def _flatten(alternative: _Alternative, event: Mapping[Any, Any]) -> dict[str, list[tuple[Any, _Membership]]]:
     """event-ruler's Event: the event's leaf values by dotted path, each with the array elements it sits in
-    (only objects and arrays inside an array record their element). Only paths the alternative uses are kept."""
+    (only objects and arrays inside an array record their element). Only the alternative's paths are kept."""
     fields: dict[str, list[tuple[Any, _Membership]]] = {}
     wanted = alternative.prefixes
     next_array = 0
@@ -982,7 +985,7 @@ def _slow_match(alternative: _Alternative, event: Mapping[Any, Any]) -> bool:
     return search(0, {})
 
 
-# ---- public API -----------------------------------------------------------------------------------------------
+# ---- public API --------------------------------------------------------------------------------------------
 
 
 class Pattern:
@@ -1002,7 +1005,7 @@ class Pattern:
             if not isinstance(event, Mapping):
                 return False
             event = dict(event)
-        for alternative in self._alternatives:
+        for alternative in self._alternatives:  # noqa: SIM110
             if alternative.matches(event):
                 return True
         return False
@@ -1012,7 +1015,8 @@ class Pattern:
 
 
 def compile_pattern(pattern: Any) -> Pattern:
-    """pattern: a dict, or a JSON string of one. Raises PatternError for any invalid pattern (never at match time)."""
+    """pattern: a dict, or a JSON string of one. Raises PatternError for any invalid pattern (never at match
+    time)."""
     source = pattern
     if isinstance(pattern, (str, bytes, bytearray)):
         pattern = _parse_json(pattern)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
 from collections.abc import Callable, Sequence
 
 from hub.config import MappingConfig
@@ -104,6 +105,7 @@ class MappingRunner:
         self.batch_size = int(mapping.setting("batch_size") or 1)
         self.window = float(mapping.setting("maximum_batching_window") or 0.0)
         self.max_in_flight = max_in_flight
+        self.parallelization = mapping.parallelization_factor
         self.stopping = dispatcher.stopping
         self._readers: set[asyncio.Task[None]] = set()
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -181,6 +183,9 @@ class MappingRunner:
     # ---- one lane --------------------------------------------------------------------------------------------
 
     async def _run_lane(self, lane: Lane) -> None:
+        if lane.ordered and self.parallelization > 1:
+            await self._run_parallel_lane(lane)
+            return
         limit = 1 if lane.ordered else self.max_in_flight
         room = asyncio.Semaphore(limit)
         batcher = Batcher(lane, self.batch_size, self.window, self.filters, lambda rs: self._settle_filtered(lane, rs))
@@ -243,3 +248,61 @@ class MappingRunner:
     def _settle_filtered(self, lane: Lane, records: list[Record]) -> None:
         self.counters.filtered_out += len(records)
         self._start(self._settle(lane, Outcome(filtered=tuple(records))), self._settling)
+
+    # ---- parallelization_factor: several batches of one ordered lane in flight, order kept per key ----------
+
+    async def _run_parallel_lane(self, lane: Lane) -> None:
+        """Records of one lane are spread over `parallelization_factor` ordered sub-lanes by their order key
+        (a partition key), each with one batch in flight; the source's tracker checkpoints contiguously."""
+        subs = [_SubLane(lane, self.batch_size * 2) for _ in range(self.parallelization)]
+        workers = [asyncio.ensure_future(self._run_sub_lane(lane, sub)) for sub in subs]
+        try:
+            while not self.stopping.is_set():
+                try:
+                    records = await lane.read(self.batch_size, None)
+                except LaneEnded:
+                    break
+                for record in records:
+                    await subs[_slot(record.order_key, len(subs))].queue.put(record)
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _run_sub_lane(self, lane: Lane, sub: _SubLane) -> None:
+        batcher = Batcher(sub, self.batch_size, self.window, self.filters, lambda rs: self._settle_filtered(lane, rs))
+        while not self.stopping.is_set():
+            records = await batcher.next()
+            self.counters.polled += len(records)
+            # shielded: stopping cancels this worker, never a batch in flight (stop() waits for those)
+            await asyncio.shield(self._start(self._process(lane, records), self._in_flight))
+
+
+class _SubLane:
+    """One of the ordered sub-lanes of a lane read with parallelization_factor > 1."""
+
+    ordered = True
+
+    def __init__(self, parent: Lane, size: int) -> None:
+        self.key = parent.key
+        self.queue: asyncio.Queue[Record] = asyncio.Queue(maxsize=max(1, size))
+
+    async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        try:
+            first = await asyncio.wait_for(self.queue.get(), timeout)
+        except TimeoutError:
+            return []
+        out = [first]
+        while len(out) < limit and not self.queue.empty():
+            out.append(self.queue.get_nowait())
+        return out
+
+    async def settle(self, outcome: Outcome) -> None:  # the parent lane settles; see _process
+        raise AssertionError("sub-lanes are settled through their parent lane")
+
+
+def _slot(key: object, slots: int) -> int:
+    if key is None:
+        return 0
+    data = key if isinstance(key, bytes) else str(key).encode()
+    return zlib.crc32(data) % slots

@@ -10,7 +10,6 @@ import importlib
 import logging
 from functools import cache
 from importlib.metadata import entry_points
-
 from typing import TypeVar
 
 from hub.source import ConnectorSpec, DestinationSpec
@@ -25,6 +24,8 @@ BUILTIN = {
     "kafka": "connectors.kafka:CONNECTOR",
     "kinesis": "connectors.kinesis:CONNECTOR",
     "dynamodb": "connectors.dynamodb:CONNECTOR",
+    "redis": "connectors.redis_streams:CONNECTOR",
+    "rabbitmq": "connectors.rabbitmq:CONNECTOR",
 }
 BUILTIN_DESTINATIONS = {
     "sqs": "connectors.aws_destinations:SQS_DESTINATION",
@@ -51,13 +52,27 @@ def _targets(group: str = GROUP) -> dict[str, str]:
     return targets
 
 
+_registered: dict[str, ConnectorSpec] = {}
+
+
+def register(spec: ConnectorSpec) -> None:
+    """Add a connector from code (for programs that embed the hub, and for tests)."""
+    _registered[spec.type] = spec
+
+
 def names() -> list[str]:
-    return sorted(_targets())
+    return sorted({*_targets(), *_registered})
+
+
+def get(type_name: str) -> ConnectorSpec:
+    """The connector for `type_name`; KeyError if no such connector is installed."""
+    if type_name in _registered:
+        return _registered[type_name]
+    return _load_connector(type_name)
 
 
 @cache
-def get(type_name: str) -> ConnectorSpec:
-    """The connector for `type_name`; KeyError if no such connector is installed."""
+def _load_connector(type_name: str) -> ConnectorSpec:
     return _load(_targets()[type_name], ConnectorSpec)
 
 

@@ -114,10 +114,18 @@ class SourceContext:
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    """One message for a destination: a JSON body, and the key to send it with where the broker has keys."""
+    """One message for a destination.
+
+    body        the JSON document (AWS's failure record)
+    key         the key to send it with where the broker has keys (a Kafka record's original key)
+    mapping     the mapping's name (an S3 destination uses it where AWS uses the ESM's UUID)
+    lane        the lane the records came from (a shard id, `topic-partition`, a folder)
+    """
 
     body: Any
     key: bytes | None = None
+    mapping: str = ""
+    lane: str = ""
 
 
 class Destination(Protocol):

@@ -39,9 +39,7 @@ class FileSink:
             os.close(fd)
 
     async def send(self, documents: Sequence[Document]) -> None:
-        data = b"".join(
-            (json.dumps(d.body, separators=(",", ":"), default=str) + "\n").encode() for d in documents
-        )
+        data = b"".join((json.dumps(d.body, separators=(",", ":"), default=str) + "\n").encode() for d in documents)
         async with self._lock:
             await asyncio.to_thread(self._append, data)
 
