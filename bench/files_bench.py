@@ -309,7 +309,9 @@ def run_workload(
         closed = write_files(inbox, workload, count, rate)
         first_close, last_close = min(closed.values()), max(closed.values())
         progress(f"{workload}/{kind}: written in {last_close - first_close:.2f}s; waiting for the observer to drain")
-        wait_for_count(counter, before + count, timeout=max(60.0, count / 50.0), stall=15.0, what=f"{workload}/{kind} drain")
+        wait_for_count(
+            counter, before + count, timeout=max(60.0, count / 50.0), stall=15.0, what=f"{workload}/{kind} drain"
+        )
     finally:
         exit_code = child.stop()
     received, duplicates = read_received(kind, out)
@@ -401,16 +403,28 @@ def read_int(path: str) -> int | None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, default=10000, help="files in the throughput burst (default 10000)")
+    parser.add_argument("--files", type=int, default=None, help="files in the throughput burst (default 10000)")
     parser.add_argument("--rate", type=float, default=TARGET_RATE, help="files/s of the latency run (default 100)")
-    parser.add_argument("--latency-seconds", type=float, default=10.0, help="length of the latency run (default 10)")
+    parser.add_argument("--latency-seconds", type=float, default=None, help="length of the latency run (default 10)")
     parser.add_argument("--max-concurrency", type=int, default=10, help="the mapping's max_concurrency (default 10)")
     parser.add_argument(
         "--throughput-rescan",
         type=float,
-        default=1.0,
-        help="the hub's rescan_interval (s) in the throughput run, so files whose inotify events the kernel "
-        "dropped (queue overflow) are still drained; 0: the watcher alone (default 1)",
+        default=0.0,
+        help="the hub's rescan_interval (s) in the throughput run; > 0 drains files whose inotify events the "
+        "kernel dropped (queue overflow), at the cost of the rescans' own work (default 0: the watcher alone)",
+    )
+    parser.add_argument(
+        "--latency-rescan",
+        type=float,
+        default=0.0,
+        help="the hub's rescan_interval (s) in the latency run (default 0; the hub's own default is 30)",
+    )
+    parser.add_argument(
+        "--preload",
+        type=int,
+        default=0,
+        help="files already in the folder (handled at the hub's start) before the latency run (default 0)",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 200-file burst, 3 s latency run")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (hub logs) and print its path")
@@ -419,8 +433,11 @@ def main() -> int:
     args = parser.parse_args()
     if args.raw_watcher:
         return raw_watcher(*args.raw_watcher)
-    if args.quick:
-        args.files, args.latency_seconds = 200, 3.0
+    # --quick only changes what was not given explicitly
+    if args.files is None:
+        args.files = 200 if args.quick else 10000
+    if args.latency_seconds is None:
+        args.latency_seconds = 3.0 if args.quick else 10.0
     latency_files = max(2, round(args.rate * args.latency_seconds))
 
     import watchdog.version
@@ -437,7 +454,8 @@ def main() -> int:
             "max_concurrency": args.max_concurrency,
             "handler": "functions.recorder.record",
             "settle_time": "200ms",
-            "rescan_interval_latency_s": 0,
+            "rescan_interval_latency_s": args.latency_rescan,
+            "preloaded_files_latency": args.preload,
             "rescan_interval_throughput_s": args.throughput_rescan,
             "quick": args.quick,
         },
@@ -452,7 +470,12 @@ def main() -> int:
     started = time.monotonic()
     try:
         kinds = ["hub"] if args.skip_raw else ["raw", "hub"]
-        latency = {k: run_workload(k, "latency", base, latency_files, args.rate, args.max_concurrency) for k in kinds}
+        latency = {
+            k: run_workload(
+                k, "latency", base, latency_files, args.rate, args.max_concurrency, args.latency_rescan, args.preload
+            )
+            for k in kinds
+        }
         throughput = {
             k: run_workload(k, "throughput", base, args.files, None, args.max_concurrency, args.throughput_rescan)
             for k in kinds

@@ -47,3 +47,20 @@ def partial(event, context):
 def bad_partial(event, context):
     """A partial batch response naming an item that is not in the batch."""
     return {"batchItemFailures": [{"itemIdentifier": "not-in-this-batch"}]}
+
+
+def window_sum(event, context):
+    """A tumbling-window aggregation: sums `n` of the records into the state; records each call."""
+    import json
+    import os
+
+    state = dict(event.get("state") or {})
+    state["sum"] = state.get("sum", 0) + sum(r.get("n", 0) for r in event["Records"])
+    state["count"] = state.get("count", 0) + len(event["Records"])
+    out = os.environ.get("RECORDER_OUT")
+    if out:
+        with open(out, "a") as f:
+            keys = ("window", "state", "shardId", "isFinalInvokeForWindow", "isWindowTerminatedEarly")
+            f.write(json.dumps({"records": [r.get("n") for r in event["Records"]],
+                                **{k: event.get(k) for k in keys}}) + "\n")
+    return {"state": state, "batchItemFailures": []}

@@ -32,7 +32,7 @@ from hub.config import MappingConfig
 from hub.functions import Function
 from hub.logs import fields
 from hub.records import Outcome, Record
-from hub.runtimes import Result
+from hub.runtimes import Result, error_payload
 from hub.source import Clock, Destination, Document, Source
 
 log = logging.getLogger("hub.dispatch")
@@ -62,6 +62,34 @@ class Counters:
     destination_delivered: int = 0
     destination_errors: int = 0
     by_outcome: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Window:
+    """A tumbling window of one lane: its bounds, the state carried between its invocations, and flags."""
+
+    start: float
+    end: float
+    shard_id: str
+    source_arn: str
+    state: Any = field(default_factory=dict)
+    final: bool = False
+    terminated_early: bool = False
+
+    def event(self, event: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **event,
+            "window": {"start": iso_seconds(self.start), "end": iso_seconds(self.end)},
+            "state": self.state,
+            "shardId": self.shard_id,
+            "eventSourceARN": self.source_arn,
+            "isFinalInvokeForWindow": self.final,
+            "isWindowTerminatedEarly": self.terminated_early,
+        }
+
+
+def iso_seconds(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def iso(ts: float) -> str:
@@ -111,9 +139,14 @@ class Dispatcher:
         self.max_receive_count = mapping.setting("max_receive_count")
         self.backoff = Backoff(mapping.retry_delay, mapping.maximum_retry_delay)
 
-    async def dispatch(self, records: Sequence[Record]) -> Outcome:
+    async def dispatch(self, records: Sequence[Record], window: Window | None = None) -> Outcome:
+        """Invoke the function for a batch until its outcome is final (or the hub stops).
+
+        `window`: the tumbling window the batch belongs to (streams with `tumbling_window`); its state is
+        passed to the function and replaced by the state the function returns.
+        """
         if self.family == "stream":
-            return await self._stream(records)
+            return await self._stream(records, window)
         if self.family == "queue":
             return await self._queue(records)
         return await self._asynchronous(records)
@@ -130,10 +163,23 @@ class Dispatcher:
             return True
         return False
 
-    async def _invoke(self, records: Sequence[Record], attempt: int) -> Result:
+    async def _invoke(self, records: Sequence[Record], attempt: int, window: Window | None = None) -> Result:
         event = self.source.render(records, attempt)
+        if window is not None:
+            event = window.event(event)
         self.counters.invoked += len(records)
         result = await self.function.invoke(event, mapping=self.name, records=len(records), attempt=attempt)
+        if result.ok and window is not None:
+            if isinstance(result.payload, dict) and "state" in result.payload:
+                window.state = result.payload["state"]
+            else:
+                result = Result(
+                    False,
+                    error_payload("InvalidWindowResponse", 'a tumbling-window function must return {"state": ...}'),
+                    result.duration,
+                    result.request_id,
+                    "Unhandled",
+                )
         if not result.ok:
             self.counters.failed_invoke += len(records)
         return result
@@ -265,7 +311,7 @@ class Dispatcher:
 
     # ---- streams ---------------------------------------------------------------------------------------------
 
-    async def _stream(self, records: Sequence[Record]) -> Outcome:
+    async def _stream(self, records: Sequence[Record], window: Window | None = None) -> Outcome:
         """Retry a batch until it is resolved, keeping lane order: what precedes a failure is done first."""
         work: deque[tuple[list[Record], int, Result | None]] = deque([(list(records), 0, None)])
         succeeded: list[Record] = []
@@ -291,7 +337,7 @@ class Dispatcher:
                     if not batch:
                         work.popleft()
                         continue
-            result = await self._invoke(batch, retries + 1)
+            result = await self._invoke(batch, retries + 1, window)
             work.popleft()
             failed_at = self._failed_items(batch, result) if result.ok else None
             if result.ok and failed_at == []:
@@ -301,7 +347,7 @@ class Dispatcher:
                 # checkpoint up to the lowest reported failure; retry from there on
                 succeeded.extend(batch[: failed_at[0]])
                 batch = batch[failed_at[0] :]
-            elif self.bisect and len(batch) > 1:
+            elif self.bisect and len(batch) > 1 and window is None:
                 middle = len(batch) // 2
                 work.appendleft((batch[middle:], retries, result))
                 work.appendleft((batch[:middle], retries, result))
@@ -309,6 +355,9 @@ class Dispatcher:
             retries += 1
             if self.retries != -1 and retries > self.retries:
                 condition = "RetryAttemptsExhausted"
+                if not batch:  # a final window invoke has no records to hand off
+                    log.warning("the final invoke of a window failed; moving on", extra=fields(mapping=self.name))
+                    continue
                 if not await self._hand_off(batch, self._documents(batch, retries, result, condition), condition):
                     work.appendleft((batch, retries, result))
                     return stopped()

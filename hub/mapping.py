@@ -41,6 +41,8 @@ class Batcher:
         filters: FilterSet,
         on_filtered: Callable[[list[Record]], None],
         max_bytes: int = MAX_PAYLOAD,
+        boundary: Callable[[Record], object] | None = None,
+        counters: Counters | None = None,
     ) -> None:
         self.lane = lane
         self.size = size
@@ -48,11 +50,12 @@ class Batcher:
         self.filters = filters
         self.on_filtered = on_filtered
         self.max_bytes = max_bytes
+        self.boundary = boundary
+        self.counters = counters or Counters()
         self._carry: list[Record] = []
-        self.polled = 0
 
     def _keep(self, records: list[Record]) -> list[Record]:
-        self.polled += len(records)
+        self.counters.polled += len(records)
         if not self.filters or not records:
             return records
         kept, dropped = [], []
@@ -62,11 +65,18 @@ class Batcher:
             self.on_filtered(dropped)
         return kept
 
-    async def next(self) -> list[Record]:
-        """The next batch (never empty). Raises LaneEnded when the lane is gone."""
+    async def next(self, until: float | None = None) -> list[Record]:
+        """The next batch. Raises LaneEnded when the lane is gone.
+
+        Waits for a first record until the monotonic time `until` (None: for ever) and returns [] if none came;
+        nothing read is ever lost: records beyond a cut are carried into the next batch.
+        """
         batch, self._carry = self._carry, []
         while not batch:
-            batch = self._keep(await self.lane.read(self.size, None))
+            timeout = None if until is None else max(0.0, until - time.monotonic())
+            batch = self._keep(await self.lane.read(self.size, timeout))
+            if not batch and until is not None and time.monotonic() >= until:
+                return []
         if self.window > 0:
             deadline = batch[0].received + self.window
             while len(batch) < self.size and sum(r.size for r in batch) < self.max_bytes:
@@ -78,9 +88,14 @@ class Batcher:
 
     def _cut(self, batch: list[Record]) -> list[Record]:
         total = 0
+        edge = self.boundary(batch[0]) if self.boundary else None
         for i, record in enumerate(batch):
             total += record.size
-            if i >= self.size or (i > 0 and total > self.max_bytes):
+            if (
+                i >= self.size
+                or (i > 0 and total > self.max_bytes)
+                or (self.boundary is not None and self.boundary(record) != edge)
+            ):
                 self._carry = batch[i:]
                 return batch[:i]
         return batch
@@ -183,12 +198,24 @@ class MappingRunner:
     # ---- one lane --------------------------------------------------------------------------------------------
 
     async def _run_lane(self, lane: Lane) -> None:
+        if lane.ordered and self.mapping.tumbling_window:
+            from hub.windows import run_windowed_lane
+
+            await run_windowed_lane(self, lane)
+            return
         if lane.ordered and self.parallelization > 1:
             await self._run_parallel_lane(lane)
             return
         limit = 1 if lane.ordered else self.max_in_flight
         room = asyncio.Semaphore(limit)
-        batcher = Batcher(lane, self.batch_size, self.window, self.filters, lambda rs: self._settle_filtered(lane, rs))
+        batcher = Batcher(
+            lane,
+            self.batch_size,
+            self.window,
+            self.filters,
+            lambda rs: self._settle_filtered(lane, rs),
+            counters=self.counters,
+        )
         read_failures = 0
         backoff = Backoff(0.2, 30.0)
         while not self.stopping.is_set():
@@ -218,7 +245,6 @@ class MappingRunner:
             if read_failures:
                 log.info("lane %s reading again", lane.key, extra=fields(mapping=self.name))
                 read_failures = 0
-            self.counters.polled = self.counters.polled + len(records)
             task = self._start(self._process(lane, records), self._in_flight)
             task.add_done_callback(lambda _t: room.release())
 
@@ -270,10 +296,16 @@ class MappingRunner:
             await asyncio.gather(*workers, return_exceptions=True)
 
     async def _run_sub_lane(self, lane: Lane, sub: _SubLane) -> None:
-        batcher = Batcher(sub, self.batch_size, self.window, self.filters, lambda rs: self._settle_filtered(lane, rs))
+        batcher = Batcher(
+            sub,
+            self.batch_size,
+            self.window,
+            self.filters,
+            lambda rs: self._settle_filtered(lane, rs),
+            counters=self.counters,
+        )
         while not self.stopping.is_set():
             records = await batcher.next()
-            self.counters.polled += len(records)
             # shielded: stopping cancels this worker, never a batch in flight (stop() waits for those)
             await asyncio.shield(self._start(self._process(lane, records), self._in_flight))
 

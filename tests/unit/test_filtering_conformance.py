@@ -38,7 +38,7 @@ def _cases() -> list[Any]:
         if path.name == PAIR_PATTERN:
             continue
         if path.name == PAIR_EVENT:
-            # the pattern file repeats a key; AWS keeps the last one, so does json5, so does our JSON text parser
+            # the pattern file repeats a key: AWS keeps the last one, and so does our parser of JSON text
             pattern_text = (CASES / PAIR_PATTERN).read_text(encoding="utf-8")
             case = pytest.param(_load(PAIR_EVENT), pattern_text, "match", id=f"{PAIR_EVENT}+{PAIR_PATTERN}")
         else:

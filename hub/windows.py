@@ -1,0 +1,88 @@
+"""Tumbling windows (`tumbling_window` on Kinesis and DynamoDB Streams mappings), as AWS runs them.
+
+Windows are aligned to multiples of the window length in record arrival time, per lane. Every invocation of a
+window gets the state the previous one returned ({} at first) and must return `{"state": ...}`. When the
+window's end passes (or a record of a later window arrives), a final invocation with no records and
+`isFinalInvokeForWindow: true` closes it; only then are the window's records checkpointed, so a hub that stops
+mid-window aggregates that window again from its first record. A state over 1 MB ends the window early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from typing import TYPE_CHECKING
+
+from hub.dispatch import Window
+from hub.mapping import Batcher
+from hub.records import Outcome, Record
+from hub.source import Lane
+
+if TYPE_CHECKING:
+    from hub.mapping import MappingRunner
+
+MAX_STATE = 1024 * 1024
+
+
+async def run_windowed_lane(runner: MappingRunner, lane: Lane) -> None:
+    length = float(runner.mapping.tumbling_window or 0)
+    clock = runner.dispatcher.clock
+
+    def window_of(record: Record) -> float:
+        return math.floor(record.timestamp / length) * length
+
+    batcher = Batcher(
+        lane,
+        runner.batch_size,
+        runner.window,
+        runner.filters,
+        lambda rs: runner._settle_filtered(lane, rs),
+        boundary=window_of,
+        counters=runner.counters,
+    )
+    current: Window | None = None
+    held: list[Outcome] = []
+
+    async def dispatch(records: list[Record], window: Window) -> Outcome:
+        # shielded: stopping cancels this loop, never an invocation in flight (stop() waits for those)
+        task = runner._start(_dispatch(runner, records, window, held), runner._in_flight)
+        await asyncio.shield(task)
+        return held[-1]
+
+    async def close(window: Window) -> None:
+        window.final = True
+        outcome = await dispatch([], window)
+        if outcome.failed:
+            return  # stopping: the window's records stay unsettled and are aggregated again after a restart
+        settled = Outcome(
+            succeeded=tuple(r for o in held for r in o.succeeded),
+            given_up=tuple(r for o in held for r in o.given_up),
+        )
+        held.clear()
+        await runner._settle(lane, settled)
+
+    while not runner.stopping.is_set():
+        until = None if current is None else time.monotonic() + max(0.0, current.end - clock.time())
+        records = await batcher.next(until)
+        if current is not None and (not records or window_of(records[0]) != current.start):
+            await close(current)
+            current = None
+        if not records:
+            continue
+        if current is None:
+            start = window_of(records[0])
+            arn = str(records[0].payload.get("eventSourceARN", "")) if isinstance(records[0].payload, dict) else ""
+            current = Window(start, start + length, lane.key, arn)
+        outcome = await dispatch(records, current)
+        if outcome.failed:
+            return
+        if len(json.dumps(current.state, default=str)) > MAX_STATE:
+            current.terminated_early = True
+            await close(current)
+            current = None
+
+
+async def _dispatch(runner: MappingRunner, records: list[Record], window: Window, held: list[Outcome]) -> None:
+    held.append(await runner.dispatcher.dispatch(records, window))
