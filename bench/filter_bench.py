@@ -80,9 +80,7 @@ def uid(rng: random.Random) -> str:
 def sqs_view(rng: random.Random) -> dict[str, Any]:
     ip = ".".join(str(n) for n in (rng.choice([10, 81, 192]), rng.randrange(256), rng.randrange(256), 7))
     body = {
-        "eventType": rng.choice(
-            ["order.created", "order.updated", "order.shipped", "payment.received", "refund"]
-        ),
+        "eventType": rng.choice(["order.created", "order.updated", "order.shipped", "payment.received", "refund"]),
         "orderId": uid(rng),
         "amount": round(rng.uniform(1, 1000), 2),
         "currency": rng.choice(["EUR", "USD", "GBP"]),
@@ -93,8 +91,7 @@ def sqs_view(rng: random.Random) -> dict[str, Any]:
             "tier": rng.choice(["gold", "Silver", "bronze", "bronze"]),
         },
         "items": [
-            {"sku": f"sku-{rng.randrange(1000)}", "qty": rng.randrange(1, 5)}
-            for _ in range(rng.randrange(1, 4))
+            {"sku": f"sku-{rng.randrange(1000)}", "qty": rng.randrange(1, 5)} for _ in range(rng.randrange(1, 4))
         ],
         "tags": rng.sample(["urgent", "gift", "bulk", "vip", "b2b", "promo"], rng.randrange(0, 3)),
         "source": rng.choice(["web", "mobile", "billing.internal", "partner"]),
@@ -144,9 +141,7 @@ def kinesis_view(rng: random.Random) -> dict[str, Any]:
         data["message"] = f"request handled in {rng.randrange(500)} ms"
     return {
         "partitionKey": f"tenant-{rng.randrange(20)}/{data['deviceId']}",
-        "sequenceNumber": str(
-            49590338271490256608559692538361571095921575989136588898 + rng.randrange(10**9)
-        ),
+        "sequenceNumber": str(49590338271490256608559692538361571095921575989136588898 + rng.randrange(10**9)),
         "approximateArrivalTimestamp": 1_700_000_000.0 + rng.random() * 1e6,
         "kinesisSchemaVersion": "1.0",
         "data": data,
@@ -173,9 +168,7 @@ def ceiling(record: dict[str, Any]) -> bool:
     return record.get("body") is not None
 
 
-def measure(
-    patterns: list[Any], make: Callable[[random.Random], dict[str, Any]], total: int
-) -> dict[str, Any]:
+def measure(patterns: list[Any], make: Callable[[random.Random], dict[str, Any]], total: int) -> dict[str, Any]:
     rng = random.Random(42)
     records = [make(rng) for _ in range(DISTINCT_RECORDS)]
     filters = FilterSet.compile(patterns)

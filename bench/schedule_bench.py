@@ -295,7 +295,7 @@ mappings:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fires", type=int, default=100, help="fires to measure (default 100, ~1 s each)")
+    parser.add_argument("--fires", type=int, default=None, help="fires to measure (default 100, ~1 s each)")
     parser.add_argument("--warmup", type=int, default=1, help="first fires left out of the statistics (default 1)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 10 fires")
     parser.add_argument(
@@ -307,8 +307,8 @@ def main() -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (hub log) and print its path")
     args = parser.parse_args()
-    if args.quick:
-        args.fires = 10
+    if args.fires is None:  # --quick only changes what was not given explicitly
+        args.fires = 10 if args.quick else 100
     if args.fires < 1 or args.warmup < 0:
         parser.error("--fires must be >= 1 and --warmup >= 0")
 

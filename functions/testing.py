@@ -61,6 +61,46 @@ def window_sum(event, context):
     if out:
         with open(out, "a") as f:
             keys = ("window", "state", "shardId", "isFinalInvokeForWindow", "isWindowTerminatedEarly")
-            f.write(json.dumps({"records": [r.get("n") for r in event["Records"]],
-                                **{k: event.get(k) for k in keys}}) + "\n")
+            f.write(
+                json.dumps({"records": [r.get("n") for r in event["Records"]], **{k: event.get(k) for k in keys}})
+                + "\n"
+            )
     return {"state": state, "batchItemFailures": []}
+
+
+def exits(event, context):
+    import os
+
+    os._exit(1)
+
+
+def segfaults(event, context):
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+def spins(event, context):
+    while True:
+        pass
+
+
+def eats_memory(event, context):
+    hog = []
+    while True:
+        hog.append(bytearray(16 * 1024 * 1024))
+
+
+def env_and_logs(event, context):
+    """Print and log, and show what the environment holds."""
+    import logging
+    import os
+
+    print(f"hello from {context.function_name}")
+    logging.getLogger("fn").warning("a warning with request %s", context.aws_request_id)
+    return {
+        "env": {k: os.environ.get(k) for k in ("GREETING", "HUB_SECRET", "AWS_LAMBDA_FUNCTION_NAME")},
+        "pid": os.getpid(),
+        "remaining": context.get_remaining_time_in_millis(),
+        "memory": context.memory_limit_in_mb,
+    }

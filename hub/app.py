@@ -45,8 +45,8 @@ class Hub:
         add_code_path()
         used = {m.function for m in self.config.mappings if m.enabled}
         for name, fn_config in self.config.functions.items():
-            if fn_config.environment:
-                os.environ.update(fn_config.environment)
+            if fn_config.environment and fn_config.runtime == "python":
+                os.environ.update(fn_config.environment)  # in-process functions share the hub's environment
             function = Function(name, fn_config, region=self.config.region, account_id=self.config.account_id)
             if name in used:
                 await function.start()

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from hub import registry
+from hub.aws import AwsConnection
 from hub.source import ConnectorSpec, Family
 from hub.types import Duration
 from hub.yamlsource import ConfigError, Located, dotted, load
@@ -37,27 +38,54 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class FunctionConfig(Model):
-    """A function: a Lambda handler plus its runtime settings."""
+class _AtError(ValueError):
+    def __init__(self, loc: tuple[Any, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
 
-    handler: str = Field(description="`module.attr` of the handler, e.g. `functions.resize.handler`.")
-    runtime: Literal["python"] = Field(
-        "python", description="`python`: in the hub's process (async handlers on the loop, sync ones in threads)."
+
+class FunctionConfig(Model):
+    """A function: what runs it (`runtime`) and Lambda's per-function limits, the same for every runtime."""
+
+    runtime: Literal["python", "process", "http", "lambda"] = Field(
+        "python",
+        description="`python`: in the hub's process; `process`: a pool of isolated worker processes (killed at "
+        "the timeout, memory-limited); `http`: POST the event to `url`; `lambda`: invoke a real AWS Lambda function.",
     )
-    timeout: Duration = Field(3.0, gt=0, le=900, description="Stop waiting for an invocation after this long.")
-    memory: int = Field(128, ge=128, le=10240, description="MB, reported as `context.memory_limit_in_mb`.")
+    handler: str | None = Field(
+        None, description="python/process: `module.function` of the handler, e.g. `functions.resize.handler`."
+    )
+    timeout: Duration = Field(3.0, gt=0, le=900, description="An invocation fails after this long (Lambda: 3s).")
+    memory: int = Field(
+        128, ge=128, le=10240, description="MB: `context.memory_limit_in_mb`; a hard limit with runtime: process."
+    )
     concurrency: int | None = Field(
         None, ge=0, description="Reserved concurrency shared by every mapping; 0 disables the function."
     )
     environment: dict[str, str] = Field(default_factory=dict, description="Environment variables of the function.")
+    url: str | None = Field(None, description="http: where to POST the event.")
+    headers: dict[str, str] = Field(default_factory=dict, description="http: extra request headers.")
+    authorization_env: str | None = Field(
+        None, description="http: name of an environment variable whose value is sent as the Authorization header."
+    )
+    function_name: str | None = Field(None, description="lambda: the function's name or ARN.")
+    qualifier: str | None = Field(None, description="lambda: a version or alias.")
+    aws: AwsConnection = Field(default_factory=AwsConnection, description="lambda: where the Lambda API is.")
     description: str = ""
 
     @field_validator("handler")
     @classmethod
-    def _handler_shape(cls, value: str) -> str:
-        if not _HANDLER.match(value):
+    def _handler_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _HANDLER.match(value):
             raise ValueError(f"{value!r} is not `module.function` (e.g. functions.hello.handler)")
         return value
+
+    @model_validator(mode="after")
+    def _runtime_settings(self) -> FunctionConfig:
+        needs = {"python": "handler", "process": "handler", "http": "url", "lambda": "function_name"}[self.runtime]
+        if getattr(self, needs) is None:
+            raise _AtError((needs,), f"required with runtime: {self.runtime}")
+        return self
 
 
 class FileDestination(Model):
@@ -77,12 +105,6 @@ class FilterEntry(Model):
 
 class FilterCriteria(Model):
     filters: list[FilterEntry] = Field(default_factory=list, max_length=10)
-
-
-class _AtError(ValueError):
-    def __init__(self, loc: tuple[Any, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
 
 
 ALL_FAMILIES: frozenset[Family] = frozenset({"stream", "queue", "async"})

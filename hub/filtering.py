@@ -538,9 +538,7 @@ def _compile_numeric(argument: Any, parts: _PathParts) -> _Test:
         return lambda v: -_NUMERIC_LIMIT <= v <= value
     low_open = operator == ">"
     if len(terms) == 2:
-        return (
-            (lambda v: value < v <= _NUMERIC_LIMIT) if low_open else (lambda v: value <= v <= _NUMERIC_LIMIT)
-        )
+        return (lambda v: value < v <= _NUMERIC_LIMIT) if low_open else (lambda v: value <= v <= _NUMERIC_LIMIT)
     second = terms[2]
     if not isinstance(second, str) or second not in ("<", "<="):
         _fail((*parts, 2), f"bad numeric range operator {second!r}: after {operator} only < or <= may follow")
@@ -711,9 +709,7 @@ def _build_test(spec: _LeafSpec) -> _Test:
 _Rule = dict[str, _Leaf]  # one $or alternative: dotted path -> leaf
 
 
-def _parse_object(
-    value: Any, parts: _PathParts, names: tuple[str, ...], rules: list[_Rule], in_or: bool
-) -> None:
+def _parse_object(value: Any, parts: _PathParts, names: tuple[str, ...], rules: list[_Rule], in_or: bool) -> None:
     """event-ruler's JsonRuleCompiler.parseObject: walk one pattern object, writing leaves into every rule."""
     present = False
     for key, member in _items(value):
@@ -754,9 +750,7 @@ def _parse_or(value: Any, parts: _PathParts, names: tuple[str, ...], rules: list
         _parse_object(alternative, (*parts, i), names, branch, True)
         rules.extend(branch)
         if len(rules) > _MAX_ALTERNATIVES:
-            _fail(
-                parts, f"too complex: the $or operators expand to more than {_MAX_ALTERNATIVES} alternatives"
-            )
+            _fail(parts, f"too complex: the $or operators expand to more than {_MAX_ALTERNATIVES} alternatives")
     if len(alternatives) < 2:
         _fail(parts, "$or must hold at least two objects")
 
@@ -768,9 +762,7 @@ def _parse_json(text: str | bytes | bytearray) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_Pairs, parse_constant=reject_constant)
     except json.JSONDecodeError as exc:
-        raise PatternError(
-            f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", "(root)"
-        ) from None
+        raise PatternError(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", "(root)") from None
     except UnicodeDecodeError as exc:
         raise PatternError(f"invalid JSON: {exc}", "(root)") from None
 
@@ -1037,15 +1029,11 @@ def compile_pattern(pattern: Any) -> Pattern:
 
     length = len(json.dumps(_plain(pattern), separators=(",", ":"), ensure_ascii=False))
     if length > _MAX_PATTERN_LENGTH:
-        raise PatternError(
-            f"too long: {length} characters (minified); at most {_MAX_PATTERN_LENGTH}", "(root)"
-        )
+        raise PatternError(f"too long: {length} characters (minified); at most {_MAX_PATTERN_LENGTH}", "(root)")
     wildcards: dict[str, dict[Any, list[list[int]]]] = {}
     for rule in rules:
         if len(rule) > _MAX_FIELDS:
-            raise PatternError(
-                f"too many fields: {len(rule)} in one alternative; at most {_MAX_FIELDS}", "(root)"
-            )
+            raise PatternError(f"too many fields: {len(rule)} in one alternative; at most {_MAX_FIELDS}", "(root)")
         for path, leaf in rule.items():
             if leaf.wildcards:
                 wildcards.setdefault(path, {}).update(leaf.wildcards)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 from hub.config import FunctionConfig
@@ -14,6 +15,37 @@ from hub.runtimes.python import PythonRuntime
 log = logging.getLogger("hub.invoke")
 
 
+def build_runtime(name: str, config: FunctionConfig, region: str) -> Runtime:
+    workers = config.concurrency or 32
+    if config.runtime == "process":
+        from hub.runtimes.process import ProcessRuntime
+
+        assert config.handler is not None
+        return ProcessRuntime(
+            name,
+            config.handler,
+            memory_mb=config.memory,
+            environment=config.environment,
+            workers=config.concurrency or max(2, os.cpu_count() or 2),
+            region=region,
+            timeout=config.timeout,
+        )
+    if config.runtime == "http":
+        from hub.runtimes.http import HttpRuntime
+
+        assert config.url is not None
+        return HttpRuntime(
+            config.url, headers=config.headers, authorization_env=config.authorization_env, function_name=name
+        )
+    if config.runtime == "lambda":
+        from hub.runtimes.aws_lambda import LambdaRuntime
+
+        assert config.function_name is not None
+        return LambdaRuntime(config.function_name, qualifier=config.qualifier, connection=config.aws, region=region)
+    assert config.handler is not None
+    return PythonRuntime(config.handler, threads=workers)
+
+
 class Function:
     def __init__(self, name: str, config: FunctionConfig, *, region: str, account_id: str) -> None:
         self.name = name
@@ -21,8 +53,7 @@ class Function:
         self.region = region
         self.account_id = account_id
         self.arn = f"arn:aws:lambda:{region}:{account_id}:function:{name}"
-        threads = config.concurrency if config.concurrency else 32
-        self.runtime: Runtime = PythonRuntime(config.handler, threads=threads)
+        self.runtime: Runtime = build_runtime(name, config, region)
         self._slots = asyncio.Semaphore(config.concurrency) if config.concurrency else None
 
     async def start(self) -> None:

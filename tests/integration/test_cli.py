@@ -48,7 +48,9 @@ def test_invoke_with_a_missing_module_says_what_to_check(tmp_path: Path) -> None
 
 
 def test_events_prints_samples_shaped_like_aws() -> None:
-    assert shape(json.loads(run_cli("events", "files").stdout)) == shape(json.loads((SAMPLES / "s3-event.json").read_text()))
+    assert shape(json.loads(run_cli("events", "files").stdout)) == shape(
+        json.loads((SAMPLES / "s3-event.json").read_text())
+    )
     scheduled = json.loads((SAMPLES / "scheduled-event.json").read_text())
     assert shape(json.loads(run_cli("events", "schedule").stdout)) == shape(scheduled)
     listing = run_cli("events")
@@ -59,9 +61,13 @@ def test_events_prints_samples_shaped_like_aws() -> None:
 
 def test_test_pattern() -> None:
     event = '{"detail": {"state": "running", "n": 5}}'
-    assert run_cli("test-pattern", "--pattern", '{"detail": {"state": ["running"]}}', "--event", event).stdout == "true\n"
-    assert run_cli("test-pattern", "--pattern", '{"detail": {"n": [{"numeric": [">", 9]}]}}',
-                   "--event", event).stdout == "false\n"
+    assert (
+        run_cli("test-pattern", "--pattern", '{"detail": {"state": ["running"]}}', "--event", event).stdout == "true\n"
+    )
+    assert (
+        run_cli("test-pattern", "--pattern", '{"detail": {"n": [{"numeric": [">", 9]}]}}', "--event", event).stdout
+        == "false\n"
+    )
     bad = run_cli("test-pattern", "--pattern", '{"detail": {"n": [{"numeric": [">"]}]}}', "--event", event)
     assert bad.returncode == 2 and "invalid pattern" in bad.stderr
 

@@ -160,7 +160,11 @@ def test_failing_function_is_retried_then_lands_in_the_file_destination(tmp_path
         assert failure["requestContext"]["condition"] == "RetriesExhausted"
         assert failure["requestContext"]["approximateInvokeCount"] == 3
         assert failure["requestContext"]["functionArn"].endswith(":function:fn:$LATEST")
-        assert failure["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"}
+        assert failure["responseContext"] == {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+        }
         assert failure["requestPayload"]["Records"][0]["s3"]["object"]["key"] == "bad.txt"
         assert failure["responsePayload"]["errorType"] == "ValueError"
         assert failure["responsePayload"]["errorMessage"] == "cannot process bad.txt"

@@ -24,7 +24,9 @@ def schedule_config(tmp: Path, **source: object) -> dict[str, object]:
 
 def test_seconds_rate_fires_with_the_scheduled_event_envelope(tmp_path: Path) -> None:
     out = tmp_path / "calls.jsonl"
-    with HubProcess(tmp_path, schedule_config(tmp_path, expression="rate(1 second)"), {"RECORDER_OUT": str(out)}) as hub:
+    with HubProcess(
+        tmp_path, schedule_config(tmp_path, expression="rate(1 second)"), {"RECORDER_OUT": str(out)}
+    ) as hub:
         hub.start()
         wait_for(lambda: len(read_jsonl(out)) >= 3, timeout=15, what="three fires")
         assert hub.stop() == 0

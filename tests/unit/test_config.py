@@ -64,8 +64,10 @@ def test_good_config_loads_with_defaults(tmp_path: Path) -> None:
 
 
 def test_unquoted_variable_takes_the_type_yaml_would_give(tmp_path: Path) -> None:
-    text = GOOD.replace("  f: {handler: functions.recorder.record, timeout: 500ms}",
-                        "  f:\n    handler: functions.recorder.record\n    memory: ${MEM}")
+    text = GOOD.replace(
+        "  f: {handler: functions.recorder.record, timeout: 500ms}",
+        "  f:\n    handler: functions.recorder.record\n    memory: ${MEM}",
+    )
     config = load_config(write(tmp_path, text), env={"MEM": "256"})
     assert config.functions["f"].memory == 256
 
@@ -82,8 +84,11 @@ def test_unquoted_variable_takes_the_type_yaml_would_give(tmp_path: Path) -> Non
         (("path: ./inbox", "path: ./inbox\n    batch_size: 10"), 8, "mappings[0].batch_size: does not apply"),
         (("path: ./inbox", "path: ${INBOX}"), 7, "environment variable INBOX is not set"),
         (("functions:", "functions: ["), 3, "YAML syntax error"),
-        (("path: ./inbox", "path: ./inbox\n    filter_criteria: [{detail: {n: [{numeric: ['>']}]}}]"), 8,
-         "mappings[0].filter_criteria:"),
+        (
+            ("path: ./inbox", "path: ./inbox\n    filter_criteria: [{detail: {n: [{numeric: ['>']}]}}]"),
+            8,
+            "mappings[0].filter_criteria:",
+        ),
         (("timeout: 500ms", "memory: 64"), 2, "functions.f.memory: Input should be greater than or equal to 128"),
     ],
 )

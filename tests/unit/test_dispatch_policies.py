@@ -30,7 +30,9 @@ class StubStream:
         return {"Records": [r.payload for r in records]}
 
     def batch_info(self, records: Sequence[Record]) -> dict[str, Any]:
-        return {"TestBatchInfo": {"first": records[0].position, "last": records[-1].position, "batchSize": len(records)}}
+        return {
+            "TestBatchInfo": {"first": records[0].position, "last": records[-1].position, "batchSize": len(records)}
+        }
 
 
 def records(n: int, poison: set[int] = frozenset(), fail: set[int] = frozenset()) -> list[Record]:  # type: ignore[assignment]
@@ -50,9 +52,11 @@ registry.register(ConnectorSpec("test-stream", StubStreamConfig, lambda c, x: St
 
 async def make(tmp: Path, handler: str, **settings: Any) -> tuple[Dispatcher, Path]:
     raw = {"function": "f", "source": {"type": "test-stream"}, "retry_delay": "1ms", **settings}
-    mapping = config_model(("test-stream",)).model_validate(
-        {"functions": {"f": {"handler": "a.b"}}, "mappings": [raw]}
-    ).mappings[0]
+    mapping = (
+        config_model(("test-stream",))
+        .model_validate({"functions": {"f": {"handler": "a.b"}}, "mappings": [raw]})
+        .mappings[0]
+    )
     fn = Function("f", FunctionConfig(handler=handler, timeout=2), region="us-east-1", account_id="000000000000")
     await fn.start()
     dlq = tmp / "dlq.jsonl"
@@ -72,10 +76,13 @@ def positions(rs: Sequence[Record]) -> list[Any]:
     return [r.position for r in rs]
 
 
-async def test_poison_pill_alone_reaches_the_destination_with_bisect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_poison_pill_alone_reaches_the_destination_with_bisect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RECORDER_OUT", str(tmp_path / "calls.jsonl"))
-    d, dlq = await make(tmp_path, "functions.testing.poison", bisect_batch_on_function_error=True,
-                        maximum_retry_attempts=3)
+    d, dlq = await make(
+        tmp_path, "functions.testing.poison", bisect_batch_on_function_error=True, maximum_retry_attempts=3
+    )
     outcome = await d.dispatch(records(8, poison={5}))
     assert positions(outcome.given_up) == [5]
     assert positions(outcome.succeeded) == [0, 1, 2, 3, 4, 6, 7]
@@ -100,8 +107,12 @@ async def test_without_bisect_the_whole_batch_is_given_up(tmp_path: Path, monkey
 
 
 async def test_partial_batch_response_checkpoints_up_to_the_lowest_failure(tmp_path: Path) -> None:
-    d, dlq = await make(tmp_path, "functions.testing.partial", function_response_types=["ReportBatchItemFailures"],
-                        maximum_retry_attempts=1)
+    d, dlq = await make(
+        tmp_path,
+        "functions.testing.partial",
+        function_response_types=["ReportBatchItemFailures"],
+        maximum_retry_attempts=1,
+    )
     outcome = await d.dispatch(records(6, fail={3}))
     assert positions(outcome.succeeded) == [0, 1, 2]
     # 3..5 are retried from the lowest failure; 3 keeps failing, so 3..5 go to the destination together
@@ -109,8 +120,12 @@ async def test_partial_batch_response_checkpoints_up_to_the_lowest_failure(tmp_p
 
 
 async def test_invalid_partial_response_fails_the_whole_batch(tmp_path: Path) -> None:
-    d, dlq = await make(tmp_path, "functions.testing.bad_partial", function_response_types=["ReportBatchItemFailures"],
-                        maximum_retry_attempts=0)
+    d, dlq = await make(
+        tmp_path,
+        "functions.testing.bad_partial",
+        function_response_types=["ReportBatchItemFailures"],
+        maximum_retry_attempts=0,
+    )
     outcome = await d.dispatch(records(3))
     assert positions(outcome.given_up) == [0, 1, 2]
 
@@ -125,10 +140,17 @@ async def test_records_older_than_maximum_record_age_are_not_invoked(tmp_path: P
     assert read_jsonl(dlq)[0]["requestContext"]["condition"] == "RecordAgeExceeded"
 
 
-async def test_stopping_while_retrying_returns_the_rest_unsettled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_stopping_while_retrying_returns_the_rest_unsettled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RECORDER_OUT", str(tmp_path / "calls.jsonl"))
-    d, dlq = await make(tmp_path, "functions.testing.poison", retry_delay="1h", maximum_retry_attempts=-1,
-                        bisect_batch_on_function_error=True)
+    d, dlq = await make(
+        tmp_path,
+        "functions.testing.poison",
+        retry_delay="1h",
+        maximum_retry_attempts=-1,
+        bisect_batch_on_function_error=True,
+    )
     task = asyncio.create_task(d.dispatch(records(4, poison={2})))
     await asyncio.sleep(0.2)
     d.stopping.set()

@@ -134,8 +134,9 @@ async def test_checkpoint_store(tmp_path: Path, kind: str) -> None:
 
 
 def test_lambda_context() -> None:
-    ctx = LambdaContext(function_name="resize", memory_limit_in_mb=512, timeout=3.0, region="eu-west-1",
-                        account_id="123456789012")
+    ctx = LambdaContext(
+        function_name="resize", memory_limit_in_mb=512, timeout=3.0, region="eu-west-1", account_id="123456789012"
+    )
     assert ctx.invoked_function_arn == "arn:aws:lambda:eu-west-1:123456789012:function:resize"
     assert ctx.function_version == "$LATEST"
     assert ctx.log_group_name == "/aws/lambda/resize"
@@ -183,8 +184,15 @@ async def dispatcher(tmp_path: Path, handler: str, **settings: Any) -> tuple[Dis
     fn = Function("f", FunctionConfig(handler=handler, timeout=1), region="us-east-1", account_id="000000000000")
     await fn.start()
     path = tmp_path / "dlq.jsonl"
-    d = Dispatcher(cfg, fn, StubSource(), FileSink(FileDestination(type="file", path=str(path))), FakeClock(),
-                   asyncio.Event(), Counters())
+    d = Dispatcher(
+        cfg,
+        fn,
+        StubSource(),
+        FileSink(FileDestination(type="file", path=str(path))),
+        FakeClock(),
+        asyncio.Event(),
+        Counters(),
+    )
     return d, path
 
 
@@ -236,8 +244,12 @@ async def test_stopping_leaves_a_retrying_record_unsettled(tmp_path: Path, monke
 
 @pytest.mark.parametrize(
     ("handler", "error_type"),
-    [("functions.testing.returns_garbage", "Runtime.MarshalError"), ("functions.testing.hangs", "Sandbox.Timedout"),
-     ("functions.testing.async_hangs", "Sandbox.Timedout"), ("functions.testing.raises", "KeyError")],
+    [
+        ("functions.testing.returns_garbage", "Runtime.MarshalError"),
+        ("functions.testing.hangs", "Sandbox.Timedout"),
+        ("functions.testing.async_hangs", "Sandbox.Timedout"),
+        ("functions.testing.raises", "KeyError"),
+    ],
 )
 async def test_function_faults_are_failed_invocations(handler: str, error_type: str) -> None:
     from hub.app import add_code_path

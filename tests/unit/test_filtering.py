@@ -162,9 +162,7 @@ def test_wildcard_escapes() -> None:
 
 
 def test_wildcard_complexity_is_limited_as_aws_limits_it() -> None:
-    assert match(
-        {"arn": [{"wildcard": "arn:aws:events:*:*:event-bus/*"}]}, {"arn": "arn:aws:events:a:1:event-bus/b"}
-    )
+    assert match({"arn": [{"wildcard": "arn:aws:events:*:*:event-bus/*"}]}, {"arn": "arn:aws:events:a:1:event-bus/b"})
     assert "too complex" in error({"arn": [{"wildcard": "*:*:*:*:*:event-bus/*"}]})
     three = [{"wildcard": f"*:stack/{name}/*"} for name in ("Shared", "Tracker", "Driver")]
     compile_pattern({"id": three})  # AWS accepts three of these ...
@@ -554,9 +552,7 @@ def random_value(rng: random.Random, depth: int = 0) -> Any:
     if depth < 3 and roll < 0.35:
         return {key: random_value(rng, depth + 1) for key in rng.sample(KEYS, rng.randint(0, 3))}
     if depth < 3 and roll < 0.65:  # arrays, mostly of objects: where array consistency and absence get subtle
-        return [
-            random_value(rng, depth + 1 if rng.random() < 0.3 else depth) for _ in range(rng.randint(0, 3))
-        ]
+        return [random_value(rng, depth + 1 if rng.random() < 0.3 else depth) for _ in range(rng.randint(0, 3))]
     return rng.choice(VALUES)
 
 
@@ -586,9 +582,7 @@ def test_the_fast_closures_agree_with_the_literal_matcher() -> None:
             events = [first_event] + [array_case(rng)[1] for _ in range(24)]
         else:
             pattern = random_pattern(rng)
-            events = [
-                {key: random_value(rng) for key in rng.sample(KEYS, rng.randint(0, 3))} for _ in range(25)
-            ]
+            events = [{key: random_value(rng) for key in rng.sample(KEYS, rng.randint(0, 3))} for _ in range(25)]
         compiled = compile_pattern(pattern)
         for event in events:
             if rng.random() < 0.1:

@@ -84,9 +84,11 @@ registry.register(ConnectorSpec("memory-stream", MemoryStreamConfig, lambda c, x
 
 async def run(source: MemoryStream, handler: str, **settings: Any) -> MappingRunner:
     raw = {"function": "f", "source": {"type": "memory-stream"}, "retry_delay": "1ms", **settings}
-    mapping = config_model(("memory-stream",)).model_validate(
-        {"functions": {"f": {"handler": handler}}, "mappings": [raw]}
-    ).mappings[0]
+    mapping = (
+        config_model(("memory-stream",))
+        .model_validate({"functions": {"f": {"handler": handler}}, "mappings": [raw]})
+        .mappings[0]
+    )
     fn = Function("f", FunctionConfig(handler=handler), region="us-east-1", account_id="000000000000")
     await fn.start()
     counters = Counters()

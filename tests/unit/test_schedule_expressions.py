@@ -139,9 +139,7 @@ def test_naive_datetimes_are_rejected() -> None:
     with pytest.raises(ValueError, match="anchor must be a timezone-aware datetime"):
         schedule.next_fire(ANCHOR, tz=UTC_TZ, anchor=datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="end must be"):
-        parse_schedule("cron(0 12 * * ? *)").next_fire(
-            ANCHOR, tz=UTC_TZ, anchor=ANCHOR, end=datetime(2026, 2, 1)
-        )
+        parse_schedule("cron(0 12 * * ? *)").next_fire(ANCHOR, tz=UTC_TZ, anchor=ANCHOR, end=datetime(2026, 2, 1))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -299,12 +297,8 @@ def test_cron_single_values() -> None:
 def test_cron_after_is_exclusive_and_seconds_are_ignored() -> None:
     schedule = parse_schedule("cron(15 10 * * ? *)")
     assert schedule.next_fire(utc(2026, 1, 1, 10, 15), tz=UTC_TZ, anchor=ANCHOR) == utc(2026, 1, 2, 10, 15)
-    assert schedule.next_fire(utc(2026, 1, 1, 10, 14, 59, 999999), tz=UTC_TZ, anchor=ANCHOR) == utc(
-        2026, 1, 1, 10, 15
-    )
-    assert schedule.next_fire(utc(2026, 1, 1, 10, 15, 0, 1), tz=UTC_TZ, anchor=ANCHOR) == utc(
-        2026, 1, 2, 10, 15
-    )
+    assert schedule.next_fire(utc(2026, 1, 1, 10, 14, 59, 999999), tz=UTC_TZ, anchor=ANCHOR) == utc(2026, 1, 1, 10, 15)
+    assert schedule.next_fire(utc(2026, 1, 1, 10, 15, 0, 1), tz=UTC_TZ, anchor=ANCHOR) == utc(2026, 1, 2, 10, 15)
 
 
 @pytest.mark.parametrize(
@@ -324,9 +318,7 @@ def test_cron_after_is_exclusive_and_seconds_are_ignored() -> None:
     ],
 )
 def test_cron_minutes_field(minutes: str, expected: list[int]) -> None:
-    fires = next_fires(
-        f"cron({minutes} * * * ? *)", utc(2026, 1, 1, 0, 0) - timedelta(minutes=1), len(expected)
-    )
+    fires = next_fires(f"cron({minutes} * * * ? *)", utc(2026, 1, 1, 0, 0) - timedelta(minutes=1), len(expected))
     assert [f.minute for f in fires] == expected
 
 
@@ -728,10 +720,7 @@ def test_cron_end_is_inclusive() -> None:
     assert fires == [utc(2026, 1, 1, 12), utc(2026, 1, 2, 12), utc(2026, 1, 3, 12)]
     schedule = parse_schedule("cron(0 12 * * ? *)")
     assert schedule.next_fire(utc(2026, 2, 1), tz=UTC_TZ, anchor=ANCHOR, end=end) is None
-    assert (
-        schedule.next_fire(utc(2026, 1, 2, 13), tz=UTC_TZ, anchor=ANCHOR, end=end - timedelta(seconds=1))
-        is None
-    )
+    assert schedule.next_fire(utc(2026, 1, 2, 13), tz=UTC_TZ, anchor=ANCHOR, end=end - timedelta(seconds=1)) is None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -905,9 +894,7 @@ def test_at_keeps_seconds() -> None:
 
 def test_at_ignores_start_and_end() -> None:
     schedule = parse_schedule("at(2026-07-01T09:00:00)")
-    fire = schedule.next_fire(
-        utc(2026, 1, 1), tz=UTC_TZ, anchor=ANCHOR, start=utc(2026, 8, 1), end=utc(2026, 2, 1)
-    )
+    fire = schedule.next_fire(utc(2026, 1, 1), tz=UTC_TZ, anchor=ANCHOR, start=utc(2026, 8, 1), end=utc(2026, 2, 1))
     assert fire == utc(2026, 7, 1, 9, 0)
 
 
@@ -1017,9 +1004,7 @@ def test_fires_between_default_limit_caps_long_downtime() -> None:
 
 def test_fires_between_at_and_empty_windows() -> None:
     at = parse_schedule("at(2026-07-01T09:00:00)")
-    assert fires_between(at, utc(2026, 1, 1), utc(2026, 12, 31), tz=UTC_TZ, anchor=ANCHOR) == [
-        utc(2026, 7, 1, 9, 0)
-    ]
+    assert fires_between(at, utc(2026, 1, 1), utc(2026, 12, 31), tz=UTC_TZ, anchor=ANCHOR) == [utc(2026, 7, 1, 9, 0)]
     assert fires_between(at, utc(2026, 1, 1), utc(2026, 6, 30), tz=UTC_TZ, anchor=ANCHOR) == []
     cron = parse_schedule("cron(0 12 * * ? *)")
     assert fires_between(cron, utc(2026, 1, 2), utc(2026, 1, 1), tz=UTC_TZ, anchor=ANCHOR) == []
@@ -1027,9 +1012,7 @@ def test_fires_between_at_and_empty_windows() -> None:
 
 def test_fires_between_requires_aware_until() -> None:
     with pytest.raises(ValueError, match="until must be a timezone-aware datetime"):
-        fires_between(
-            parse_schedule("rate(1 hour)"), utc(2026, 1, 1), datetime(2026, 1, 2), tz=UTC_TZ, anchor=ANCHOR
-        )
+        fires_between(parse_schedule("rate(1 hour)"), utc(2026, 1, 1), datetime(2026, 1, 2), tz=UTC_TZ, anchor=ANCHOR)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1049,9 +1032,7 @@ def test_apscheduler_trigger_wraps_a_schedule() -> None:
     # with no previous fire, a fire due exactly now still counts
     assert trigger.get_next_fire_time(None, local(NEW_YORK, 2026, 1, 5, 9, 0)) == utc(2026, 1, 5, 14, 0)
     # end bound and one-time schedules end the job
-    bounded = AwsScheduleTrigger(
-        parse_schedule("rate(1 hour)"), tz=UTC_TZ, anchor=ANCHOR, end=utc(2026, 1, 1, 2)
-    )
+    bounded = AwsScheduleTrigger(parse_schedule("rate(1 hour)"), tz=UTC_TZ, anchor=ANCHOR, end=utc(2026, 1, 1, 2))
     assert bounded.get_next_fire_time(utc(2026, 1, 1, 2), utc(2026, 1, 1, 2)) is None
     once = AwsScheduleTrigger("at(2026-01-01T00:30:00)", tz=UTC_TZ, anchor=ANCHOR)
     assert once.get_next_fire_time(None, utc(2026, 1, 1)) == utc(2026, 1, 1, 0, 30)
@@ -1086,8 +1067,7 @@ def test_error_messages_quote_the_field_as_written() -> None:
     with pytest.raises(ScheduleError) as info:
         parse_schedule("cron(0 0 1 january ? *)")
     assert str(info.value) == (
-        "cron(0 0 1 january ? *): month field 'january': "
-        "'january' is not a valid value (expected 1-12 or JAN-DEC)"
+        "cron(0 0 1 january ? *): month field 'january': 'january' is not a valid value (expected 1-12 or JAN-DEC)"
     )
 
 

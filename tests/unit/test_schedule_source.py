@@ -29,8 +29,9 @@ class FakeClock:
 
 def make(store: MemoryStore, clock: FakeClock, **config: object) -> ScheduleSource:
     cfg = ScheduleConfig.model_validate({"type": "schedule", **config})
-    return ScheduleSource(cfg, SourceContext(mapping="m", store=store, region="us-east-1",
-                                             account_id="123456789012", clock=clock))
+    return ScheduleSource(
+        cfg, SourceContext(mapping="m", store=store, region="us-east-1", account_id="123456789012", clock=clock)
+    )
 
 
 def times(records: list) -> list[str]:
@@ -96,8 +97,12 @@ async def test_cron_in_a_time_zone_skips_the_missing_hour() -> None:
 
 async def test_input_placeholders_change_per_attempt() -> None:
     store, clock = MemoryStore(), FakeClock(T0)
-    source = make(store, clock, expression="rate(1 minute)", input={"n": "<aws.scheduler.attempt-number>",
-                                                                     "id": "<aws.scheduler.execution-id>"})
+    source = make(
+        store,
+        clock,
+        expression="rate(1 minute)",
+        input={"n": "<aws.scheduler.attempt-number>", "id": "<aws.scheduler.execution-id>"},
+    )
     await source.open()
     records = await source.read(1, None)
     first, second = source.render(records, 1), source.render(records, 2)
@@ -111,5 +116,11 @@ def test_invalid_expression_and_time_zone_are_config_errors() -> None:
     with pytest.raises(ValueError, match="IANA"):
         ScheduleConfig.model_validate({"type": "schedule", "expression": "rate(1 minute)", "timezone": "Nowhere/X"})
     with pytest.raises(ValueError, match="end_date"):
-        ScheduleConfig.model_validate({"type": "schedule", "expression": "rate(1 minute)",
-                                       "start_date": "2026-02-01T00:00:00", "end_date": "2026-01-01T00:00:00"})
+        ScheduleConfig.model_validate(
+            {
+                "type": "schedule",
+                "expression": "rate(1 minute)",
+                "start_date": "2026-02-01T00:00:00",
+                "end_date": "2026-01-01T00:00:00",
+            }
+        )

@@ -1,0 +1,195 @@
+"""On-failure destinations on AWS APIs: an SQS queue and an S3 bucket.
+
+| destination | what it receives                                                                              |
+| ----------- | --------------------------------------------------------------------------------------------- |
+| `sqs`       | one message per given-up batch: AWS's failure record, metadata only (as AWS sends to SQS/SNS) |
+| `s3`        | one object per given-up batch: the failure record plus the whole event as `payload`, under    |
+|             | `aws/lambda/<mapping>/<shardId>/YYYY/MM/DD/YYYY-MM-DDTHH.MM.SS-<uuid>` (AWS's layout, with the |
+|             | mapping's name where AWS writes the event source mapping's UUID)                              |
+
+`send` returns only once SQS or S3 has accepted every document, and raises otherwise (the dispatcher retries
+with backoff and settles the records only after a successful send). Clients are made at the first send and
+kept until `close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hub.aws import AwsConnection, client
+from hub.source import DestinationSpec, Document
+
+SQS_BATCH = 10
+SQS_BATCH_BYTES = 256 * 1024
+
+
+def _json(body: Any) -> str:
+    return json.dumps(body, separators=(",", ":"), default=str)
+
+
+class SqsDestinationConfig(BaseModel):
+    """Send AWS's failure records to an SQS queue."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["sqs"]
+    queue_url: str | None = Field(None, description="The queue's URL (or give `queue_name`).")
+    queue_name: str | None = Field(None, description="The queue's name, looked up once (or give `queue_url`).")
+    connection: AwsConnection = Field(
+        default_factory=lambda: AwsConnection.model_validate({}),
+        description="Where the AWS API is and the credentials to use.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> SqsDestinationConfig:
+        if (self.queue_url is None) == (self.queue_name is None):
+            raise ValueError("give exactly one of queue_url and queue_name")
+        return self
+
+
+class S3DestinationConfig(BaseModel):
+    """Write AWS's failure records, with the whole event, to an S3 bucket."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["s3"]
+    bucket: str = Field(description="The bucket.")
+    prefix: str = Field("", description="Put before AWS's `aws/lambda/...` keys, e.g. `failures/`.")
+    connection: AwsConnection = Field(
+        default_factory=lambda: AwsConnection.model_validate({}),
+        description="Where the AWS API is and the credentials to use.",
+    )
+
+
+class _Clients:
+    """One client, made at first use and closed with the destination."""
+
+    def __init__(self, connection: AwsConnection, service: str, region: str) -> None:
+        self.connection = connection
+        self.service = service
+        self.region = region
+        self._stack: AsyncExitStack | None = None
+        self._client: Any = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Any:
+        async with self._lock:
+            if self._client is None:
+                stack = AsyncExitStack()
+                self._client = await stack.enter_async_context(client(self.connection, self.service, self.region))
+                self._stack = stack
+            return self._client
+
+    async def close(self) -> None:
+        stack, self._stack, self._client = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+
+class SqsDestination:
+    per_record = False
+    includes_payload = False
+
+    def __init__(self, config: SqsDestinationConfig, region: str) -> None:
+        self.config = config
+        self.name = f"sqs:{config.queue_url or config.queue_name}"
+        self._clients = _Clients(config.connection, "sqs", region)
+        self._url = config.queue_url
+
+    async def _queue_url(self, sqs: Any) -> str:
+        if self._url is None:
+            self._url = str((await sqs.get_queue_url(QueueName=self.config.queue_name))["QueueUrl"])
+        return self._url
+
+    async def send(self, documents: Sequence[Document]) -> None:
+        sqs = await self._clients.get()
+        url = await self._queue_url(sqs)
+        for chunk in _chunks([_json(d.body) for d in documents]):
+            entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(chunk)]
+            answer = await sqs.send_message_batch(QueueUrl=url, Entries=entries)
+            failed = answer.get("Failed") or []
+            if failed:
+                first = failed[0]
+                raise RuntimeError(
+                    f"SQS refused {len(failed)} of {len(entries)} messages: {first.get('Code')}: {first.get('Message')}"
+                )
+
+    async def close(self) -> None:
+        await self._clients.close()
+
+
+def _chunks(bodies: list[str]) -> list[list[str]]:
+    """Groups of at most 10 messages and 256 KiB, as SendMessageBatch takes them."""
+    out: list[list[str]] = []
+    size = 0
+    for body in bodies:
+        length = len(body.encode())
+        if not out or len(out[-1]) == SQS_BATCH or size + length > SQS_BATCH_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(body)
+        size += length
+    return out
+
+
+class S3Destination:
+    per_record = False
+    includes_payload = True
+
+    def __init__(self, config: S3DestinationConfig, region: str) -> None:
+        self.config = config
+        self.name = f"s3:{config.bucket}/{config.prefix}"
+        self._clients = _Clients(config.connection, "s3", region)
+
+    async def send(self, documents: Sequence[Document]) -> None:
+        s3 = await self._clients.get()
+        for document in documents:
+            await s3.put_object(
+                Bucket=self.config.bucket,
+                Key=self.config.prefix + object_key(document),
+                Body=_json(document.body).encode(),
+                ContentType="application/json",
+            )
+
+    async def close(self) -> None:
+        await self._clients.close()
+
+
+def object_key(document: Document) -> str:
+    """AWS's key for a failure record: `aws/lambda/<ESM>/<shardId>/YYYY/MM/DD/YYYY-MM-DDTHH.MM.SS-<uuid>` for a
+    stream or Kafka batch, `aws/lambda/async/<function>/YYYY/MM/DD/...` for an asynchronous invocation."""
+    body = document.body if isinstance(document.body, dict) else {}
+    when = _when(body.get("timestamp"))
+    tail = f"{when:%Y/%m/%d}/{when:%Y-%m-%dT%H.%M.%S}-{uuid.uuid4()}"
+    info = next((v for k, v in body.items() if k.endswith("BatchInfo") and isinstance(v, dict)), None)
+    if info is None and "requestPayload" in body:
+        function_arn = str((body.get("requestContext") or {}).get("functionArn") or "")
+        function = function_arn.split(":function:")[-1].split(":")[0] or document.mapping or "unknown"
+        return f"aws/lambda/async/{_safe(function)}/{tail}"
+    lane = str((info or {}).get("shardId") or document.lane)
+    return f"aws/lambda/{_safe(document.mapping or 'unknown')}/{_safe(lane or 'unknown')}/{tail}"
+
+
+def _when(stamp: Any) -> datetime:
+    if isinstance(stamp, str):
+        try:
+            return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(UTC)
+        except ValueError:
+            pass
+    return datetime.now(UTC)
+
+
+def _safe(part: str) -> str:
+    return part.replace("/", "_")
+
+
+SQS_DESTINATION = DestinationSpec(type="sqs", config=SqsDestinationConfig, build=SqsDestination)
+S3_DESTINATION = DestinationSpec(type="s3", config=S3DestinationConfig, build=S3Destination)

@@ -1,0 +1,445 @@
+"""Shard readers, shared by `kinesis` and `dynamodb` (DynamoDB Streams): shard discovery, parents before
+children, shard iterators and checkpoints. Each connector supplies a `ShardService` (its API calls and its
+record shape); everything else lives here.
+
+| settle   | meaning for a shard                                                                                |
+| -------- | -------------------------------------------------------------------------------------------------- |
+| success  | the highest contiguous settled sequence number is checkpointed; a closed shard read to its end and  |
+|          | wholly settled is marked finished, which lets its children start                                    |
+| failure  | nothing after the first failed record is checkpointed, and the lane reads again from that record   |
+| ordering | records reach the function in shard order, one batch at a time; children start after all parents   |
+
+The checkpoint store holds, under `<mapping>/<service>/<stream ARN>`, one value per shard id:
+`<sequence number>` (everything up to it settled), `SHARD_END` (closed, read to its end, settled) or
+`LATEST@<epoch seconds>` (a LATEST mapping began then and nothing has settled since: a restart reads from that
+moment, so records that arrive while the hub is down are not skipped).
+
+A shard is finished only when GetRecords answers without a `NextShardIterator`, as AWS does at the end of a
+closed shard; an emulator that never says so keeps the parent open and its children wait (nothing is lost).
+Throttling and connection errors raise from `read`: the mapping backs off and reads again, and the lane keeps
+its iterator, so no position is lost. An expired iterator is replaced at once from the last record read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hub.aws import AwsConnection
+from hub.logs import fields
+from hub.records import ContiguousTracker, Outcome, Record
+from hub.source import LaneEnded, SourceContext
+from hub.types import Duration
+
+SHARD_END = "SHARD_END"
+LATEST_MARK = "LATEST@"
+
+StartKind = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"]
+
+
+class ShardReaderConfig(BaseModel):
+    """Settings every shard reader has (Kinesis and DynamoDB Streams)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connection: AwsConnection = Field(
+        default_factory=lambda: AwsConnection.model_validate({}),
+        description="Where the AWS API is and the credentials to use.",
+    )
+    poll_interval: Duration = Field(
+        0.1,
+        gt=0,
+        le=60,
+        description="How long a caught-up shard waits before it asks again (a shard with data is read again at "
+        "once). The default is fast, for local servers; against AWS use 1s (what Lambda does for Kinesis; "
+        "Kinesis allows 5 reads per second per shard, shared by every consumer) or 250ms for DynamoDB Streams.",
+    )
+    shard_discovery_interval: Duration = Field(
+        10.0, gt=0, description="How often the shard list is read again to find shards made by resharding."
+    )
+
+
+class IteratorExpired(Exception):
+    """The shard iterator is too old (5 minutes on Kinesis, 15 on DynamoDB Streams)."""
+
+
+class ShardGone(Exception):
+    """The shard no longer exists (trimmed past the retention period, or the stream was deleted)."""
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a botocore ClientError, without importing botocore."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code is not None else None
+    return None
+
+
+def iso(ts: float, *, millis: bool = True) -> str:
+    return (
+        datetime.fromtimestamp(ts, UTC)
+        .isoformat(timespec="milliseconds" if millis else "seconds")
+        .replace("+00:00", "Z")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ShardInfo:
+    shard_id: str
+    parents: tuple[str, ...]
+    closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Where a shard iterator starts. `not_before`: records older than this are skipped (DynamoDB Streams has
+    no AT_TIMESTAMP, so a LATEST mapping resumed after a restart reads from TRIM_HORIZON and skips)."""
+
+    kind: StartKind
+    sequence: str | None = None
+    timestamp: float | None = None
+    not_before: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    records: list[Any]
+    next_iterator: str | None
+    millis_behind: int | None
+
+
+class ShardService(Protocol):
+    """What differs between Kinesis and DynamoDB Streams."""
+
+    kind: str
+    """`kinesis` or `dynamodb`: the checkpoint scope and the word in log lines."""
+    max_limit: int
+    """The most records one GetRecords call may ask for."""
+    batch_info_key: str
+    arn: str
+
+    async def connect(self, stack: AsyncExitStack) -> str:
+        """Make the clients (entered on `stack`) and return the stream ARN."""
+        ...
+
+    async def shards(self) -> list[ShardInfo]: ...
+
+    async def iterator(self, shard_id: str, start: Start) -> str:
+        """A shard iterator. Raises ShardGone."""
+        ...
+
+    async def get_records(self, iterator: str, limit: int) -> Page:
+        """One GetRecords call. Raises IteratorExpired."""
+        ...
+
+    def record(self, shard_id: str, raw: Any) -> Record:
+        """The hub's Record (payload in the AWS event shape) of one raw record. position: int(sequence number);
+        item_id: the sequence number string."""
+        ...
+
+    def latest(self, since: float) -> Start:
+        """Where a new LATEST mapping starts reading an open shard (it began at `since`)."""
+        ...
+
+    def resume_latest(self, since: float) -> Start:
+        """Where a LATEST mapping that began at `since`, and settled nothing on this shard, starts after a restart."""
+        ...
+
+    def batch_info(self, records: Sequence[Record]) -> dict[str, Any]: ...
+
+
+class ShardLane:
+    """One shard. Reads follow the iterator; settles checkpoint what is contiguous and settled."""
+
+    ordered = True
+
+    def __init__(self, source: StreamSource, shard_id: str, start: Start) -> None:
+        self.key = shard_id
+        self.source = source
+        self._start = start
+        self._iterator: str | None = None
+        self._last_read: str | None = None
+        self._tracker = ContiguousTracker()
+        self._open: set[int] = set()  # read, not settled yet
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._at_end = False  # GetRecords answered without NextShardIterator
+        self._finished = False
+        self._written: int | None = None
+        self._pending: int | None = None
+        self._write_lock = asyncio.Lock()
+
+    # ---- reading ---------------------------------------------------------------------------------------------
+
+    async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        source = self.source
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._finished or source.closed:
+                raise LaneEnded(self.key)
+            if self._at_end:
+                if await source.wait(self._idle, deadline):
+                    await self._finish()
+                    raise LaneEnded(self.key)
+                return []
+            page = await self._fetch(max(1, min(limit, source.service.max_limit)))
+            records = self._accept(page.records)
+            if records:
+                return records
+            if page.next_iterator is None:
+                self._at_end = True
+                continue
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return []
+            if page.records or page.millis_behind:
+                continue  # not caught up: an empty page does not mean the shard is drained
+            pause = source.settings.poll_interval if left is None else min(left, source.settings.poll_interval)
+            await source.wait(source.closing, time.monotonic() + pause)
+
+    async def _fetch(self, limit: int) -> Page:
+        service = self.source.service
+        try:
+            if self._iterator is None:
+                self._iterator = await service.iterator(self.key, self._resume())
+            try:
+                page = await service.get_records(self._iterator, limit)
+            except IteratorExpired:
+                self.source.log.info(
+                    "shard iterator expired; resuming after %s", self._last_read or self._start.kind, extra=self._f()
+                )
+                self._iterator = await service.iterator(self.key, self._resume())
+                page = await service.get_records(self._iterator, limit)
+        except ShardGone:
+            self.source.log.warning("shard no longer exists; treating it as finished", extra=self._f())
+            return Page([], None, 0)
+        self._iterator = page.next_iterator
+        return page
+
+    def _resume(self) -> Start:
+        if self._last_read is not None:
+            return Start("AFTER_SEQUENCE_NUMBER", self._last_read)
+        return self._start
+
+    def _accept(self, raws: list[Any]) -> list[Record]:
+        not_before = self._start.not_before
+        out: list[Record] = []
+        skipped: list[int] = []
+        for raw in raws:
+            record = self.source.service.record(self.key, raw)
+            self._last_read = str(record.item_id)
+            if not_before is not None and record.timestamp < not_before:
+                skipped.append(int(record.position))  # type: ignore[call-overload]
+                continue
+            out.append(record)
+        positions = [int(r.position) for r in out]  # type: ignore[call-overload]
+        self._tracker.track(sorted(skipped + positions))
+        self._tracker.done(skipped)
+        if positions:
+            self._open.update(positions)
+            self._idle.clear()
+        return out
+
+    # ---- settling --------------------------------------------------------------------------------------------
+
+    async def settle(self, outcome: Outcome) -> None:
+        settled = [int(r.position) for r in outcome.settled]  # type: ignore[call-overload]
+        failed = [int(r.position) for r in outcome.failed]  # type: ignore[call-overload]
+        self._tracker.done(settled)
+        self._open.difference_update(settled)
+        self._open.difference_update(failed)
+        if failed:
+            self._rewind(min(failed))
+        await self._checkpoint()
+        if not self._open:
+            self._idle.set()
+            if self._at_end:
+                await self._finish()
+
+    def _rewind(self, position: int) -> None:
+        """Read again from a failed record: a stream lane never moves past what has not settled."""
+        self._start = Start("AT_SEQUENCE_NUMBER", str(position))
+        self._iterator = None
+        self._last_read = None
+        self._at_end = False
+
+    async def _checkpoint(self) -> None:
+        newest = self._tracker.advance()
+        if newest is not None:
+            self._pending = max(int(newest), self._pending or 0)  # type: ignore[call-overload]
+        async with self._write_lock:
+            target = self._pending
+            if target is None or self._finished or (self._written is not None and target <= self._written):
+                return
+            await self.source.store.put(self.source.scope, self.key, str(target))
+            self._written = target
+
+    async def _finish(self) -> None:
+        async with self._write_lock:
+            if self._finished:
+                return
+            await self.source.store.put(self.source.scope, self.key, SHARD_END)
+            self._finished = True
+        self.source.log.info("shard finished", extra=self._f())
+        self.source.shard_finished(self.key)
+
+    def _f(self) -> dict[str, Any]:
+        return fields(mapping=self.source.context.mapping, shard=self.key)
+
+
+class StreamSource:
+    """A stream read shard by shard: one ordered lane per shard, children after their parents."""
+
+    def __init__(
+        self,
+        service: ShardService,
+        settings: ShardReaderConfig,
+        starting_position: str,
+        starting_timestamp: float | None,
+        context: SourceContext,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.starting_position = starting_position
+        self.starting_timestamp = starting_timestamp
+        self.context = context
+        self.store = context.store
+        self.log: logging.Logger = context.log
+        self.scope = ""
+        self.closing = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._stack: AsyncExitStack | None = None
+        self._state: dict[str, str] = {}
+        self._listed: dict[str, ShardInfo] = {}
+        self._lanes: dict[str, ShardLane] = {}
+        self._finished: set[str] = set()
+        self._marked: set[str] = set()  # LATEST marks written by this process
+        self._ready: list[ShardLane] = []
+
+    @property
+    def closed(self) -> bool:
+        return self.closing.is_set()
+
+    # ---- Source ----------------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.closing.clear()
+        self._lanes.clear()
+        self._finished.clear()
+        self._marked.clear()
+        self._stack = AsyncExitStack()
+        arn = await self.service.connect(self._stack)
+        self.scope = self.context.scope(self.service.kind, arn)
+        self._state = await self.store.get_all(self.scope)
+        self._ready = await self._discover()
+        self.log.info(
+            "reading %s",
+            arn,
+            extra=fields(mapping=self.context.mapping, shards=len(self._listed), checkpoints=len(self._state)),
+        )
+
+    async def lanes(self) -> AsyncIterator[ShardLane]:
+        ready, self._ready = self._ready, []
+        failures = 0
+        while not self.closed:
+            for lane in ready:
+                self.log.info("reading shard", extra=lane._f())
+                yield lane
+            await self.wait(self._wake, time.monotonic() + self.settings.shard_discovery_interval)
+            if self.closed:
+                return
+            self._wake.clear()
+            try:
+                ready = await self._discover()
+            except Exception as exc:  # the lanes keep reading; the next discovery tries again
+                ready = []
+                failures += 1
+                if failures == 1:
+                    self.log.warning(
+                        "listing shards failed: %s: %s; trying again in %.0fs",
+                        type(exc).__name__,
+                        exc,
+                        self.settings.shard_discovery_interval,
+                        extra=fields(mapping=self.context.mapping),
+                    )
+                continue
+            if failures:
+                self.log.info("listing shards again", extra=fields(mapping=self.context.mapping))
+                failures = 0
+
+    def render(self, records: Sequence[Record], attempt: int) -> Any:
+        return {"Records": [r.payload for r in records]}
+
+    def batch_info(self, records: Sequence[Record]) -> dict[str, Any]:
+        return self.service.batch_info(records)
+
+    async def close(self) -> None:
+        self.closing.set()
+        self._wake.set()
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    # ---- shards ----------------------------------------------------------------------------------------------
+
+    async def wait(self, event: asyncio.Event, deadline: float | None) -> bool:
+        """Wait for `event` until `deadline` (monotonic; None: no limit) or until the source closes."""
+        if event.is_set():
+            return True
+        waiters = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(self.closing.wait())}
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return event.is_set()
+
+    def shard_finished(self, shard_id: str) -> None:
+        self._finished.add(shard_id)
+        self._state[shard_id] = SHARD_END
+        self._wake.set()
+
+    async def _discover(self) -> list[ShardLane]:
+        """List the shards; return lanes for those that may start now (not finished, parents all finished)."""
+        listed = await self.service.shards()
+        self._listed = {s.shard_id: s for s in listed}
+        if self.starting_position == "LATEST" and not self._state and listed:
+            # A new LATEST mapping: open shards start now; closed ones are history.
+            now = self.context.clock.time()
+            marks = {s.shard_id: SHARD_END if s.closed else f"{LATEST_MARK}{now!r}" for s in listed}
+            await self.store.put_many(self.scope, marks)
+            self._state.update(marks)
+            self._marked.update(k for k, v in marks.items() if v != SHARD_END)
+        self._finished.update(k for k, v in self._state.items() if v == SHARD_END)
+        ready = []
+        for shard in sorted(listed, key=lambda s: s.shard_id):
+            if shard.shard_id in self._lanes or shard.shard_id in self._finished:
+                continue
+            if any(p in self._listed and p not in self._finished for p in shard.parents):
+                continue  # a parent is still being read
+            lane = ShardLane(self, shard.shard_id, self._start_for(shard.shard_id))
+            self._lanes[shard.shard_id] = lane
+            ready.append(lane)
+        return ready
+
+    def _start_for(self, shard_id: str) -> Start:
+        state = self._state.get(shard_id)
+        if state is not None and state.startswith(LATEST_MARK):
+            since = float(state.removeprefix(LATEST_MARK))
+            return self.service.latest(since) if shard_id in self._marked else self.service.resume_latest(since)
+        if state is not None:
+            return Start("AFTER_SEQUENCE_NUMBER", state)
+        if self.starting_position == "AT_TIMESTAMP":
+            return Start("AT_TIMESTAMP", timestamp=self.starting_timestamp)
+        # TRIM_HORIZON, or a shard that appeared after a LATEST mapping began (a child: read it whole)
+        return Start("TRIM_HORIZON")

@@ -1,0 +1,221 @@
+"""Function runtimes with real processes and real local servers: a function that crashes, hangs or eats memory
+is a failed invocation with the reason, never a dead hub."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from hub.app import add_code_path
+from hub.config import FunctionConfig
+from hub.functions import Function
+from tests.helpers import HubProcess, read_jsonl, wait_for
+
+add_code_path()
+
+
+def process_fn(handler: str, **settings: Any) -> Function:
+    config = FunctionConfig(runtime="process", handler=f"functions.testing.{handler}", **{"timeout": 2, **settings})
+    return Function("fn", config, region="us-east-1", account_id="000000000000")
+
+
+@pytest.mark.parametrize(
+    ("handler", "error_type", "message"),
+    [
+        ("exits", "Runtime.ExitError", "Runtime exited with error: exit status 1"),
+        ("segfaults", "Runtime.ExitError", "Runtime exited with error: signal: segmentation fault"),
+        ("spins", "Sandbox.Timedout", "Task timed out after 1.00 seconds"),
+        ("eats_memory", "Runtime.OutOfMemory", "more than its memory limit (128 MB)"),
+        ("returns_garbage", "Runtime.MarshalError", "Unable to marshal response"),
+        ("raises", "KeyError", "'missing'"),
+    ],
+)
+async def test_a_faulty_function_is_a_failed_invocation_and_the_next_gets_a_working_worker(
+    handler: str, error_type: str, message: str
+) -> None:
+    fn = process_fn(handler, timeout=1)
+    await fn.start()
+    try:
+        first = await fn.invoke({"n": 1})
+        assert not first.ok
+        assert first.payload["errorType"] == error_type
+        assert message in first.payload["errorMessage"]
+        assert set(first.payload) == {"errorMessage", "errorType", "stackTrace"}
+        second = await fn.invoke({"n": 2})  # a fresh worker answers again, with the same reason
+        assert second.payload["errorType"] == error_type
+    finally:
+        await fn.close()
+
+
+async def test_workers_are_warm_isolated_and_replaced_after_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_SECRET", "do-not-leak")
+    fn = process_fn("env_and_logs", environment={"GREETING": "hi"}, memory=256, concurrency=1)
+    await fn.start()
+    crash = process_fn("exits")
+    await crash.start()
+    try:
+        first, second = await fn.invoke({}), await fn.invoke({})
+        assert first.ok and second.ok
+        assert first.payload["pid"] == second.payload["pid"]  # warm: the handler was imported once
+        assert first.payload["env"] == {"GREETING": "hi", "HUB_SECRET": None, "AWS_LAMBDA_FUNCTION_NAME": "fn"}
+        assert first.payload["memory"] == 256
+        assert 0 < first.payload["remaining"] <= 2000
+        worker = fn.runtime._idle[0]  # type: ignore[attr-defined]
+        worker.proc.kill()
+        await worker.proc.wait()
+        third = await fn.invoke({})
+        assert third.ok and third.payload["pid"] != first.payload["pid"]
+        assert not (await crash.invoke({})).ok
+    finally:
+        await fn.close()
+        await crash.close()
+
+
+async def test_a_handler_that_cannot_be_imported_fails_at_start() -> None:
+    from hub.runtimes.python import HandlerLoadError
+
+    fn = Function(
+        "fn",
+        FunctionConfig(runtime="process", handler="functions.nope.handler"),
+        region="us-east-1",
+        account_id="000000000000",
+    )
+    with pytest.raises(HandlerLoadError, match="ModuleNotFoundError|ImportModuleError"):
+        await fn.start()
+
+
+def test_the_hub_keeps_serving_other_mappings_while_a_function_crashes(tmp_path: Path) -> None:
+    out = tmp_path / "calls.jsonl"
+    config = {
+        "checkpoints": "memory://",
+        "functions": {
+            "crasher": {"runtime": "process", "handler": "functions.testing.segfaults", "timeout": "2s"},
+            "good": {
+                "runtime": "process",
+                "handler": "functions.recorder.record",
+                "timeout": "2s",
+                "environment": {"RECORDER_OUT": str(out)},
+            },
+        },
+        "mappings": [
+            {
+                "name": "crash",
+                "function": "crasher",
+                "source": {"type": "schedule", "expression": "rate(1 second)"},
+                "maximum_retry_attempts": 0,
+            },
+            {
+                "name": "good",
+                "function": "good",
+                "source": {"type": "files", "path": str(tmp_path / "in"), "settle_time": "100ms"},
+            },
+        ],
+    }
+    with HubProcess(tmp_path, config) as hub:
+        hub.start()
+        hub.wait_log("segmentation fault")
+        for i in range(3):
+            (tmp_path / "in").mkdir(exist_ok=True)
+            (tmp_path / "in" / f"f{i}.txt").write_text("x")
+        wait_for(lambda: len(read_jsonl(out)) == 3, what="three files handled while the other function crashes")
+        hub.wait_log("segmentation fault")
+        assert hub.stop() == 0
+
+
+# ---- http ------------------------------------------------------------------------------------------------------
+
+
+async def serve(handler: Any) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.router.add_route("POST", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def test_http_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def endpoint(request: web.Request) -> web.Response:
+        body = await request.json()
+        seen.append({"body": body, "headers": dict(request.headers), "path": request.path})
+        if body.get("mode") == "fail":
+            return web.Response(status=502, text="bad gateway")
+        if body.get("mode") == "slow":
+            await asyncio.sleep(5)
+        if body.get("mode") == "text":
+            return web.Response(text="not json")
+        return web.json_response({"ok": True, "echo": body})
+
+    runner, url = await serve(endpoint)
+    monkeypatch.setenv("FN_TOKEN", "Bearer t0ken")
+    config = FunctionConfig(
+        runtime="http", url=f"{url}/invoke", timeout=1, headers={"X-Team": "data"}, authorization_env="FN_TOKEN"
+    )
+    fn = Function("web", config, region="us-east-1", account_id="000000000000")
+    await fn.start()
+    try:
+        ok = await fn.invoke({"mode": "ok", "n": 1})
+        assert ok.ok and ok.payload == {"ok": True, "echo": {"mode": "ok", "n": 1}}
+        headers = seen[0]["headers"]
+        assert headers["Authorization"] == "Bearer t0ken" and headers["X-Team"] == "data"
+        assert headers["Lambda-Runtime-Aws-Request-Id"] == ok.request_id
+        failed = await fn.invoke({"mode": "fail"})
+        assert not failed.ok and "answered 502" in failed.payload["errorMessage"]
+        slow = await fn.invoke({"mode": "slow"})
+        assert slow.error == "Timeout"
+        text = await fn.invoke({"mode": "text"})
+        assert not text.ok and "not JSON" in text.payload["errorMessage"]
+    finally:
+        await fn.close()
+        await runner.cleanup()
+
+
+# ---- lambda ----------------------------------------------------------------------------------------------------
+
+
+async def test_lambda_runtime_against_a_local_lambda_invoke_api() -> None:
+    calls: list[dict[str, Any]] = []
+
+    async def invoke(request: web.Request) -> web.Response:
+        name = request.match_info["tail"].split("/")[2]  # /2015-03-31/functions/{name}/invocations
+        payload = json.loads(await request.read())
+        calls.append({"name": name, "qualifier": request.query.get("Qualifier"), "payload": payload})
+        if payload.get("fail"):
+            error = {"errorMessage": "boom", "errorType": "ValueError", "stackTrace": []}
+            return web.json_response(error, headers={"X-Amz-Function-Error": "Unhandled"})
+        return web.json_response({"statusCode": 200, "got": payload})
+
+    runner, url = await serve(invoke)
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+    config = FunctionConfig.model_validate(
+        {
+            "runtime": "lambda",
+            "function_name": "orders",
+            "qualifier": "live",
+            "timeout": 5,
+            "aws": {"endpoint_url": url, "region": "eu-west-1", "access_key_id": "test", "secret_access_key": "test"},
+        }
+    )
+    fn = Function("remote", config, region="us-east-1", account_id="000000000000")
+    await fn.start()
+    try:
+        ok = await fn.invoke({"n": 1})
+        assert ok.ok and ok.payload == {"statusCode": 200, "got": {"n": 1}}
+        assert calls[0]["name"] == "orders" and calls[0]["qualifier"] == "live"
+        failed = await fn.invoke({"fail": True})
+        assert not failed.ok
+        assert failed.payload == {"errorMessage": "boom", "errorType": "ValueError", "stackTrace": []}
+    finally:
+        await fn.close()
+        await runner.cleanup()
