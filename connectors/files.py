@@ -23,10 +23,11 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import quote_plus
 
 from pydantic import BaseModel, ConfigDict, Field
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from hub.records import Outcome, Record
 from hub.source import ConnectorSpec, LaneEnded, SourceContext
@@ -203,8 +204,8 @@ class FilesSource:
     async def settle(self, outcome: Outcome) -> None:
         updates: dict[str, str | None] = {}
         for record in outcome.settled:
-            key, identity = record.position  # type: ignore[misc]
-            updates[key] = None if identity is None else identity
+            key, identity = _position(record)
+            updates[key] = identity
         if updates:
             await self.context.store.put_many(self.scope, updates)
             for key, value in updates.items():
@@ -213,7 +214,7 @@ class FilesSource:
                 else:
                     self._handled[key] = value
         for record in outcome.settled + outcome.failed:
-            key, identity = record.position  # type: ignore[misc]
+            key, identity = _position(record)
             if self._in_flight.get(key) == (identity or "-"):
                 del self._in_flight[key]
 
@@ -405,15 +406,21 @@ class FilesSource:
         return out
 
 
-class _Forwarder:
+def _position(record: Record) -> tuple[str, str | None]:
+    """A file record's position: its key and identity (None for a removal)."""
+    return cast(tuple[str, str | None], record.position)
+
+
+class _Forwarder(FileSystemEventHandler):
     """watchdog handler: hands events from the observer thread to the loop."""
 
     def __init__(self, source: FilesSource) -> None:
+        super().__init__()
         self.source = source
         assert source._loop is not None
         self.loop = source._loop
 
-    def dispatch(self, event: Any) -> None:
+    def dispatch(self, event: FileSystemEvent) -> None:
         kind = event.event_type
         src = os.fsdecode(event.src_path)
         call = self.loop.call_soon_threadsafe

@@ -70,7 +70,7 @@ class FunctionConfig(Model):
     )
     function_name: str | None = Field(None, description="lambda: the function's name or ARN.")
     qualifier: str | None = Field(None, description="lambda: a version or alias.")
-    aws: AwsConnection = Field(default_factory=AwsConnection, description="lambda: where the Lambda API is.")
+    aws: AwsConnection = Field(default_factory=lambda: AwsConnection(), description="lambda: where the Lambda API is.")
     description: str = ""
 
     @field_validator("handler")
@@ -160,7 +160,7 @@ class MappingConfig(Model):
     filter_criteria: FilterCriteria | list[Any] | None = Field(
         None, description="EventBridge patterns, ORed: a list, or AWS's {filters: [{pattern: ...}]}."
     )
-    destination_config: DestinationConfig = Field(default_factory=DestinationConfig)
+    destination_config: DestinationConfig = Field(default_factory=lambda: DestinationConfig())
 
     source: Any = Field(description="The event source: `type:` names the connector.")
 
@@ -267,7 +267,7 @@ def config_model(types: tuple[str, ...], destinations: tuple[str, ...] = ()) -> 
         source=(source_type, ...),
         destination_config=(destination, Field(default_factory=destination)),
     )
-    return create_model("HubConfig", __base__=HubConfig, mappings=(list[mapping], []))  # type: ignore[valid-type]
+    return create_model("HubConfig", __base__=HubConfig, mappings=(list[mapping], []))
 
 
 def _union(models: tuple[Any, ...]) -> Any:
@@ -308,10 +308,10 @@ def validate(located: Located) -> HubConfig:
         target = dest.get("on_failure") if isinstance(dest, dict) else None
         dest_kind = target.get("type") if isinstance(target, dict) else None
         if dest_kind is not None and dest_kind != "file":
-            at = ("mappings", i, "destination_config", "on_failure", "type")
+            dest_at: tuple[Any, ...] = ("mappings", i, "destination_config", "on_failure", "type")
             if dest_kind not in registry.destination_names():
                 errors.append(
-                    f"{located.where(at)}: {dotted(at)}: unknown destination type {dest_kind!r} "
+                    f"{located.where(dest_at)}: {dotted(dest_at)}: unknown destination type {dest_kind!r} "
                     f"(one of: {', '.join(registry.destination_names())})"
                 )
             else:

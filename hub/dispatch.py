@@ -410,7 +410,7 @@ def _single_record_info(info: dict[str, Any]) -> dict[str, Any]:
     for name, value in info.items():
         if isinstance(value, dict) and "recordsInfo" in value:
             value = dict(value)
-            first = next(iter(value.pop("recordsInfo").values()), {})
+            first: dict[str, Any] = next(iter(value.pop("recordsInfo").values()), {})
             value["recordInfo"] = {
                 "offset": first.get("firstRecordOffset"),
                 "timestamp": first.get("firstRecordTimestamp"),

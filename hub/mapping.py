@@ -12,7 +12,8 @@ import contextlib
 import logging
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from hub.config import MappingConfig
 from hub.dispatch import Backoff, Counters, Dispatcher
@@ -58,7 +59,8 @@ class Batcher:
         self.counters.polled += len(records)
         if not self.filters or not records:
             return records
-        kept, dropped = [], []
+        kept: list[Record] = []
+        dropped: list[Record] = []
         for record in records:
             (kept if self.filters.matches(record.view()) else dropped).append(record)
         if dropped:
@@ -189,8 +191,8 @@ class MappingRunner:
         except Exception as exc:
             log.warning("closing the source failed: %s", exc, extra=fields(mapping=self.name))
 
-    def _start(self, coro: object, group: set[asyncio.Task[None]]) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _start(self, coro: Coroutine[Any, Any, None], group: set[asyncio.Task[None]]) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
         group.add(task)
         task.add_done_callback(group.discard)
         return task

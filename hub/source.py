@@ -8,6 +8,7 @@ on trouble it raises, and the mapping logs, counts, backs off and reopens it.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -153,7 +154,7 @@ class DestinationSpec:
     """
 
     type: str
-    config: type[BaseModel]
+    config: builtins.type[BaseModel]
     build: Callable[[Any, str], Destination]
 
 
@@ -170,7 +171,7 @@ class ConnectorSpec:
     """
 
     type: str
-    config: type[BaseModel]
+    config: builtins.type[BaseModel]
     build: Callable[[Any, SourceContext], Source]
     family: Family
     summary: str

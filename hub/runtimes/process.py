@@ -67,9 +67,9 @@ class Worker:
             os.close(responses_w)
         self.request_fd = requests_w
         loop = asyncio.get_running_loop()
-        self.reader = asyncio.StreamReader(limit=2**31)
+        reader = self.reader = asyncio.StreamReader(limit=2**31)
         await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(self.reader), os.fdopen(responses_r, "rb", buffering=0)
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(responses_r, "rb", buffering=0)
         )
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self._log_tasks = [

@@ -86,7 +86,7 @@ async def test_a_handler_that_cannot_be_imported_fails_at_start() -> None:
         region="us-east-1",
         account_id="000000000000",
     )
-    with pytest.raises(HandlerLoadError, match="ModuleNotFoundError|ImportModuleError"):
+    with pytest.raises(HandlerLoadError, match=r"ModuleNotFoundError|ImportModuleError"):
         await fn.start()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import datetime
 from pathlib import Path
@@ -39,7 +40,7 @@ def test_seconds_rate_fires_with_the_scheduled_event_envelope(tmp_path: Path) ->
     assert events[0]["region"] == "eu-west-1"
     assert events[0]["resources"] == ["arn:aws:events:eu-west-1:123456789012:rule/every-second"]
     times = [datetime.fromisoformat(e["time"].replace("Z", "+00:00")) for e in events]
-    assert all((b - a).total_seconds() == 1 for a, b in zip(times, times[1:], strict=False))
+    assert all((b - a).total_seconds() == 1 for a, b in itertools.pairwise(times))
     assert len({e["id"] for e in events}) == len(events)
     for call, when in zip(calls, times, strict=True):  # each fire arrives at (not before) its scheduled second
         assert call["received"] >= when.timestamp()

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-
 from pydantic import BaseModel, ConfigDict
 
 from hub import registry
@@ -107,7 +106,7 @@ async def test_without_bisect_the_whole_batch_is_given_up(tmp_path: Path, monkey
 
 
 async def test_partial_batch_response_checkpoints_up_to_the_lowest_failure(tmp_path: Path) -> None:
-    d, dlq = await make(
+    d, _dlq = await make(
         tmp_path,
         "functions.testing.partial",
         function_response_types=["ReportBatchItemFailures"],
@@ -120,7 +119,7 @@ async def test_partial_batch_response_checkpoints_up_to_the_lowest_failure(tmp_p
 
 
 async def test_invalid_partial_response_fails_the_whole_batch(tmp_path: Path) -> None:
-    d, dlq = await make(
+    d, _dlq = await make(
         tmp_path,
         "functions.testing.bad_partial",
         function_response_types=["ReportBatchItemFailures"],

@@ -19,7 +19,7 @@ from hub.dispatch import Counters, Dispatcher
 from hub.functions import Function
 from hub.mapping import MappingRunner
 from hub.records import ContiguousTracker, Outcome, Record
-from hub.source import ConnectorSpec, LaneEnded, SystemClock
+from hub.source import ConnectorSpec, SystemClock
 from tests.helpers import read_jsonl
 
 add_code_path()
