@@ -1,0 +1,86 @@
+"""Warm invocation overhead of `runtime: process` against `runtime: python`, and worker start time.
+
+Prints one JSON object. The in-process `python` runtime is the ceiling measured in the same run; the figure
+that matters is the process runtime's extra cost per invocation (target: < 2 ms).
+
+    python bench/runtime_bench.py [--invocations N] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hub.app import add_code_path  # noqa: E402
+from hub.config import FunctionConfig  # noqa: E402
+from hub.functions import Function  # noqa: E402
+
+
+def event(batch: int) -> dict[str, object]:
+    record = {"messageId": "059f36b4-87a3-44ab-83d2-661975830a7d", "body": "x" * 100, "attributes": {"n": "1"}}
+    return {"Records": [record] * batch}
+
+
+async def per_invocation_us(fn: Function, batch: int, n: int) -> dict[str, float]:
+    payload = event(batch)
+    for _ in range(20):  # warm up
+        await fn.runtime.invoke(payload, fn.context())
+    samples = []
+    for _ in range(n):
+        context = fn.context()
+        started = time.perf_counter()
+        result = await fn.runtime.invoke(payload, context)
+        samples.append((time.perf_counter() - started) * 1e6)
+        assert result.ok, result.payload
+    samples.sort()
+    return {"p50_us": round(statistics.median(samples), 1), "p99_us": round(samples[int(len(samples) * 0.99) - 1], 1),
+            "mean_us": round(statistics.fmean(samples), 1)}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--invocations", type=int, default=2000)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    n = 200 if args.quick else args.invocations
+    add_code_path(str(Path(__file__).resolve().parent.parent))
+    results: dict[str, object] = {"benchmark": "runtime_bench", "invocations": n}
+    python = Function("py", FunctionConfig(handler="functions.recorder.noop"), region="us-east-1",
+                      account_id="000000000000")
+    await python.start()
+    starts = []
+    for _ in range(5 if args.quick else 20):
+        fn = Function("proc", FunctionConfig(runtime="process", handler="functions.recorder.noop", concurrency=1),
+                      region="us-east-1", account_id="000000000000")
+        started = time.perf_counter()
+        await fn.start()
+        starts.append((time.perf_counter() - started) * 1000)
+        await fn.close()
+    process = Function("proc", FunctionConfig(runtime="process", handler="functions.recorder.noop", concurrency=1),
+                       region="us-east-1", account_id="000000000000")
+    await process.start()
+    for batch in (1, 100):
+        ceiling = await per_invocation_us(python, batch, n)
+        measured = await per_invocation_us(process, batch, n)
+        results[f"batch_{batch}"] = {
+            "python": ceiling,
+            "process": measured,
+            "overhead_us_p50": round(measured["p50_us"] - ceiling["p50_us"], 1),
+            "target_overhead_us": 2000,
+            "meets_target": measured["p50_us"] - ceiling["p50_us"] < 2000,
+        }
+    results["worker_start_ms"] = {"p50": round(statistics.median(starts), 1), "max": round(max(starts), 1)}
+    await process.close()
+    await python.close()
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
