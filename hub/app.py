@@ -105,6 +105,9 @@ class Hub:
             if install_signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
+        for name, counters in self.counters.items():
+            totals = {k: v for k, v in vars(counters).items() if isinstance(v, int)}
+            log.info("mapping totals", extra=fields(mapping=name, **totals))
         log.info("hub stopped")
 
     def stop(self) -> None:

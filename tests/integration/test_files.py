@@ -205,3 +205,23 @@ def test_sigkill_while_handling_1000_files_loses_nothing(tmp_path: Path, out: Pa
     # a file is handled twice only if it was in flight (invoked, not yet checkpointed) at the kill
     assert duplicates <= in_flight, f"{duplicates} files were handled twice"
     assert set(seen) == set(names)
+
+
+def test_filtered_files_are_settled_counted_and_never_invoked(tmp_path: Path, out: Path) -> None:
+    config = files_config(tmp_path, filter_criteria=[{"s3": {"object": {"key": [{"prefix": "keep"}]}}}])
+    with HubProcess(tmp_path, config, {"RECORDER_OUT": str(out)}) as hub:
+        hub.start()
+        hub.wait_log("watching")
+        drop(tmp_path / "inbox" / "skip-me.txt", b"no")
+        drop(tmp_path / "inbox" / "keep-me.txt", b"yes")
+        wait_for(lambda: keys_seen(out) == ["keep-me.txt"], what="the matching file")
+        assert hub.stop() == 0
+        assert "filtered_out=1" in hub.log()
+    with HubProcess(tmp_path, config, {"RECORDER_OUT": str(out)}) as hub:
+        hub.start()
+        hub.wait_log("known_files=2")  # both were settled: neither is handled again
+        drop(tmp_path / "inbox" / "keep-marker.txt", b"m")
+        wait_for(lambda: "keep-marker.txt" in keys_seen(out), what="the marker")
+        assert keys_seen(out) == ["keep-me.txt", "keep-marker.txt"]
+        assert hub.stop() == 0
+        assert "filtered_out=0" in hub.log()

@@ -69,3 +69,19 @@ def test_scheduler_input_is_delivered_verbatim_with_placeholders(tmp_path: Path)
     assert event["arn"] == "arn:aws:scheduler:eu-west-1:123456789012:schedule/default/every-second"
     datetime.strptime(event["at"], "%Y-%m-%dT%H:%M:%SZ")
     assert len(event["execution"]) == 36
+
+
+def test_patterns_apply_to_the_scheduled_event_as_a_whole(tmp_path: Path) -> None:
+    out = tmp_path / "calls.jsonl"
+    config = schedule_config(tmp_path, expression="rate(1 second)")
+    # only fires whose time ends in an even second pass
+    config["mappings"][0]["filter_criteria"] = [  # type: ignore[index]
+        {"source": ["aws.events"], "time": [{"wildcard": f"*{d}Z"} for d in "02468"][0:1]},
+        *({"time": [{"suffix": f"{d}Z"}]} for d in "2468"),
+    ]
+    with HubProcess(tmp_path, config, {"RECORDER_OUT": str(out)}) as hub:
+        hub.start()
+        wait_for(lambda: len(read_jsonl(out)) >= 2, timeout=15, what="two even-second fires")
+        assert hub.stop() == 0
+        assert "filtered_out=" in hub.log() and "filtered_out=0 " not in hub.log()
+    assert all(e["event"]["time"][-2] in "02468" for e in read_jsonl(out))
