@@ -26,6 +26,8 @@ BUILTIN = {
     "dynamodb": "connectors.dynamodb:CONNECTOR",
     "redis": "connectors.redis_streams:CONNECTOR",
     "rabbitmq": "connectors.rabbitmq:CONNECTOR",
+    "sqs": "connectors.sqs:CONNECTOR",
+    "s3": "connectors.s3:CONNECTOR",
 }
 BUILTIN_DESTINATIONS = {
     "sqs": "connectors.aws_destinations:SQS_DESTINATION",
