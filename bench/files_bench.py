@@ -401,7 +401,13 @@ def read_int(path: str) -> int | None:
 # ---- main ------------------------------------------------------------------------------------------------------
 
 
+def _terminate(signum: int, _frame: Any) -> None:
+    """SIGTERM: unwind like Ctrl-C, so the hub is stopped and the temporary folder removed."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=None, help="files in the throughput burst (default 10000)")
     parser.add_argument("--rate", type=float, default=TARGET_RATE, help="files/s of the latency run (default 100)")

@@ -293,7 +293,13 @@ mappings:
     }
 
 
+def _terminate(signum: int, _frame: Any) -> None:
+    """SIGTERM: unwind like Ctrl-C, so the hub is stopped and the temporary folder removed."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fires", type=int, default=None, help="fires to measure (default 100, ~1 s each)")
     parser.add_argument("--warmup", type=int, default=1, help="first fires left out of the statistics (default 1)")

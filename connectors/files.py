@@ -27,11 +27,34 @@ from typing import Any, Literal, cast
 from urllib.parse import quote_plus
 
 from pydantic import BaseModel, ConfigDict, Field
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 
 from hub.records import Outcome, Record
 from hub.source import ConnectorSpec, LaneEnded, SourceContext
 from hub.types import Duration
+
+
+WATCHED_EVENTS = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileClosedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+    DirCreatedEvent,
+    DirMovedEvent,
+    DirDeletedEvent,
+]
 
 
 class FilesConfig(BaseModel):
@@ -152,7 +175,9 @@ class FilesSource:
         self._handled = await self.context.store.get_all(self.scope)
         handler = _Forwarder(self)
         observer = Observer()
-        observer.schedule(handler, str(self.root), recursive=self.config.recursive)
+        # only the events that say a file changed: opens and read-only closes (our own MD5 reads among them)
+        # would only fill the kernel's inotify queue
+        observer.schedule(handler, str(self.root), recursive=self.config.recursive, event_filter=WATCHED_EVENTS)
         observer.start()  # before the scan, so nothing written meanwhile is missed
         self._observer = observer
         await self._scan(startup=True)
@@ -310,8 +335,6 @@ class FilesSource:
 
     async def _ready(self, path: str, key: str) -> None:
         """Build the record of a complete file and queue it, unless it was handled or is in flight."""
-        if not self._inside(path):
-            return
         try:
             record = await asyncio.to_thread(self._created_record, path, key)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
@@ -328,6 +351,9 @@ class FilesSource:
         self._queue.put_nowait(record)
 
     def _created_record(self, path: str, key: str) -> Record | None:
+        """Runs in a worker thread: stat, symlink check and MD5 stay off the event loop."""
+        if not self._inside(path):
+            return None
         st = os.stat(path)
         if not os.path.isfile(path):
             return None
@@ -366,21 +392,23 @@ class FilesSource:
         found = await asyncio.to_thread(self._walk, under or str(self.root))
         settle = self.config.settle_time
         now = time.time()
-        for path, key, mtime in found:
-            if key in self._in_flight or path in self._pending:
+        for path, key, mtime, identity in found:
+            if self._handled.get(key) == identity or key in self._in_flight or path in self._pending:
                 continue
             if now - mtime >= settle:
                 self._spawn(self._ready(path, key))
             else:
                 self._watch_until_stable(path, None)
         if startup:
-            present = {key for _, key, _ in found}
-            for key in [k for k in self._handled if k not in present]:
-                if "removed" in self.config.events:
+            present = {key for _, key, _, _ in found}
+            gone = [k for k in self._handled if k not in present]
+            if "removed" in self.config.events:
+                for key in gone:
                     self._emit_removed(key)
-                else:
+            elif gone:
+                for key in gone:
                     self._handled.pop(key)
-                    await self.context.store.delete(self.scope, key)
+                await self.context.store.put_many(self.scope, dict.fromkeys(gone))
         if under is None and self.config.rescan_interval > 0 and not self._closed.is_set():
             assert self._loop is not None
             self._rescan_handle = self._loop.call_later(self.config.rescan_interval, self._spawn_rescan)
@@ -388,7 +416,8 @@ class FilesSource:
     def _spawn_rescan(self) -> None:
         self._spawn(self._scan())
 
-    def _walk(self, top: str) -> list[tuple[str, str, float]]:
+    def _walk(self, top: str) -> list[tuple[str, str, float, str]]:
+        """(path, key, mtime, identity) of every file under `top` that the filters let through."""
         out = []
         for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
             if not self.config.recursive:
@@ -402,7 +431,7 @@ class FilesSource:
                     st = os.stat(path)
                 except OSError:
                     continue
-                out.append((path, key, st.st_mtime))
+                out.append((path, key, st.st_mtime, str(Identity(st.st_size, st.st_mtime_ns))))
         return out
 
 

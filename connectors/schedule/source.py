@@ -116,7 +116,7 @@ class ScheduleSource:
         self._closed.clear()
         store, scope = self.context.store, self.scope
         state = await store.get_all(scope)
-        now = self._now()
+        now = self._now().replace(microsecond=0)  # rate() fires on whole seconds, as `time` shows them
         if "expression" in state and state["expression"] != self.config.expression:
             state = {}  # a new expression starts afresh, as a newly created schedule does
         if "anchor" not in state:
@@ -135,7 +135,9 @@ class ScheduleSource:
         elif policy == "run_all":
             if len(missed) == MISFIRE_LIMIT:
                 self.context.log.warning(
-                    "more than %d fires were missed; run_all runs the oldest %d", MISFIRE_LIMIT, MISFIRE_LIMIT,
+                    "more than %d fires were missed; run_all runs the oldest %d",
+                    MISFIRE_LIMIT,
+                    MISFIRE_LIMIT,
                     extra={"fields": {"mapping": self.context.mapping}},
                 )
             self._due = missed
