@@ -184,11 +184,12 @@ def test_pattern(pattern: str, event_arg: str) -> None:
 
 
 @main.command()
-def schema() -> None:
-    """Print the JSON Schema of the configuration file (for editors and CI checks)."""
-    from hub.config import full_model
+@click.option("--markdown", is_flag=True, help="The configuration reference (docs/configuration.md) instead.")
+def schema(markdown: bool) -> None:
+    """Print the JSON Schema of the configuration file (for editors and CI checks), generated from the models."""
+    from hub import reference
 
-    click.echo(json.dumps(full_model().model_json_schema(), indent=2))
+    click.echo(reference.markdown() if markdown else json.dumps(reference.json_schema(), indent=2))
 
 
 if __name__ == "__main__":

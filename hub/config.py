@@ -145,10 +145,18 @@ class MappingConfig(Model):
         None, gt=0, le=21600, description="Asynchronous sources: give up on events older than this (default 6h)."
     )
     maximum_record_age: Duration | None = Field(None, description="Streams: give up on records older than this.")
-    bisect_batch_on_function_error: bool = False
-    function_response_types: list[Literal["ReportBatchItemFailures"]] = Field(default_factory=list, max_length=1)
-    parallelization_factor: int = Field(1, ge=1, le=10)
-    tumbling_window: Duration | None = Field(None, ge=0, le=900)
+    bisect_batch_on_function_error: bool = Field(
+        False, description="Streams: split a failing batch in two and retry each half (does not use up retries)."
+    )
+    function_response_types: list[Literal["ReportBatchItemFailures"]] = Field(
+        default_factory=list, max_length=1, description="[ReportBatchItemFailures]: the function may name failed items."
+    )
+    parallelization_factor: int = Field(
+        1, ge=1, le=10, description="Streams: batches of one lane in flight at once (order kept per partition key)."
+    )
+    tumbling_window: Duration | None = Field(
+        None, ge=0, le=900, description="Streams: aggregate in windows of this length, with state between invocations."
+    )
     max_concurrency: int | None = Field(
         None, ge=1, le=1000, description="Most invocations of this mapping in flight at once."
     )
@@ -160,7 +168,9 @@ class MappingConfig(Model):
     filter_criteria: FilterCriteria | list[Any] | None = Field(
         None, description="EventBridge patterns, ORed: a list, or AWS's {filters: [{pattern: ...}]}."
     )
-    destination_config: DestinationConfig = Field(default_factory=lambda: DestinationConfig())
+    destination_config: DestinationConfig = Field(
+        default_factory=lambda: DestinationConfig(), description="`on_failure`: where given-up records go."
+    )
 
     source: Any = Field(description="The event source: `type:` names the connector.")
 

@@ -1,0 +1,103 @@
+"""The configuration reference and JSON Schema, generated from the pydantic models (the one source of truth).
+
+`hub schema` prints the JSON Schema; `hub schema --markdown` prints docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import json
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from hub import registry
+from hub.aws import AwsConnection
+from hub.config import FileDestination, FunctionConfig, HubConfig, MappingConfig, full_model
+from hub.source import ConnectorSpec
+from hub.types import parse_duration
+
+HEADER = """# Configuration reference
+
+Generated from the configuration models by `hub schema --markdown`; do not edit by hand. The JSON Schema
+(`hub schema`) is generated from the same models: point your editor's YAML support at `config/schema.json`.
+
+Durations accept `500ms`, `30s`, `5m`, `1h`, `1d` or a number of seconds. `${VAR}` and `${VAR:-default}` expand
+from the environment anywhere in the file. Settings marked *secret* are never printed.
+"""
+
+
+def json_schema() -> dict[str, Any]:
+    return full_model().model_json_schema()
+
+
+def _type_name(field: FieldInfo) -> str:
+    text = _show_type(field.annotation)
+    if any(getattr(m, "func", None) is parse_duration for m in field.metadata):
+        text = "duration"
+    return text.replace("|", "\\|")
+
+
+def _show_type(annotation: Any) -> str:
+    """A readable type: `duration`, `int | None`, `list[str]`, `"a" | "b"`."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        if any(getattr(m, "func", None) is parse_duration for m in args[1:]):
+            return "duration"
+        return _show_type(args[0])
+    if origin is Literal:
+        return " | ".join(json.dumps(a) for a in args)
+    if origin in (Union, UnionType):
+        return " | ".join(_show_type(a) for a in args)
+    if origin is not None:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_show_type(a) for a in args)}]"
+    if annotation is type(None):
+        return "None"
+    if annotation is Any:
+        return "any"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _default(field: FieldInfo) -> str:
+    if field.default is not PydanticUndefined:
+        value = field.default
+        return "" if value is None else f"`{json.dumps(value, default=str)}`"
+    if field.default_factory is not None:
+        return ""
+    return "**required**"
+
+
+def _table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> str:
+    rows = ["| setting | type | default | meaning |", "| --- | --- | --- | --- |"]
+    for name, field in model.model_fields.items():
+        if name in skip:
+            continue
+        description = (field.description or "").replace("\n", " ").replace("|", "\\|")
+        if "SecretStr" in str(field.annotation):
+            description = f"*secret.* {description}"
+        rows.append(f"| `{name}` | {_type_name(field)} | {_default(field)} | {description} |")
+    return "\n".join(rows)
+
+
+def markdown() -> str:
+    parts = [HEADER, "## Top level\n", _table(HubConfig, skip=("functions", "mappings"))]
+    parts += ["\n## functions.NAME\n", _table(FunctionConfig)]
+    parts += [
+        "\n## mappings[]\n",
+        "Which settings apply depends on the source's family (stream, queue or asynchronous); a setting that does "
+        "not apply is an error.\n",
+        _table(MappingConfig, skip=("source",)),
+    ]
+    specs: list[ConnectorSpec] = registry.all_specs()
+    for spec in specs:
+        parts += [f"\n## source: type `{spec.type}` ({spec.family})\n", spec.summary + "\n", _table(spec.config)]
+    parts += ["\n## destination_config.on_failure: type `file`\n", _table(FileDestination)]
+    parts += [
+        "\n## AwsConnection (the `connection:` of AWS sources and destinations, a lambda function's `aws:`)\n",
+        _table(AwsConnection),
+    ]
+    for dest in registry.all_destination_specs():
+        parts += [f"\n## destination_config.on_failure: type `{dest.type}`\n", _table(dest.config)]
+    return "\n".join(parts) + "\n"
