@@ -19,6 +19,8 @@ bench: $(VENV)/.test
 	$(BIN)/python bench/files_bench.py
 	$(BIN)/python bench/schedule_bench.py
 	$(BIN)/python bench/filter_bench.py
+	$(BIN)/python bench/runtime_bench.py
+	$(BIN)/python bench/redis_bench.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -23,7 +23,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Hashable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -36,6 +36,8 @@ from hub.types import Duration
 STARTING_IDS = {"TRIM_HORIZON": "0", "LATEST": "$"}
 RECORD_OVERHEAD = 300
 """Bytes a record adds to the event besides its fields: ids, attributes, ARN."""
+FIELD_OVERHEAD = 24
+"""Bytes a field adds besides its value: its name (short, as field names are), quotes and separators."""
 
 
 class RedisStreamsConfig(BaseModel):
@@ -123,6 +125,20 @@ def _text(value: bytes) -> str | None:
         return None
 
 
+def _split_binary(fields: dict[bytes, bytes]) -> tuple[dict[str, str], dict[str, str]]:
+    """Text fields, and the fields whose values are not UTF-8 (base64-encoded)."""
+    data: dict[str, str] = {}
+    binary: dict[str, str] = {}
+    for raw_name, raw_value in fields.items():
+        name = raw_name.decode("utf-8", "backslashreplace")
+        value = _text(raw_value)
+        if value is None:
+            binary[name] = base64.b64encode(raw_value).decode("ascii")
+        else:
+            data[name] = value
+    return data, binary
+
+
 def _parsed(value: str) -> Any:
     try:
         return json.loads(value)
@@ -138,6 +154,35 @@ def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
         (value,) = reply.values()
         return list(value[0] if value and isinstance(value[0], list) else value)
     return list(reply[0][1])
+
+
+class FilterView(Mapping[str, Any]):
+    """What filter patterns see: the record's metadata, and `data` with each field parsed as JSON when it is JSON.
+
+    Built on first use, so a mapping without filters never pays for the parsing.
+    """
+
+    __slots__ = ("_payload", "_view")
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self._payload = payload
+        self._view: dict[str, Any] | None = None
+
+    def _built(self) -> dict[str, Any]:
+        if self._view is None:
+            view = {k: v for k, v in self._payload.items() if k not in ("data", "binaryData")}
+            view["data"] = {name: _parsed(value) for name, value in self._payload["data"].items()}
+            self._view = view
+        return self._view
+
+    def __getitem__(self, key: str) -> Any:
+        return self._built()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
 
 
 class RedisStreamsSource:
@@ -169,6 +214,7 @@ class RedisStreamsSource:
             socket_connect_timeout=self.config.connect_timeout,
             socket_timeout=self.config.block + 10.0,  # above the longest blocking read
             client_name=self.consumer,
+            protocol=2,  # every Redis speaks RESP2, and redis-py parses it faster; `?protocol=3` in the URL wins
         )
         self.client = client
         await client.ping()
@@ -208,7 +254,9 @@ class StreamLane:
         self.stream = stream
         self.key = stream
         self.arn = f"{source.where}/{stream}"
-        self.in_flight: set[str] = set()  # kept across reopens: batches may still run while the source reconnects
+        # entry ids (bytes, as Redis returns them and XACK takes them) read and not settled yet; kept across
+        # reopens, as batches may still run while the source reconnects
+        self.in_flight: set[Hashable] = set()
         self._history = True
         self._next_claim = 0.0
         self._cursor = "0-0"
@@ -294,7 +342,7 @@ class StreamLane:
             gone = [entry_id for entry_id, fields in entries if not fields]
             if gone:  # deleted from the stream while pending: nothing left to deliver
                 await client.xack(self.stream, self.source.group, *gone)
-            fresh = [(i, f) for i, f in entries if f and i.decode() not in self.in_flight]
+            fresh = [(i, f) for i, f in entries if f and i not in self.in_flight]
             if fresh:
                 return self._records(fresh, await self._delivery_counts([i for i, _ in fresh]))
 
@@ -309,7 +357,7 @@ class StreamLane:
         self._cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
         more = self._cursor != "0-0"
         self._next_claim = time.monotonic() + (0.0 if more else self._claim_every)
-        fresh = [(i, f) for i, f in entries if f and i.decode() not in self.in_flight]
+        fresh = [(i, f) for i, f in entries if f and i not in self.in_flight]
         if not fresh:
             return []
         return self._records(fresh, await self._delivery_counts([i for i, _ in fresh]))
@@ -327,62 +375,58 @@ class StreamLane:
         return counts
 
     def _records(self, entries: list[tuple[bytes, dict[bytes, bytes]]], counts: dict[str, int]) -> list[Record]:
+        """Records of entries just delivered to this consumer; `counts` has their delivery counts (default 1).
+
+        The hot path of the connector: one call per entry read, so it is kept lean.
+        """
+        source = self.source
+        group, consumer, region = source.group, source.consumer, source.context.region
+        key, stream, arn, in_flight = self.key, self.stream, self.arn, self.in_flight
         records = []
         for raw_id, fields in entries:
             entry_id = raw_id.decode()
-            self.in_flight.add(entry_id)
-            records.append(self._record(entry_id, fields, max(1, counts.get(entry_id, 1))))
-        return records
-
-    def _record(self, entry_id: str, fields: dict[bytes, bytes], attempt: int) -> Record:
-        millis = entry_millis(entry_id)
-        data: dict[str, str] = {}
-        binary: dict[str, str] = {}
-        size = RECORD_OVERHEAD
-        for raw_name, raw_value in fields.items():
-            name = raw_name.decode("utf-8", "backslashreplace")
-            value = _text(raw_value)
-            if value is None:
-                binary[name] = base64.b64encode(raw_value).decode("ascii")
-            else:
-                data[name] = value
-            size += len(raw_name) + len(raw_value) * (4 if value is None else 1)
-        payload: dict[str, Any] = {
-            "messageId": entry_id,
-            "stream": self.stream,
-            "data": data,
-        }
-        if binary:
-            payload["binaryData"] = binary
-        payload.update(
-            {
+            in_flight.add(raw_id)
+            attempt = max(1, counts.get(entry_id, 1)) if counts else 1
+            millis = entry_millis(entry_id)
+            try:
+                data = {name.decode(): value.decode() for name, value in fields.items()}
+                binary = None
+            except UnicodeDecodeError:
+                data, binary = _split_binary(fields)
+            payload: dict[str, Any] = {
+                "messageId": entry_id,
+                "stream": stream,
+                "data": data,
                 "attributes": {
                     "ApproximateReceiveCount": str(attempt),
                     "SentTimestamp": str(millis),
-                    "ConsumerGroup": self.source.group,
-                    "Consumer": self.source.consumer,
+                    "ConsumerGroup": group,
+                    "Consumer": consumer,
                 },
                 "eventSource": "redis:stream",
-                "eventSourceARN": self.arn,
-                "awsRegion": self.source.context.region,
+                "eventSourceARN": arn,
+                "awsRegion": region,
             }
-        )
-        view = {k: v for k, v in payload.items() if k not in ("data", "binaryData")}
-        view["data"] = {name: _parsed(value) for name, value in data.items()}
-        return Record(
-            self.key,
-            entry_id,
-            payload,
-            timestamp=millis / 1000.0,
-            size=size,
-            item_id=entry_id,
-            attempt=attempt,
-            filter_view=view,
-        )
+            if binary:
+                payload["binaryData"] = binary
+            size = RECORD_OVERHEAD + FIELD_OVERHEAD * len(fields) + sum(map(len, fields.values()))
+            records.append(
+                Record(
+                    key,
+                    raw_id,
+                    payload,
+                    timestamp=millis / 1000.0,
+                    size=size,
+                    item_id=entry_id,
+                    attempt=attempt,
+                    filter_view=FilterView(payload),
+                )
+            )
+        return records
 
     async def settle(self, outcome: Outcome) -> None:
         """XACK what settled; failed entries stay pending until claimed again after `claim_idle_time`."""
-        done = [str(r.position) for r in outcome.settled]
+        done = [r.position for r in outcome.settled]
         try:
             if done:
                 client = self.source.client
@@ -391,7 +435,7 @@ class StreamLane:
                 await client.xack(self.stream, self.source.group, *done)
         finally:
             for record in outcome.settled + outcome.failed:
-                self.in_flight.discard(str(record.position))
+                self.in_flight.discard(record.position)
 
 
 def sample_event() -> dict[str, Any]:

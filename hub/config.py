@@ -123,7 +123,7 @@ APPLIES: dict[str, frozenset[Family]] = {
 }
 FAMILY_DEFAULTS: dict[Family, dict[str, Any]] = {
     "stream": {"batch_size": 100, "maximum_batching_window": 0.0, "maximum_retry_attempts": -1},
-    "queue": {"batch_size": 10, "maximum_batching_window": 0.0},
+    "queue": {"batch_size": 10, "maximum_batching_window": 0.0, "max_concurrency": 5},
     "async": {"batch_size": 1, "maximum_batching_window": 0.0, "maximum_retry_attempts": 2, "max_concurrency": 10},
 }
 

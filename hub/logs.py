@@ -57,5 +57,16 @@ def setup(level: str = "info", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("watchdog", "asyncio", "apscheduler", "aiokafka", "botocore", "aiobotocore"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # Client libraries log every reconnect attempt (aiormq as errors); the mapping logs once per change of state.
+    quiet = {
+        "watchdog": logging.WARNING,
+        "asyncio": logging.WARNING,
+        "apscheduler": logging.WARNING,
+        "aiokafka": logging.WARNING,
+        "botocore": logging.WARNING,
+        "aiobotocore": logging.WARNING,
+        "aio_pika": logging.WARNING,
+        "aiormq": logging.CRITICAL,
+    }
+    for name, floor in quiet.items():
+        logging.getLogger(name).setLevel(max(floor, root.level))

@@ -1,0 +1,342 @@
+"""Benchmark of the `redis` source: throughput of the hub vs. a raw XREADGROUP/XACK loop, and event latency.
+
+    .venv/bin/python bench/redis_bench.py            # full run (~45 s): 3 x 30,000 entries each, then 10 s at 100/s
+    .venv/bin/python bench/redis_bench.py --quick    # smoke run (~10 s)
+
+Prints ONE JSON object on stdout; progress goes to stderr. Everything runs against one `redis-server` that this
+script starts on a free loopback port (persistence off), in the same run:
+
+- throughput: N entries are preloaded into a fresh stream, then a consumer starts and drains it through a
+  consumer group. `raw` is this file run with `--raw-consumer`: an asyncio loop of XREADGROUP COUNT 100, each
+  batch XACKed while the next is read: the ceiling of a client that does nothing with what it reads. `hub` is
+  `python -m hub run` with one `redis` mapping -> functions.recorder.noop (batch_size 100). Both are
+  subprocesses, timed the same way by polling XINFO GROUPS from here: from the first entry read to the moment
+  nothing is left unread or pending. Rounds alternate raw and hub (the machine may be shared); the ratio is
+  best hub over best raw, and every round's figures are printed too. Target: hub/raw >= 0.8.
+- latency: the hub (functions.recorder.record) reads a stream to which this process appends one entry every
+  10 ms, each carrying the time it was sent; latency is the handler's arrival time minus that. Target p99 < 10 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+TARGET_RATIO = 0.8
+TARGET_P99_MS = 10.0
+TIMEOUT = 120.0
+
+
+def progress(message: str) -> None:
+    print(f"[redis_bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default), q in [0, 100]."""
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def summary_ms(seconds: list[float]) -> dict[str, Any]:
+    values = sorted(s * 1000.0 for s in seconds)
+    if not values:
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "min_ms": round(values[0], 3),
+        "p50_ms": round(percentile(values, 50), 3),
+        "p95_ms": round(percentile(values, 95), 3),
+        "p99_ms": round(percentile(values, 99), 3),
+        "max_ms": round(values[-1], 3),
+        "mean_ms": round(sum(values) / len(values), 3),
+    }
+
+
+# ---- processes -------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Child:
+    """A subprocess with its output in a log file; stopped with SIGTERM, killed after a timeout."""
+
+    def __init__(self, name: str, argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.log_path = cwd / f"{name}.log"
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_log(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not log {text!r}:\n{self.log()[-3000:]}")
+            time.sleep(0.02)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def start_redis(work: Path) -> tuple[Child, str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed")
+    port = free_port()
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    child = Child("redis-server", argv, work)
+    child.wait_log("Ready to accept connections", 15)
+    return child, f"redis://127.0.0.1:{port}/0"
+
+
+def hub_config(url: str, stream: str, handler: str, max_concurrency: int) -> str:
+    return f"""\
+checkpoints: "memory://"
+shutdown_grace: 5s
+functions:
+  fn: {{handler: {handler}, timeout: 10s}}
+mappings:
+  - name: bench
+    function: fn
+    batch_size: 100
+    max_concurrency: {max_concurrency}
+    source: {{type: redis, url: "{url}", stream: {stream}, consumer_group: bench, block: 1s}}
+"""
+
+
+def start_hub(work: Path, url: str, stream: str, handler: str, max_concurrency: int, env: dict[str, str]) -> Child:
+    config = work / f"hub-{stream}.yaml"
+    config.write_text(hub_config(url, stream, handler, max_concurrency))
+    child = Child(f"hub-{stream}", [PYTHON, "-m", "hub", "run", str(config)], work, child_env(env))
+    child.wait_log("reading ", 30)
+    return child
+
+
+# ---- throughput ------------------------------------------------------------------------------------------------
+
+
+def preload(client: Any, stream: str, count: int) -> None:
+    body = json.dumps({"order": 1042, "item": "book", "qty": 2, "note": "x" * 40})
+    for start in range(0, count, 1000):
+        pipe = client.pipeline(transaction=False)
+        for i in range(start, min(count, start + 1000)):
+            pipe.xadd(stream, {"n": str(i), "payload": body})
+        pipe.execute()
+
+
+def drain_seconds(client: Any, stream: str, count: int) -> tuple[float, dict[str, Any]]:
+    """Seconds from the first entry read by group `bench` to nothing left unread or pending (polled every 2 ms)."""
+    started: float | None = None
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        groups = {
+            g["name"].decode() if isinstance(g["name"], bytes) else g["name"]: g for g in client.xinfo_groups(stream)
+        }
+        group = groups.get("bench")
+        if group is not None:
+            now = time.perf_counter()
+            read = group.get("entries-read") or 0
+            if started is None and (read or group["pending"]):
+                started = now
+            if started is not None and read >= count and group["pending"] == 0:
+                return now - started, group
+        time.sleep(0.002)
+    raise RuntimeError(f"the stream {stream} was not drained within {TIMEOUT}s")
+
+
+def throughput(kind: str, work: Path, url: str, count: int, max_concurrency: int, round_: int) -> dict[str, Any]:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    stream = f"tp-{kind}-{round_}"
+    progress(f"throughput/{kind} #{round_}: preloading {count} entries")
+    preload(client, stream, count)
+    if kind == "raw":
+        child = Child("raw", [PYTHON, str(Path(__file__).resolve()), "--raw-consumer", url, stream], work)
+    else:
+        child = start_hub(work, url, stream, "functions.recorder.noop", max_concurrency, {})
+    try:
+        seconds, _ = drain_seconds(client, stream, count)
+    finally:
+        exit_code = child.stop()
+        client.close()
+    rate = count / seconds
+    progress(f"throughput/{kind} #{round_}: {count} entries in {seconds:.3f}s = {rate:,.0f}/s")
+    return {"entries": count, "seconds": round(seconds, 3), "per_s": round(rate, 1), "exit_code": exit_code}
+
+
+async def raw_consumer(url: str, stream: str) -> None:
+    """The ceiling: XREADGROUP COUNT 100 (blocking), then XACK of what was read, in a loop, until SIGTERM."""
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(url, protocol=2)  # the protocol the connector speaks
+    with contextlib.suppress(redis.ResponseError):
+        await client.xgroup_create(stream, "bench", id="0", mkstream=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    acks: set[asyncio.Task[Any]] = set()
+    while not stop.is_set():
+        reply: Any = await client.xreadgroup("bench", "raw", {stream: ">"}, count=100, block=200)
+        if reply:
+            # the ack overlaps the next read, on another pooled connection, as the hub's settle does
+            ids = [entry_id for entry_id, _ in reply[0][1]]
+            ack = asyncio.ensure_future(client.xack(stream, "bench", *ids))
+            acks.add(ack)
+            ack.add_done_callback(acks.discard)
+    await asyncio.gather(*acks)
+    await client.aclose()
+
+
+# ---- latency ---------------------------------------------------------------------------------------------------
+
+
+def latency(work: Path, url: str, rate: float, seconds: float, max_concurrency: int) -> dict[str, Any]:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    stream = "latency"
+    out = work / "latency.jsonl"
+    child = start_hub(work, url, stream, "functions.recorder.record", max_concurrency, {"RECORDER_OUT": str(out)})
+    try:
+        for i in range(20):  # warm up: imports, thread pool, connections
+            client.xadd(stream, {"warmup": str(i), "sent": repr(time.time())})
+            time.sleep(0.01)
+        time.sleep(0.5)
+        count = int(rate * seconds)
+        progress(f"latency: sending {count} entries at {rate:g}/s")
+        start = time.perf_counter()
+        for i in range(count):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            client.xadd(stream, {"n": str(i), "sent": repr(time.time())})
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            group = {g["name"].decode(): g for g in client.xinfo_groups(stream)}["bench"]
+            if group["pending"] == 0 and group.get("lag") == 0:
+                break
+            time.sleep(0.05)
+    finally:
+        exit_code = child.stop()
+        client.close()
+    latencies = []
+    for line in out.read_text().splitlines():
+        entry = json.loads(line)
+        for record in entry["event"]["Records"]:
+            if "n" in record["data"]:
+                latencies.append(entry["received"] - float(record["data"]["sent"]))
+    result = {"rate_per_s": rate, "sent": count, "received": len(latencies), "exit_code": exit_code}
+    result.update(summary_ms(latencies))
+    progress(f"latency: p50 {result.get('p50_ms')} ms, p99 {result.get('p99_ms')} ms")
+    return result
+
+
+# ---- main ------------------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round of 10,000, 3 s of latency")
+    parser.add_argument("--entries", type=int, default=None, help="entries per throughput round (default 30000)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved raw/hub rounds (default 3)")
+    parser.add_argument("--rate", type=float, default=100.0, help="entries/s of the latency run (default 100)")
+    parser.add_argument("--latency-seconds", type=float, default=None, help="length of the latency run (default 10)")
+    parser.add_argument("--max-concurrency", type=int, default=5, help="the mapping's max_concurrency (default 5)")
+    parser.add_argument("--raw-consumer", nargs=2, metavar=("URL", "STREAM"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.raw_consumer:
+        asyncio.run(raw_consumer(*args.raw_consumer))
+        return 0
+    entries = args.entries or (10_000 if args.quick else 30_000)
+    rounds = args.rounds or (1 if args.quick else 3)
+    latency_seconds = args.latency_seconds or (3.0 if args.quick else 10.0)
+    with tempfile.TemporaryDirectory(prefix="redis-bench-") as tmp:
+        work = Path(tmp)
+        server, url = start_redis(work)
+        try:
+            raws, hubs = [], []
+            for round_ in range(1, rounds + 1):  # interleaved, so a burst of load elsewhere hits both alike
+                raws.append(throughput("raw", work, url, entries, args.max_concurrency, round_))
+                hubs.append(throughput("hub", work, url, entries, args.max_concurrency, round_))
+            lat = latency(work, url, args.rate, latency_seconds, args.max_concurrency)
+        finally:
+            server.stop()
+    best_raw, best_hub = max(r["per_s"] for r in raws), max(h["per_s"] for h in hubs)
+    ratio = round(best_hub / best_raw, 3)
+    paired = sorted(round(h["per_s"] / r["per_s"], 3) for r, h in zip(raws, hubs, strict=True))
+    result = {
+        "bench": "redis_streams",
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "redis_server": subprocess.run(
+            ["redis-server", "--version"], capture_output=True, text=True, check=False
+        ).stdout.strip(),
+        "throughput": {
+            "batch_size": 100,
+            "max_concurrency": args.max_concurrency,
+            "function": "functions.recorder.noop",
+            "entries_per_round": entries,
+            "raw_per_s": [r["per_s"] for r in raws],
+            "hub_per_s": [h["per_s"] for h in hubs],
+            "best_raw_per_s": best_raw,
+            "best_hub_per_s": best_hub,
+            "ratio": ratio,
+            "ratio_per_round": paired,
+            "hub_exit_codes": [h["exit_code"] for h in hubs],
+            "target_ratio": TARGET_RATIO,
+            "meets_target": ratio is not None and ratio >= TARGET_RATIO,
+        },
+        "latency": {
+            **lat,
+            "function": "functions.recorder.record",
+            "target_p99_ms": TARGET_P99_MS,
+            "meets_target": lat.get("p99_ms") is not None and lat["p99_ms"] < TARGET_P99_MS,
+        },
+    }
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
