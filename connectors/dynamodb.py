@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import datetime
 from typing import Any, Literal
@@ -33,7 +32,6 @@ from connectors.shards import (
     Start,
     StreamSource,
     error_code,
-    iso,
 )
 from hub.aws import client
 from hub.records import Record
@@ -81,6 +79,7 @@ class DynamoDBService:
     kind = "dynamodb"
     max_limit = 1000
     batch_info_key = "DDBStreamBatchInfo"
+    arrival_millis = False
 
     def __init__(self, config: DynamoDBConfig, context: SourceContext) -> None:
         self.config = config
@@ -184,19 +183,6 @@ class DynamoDBService:
         # no AT_TIMESTAMP on DynamoDB Streams: read from the oldest record, skip what is older than the
         # mapping (creation times are whole seconds, so the second it began is read again: at least once)
         return Start("TRIM_HORIZON", not_before=math.floor(since))
-
-    def batch_info(self, records: Sequence[Record]) -> dict[str, Any]:
-        return {
-            self.batch_info_key: {
-                "shardId": records[0].lane,
-                "startSequenceNumber": str(records[0].item_id),
-                "endSequenceNumber": str(records[-1].item_id),
-                "approximateArrivalOfFirstRecord": iso(records[0].timestamp, millis=False),
-                "approximateArrivalOfLastRecord": iso(records[-1].timestamp, millis=False),
-                "batchSize": len(records),
-                "streamArn": self.arn,
-            }
-        }
 
 
 class DynamoDBSource(StreamSource):

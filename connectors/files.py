@@ -44,7 +44,6 @@ from hub.records import Outcome, Record
 from hub.source import ConnectorSpec, LaneEnded, SourceContext
 from hub.types import Duration
 
-
 WATCHED_EVENTS = [
     FileCreatedEvent,
     FileModifiedEvent,

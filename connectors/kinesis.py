@@ -14,7 +14,6 @@ the data, base64-decoded and parsed when it is JSON, under `data`. The shard mac
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -30,7 +29,6 @@ from connectors.shards import (
     Start,
     StreamSource,
     error_code,
-    iso,
 )
 from hub.aws import client
 from hub.records import Record, data_view
@@ -101,6 +99,7 @@ class KinesisService:
     kind = "kinesis"
     max_limit = 10_000
     batch_info_key = "KinesisBatchInfo"
+    arrival_millis = True
 
     def __init__(self, config: KinesisConfig, context: SourceContext) -> None:
         self.config = config
@@ -118,7 +117,8 @@ class KinesisService:
         summary = (await self.client.describe_stream_summary(**which))["StreamDescriptionSummary"]
         self.arn = summary["StreamARN"]
         self.region = self.arn.split(":")[3] or self.region
-        return self.arn
+        created = summary.get("StreamCreationTimestamp")
+        return f"{self.arn}@{int(created.timestamp())}" if isinstance(created, datetime) else self.arn
 
     async def shards(self) -> list[ShardInfo]:
         out: list[ShardInfo] = []
@@ -185,24 +185,11 @@ class KinesisService:
         )
 
     def latest(self, since: float) -> Start:
-        # AT_TIMESTAMP of the mapping's start, not LATEST: the same records whether or not the hub restarts
-        return Start("AT_TIMESTAMP", timestamp=since)
+        return Start("LATEST")
 
     def resume_latest(self, since: float) -> Start:
-        return Start("AT_TIMESTAMP", timestamp=since)
-
-    def batch_info(self, records: Sequence[Record]) -> dict[str, Any]:
-        return {
-            self.batch_info_key: {
-                "shardId": records[0].lane,
-                "startSequenceNumber": str(records[0].item_id),
-                "endSequenceNumber": str(records[-1].item_id),
-                "approximateArrivalOfFirstRecord": iso(records[0].timestamp),
-                "approximateArrivalOfLastRecord": iso(records[-1].timestamp),
-                "batchSize": len(records),
-                "streamArn": self.arn,
-            }
-        }
+        # botocore sends whole seconds: skip what arrived in that second before the mapping began
+        return Start("AT_TIMESTAMP", timestamp=since, not_before=since)
 
 
 def filter_metadata(payload: dict[str, Any]) -> dict[str, Any]:

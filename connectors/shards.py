@@ -9,7 +9,7 @@ record shape); everything else lives here.
 | failure  | nothing after the first failed record is checkpointed, and the lane reads again from that record   |
 | ordering | records reach the function in shard order, one batch at a time; children start after all parents   |
 
-The checkpoint store holds, under `<mapping>/<service>/<stream ARN>`, one value per shard id:
+The checkpoint store holds, under `<mapping>/<service>/<stream ARN[@creation time]>`, one value per shard id:
 `<sequence number>` (everything up to it settled), `SHARD_END` (closed, read to its end, settled) or
 `LATEST@<epoch seconds>` (a LATEST mapping began then and nothing has settled since: a restart reads from that
 moment, so records that arrive while the hub is down are not skipped).
@@ -125,10 +125,14 @@ class ShardService(Protocol):
     max_limit: int
     """The most records one GetRecords call may ask for."""
     batch_info_key: str
+    """`KinesisBatchInfo` or `DDBStreamBatchInfo` in on-failure records."""
+    arrival_millis: bool
+    """Whether on-failure records show arrival times with milliseconds (Kinesis) or whole seconds (DynamoDB)."""
     arn: str
 
     async def connect(self, stack: AsyncExitStack) -> str:
-        """Make the clients (entered on `stack`) and return the stream ARN."""
+        """Make the clients (entered on `stack`), set `arn`, and return what names this incarnation of the
+        stream in the checkpoint store (a stream deleted and made again under the same name is another)."""
         ...
 
     async def shards(self) -> list[ShardInfo]: ...
@@ -153,8 +157,6 @@ class ShardService(Protocol):
     def resume_latest(self, since: float) -> Start:
         """Where a LATEST mapping that began at `since`, and settled nothing on this shard, starts after a restart."""
         ...
-
-    def batch_info(self, records: Sequence[Record]) -> dict[str, Any]: ...
 
 
 class ShardLane:
@@ -337,13 +339,13 @@ class StreamSource:
         self._finished.clear()
         self._marked.clear()
         self._stack = AsyncExitStack()
-        arn = await self.service.connect(self._stack)
-        self.scope = self.context.scope(self.service.kind, arn)
+        identity = await self.service.connect(self._stack)
+        self.scope = self.context.scope(self.service.kind, identity)
         self._state = await self.store.get_all(self.scope)
         self._ready = await self._discover()
         self.log.info(
             "reading %s",
-            arn,
+            self.service.arn,
             extra=fields(mapping=self.context.mapping, shards=len(self._listed), checkpoints=len(self._state)),
         )
 
@@ -380,7 +382,19 @@ class StreamSource:
         return {"Records": [r.payload for r in records]}
 
     def batch_info(self, records: Sequence[Record]) -> dict[str, Any]:
-        return self.service.batch_info(records)
+        """AWS's description of a given-up batch (`KinesisBatchInfo`, `DDBStreamBatchInfo`)."""
+        millis = self.service.arrival_millis
+        return {
+            self.service.batch_info_key: {
+                "shardId": records[0].lane,
+                "startSequenceNumber": str(records[0].item_id),
+                "endSequenceNumber": str(records[-1].item_id),
+                "approximateArrivalOfFirstRecord": iso(records[0].timestamp, millis=millis),
+                "approximateArrivalOfLastRecord": iso(records[-1].timestamp, millis=millis),
+                "batchSize": len(records),
+                "streamArn": self.service.arn,
+            }
+        }
 
     async def close(self) -> None:
         self.closing.set()
@@ -425,8 +439,8 @@ class StreamSource:
         for shard in sorted(listed, key=lambda s: s.shard_id):
             if shard.shard_id in self._lanes or shard.shard_id in self._finished:
                 continue
-            if any(p in self._listed and p not in self._finished for p in shard.parents):
-                continue  # a parent is still being read
+            if any((p in self._listed or p in self._lanes) and p not in self._finished for p in shard.parents):
+                continue  # a parent is still being read (a parent gone from the list has expired: done)
             lane = ShardLane(self, shard.shard_id, self._start_for(shard.shard_id))
             self._lanes[shard.shard_id] = lane
             ready.append(lane)
@@ -440,6 +454,7 @@ class StreamSource:
         if state is not None:
             return Start("AFTER_SEQUENCE_NUMBER", state)
         if self.starting_position == "AT_TIMESTAMP":
-            return Start("AT_TIMESTAMP", timestamp=self.starting_timestamp)
+            # botocore sends whole seconds: skip what arrived in that second before the timestamp
+            return Start("AT_TIMESTAMP", timestamp=self.starting_timestamp, not_before=self.starting_timestamp)
         # TRIM_HORIZON, or a shard that appeared after a LATEST mapping began (a child: read it whole)
         return Start("TRIM_HORIZON")

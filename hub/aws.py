@@ -24,6 +24,9 @@ class AwsConnection(BaseModel):
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to wait for a connection.")
     read_timeout: float = Field(30.0, gt=0, description="Seconds to wait for an answer (long polls add theirs).")
     max_attempts: int = Field(3, ge=1, description="botocore's retries of throttled or failed calls.")
+    max_pool_connections: int = Field(
+        50, ge=1, description="Connections one client keeps open (every shard of a mapping shares them)."
+    )
 
 
 def client(conn: AwsConnection, service: str, default_region: str) -> AbstractAsyncContextManager[Any]:
@@ -44,5 +47,6 @@ def client(conn: AwsConnection, service: str, default_region: str) -> AbstractAs
             connect_timeout=conn.connect_timeout,
             read_timeout=conn.read_timeout,
             retries={"max_attempts": conn.max_attempts, "mode": "standard"},
+            max_pool_connections=conn.max_pool_connections,
         ),
     )

@@ -346,8 +346,11 @@ def _describe(located: Located, err: Any) -> str:
         message = message.removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         message = "unknown setting (check its spelling; settings are AWS's names in snake_case)"
-    # drop pydantic's union tags (`source.files.path` -> `source.path`)
-    shown = tuple(p for p in loc if not (isinstance(p, str) and p in registry.names() and "source" in loc))
+    # drop pydantic's union tags (`source.files.path` -> `source.path`, `on_failure.sqs.queue_url` -> ...)
+    tags = {"source": set(registry.names()), "on_failure": set(registry.destination_names())}
+    shown = tuple(
+        p for i, p in enumerate(loc) if not (i and isinstance(loc[i - 1], str) and p in tags.get(loc[i - 1], ()))
+    )
     if err["type"] != "extra_forbidden" and "input" in err and err["type"] not in {"missing", "value_error"}:
         shown_input = err["input"]
         if not isinstance(shown_input, dict | list) and not _SENSITIVE.search(dotted(shown)):

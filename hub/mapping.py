@@ -155,6 +155,10 @@ class MappingRunner:
                 else:
                     log.debug("source still failing: %s", exc, extra=fields(mapping=self.name))
                 await self._stop_readers()
+                # batches in flight finish and settle before the source reopens: the new lanes re-read from the
+                # checkpoint, and must not overlap a batch of the same lane
+                if self._in_flight:
+                    await asyncio.gather(*self._in_flight, return_exceptions=True)
                 await self._close_source()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), backoff.delay(failures))
@@ -219,7 +223,6 @@ class MappingRunner:
             counters=self.counters,
         )
         read_failures = 0
-        backoff = Backoff(0.2, 30.0)
         while not self.stopping.is_set():
             await room.acquire()
             try:
@@ -233,20 +236,9 @@ class MappingRunner:
             except Exception as exc:
                 room.release()
                 read_failures += 1
-                if read_failures == 1:
-                    log.error(
-                        "reading lane %s failed: %s: %s; retrying",
-                        lane.key,
-                        type(exc).__name__,
-                        exc,
-                        extra=fields(mapping=self.name),
-                    )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), backoff.delay(read_failures))
+                await self.read_failed(lane, exc, read_failures)
                 continue
-            if read_failures:
-                log.info("lane %s reading again", lane.key, extra=fields(mapping=self.name))
-                read_failures = 0
+            read_failures = self.read_recovered(lane, read_failures)
             task = self._start(self._process(lane, records), self._in_flight)
             task.add_done_callback(lambda _t: room.release())
 
@@ -258,8 +250,33 @@ class MappingRunner:
             raise
         except Exception:
             log.exception("dispatch failed unexpectedly; records stay unsettled", extra=fields(mapping=self.name))
-            outcome = Outcome(failed=tuple(records))
+            await self._settle(lane, Outcome(failed=tuple(records)))
+            # the lane reads these records again: not at once, so a fault that repeats is not a hot loop
+            await self._pause(Backoff(1.0, 30.0).delay(1))
+            return
         await self._settle(lane, outcome)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, or return at once when the mapping is stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
+    async def read_failed(self, lane: Lane, exc: Exception, failures: int) -> None:
+        """A lane's read raised (broker away, throttled): log once per change, then back off."""
+        if failures == 1:
+            log.error(
+                "reading lane %s failed: %s: %s; retrying",
+                lane.key,
+                type(exc).__name__,
+                exc,
+                extra=fields(mapping=self.name),
+            )
+        await self._pause(Backoff(0.2, 30.0).delay(failures))
+
+    def read_recovered(self, lane: Lane, failures: int) -> int:
+        if failures:
+            log.info("lane %s reading again", lane.key, extra=fields(mapping=self.name))
+        return 0
 
     async def _settle(self, lane: Lane, outcome: Outcome) -> None:
         try:
@@ -284,12 +301,18 @@ class MappingRunner:
         (a partition key), each with one batch in flight; the source's tracker checkpoints contiguously."""
         subs = [_SubLane(lane, self.batch_size * 2) for _ in range(self.parallelization)]
         workers = [asyncio.ensure_future(self._run_sub_lane(lane, sub)) for sub in subs]
+        failures = 0
         try:
             while not self.stopping.is_set():
                 try:
                     records = await lane.read(self.batch_size, None)
                 except LaneEnded:
                     break
+                except Exception as exc:
+                    failures += 1
+                    await self.read_failed(lane, exc, failures)
+                    continue
+                failures = self.read_recovered(lane, failures)
                 for record in records:
                     await subs[_slot(record.order_key, len(subs))].queue.put(record)
         finally:

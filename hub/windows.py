@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from hub.dispatch import Window
 from hub.mapping import Batcher
 from hub.records import Outcome, Record
-from hub.source import Lane
+from hub.source import Lane, LaneEnded
 
 if TYPE_CHECKING:
     from hub.mapping import MappingRunner
@@ -44,6 +44,7 @@ async def run_windowed_lane(runner: MappingRunner, lane: Lane) -> None:
     )
     current: Window | None = None
     held: list[Outcome] = []
+    failures = 0
 
     async def dispatch(records: list[Record], window: Window) -> Outcome:
         # shielded: stopping cancels this loop, never an invocation in flight (stop() waits for those)
@@ -65,7 +66,15 @@ async def run_windowed_lane(runner: MappingRunner, lane: Lane) -> None:
 
     while not runner.stopping.is_set():
         until = None if current is None else time.monotonic() + max(0.0, current.end - clock.time())
-        records = await batcher.next(until)
+        try:
+            records = await batcher.next(until)
+        except LaneEnded:
+            return
+        except Exception as exc:
+            failures += 1
+            await runner.read_failed(lane, exc, failures)
+            continue
+        failures = runner.read_recovered(lane, failures)
         if current is not None and (not records or window_of(records[0]) != current.start):
             await close(current)
             current = None
