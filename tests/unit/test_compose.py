@@ -11,7 +11,7 @@ from tests.helpers import ROOT
 def test_compose_file_is_consistent() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"hub", "kafka", "redis", "aws"} <= set(services)
+    assert {"hub", "kafka", "redis", "aws", "aws-init"} <= set(services)
     hub = services["hub"]
     assert (ROOT / hub["build"] / "Dockerfile").is_file()
     for dependency in hub["depends_on"]:
@@ -19,7 +19,14 @@ def test_compose_file_is_consistent() -> None:
     config_path = hub["command"][-1]
     env = {k: str(v) for k, v in hub["environment"].items()}
     config = load_config(ROOT / config_path, env=env)
-    assert config.mappings
+    types = {m.source.type for m in config.mappings}
+    assert {"files", "schedule", "kafka", "sqs", "kinesis", "redis"} <= types
+    # every AWS resource a mapping names is created by aws-init
+    init = " ".join(services["aws-init"]["command"])
+    for mapping in config.mappings:
+        name = getattr(mapping.source, "queue_name", None) or getattr(mapping.source, "stream_name", None)
+        if name:
+            assert f"--queue-name {name}" in init or f"--stream-name {name}" in init, name
     dockerfile = (ROOT / "Dockerfile").read_text()
     for copied in re.findall(r"^COPY (\S+)", dockerfile, re.M):
         assert (ROOT / copied).exists(), copied
