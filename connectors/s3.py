@@ -13,7 +13,7 @@ asynchronous invocation (retries, `maximum_event_age`, then the destination).
 Each message is one invocation whose event is the message's `{"Records": [...]}` as S3 wrote it; S3's
 `s3:TestEvent` messages are deleted without an invocation; an S3 event that came through SNS (not raw
 delivery) is unwrapped. A message that is not an S3 event is left alone (with a warning): the queue's redrive
-policy deals with it. The message stays invisible while its invocation and retries run (see `sqs.py`).
+policy deals with it. The message stays invisible while its invocation and retries run (see `connectors/sqs/`).
 
 `mode: poll` is for stores that send no notifications: every `poll_interval` the bucket is listed
 (ListObjectsV2 under `prefix`, keys ending with `suffix`) and every new or overwritten object becomes an

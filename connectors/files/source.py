@@ -1,32 +1,15 @@
-"""`files`: a local folder as an S3 bucket. Each complete file is an S3 `ObjectCreated:Put` event.
-
-| settle   | meaning for files                                                                             |
-| -------- | --------------------------------------------------------------------------------------------- |
-| success  | the file's identity (path, size, mtime) is written to the checkpoint store: never handled again |
-| failure  | nothing is written: the file is handled again at the next rescan or restart                    |
-| ordering | none between files (S3 gives none); each file is its own asynchronous invocation               |
-
-A file is complete when the writer closes it (inotify's close-after-write) or, where no close is seen, when
-its size and mtime have not changed for `settle_time`. A file moved into the folder is complete at once. Files
-that arrived while the hub was down are found by the scan at start; a periodic rescan catches anything the
-watcher missed. A symlink that leads outside the folder is refused with a log line.
-"""
+"""The `files` source: the watched folder as one unordered lane (settle semantics: see the package docstring)."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
-import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, cast
-from urllib.parse import quote_plus
+from typing import Any, cast
 
-from pydantic import BaseModel, ConfigDict, Field
 from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
@@ -40,9 +23,10 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 
+from connectors.files.config import FilesConfig
+from connectors.files.events import md5_of, s3_record
 from hub.records import Outcome, Record
-from hub.source import ConnectorSpec, LaneEnded, SourceContext
-from hub.types import Duration
+from hub.source import LaneEnded, SourceContext
 
 WATCHED_EVENTS = [
     FileCreatedEvent,
@@ -56,26 +40,6 @@ WATCHED_EVENTS = [
 ]
 
 
-class FilesConfig(BaseModel):
-    """Watch a local folder; every complete file becomes an S3 event notification."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["files"]
-    path: str = Field(description="The folder to watch (created if missing).")
-    bucket: str | None = Field(None, description="`s3.bucket.name` in events. Default: the folder's name.")
-    recursive: bool = Field(True, description="Watch sub-folders too; keys are paths relative to the folder.")
-    prefix: str = Field("", description="Only keys that start with this.")
-    suffix: str = Field("", description="Only keys that end with this (e.g. `.jpg`).")
-    events: list[Literal["created", "removed"]] = Field(
-        ["created"], min_length=1, description="`created` (ObjectCreated:Put) and/or `removed` (ObjectRemoved:Delete)."
-    )
-    settle_time: Duration = Field(
-        1.0, ge=0, description="A file not closed yet is complete once its size has been stable this long."
-    )
-    rescan_interval: Duration = Field(30.0, ge=0, description="Rescan the folder this often (0: only at start).")
-
-
 @dataclass(frozen=True, slots=True)
 class Identity:
     size: int
@@ -83,58 +47,6 @@ class Identity:
 
     def __str__(self) -> str:
         return f"{self.size}:{self.mtime_ns}"
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def md5_of(path: str) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def s3_record(
-    *,
-    event_name: str,
-    bucket: str,
-    key: str,
-    event_time: float,
-    region: str,
-    configuration_id: str,
-    sequencer: str,
-    size: int | None = None,
-    etag: str | None = None,
-) -> dict[str, Any]:
-    """One `Records[]` entry of an S3 event notification (AWS's eventVersion 2.1 shape)."""
-    obj: dict[str, Any] = {"key": quote_plus(key, safe="/")}
-    if size is not None:
-        obj["size"] = size
-        obj["eTag"] = etag
-    obj["versionId"] = "null"  # S3's version id of an object in an unversioned bucket
-    obj["sequencer"] = sequencer
-    return {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "awsRegion": region,
-        "eventTime": iso(event_time),
-        "eventName": event_name,
-        "userIdentity": {"principalId": "hub"},
-        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-        "responseElements": {
-            "x-amz-request-id": secrets.token_hex(8).upper(),
-            "x-amz-id-2": secrets.token_urlsafe(48),
-        },
-        "s3": {
-            "s3SchemaVersion": "1.0",
-            "configurationId": configuration_id,
-            "bucket": {"name": bucket, "ownerIdentity": {"principalId": "hub"}, "arn": f"arn:aws:s3:::{bucket}"},
-            "object": obj,
-        },
-    }
 
 
 class FilesSource:
@@ -470,31 +382,3 @@ class _Forwarder(FileSystemEventHandler):
                 call(self.source.on_removed, src)
         except RuntimeError:  # the loop is closed: the hub is stopping
             pass
-
-
-def sample_event() -> dict[str, Any]:
-    return {
-        "Records": [
-            s3_record(
-                event_name="ObjectCreated:Put",
-                bucket="example-bucket",
-                key="images/Happy Face.jpg",
-                event_time=time.time(),
-                region="us-east-1",
-                configuration_id="example-mapping",
-                sequencer="0055AED6DCD90281E5",
-                size=1024,
-                etag="d41d8cd98f00b204e9800998ecf8427e",
-            )
-        ]
-    }
-
-
-CONNECTOR = ConnectorSpec(
-    type="files",
-    config=FilesConfig,
-    build=FilesSource,
-    family="async",
-    summary="A local folder as an S3 bucket: complete files become S3 ObjectCreated events.",
-    sample_event=sample_event,
-)
