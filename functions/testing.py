@@ -104,3 +104,17 @@ def env_and_logs(event, context):
         "remaining": context.get_remaining_time_in_millis(),
         "memory": context.memory_limit_in_mb,
     }
+
+
+def kinesis_poison(event, context):
+    """Record the Kinesis records' data of each batch; fail any batch holding the record `poison`."""
+    import base64
+    import json
+    import os
+
+    data = [base64.b64decode(r["kinesis"]["data"]).decode() for r in event["Records"]]
+    with open(os.environ["RECORDER_OUT"], "a") as f:
+        f.write(json.dumps({"batch": data, "event": event if "window" in event else None}) + "\n")
+    if "poison" in data:
+        raise ValueError("poison pill")
+    return {"state": event.get("state") or {}} if "window" in event else None
