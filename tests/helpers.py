@@ -137,3 +137,93 @@ def run_cli(*args: str, cwd: Path | None = None, stdin: str | None = None) -> su
         input=stdin,
         timeout=60,
     )
+
+
+class TcpProxy:
+    """A loopback TCP proxy to a broker that a test can cut and restore, to play "the broker went away".
+
+    `cut()` closes every open connection and refuses new ones (the port stays reserved); `restore()` accepts
+    again. Runs its own event loop in a thread, so it works for subprocess hubs and in-process code alike.
+    """
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        import asyncio
+        import socket
+        import threading
+
+        self.target = (target_host, target_port)
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.url_host = f"127.0.0.1:{self.port}"
+        self._open = True
+        self._writers: set[Any] = set()
+        self._loop = asyncio.new_event_loop()
+        self._server: Any = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._call(self._listen())
+
+    def _call(self, coro: Any) -> Any:
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    async def _listen(self) -> None:
+        import asyncio
+
+        self._server = await asyncio.start_server(self._handle, sock=self._sock)
+
+    async def _handle(self, reader: Any, writer: Any) -> None:
+        import asyncio
+
+        if not self._open:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: Any, dst: Any) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}
+
+    def cut(self) -> None:
+        async def close_all() -> None:
+            self._open = False
+            for writer in list(self._writers):
+                writer.transport.abort()
+            self._writers.clear()
+
+        self._call(close_all())
+
+    def restore(self) -> None:
+        async def reopen() -> None:
+            self._open = True
+
+        self._call(reopen())
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            self._open = False
+            for writer in list(self._writers):
+                writer.transport.abort()
+            if self._server is not None:
+                self._server.close()
+
+        self._call(shutdown())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)

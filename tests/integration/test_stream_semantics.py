@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tests.fixtures_aws import connection, create_queue, create_stream, moto, put_records, receive_all  # noqa: F401
-from tests.helpers import ROOT, HubProcess, read_jsonl, shape, wait_for
+from tests.helpers import ROOT, HubProcess, TcpProxy, read_jsonl, shape, wait_for
 
 WINDOW_SAMPLE = json.loads((ROOT / "tests/conformance/events/kinesis-time-window-event.json").read_text())
 
@@ -16,14 +16,21 @@ def kinesis_mapping(tmp: Path, url: str, stream: str, **settings: object) -> dic
         "checkpoints": f"sqlite:///{tmp / 'state.db'}",
         "shutdown_grace": "5s",
         "functions": {"fn": {"handler": "functions.testing.kinesis_poison", "timeout": "10s"}},
-        "mappings": [{
-            "name": "clicks",
-            "function": "fn",
-            "retry_delay": "10ms",
-            "source": {"type": "kinesis", "stream_name": stream, "starting_position": "TRIM_HORIZON",
-                       "poll_interval": "20ms", "connection": connection(url)},
-            **settings,
-        }],
+        "mappings": [
+            {
+                "name": "clicks",
+                "function": "fn",
+                "retry_delay": "10ms",
+                "source": {
+                    "type": "kinesis",
+                    "stream_name": stream,
+                    "starting_position": "TRIM_HORIZON",
+                    "poll_interval": "20ms",
+                    "connection": connection(url),
+                },
+                **settings,
+            }
+        ],
     }
 
 
@@ -31,7 +38,12 @@ def test_poison_pill_is_bisected_out_alone_to_sqs_and_the_lane_moves_on(tmp_path
     stream = create_stream(moto)
     queue_url = create_queue(moto)
     config = kinesis_mapping(
-        tmp_path, moto, stream, batch_size=16, maximum_batching_window="1s", bisect_batch_on_function_error=True,
+        tmp_path,
+        moto,
+        stream,
+        batch_size=16,
+        maximum_batching_window="1s",
+        bisect_batch_on_function_error=True,
         maximum_retry_attempts=3,
         destination_config={"on_failure": {"type": "sqs", "queue_url": queue_url, "connection": connection(moto)}},
     )
@@ -78,3 +90,35 @@ def test_tumbling_window_events_have_aws_shape(tmp_path: Path, moto: str) -> Non
     assert final["Records"] == [] and final["window"] == first["window"]
     assert first["shardId"] == first["Records"][0]["eventID"].split(":")[0]
     assert first["eventSourceARN"].endswith(f":stream/{stream}")
+
+
+def test_broker_away_is_retried_without_failing_the_function_and_the_lane_resumes(tmp_path: Path, moto: str) -> None:  # noqa: F811
+    port = int(moto.rsplit(":", 1)[1])
+    proxy = TcpProxy(port)
+    try:
+        stream = create_stream(moto)
+        out = tmp_path / "calls.jsonl"
+        config = kinesis_mapping(tmp_path, f"http://{proxy.url_host}", stream, batch_size=5)
+        config["mappings"][0]["source"]["connection"].update(  # type: ignore[index]
+            {"connect_timeout": 1, "read_timeout": 2, "max_attempts": 1}
+        )
+
+        def seen() -> list[str]:
+            return [v for call in read_jsonl(out) for v in call["batch"]]
+
+        with HubProcess(tmp_path, config, {"RECORDER_OUT": str(out)}) as hub:
+            hub.start()
+            put_records(moto, stream, [("k", b"a%d" % i) for i in range(5)])
+            wait_for(lambda: len(seen()) == 5, what="the first records")
+            proxy.cut()
+            put_records(moto, stream, [("k", b"b%d" % i) for i in range(5)])  # written while the hub cannot read
+            hub.wait_log("retrying", timeout=30)
+            proxy.restore()
+            wait_for(lambda: len(set(seen())) == 10, timeout=60, what="the lane to resume after the broker is back")
+            assert hub.stop() == 0
+            log = hub.log()
+        assert seen() == [f"a{i}" for i in range(5)] + [f"b{i}" for i in range(5)]  # in order, nothing twice
+        assert "failed_invoke=0" in log  # connection trouble is not a function failure
+        assert "reading again" in log or "source reconnected" in log
+    finally:
+        proxy.close()
