@@ -77,12 +77,12 @@ class KafkaConnection(BaseModel):
             if missing:
                 raise ValueError(f"security_protocol {self.security_protocol} needs {', '.join(missing)}")
         elif sasl_set:
-            raise ValueError(f"{', '.join(sasl_set)} need security_protocol SASL_PLAINTEXT or SASL_SSL")
+            raise ValueError(f"{', '.join(sasl_set)}: only used with security_protocol SASL_PLAINTEXT or SASL_SSL")
         ssl_set = [
             n for n in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password") if getattr(self, n) is not None
         ]
         if ssl_set and not tls:
-            raise ValueError(f"{', '.join(ssl_set)} need security_protocol SSL or SASL_SSL")
+            raise ValueError(f"{', '.join(ssl_set)}: only used with security_protocol SSL or SASL_SSL")
         if (self.ssl_keyfile or self.ssl_password) and not self.ssl_certfile:
             raise ValueError("ssl_keyfile and ssl_password go with ssl_certfile")
         return self
@@ -95,7 +95,7 @@ class KafkaConnection(BaseModel):
 class KafkaConfig(KafkaConnection):
     """Consume a Kafka topic as a consumer-group member, as Lambda's self-managed Kafka event source does."""
 
-    type: Literal["kafka"]
+    type: Literal["kafka"] = Field(description="A Kafka topic read by a consumer group.")
     topic: str | list[str] = Field(
         description="The topic to consume (AWS allows exactly one; a list of topics is an extension of the hub)."
     )
@@ -112,14 +112,19 @@ class KafkaConfig(KafkaConnection):
     starting_position_timestamp: datetime | None = Field(
         None, description="With AT_TIMESTAMP: an ISO date-time or Unix seconds, not in the future."
     )
-    fetch_max_records: int = Field(
-        500, ge=1, le=100_000, description="Most records one poll of the broker hands over (all partitions together)."
+    max_partition_fetch_bytes: int = Field(
+        1 << 20,
+        ge=1024,
+        le=1 << 30,
+        description="Most bytes one fetch returns per partition (Kafka's max.partition.fetch.bytes); a record "
+        "larger than this is still returned, alone.",
     )
     max_buffered_records: int = Field(
         5000,
         ge=1,
         le=1_000_000,
-        description="Records read ahead per partition; a partition whose buffer is full is paused (back-pressure).",
+        description="Records read ahead per partition; a partition whose buffer holds this many is paused until "
+        "its lane has taken half of them (back-pressure). A fetch in flight can add one fetch's worth on top.",
     )
     fetch_max_wait: Duration = Field(
         0.5,
@@ -184,7 +189,7 @@ class KafkaDestinationConfig(KafkaConnection):
     """Send each given-up record to a Kafka topic (AWS's `kafka://<topic>` on-failure destination), keyed by the
     original record's key."""
 
-    type: Literal["kafka"]
+    type: Literal["kafka"] = Field(description="Failure records go to a Kafka topic.")
     topic: str = Field(description="The topic that receives the failure records (not a topic the mapping reads).")
     send_timeout: Duration = Field(
         30.0, gt=0, le=600, description="Longest wait for the brokers to acknowledge a record (acks=all)."

@@ -1,0 +1,498 @@
+"""`kafka`: a topic read by a consumer group, as Lambda's self-managed Apache Kafka event source reads it.
+
+| settle   | meaning for Kafka                                                                                 |
+| -------- | ------------------------------------------------------------------------------------------------- |
+| success  | the group's offset of the partition moves to 1 + the highest offset before which all have settled |
+| failure  | nothing is committed: the partition does not move past the record; a restart reads it again       |
+| ordering | per partition (one lane each, one batch in flight); partitions run independently                  |
+
+One poller task reads with `getmany` (the native batch read) into a buffer per partition; a partition whose
+buffer is full is paused until its lane catches up. Lanes come and go with the group's assignment: a lane is
+created when its partition is assigned and ends when the partition is revoked. On revocation batches in flight on
+the partition get `rebalance_grace` to settle, then what settled is committed and nothing else: the next owner
+starts from there. An existing group's committed offsets win over `starting_position`, as on AWS; a partition
+without one starts at `starting_position`, and that position is committed at once so that a restart before the
+first record settles still starts there.
+
+Brokers that cannot be reached make `open` raise (the mapping retries with backoff); once the group is joined,
+aiokafka reconnects by itself, and a commit that does not go through within COMMIT_TIMEOUT raises from `settle`.
+Anything that breaks the consumer ends `lanes()` with that error, so the mapping closes and reopens the source.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import binascii
+import contextlib
+import json
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from connectors.kafka.config import KafkaConfig, client_options, group_id_for
+from hub.records import ContiguousTracker, Outcome, Record, data_view
+from hub.source import LaneEnded, SourceContext
+
+EVENT_SOURCE = "SelfManagedKafka"
+RECORD_OVERHEAD = 160
+"""Bytes a record adds to the event besides its base64 key, value and headers (field names, coordinates)."""
+COMMIT_TIMEOUT = 30.0
+POLL_TIMEOUT_MS = 1000
+_b2a = binascii.b2a_base64
+DRAIN_ALL = 1 << 30
+
+
+def iso_ms(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def signed_bytes(value: bytes | None) -> list[int]:
+    """A header value as AWS shows it: the bytes as signed integers (-128..127)."""
+    return array.array("b", value).tolist() if value else []
+
+
+class FilterView(Mapping[str, Any]):
+    """What filter patterns see for a record: its metadata plus `value` parsed (data_view), built only when a
+    filter first looks, so that mappings without filters never pay for parsing every value."""
+
+    __slots__ = ("_payload", "_value", "_view")
+
+    def __init__(self, payload: dict[str, Any], value: bytes | None) -> None:
+        self._payload = payload
+        self._value = value
+        self._view: dict[str, Any] | None = None
+
+    def _resolved(self) -> dict[str, Any]:
+        if self._view is None:
+            metadata = {k: v for k, v in self._payload.items() if k != "value"}
+            self._view = data_view(metadata, "value", self._value)
+        return self._view
+
+    def __getitem__(self, key: str) -> Any:
+        return self._resolved()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._resolved())
+
+    def __len__(self) -> int:
+        return len(self._resolved())
+
+
+def kafka_record(message: Any, lane: str, topic: str, partition: int) -> Record:
+    """A hub Record from an aiokafka ConsumerRecord of the partition `lane` (`topic`-`partition`): the payload is
+    AWS's self-managed Kafka record. A record without a key has no `key` field; one without a value (a
+    tombstone) has `"value": null`. This runs for every record: keep it lean."""
+    key_bytes = message.key
+    value_bytes = message.value
+    offset = message.offset
+    timestamp = message.timestamp
+    size = RECORD_OVERHEAD
+    value = None
+    if value_bytes is not None:
+        value = _b2a(value_bytes, newline=False).decode()
+        size += len(value)
+    timestamp_type = "LOG_APPEND_TIME" if message.timestamp_type == 1 else "CREATE_TIME"
+    payload: dict[str, Any]
+    if key_bytes is not None:
+        key = _b2a(key_bytes, newline=False).decode()
+        size += len(key)
+        payload = {
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "timestamp": timestamp,
+            "timestampType": timestamp_type,
+            "key": key,
+            "value": value,
+            "headers": [],
+        }
+    else:
+        payload = {
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "timestamp": timestamp,
+            "timestampType": timestamp_type,
+            "value": value,
+            "headers": [],
+        }
+    if message.headers:
+        payload["headers"] = [{name: signed_bytes(data)} for name, data in message.headers]
+        size += sum(len(name) + 4 * len(data or b"") + 8 for name, data in message.headers)
+    return Record(
+        lane,
+        offset,
+        payload,
+        timestamp=timestamp / 1000 if timestamp >= 0 else time.time(),
+        size=size,
+        item_id=(lane, offset),
+        filter_view=FilterView(payload, value_bytes),
+        order_key=key_bytes,
+    )
+
+
+def kafka_event(bootstrap_servers: str, records: Iterable[Record]) -> dict[str, Any]:
+    """AWS's self-managed Kafka event: records grouped under `topic-partition`, in offset order."""
+    grouped: dict[str, list[Any]] = {}
+    for record in records:
+        payloads = grouped.get(record.lane)
+        if payloads is None:
+            payloads = grouped[record.lane] = []
+        payloads.append(record.payload)
+    return {"eventSource": EVENT_SOURCE, "bootstrapServers": bootstrap_servers, "records": grouped}
+
+
+class PartitionLane:
+    """One assigned partition. Reads from the source's buffer; settles by committing the group's offset."""
+
+    ordered = True
+
+    def __init__(self, source: KafkaSource, tp: Any) -> None:
+        self.source = source
+        self.tp = tp
+        self.key = f"{tp.topic}-{tp.partition}"
+        self.tracker = ContiguousTracker()
+        self.ending = False
+        """Revoked: no new batch starts; a batch still filling gets its window; in-flight ones may settle."""
+        self.ended = False
+        """Gone for good: reads raise LaneEnded and settles commit nothing."""
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.ended:
+                raise LaneEnded(self.key)
+            if self.ending:
+                if deadline is None:
+                    raise LaneEnded(self.key)
+                # A batch is filling: let its window run out so it is dispatched and can settle in the grace.
+            elif buffer := self.source.buffer(self):
+                break
+            self._wake.clear()
+            if deadline is None:
+                await self._wake.wait()
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except TimeoutError:
+                return []
+        taken = [buffer.popleft() for _ in range(min(limit, len(buffer)))]
+        key, topic, partition = self.key, self.tp.topic, self.tp.partition
+        records = [kafka_record(message, key, topic, partition) for message in taken]
+        self.tracker.track(message.offset for message in taken)
+        self.source.drained(self, len(buffer))
+        return records
+
+    async def settle(self, outcome: Outcome) -> None:
+        """Commit 1 + the highest offset before which every record read has settled; failed records hold it."""
+        self.tracker.done(record.position for record in outcome.settled)
+        newest = self.tracker.advance()
+        self.source.settled()
+        if newest is None or self.ended:
+            return
+        await self.source.commit(self, cast(int, newest) + 1)
+
+
+class KafkaSource:
+    """A consumer-group member on one topic (or several): one ordered lane per assigned partition."""
+
+    def __init__(self, config: KafkaConfig, context: SourceContext) -> None:
+        self.config = config
+        self.context = context
+        self.group_id = config.consumer_group_id or group_id_for(context.mapping)
+        self.bootstrap_servers = ",".join(config.servers)
+        self.log = context.log
+        self.committed: dict[str, int] = {}
+        """The last offset committed per lane key (what the group will resume from)."""
+        self._consumer: Any = None
+        self._poller: asyncio.Task[None] | None = None
+        self._lanes: dict[Any, PartitionLane] = {}
+        self._buffers: dict[Any, deque[Any]] = {}
+        self._paused: set[Any] = set()
+        self._new_lanes: deque[PartitionLane] = deque()
+        self._pending: dict[Any, int] = {}
+        self._commit_lock = asyncio.Lock()
+        self._changed = asyncio.Event()
+        self._settled = asyncio.Event()
+        self._failure: BaseException | None = None
+        self._closed = True
+
+    def _fields(self, **extra: Any) -> dict[str, Any]:
+        return {"fields": {"mapping": self.context.mapping, "group": self.group_id, **extra}}
+
+    # ---- Source ----------------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+
+        source = self
+
+        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            async def on_partitions_revoked(self, revoked: Any) -> None:
+                await source._on_revoked(revoked)
+
+            async def on_partitions_assigned(self, assigned: Any) -> None:
+                await source._on_assigned(assigned)
+
+        self._closed = False
+        self._failure = None
+        config = self.config
+        session_ms = int(config.session_timeout * 1000)
+        self._consumer = AIOKafkaConsumer(
+            **client_options(config),
+            group_id=self.group_id,
+            client_id=config.client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="latest" if config.starting_position == "LATEST" else "earliest",
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=max(100, min(3000, session_ms // 3)),
+            fetch_max_wait_ms=max(1, int(config.fetch_max_wait * 1000)),
+            max_partition_fetch_bytes=config.max_partition_fetch_bytes,
+            rebalance_timeout_ms=max(60_000, int(config.rebalance_grace * 1000) + 30_000),
+        )
+        self._consumer.subscribe(topics=config.topics, listener=Listener())
+        await self._consumer.start()
+        self._poller = asyncio.create_task(self._poll(), name=f"kafka-poll:{self.context.mapping}")
+        self._poller.add_done_callback(self._poller_done)
+        self.log.info(
+            "joined consumer group %s for %s",
+            self.group_id,
+            ",".join(config.topics),
+            extra=self._fields(bootstrap_servers=self.bootstrap_servers),
+        )
+
+    async def lanes(self) -> AsyncIterator[PartitionLane]:
+        """Yields a lane per partition as the group assigns it; raises what broke the consumer; ends on close."""
+        while True:
+            if self._failure is not None:
+                raise self._failure
+            if self._closed:
+                return
+            if self._new_lanes:
+                lane = self._new_lanes.popleft()
+                if not lane.ending and not lane.ended:
+                    yield lane
+                continue
+            self._changed.clear()
+            await self._changed.wait()
+
+    def render(self, records: Sequence[Record], attempt: int) -> Any:
+        return kafka_event(self.bootstrap_servers, records)
+
+    def batch_info(self, records: Sequence[Record]) -> dict[str, Any]:
+        """AWS's `KafkaBatchInfo` for a given-up batch (the SQS/SNS on-failure record, without the records)."""
+        info: dict[str, dict[str, str]] = {}
+        for record in records:
+            payload = record.payload
+            entry = info.get(record.lane)
+            if entry is None:
+                entry = info[record.lane] = {
+                    "firstRecordOffset": str(payload["offset"]),
+                    "lastRecordOffset": str(payload["offset"]),
+                    "firstRecordTimestamp": iso_ms(payload["timestamp"]),
+                    "lastRecordTimestamp": iso_ms(payload["timestamp"]),
+                }
+            entry["lastRecordOffset"] = str(payload["offset"])
+            entry["lastRecordTimestamp"] = iso_ms(payload["timestamp"])
+        payload_size = len(json.dumps(self.render(records, 1), separators=(",", ":")).encode())
+        return {
+            "KafkaBatchInfo": {
+                "batchSize": len(records),
+                "bootstrapServers": self.bootstrap_servers,
+                "payloadSize": payload_size,
+                "recordsInfo": info,
+            }
+        }
+
+    async def close(self) -> None:
+        """Leave the group. Lanes end; settles after this commit nothing. Safe twice and after a failed open."""
+        if self._pending and self._consumer is not None and self._failure is None:
+            try:  # offsets whose commit failed earlier: one last try
+                async with self._commit_lock:
+                    await self._flush()
+            except Exception as exc:
+                self.log.warning("committing before closing failed: %s", exc, extra=self._fields())
+        self._closed = True
+        for lane in [*self._lanes.values(), *self._new_lanes]:
+            lane.ended = True
+            lane.wake()
+        self._lanes.clear()
+        self._new_lanes.clear()
+        self._buffers.clear()
+        self._paused.clear()
+        self._pending.clear()
+        self._changed.set()
+        self._settled.set()
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(BaseException):
+                await poller
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                await consumer.stop()
+            except Exception as exc:
+                self.log.warning("closing the Kafka consumer failed: %s", exc, extra=self._fields())
+
+    # ---- what lanes call -------------------------------------------------------------------------------------
+
+    def buffer(self, lane: PartitionLane) -> deque[Any]:
+        return self._buffers.setdefault(lane.tp, deque())
+
+    def drained(self, lane: PartitionLane, left: int) -> None:
+        """A lane took records: resume its partition once half its buffer is free."""
+        if lane.tp in self._paused and left <= self.config.max_buffered_records // 2 and self._consumer is not None:
+            self._paused.discard(lane.tp)
+            self._consumer.resume(lane.tp)
+
+    def settled(self) -> None:
+        self._settled.set()
+
+    async def commit(self, lane: PartitionLane, offset: int) -> None:
+        """Commit `offset` for the lane's partition (with whatever other lanes have pending), durably, or raise."""
+        if self._pending.get(lane.tp, -1) < offset:
+            self._pending[lane.tp] = offset
+        async with self._commit_lock:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Commit every pending offset in one request. Call with the commit lock held."""
+        if not self._pending or self._consumer is None:
+            return
+        offsets, self._pending = self._pending, {}
+        try:
+            await asyncio.wait_for(self._consumer.commit(offsets), COMMIT_TIMEOUT)
+        except BaseException:
+            for tp, offset in offsets.items():  # retried with the next commit; a revocation drops them
+                if self._pending.get(tp, -1) < offset:
+                    self._pending[tp] = offset
+            raise
+        for tp, offset in offsets.items():
+            self.committed[f"{tp.topic}-{tp.partition}"] = offset
+
+    # ---- the poller and the group ------------------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        """Move fetched records into the partitions' buffers; pause a partition whose buffer is full."""
+        consumer = self._consumer
+        limit = self.config.max_buffered_records
+        while True:
+            # Take everything fetched: a partition with records left in aiokafka holds back the next fetch for
+            # every partition of its broker (aiokafka's prefetch rule), so draining keeps all of them flowing.
+            batches = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=DRAIN_ALL)
+            for tp, messages in batches.items():
+                buffer = self._buffers.get(tp)
+                if buffer is None:
+                    buffer = self._buffers[tp] = deque()
+                buffer.extend(messages)
+                lane = self._lanes.get(tp)
+                if lane is not None:
+                    lane.wake()
+                if len(buffer) >= limit and tp not in self._paused:
+                    self._paused.add(tp)
+                    consumer.pause(tp)
+
+    def _poller_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._fail(task.exception())  # type: ignore[arg-type]
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failure is None and not self._closed:
+            self._failure = exc
+        self._changed.set()
+
+    async def _on_assigned(self, assigned: Any) -> None:
+        """New lanes; partitions the group has no offset for start at starting_position, committed at once."""
+        if self._closed:
+            return
+        try:
+            await self._start_fresh_partitions(assigned)
+        except Exception as exc:
+            self.log.error("could not set up assigned partitions: %s", exc, extra=self._fields())
+            self._fail(exc)
+            return
+        for tp in sorted(assigned):
+            lane = PartitionLane(self, tp)
+            self._lanes[tp] = lane
+            self._new_lanes.append(lane)
+        self._changed.set()
+        if assigned:
+            self.log.info(
+                "partitions assigned: %s",
+                ", ".join(f"{tp.topic}-{tp.partition}" for tp in sorted(assigned)),
+                extra=self._fields(),
+            )
+
+    async def _start_fresh_partitions(self, assigned: Any) -> None:
+        consumer = self._consumer
+        fresh = [tp for tp in assigned if await consumer.committed(tp) is None]
+        if not fresh:
+            return
+        position = self.config.starting_position
+        if position == "TRIM_HORIZON":
+            starts = await consumer.beginning_offsets(fresh)
+        else:
+            starts = await consumer.end_offsets(fresh)
+            if position == "AT_TIMESTAMP":
+                assert self.config.starting_position_timestamp is not None
+                when = int(self.config.starting_position_timestamp.timestamp() * 1000)
+                found = await consumer.offsets_for_times(dict.fromkeys(fresh, when))
+                starts.update({tp: hit.offset for tp, hit in found.items() if hit is not None})
+        for tp in fresh:
+            consumer.seek(tp, starts[tp])
+            self._buffers.pop(tp, None)  # records fetched from the reset position before the seek
+        await asyncio.wait_for(consumer.commit({tp: starts[tp] for tp in fresh}), COMMIT_TIMEOUT)
+        for tp in fresh:
+            self.committed[f"{tp.topic}-{tp.partition}"] = starts[tp]
+        self.log.info(
+            "partitions without committed offsets start at %s: %s",
+            position,
+            ", ".join(f"{tp.topic}-{tp.partition}@{starts[tp]}" for tp in sorted(fresh)),
+            extra=self._fields(),
+        )
+
+    async def _on_revoked(self, revoked: Any) -> None:
+        """End the revoked lanes; give their in-flight batches the grace; commit what settled, nothing else."""
+        lanes = [lane for tp in revoked if (lane := self._lanes.pop(tp, None)) is not None]
+        for lane in lanes:
+            lane.ending = True
+            lane.wake()
+        deadline = time.monotonic() + self.config.rebalance_grace
+        while not self._closed and any(len(lane.tracker) for lane in lanes):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._settled.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settled.wait(), remaining)
+        unsettled = sum(len(lane.tracker) for lane in lanes)
+        for lane in lanes:
+            lane.ended = True
+            lane.wake()
+        async with self._commit_lock:
+            try:
+                await self._flush()
+            except Exception as exc:
+                self.log.warning("committing before the rebalance failed: %s", exc, extra=self._fields())
+        for tp in revoked:
+            self._pending.pop(tp, None)
+            self._buffers.pop(tp, None)
+            self._paused.discard(tp)
+        if lanes:
+            self.log.info(
+                "partitions revoked: %s%s",
+                ", ".join(lane.key for lane in lanes),
+                f" ({unsettled} records in flight will be delivered again)" if unsettled else "",
+                extra=self._fields(),
+            )

