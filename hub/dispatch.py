@@ -131,6 +131,9 @@ class Dispatcher:
         self.counters = counters
         self.family = mapping.spec.family
         self.retries = int(mapping.setting("maximum_retry_attempts") or 0)
+        cap = mapping.spec.defaults.get("maximum_retry_attempts_with_destination")
+        if self.retries == -1 and destination is not None and cap is not None:
+            self.retries = int(cap)  # AWS: Kafka's infinite retries become 10 once there is a destination
         self.max_event_age = mapping.setting("maximum_event_age") or 21600.0
         record_age = mapping.setting("maximum_record_age")
         self.max_record_age = record_age if record_age is not None and record_age >= 0 else None

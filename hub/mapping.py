@@ -54,6 +54,7 @@ class Batcher:
         self.boundary = boundary
         self.counters = counters or Counters()
         self._carry: list[Record] = []
+        self._ended = False
 
     def _keep(self, records: list[Record]) -> list[Record]:
         self.counters.polled += len(records)
@@ -74,6 +75,8 @@ class Batcher:
         nothing read is ever lost: records beyond a cut are carried into the next batch.
         """
         batch, self._carry = self._carry, []
+        if not batch and self._ended:
+            raise LaneEnded(self.lane.key)
         while not batch:
             timeout = None if until is None else max(0.0, until - time.monotonic())
             batch = self._keep(await self.lane.read(self.size, timeout))
@@ -81,11 +84,21 @@ class Batcher:
                 return []
         if self.window > 0:
             deadline = batch[0].received + self.window
-            while len(batch) < self.size and sum(r.size for r in batch) < self.max_bytes:
+            total = sum(r.size for r in batch)
+            while len(batch) < self.size and total < self.max_bytes:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                batch.extend(self._keep(await self.lane.read(self.size - len(batch), remaining)))
+                try:
+                    more = self._keep(await self.lane.read(self.size - len(batch), remaining))
+                except LaneEnded:
+                    self._ended = True  # dispatch what was gathered; the next call says the lane ended
+                    break
+                except BaseException:
+                    self._carry = batch  # read again later: records read are never dropped from a batch
+                    raise
+                batch.extend(more)
+                total += sum(r.size for r in more)
         return self._cut(batch)
 
     def _cut(self, batch: list[Record]) -> list[Record]:

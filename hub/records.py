@@ -21,7 +21,8 @@ class Record:
     size       bytes the record adds to an invocation payload (for the 6 MB cap)
     item_id    the `itemIdentifier` by which a function names this record in `batchItemFailures`
     attempt    delivery count as the broker reports it (SQS ApproximateReceiveCount, Redis delivery count)
-    filter_view what filter patterns see: metadata plus the parsed data under the source's data key
+    filter_view what filter patterns see: metadata plus the parsed data under the source's data key; any
+               Mapping, so a source may build it lazily (only mappings with filters ever look)
     order_key  streams: the partition key; with parallelization_factor > 1 order is kept per order_key
     """
 

@@ -44,7 +44,7 @@ CONNECTOR = ConnectorSpec(
     summary="A Kafka topic read by a consumer group, as Lambda's self-managed Apache Kafka event source.",
     sample_event=sample_event,
     data_key="value",
-    defaults={"batch_size": 100, "maximum_batching_window": 0.5},
+    defaults={"batch_size": 100, "maximum_batching_window": 0.5, "maximum_retry_attempts_with_destination": 10},
 )
 
 DESTINATION = DestinationSpec(type="kafka", config=KafkaDestinationConfig, build=build_destination)

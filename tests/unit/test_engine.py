@@ -275,3 +275,47 @@ async def test_zero_reserved_concurrency_goes_straight_to_the_destination(
     assert len(outcome.given_up) == 1
     assert read_jsonl(dlq)[0]["requestContext"]["condition"] == "ZeroReservedConcurrency"
     assert not (tmp_path / "calls.jsonl").exists()
+
+
+class EndingLane(ListLane):
+    """Gives one chunk, then says the lane ended (a revoked partition)."""
+
+    async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        if self.chunks:
+            return await super().read(limit, timeout)
+        from hub.source import LaneEnded
+
+        raise LaneEnded(self.key)
+
+
+class FlakyLane(ListLane):
+    """Fails the second read once (a broker hiccup mid-window)."""
+
+    def __init__(self, chunks: list[list[Record]]) -> None:
+        super().__init__(chunks)
+        self.failed = False
+
+    async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        if len(self.reads) == 1 and not self.failed:
+            self.failed = True
+            self.reads.append((limit, timeout))
+            raise ConnectionError("broker away")
+        return await super().read(limit, timeout)
+
+
+async def test_a_lane_that_ends_mid_window_still_dispatches_what_was_gathered() -> None:
+    from hub.source import LaneEnded
+
+    batcher = Batcher(EndingLane([[rec(0), rec(1)]]), size=10, window=5, filters=FilterSet.compile([]),
+                      on_filtered=lambda r: None)
+    assert [r.position for r in await batcher.next()] == [0, 1]
+    with pytest.raises(LaneEnded):
+        await batcher.next()
+
+
+async def test_a_read_error_mid_window_keeps_the_gathered_records() -> None:
+    batcher = Batcher(FlakyLane([[rec(0)], [rec(1)]]), size=10, window=0.2, filters=FilterSet.compile([]),
+                      on_filtered=lambda r: None)
+    with pytest.raises(ConnectionError):
+        await batcher.next()
+    assert [r.position for r in await batcher.next()] == [0, 1]
