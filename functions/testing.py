@@ -118,3 +118,15 @@ def kinesis_poison(event, context):
     if "poison" in data:
         raise ValueError("poison pill")
     return {"state": event.get("state") or {}} if "window" in event else None
+
+
+def window_recorder(event, context):
+    """Record every tumbling-window invocation's event whole; keep a count in the state."""
+    import json
+    import os
+
+    with open(os.environ["RECORDER_OUT"], "a") as f:
+        f.write(json.dumps({"event": event}) + "\n")
+    state = dict(event.get("state") or {})
+    state["count"] = state.get("count", 0) + len(event["Records"])
+    return {"state": state}

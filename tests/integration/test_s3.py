@@ -182,8 +182,13 @@ def test_sigkill_mid_notifications_loses_nothing(tmp_path: Path, moto: str) -> N
         "checkpoints": f"sqlite:///{tmp_path / 'state.db'}",
         "shutdown_grace": "5s",
         "functions": {"fn": {"handler": "functions.recorder.slow", "timeout": "10s"}},
-        "mappings": [{"function": "fn", "max_concurrency": 4,
-                      "source": {"type": "s3", "queue_url": queue, "wait_time": 1, "connection": connection(moto)}}],
+        "mappings": [
+            {
+                "function": "fn",
+                "max_concurrency": 4,
+                "source": {"type": "s3", "queue_url": queue, "wait_time": 1, "connection": connection(moto)},
+            }
+        ],
     }
     keys = [f"obj-{i:03d}.txt" for i in range(40)]
 

@@ -122,3 +122,47 @@ def test_broker_away_is_retried_without_failing_the_function_and_the_lane_resume
         assert "reading again" in log or "source reconnected" in log
     finally:
         proxy.close()
+
+
+def test_dynamodb_tumbling_window_events_have_aws_shape(tmp_path: Path, moto: str) -> None:  # noqa: F811
+    from tests.fixtures_aws import boto, create_table
+
+    sample = json.loads((ROOT / "tests/conformance/events/dynamodb-time-window-event.json").read_text())
+    table = create_table(moto)
+    out = tmp_path / "calls.jsonl"
+    config = {
+        "checkpoints": f"sqlite:///{tmp_path / 'state.db'}",
+        "shutdown_grace": "5s",
+        "functions": {"fn": {"handler": "functions.testing.window_recorder"}},
+        "mappings": [
+            {
+                "function": "fn",
+                "tumbling_window": "2s",
+                "source": {
+                    "type": "dynamodb",
+                    "table_name": table,
+                    "starting_position": "TRIM_HORIZON",
+                    "poll_interval": "20ms",
+                    "connection": connection(moto),
+                },
+            }
+        ],
+    }
+    with HubProcess(tmp_path, config, {"RECORDER_OUT": str(out)}) as hub:
+        hub.start()
+        boto(moto, "dynamodb").put_item(TableName=table, Item={"id": {"S": "a"}, "n": {"N": "1"}})
+        wait_for(
+            lambda: any(c["event"]["isFinalInvokeForWindow"] for c in read_jsonl(out)),
+            timeout=20,
+            what="a window's final invocation",
+        )
+        assert hub.stop() == 0
+    first = read_jsonl(out)[0]["event"]
+    final = next(c["event"] for c in read_jsonl(out) if c["event"]["isFinalInvokeForWindow"])
+    assert first.pop("state") == {} and isinstance(sample.pop("state"), dict)
+    sample["Records"] = sample["Records"][:1]
+    assert shape({k: v for k, v in first.items() if k != "Records"}) == shape(
+        {k: v for k, v in sample.items() if k != "Records"}
+    )
+    assert first["Records"][0]["eventName"] == "INSERT"
+    assert final["state"] == {"count": 1} and final["Records"] == []

@@ -306,16 +306,18 @@ class FlakyLane(ListLane):
 async def test_a_lane_that_ends_mid_window_still_dispatches_what_was_gathered() -> None:
     from hub.source import LaneEnded
 
-    batcher = Batcher(EndingLane([[rec(0), rec(1)]]), size=10, window=5, filters=FilterSet.compile([]),
-                      on_filtered=lambda r: None)
+    batcher = Batcher(
+        EndingLane([[rec(0), rec(1)]]), size=10, window=5, filters=FilterSet.compile([]), on_filtered=lambda r: None
+    )
     assert [r.position for r in await batcher.next()] == [0, 1]
     with pytest.raises(LaneEnded):
         await batcher.next()
 
 
 async def test_a_read_error_mid_window_keeps_the_gathered_records() -> None:
-    batcher = Batcher(FlakyLane([[rec(0)], [rec(1)]]), size=10, window=0.2, filters=FilterSet.compile([]),
-                      on_filtered=lambda r: None)
+    batcher = Batcher(
+        FlakyLane([[rec(0)], [rec(1)]]), size=10, window=0.2, filters=FilterSet.compile([]), on_filtered=lambda r: None
+    )
     with pytest.raises(ConnectionError):
         await batcher.next()
     assert [r.position for r in await batcher.next()] == [0, 1]
