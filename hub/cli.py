@@ -189,7 +189,10 @@ def schema(markdown: bool) -> None:
     """Print the JSON Schema of the configuration file (for editors and CI checks), generated from the models."""
     from hub import reference
 
-    click.echo(reference.markdown() if markdown else json.dumps(reference.json_schema(), indent=2))
+    if markdown:
+        click.echo(reference.markdown(), nl=False)
+    else:
+        click.echo(json.dumps(reference.json_schema(), indent=2))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,12 @@ def test_shipped_configs_are_valid() -> None:
     for path in sorted((ROOT / "config").rglob("*.yaml")):
         result = run_cli("validate", str(path))
         assert result.returncode == 0, (path, result.stderr)
+
+
+def test_generated_reference_and_schema_are_up_to_date() -> None:
+    """docs/configuration.md and config/schema.json are generated from the models: regenerate them with
+    `hub schema --markdown > docs/configuration.md` and `hub schema > config/schema.json`."""
+    from hub import reference
+
+    assert (ROOT / "docs/configuration.md").read_text() == reference.markdown()
+    assert json.loads((ROOT / "config/schema.json").read_text()) == reference.json_schema()
