@@ -287,8 +287,9 @@ def _union(models: tuple[Any, ...]) -> Any:
 
 
 def full_model() -> type[HubConfig]:
+    """The model of every installed connector and destination (for the JSON Schema)."""
     return config_model(
-        tuple(spec.type for spec in registry.all_specs()),
+        tuple(spec.type for spec in registry.all_specs(installed_only=True)),
         tuple(spec.type for spec in registry.all_destination_specs()),
     )
 

@@ -90,7 +90,7 @@ def markdown() -> str:
         "not apply is an error.\n",
         _table(MappingConfig, skip=("source",)),
     ]
-    specs: list[ConnectorSpec] = registry.all_specs()
+    specs: list[ConnectorSpec] = registry.all_specs(installed_only=True)
     for spec in specs:
         parts += [f"\n## source: type `{spec.type}` ({spec.family})\n", spec.summary + "\n", _table(spec.config)]
     parts += ["\n## destination_config.on_failure: type `file`\n", _table(FileDestination)]
