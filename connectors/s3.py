@@ -43,6 +43,7 @@ from typing import Any, Literal, cast
 from pydantic import Field, model_validator
 
 from connectors.files import s3_record
+from connectors.files import sample_event as files_sample_event
 from connectors.sqs import QueueLane, QueueSettings, Receipt, SqsQueue, message_attempt, sent_at
 from hub.aws import client
 from hub.logs import fields
@@ -375,21 +376,7 @@ def build(config: S3Config, context: SourceContext) -> NotificationSource | Poll
 
 
 def sample_event() -> dict[str, Any]:
-    return {
-        "Records": [
-            s3_record(
-                event_name="ObjectCreated:Put",
-                bucket="example-bucket",
-                key="images/Happy Face.jpg",
-                event_time=time.time(),
-                region="us-east-1",
-                configuration_id="example-notification",
-                sequencer="0055AED6DCD90281E5",
-                size=1024,
-                etag="d41d8cd98f00b204e9800998ecf8427e",
-            )
-        ]
-    }
+    return files_sample_event("example-notification")
 
 
 CONNECTOR = ConnectorSpec(

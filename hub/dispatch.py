@@ -50,6 +50,17 @@ class Backoff:
         return random.uniform(ceiling / 2, ceiling)
 
 
+async def sleep_unless(stopping: asyncio.Event, seconds: float) -> bool:
+    """Sleep `seconds`; False (at once) when `stopping` is set first: a stop never waits for a backoff."""
+    if stopping.is_set():
+        return False
+    try:
+        await asyncio.wait_for(stopping.wait(), seconds)
+    except TimeoutError:
+        return True
+    return False
+
+
 @dataclass
 class Counters:
     """Per-mapping counts, named as AWS's event source mapping metrics."""
@@ -157,14 +168,7 @@ class Dispatcher:
     # ---- shared pieces ---------------------------------------------------------------------------------------
 
     async def _wait(self, seconds: float) -> bool:
-        """Sleep, or return False at once when the hub is stopping."""
-        if self.stopping.is_set():
-            return False
-        try:
-            await asyncio.wait_for(self.stopping.wait(), seconds)
-        except TimeoutError:
-            return True
-        return False
+        return await sleep_unless(self.stopping, seconds)
 
     async def _invoke(self, records: Sequence[Record], attempt: int, window: Window | None = None) -> Result:
         event = self.source.render(records, attempt)

@@ -8,7 +8,6 @@ period, settle them, close the source. Connection trouble is retried with backof
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import zlib
@@ -16,7 +15,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from hub.config import MappingConfig
-from hub.dispatch import Backoff, Counters, Dispatcher
+from hub.dispatch import Backoff, Counters, Dispatcher, sleep_unless
 from hub.filtering import FilterSet
 from hub.logs import fields
 from hub.records import Outcome, Record
@@ -173,8 +172,7 @@ class MappingRunner:
                 if self._in_flight:
                     await asyncio.gather(*self._in_flight, return_exceptions=True)
                 await self._close_source()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), backoff.delay(failures))
+                await sleep_unless(self.stopping, backoff.delay(failures))
 
     async def stop(self, grace: float) -> None:
         """Stop reading, let in-flight batches finish (at most `grace` seconds), settle, close the source."""
@@ -216,6 +214,21 @@ class MappingRunner:
 
     # ---- one lane --------------------------------------------------------------------------------------------
 
+    def batcher(
+        self, lane: Lane, *, reading: Lane | None = None, boundary: Callable[[Record], object] | None = None
+    ) -> Batcher:
+        """The mapping's batching policy over `reading` (default: the lane itself); filtered records settle on
+        `lane`."""
+        return Batcher(
+            reading or lane,
+            self.batch_size,
+            self.window,
+            self.filters,
+            lambda records: self._settle_filtered(lane, records),
+            boundary=boundary,
+            counters=self.counters,
+        )
+
     async def _run_lane(self, lane: Lane) -> None:
         if lane.ordered and self.mapping.tumbling_window:
             from hub.windows import run_windowed_lane
@@ -227,14 +240,7 @@ class MappingRunner:
             return
         limit = 1 if lane.ordered else self.max_in_flight
         room = asyncio.Semaphore(limit)
-        batcher = Batcher(
-            lane,
-            self.batch_size,
-            self.window,
-            self.filters,
-            lambda rs: self._settle_filtered(lane, rs),
-            counters=self.counters,
-        )
+        batcher = self.batcher(lane)
         read_failures = 0
         while not self.stopping.is_set():
             await room.acquire()
@@ -265,14 +271,9 @@ class MappingRunner:
             log.exception("dispatch failed unexpectedly; records stay unsettled", extra=fields(mapping=self.name))
             await self._settle(lane, Outcome(failed=tuple(records)))
             # the lane reads these records again: not at once, so a fault that repeats is not a hot loop
-            await self._pause(Backoff(1.0, 30.0).delay(1))
+            await sleep_unless(self.stopping, Backoff(1.0, 30.0).delay(1))
             return
         await self._settle(lane, outcome)
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep, or return at once when the mapping is stopping."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), seconds)
 
     async def read_failed(self, lane: Lane, exc: Exception, failures: int) -> None:
         """A lane's read raised (broker away, throttled): log once per change, then back off."""
@@ -284,7 +285,7 @@ class MappingRunner:
                 exc,
                 extra=fields(mapping=self.name),
             )
-        await self._pause(Backoff(0.2, 30.0).delay(failures))
+        await sleep_unless(self.stopping, Backoff(0.2, 30.0).delay(failures))
 
     def read_recovered(self, lane: Lane, failures: int) -> int:
         if failures:
@@ -334,14 +335,7 @@ class MappingRunner:
             await asyncio.gather(*workers, return_exceptions=True)
 
     async def _run_sub_lane(self, lane: Lane, sub: _SubLane) -> None:
-        batcher = Batcher(
-            sub,
-            self.batch_size,
-            self.window,
-            self.filters,
-            lambda rs: self._settle_filtered(lane, rs),
-            counters=self.counters,
-        )
+        batcher = self.batcher(lane, reading=sub)
         while not self.stopping.is_set():
             records = await batcher.next()
             # shielded: stopping cancels this worker, never a batch in flight (stop() waits for those)

@@ -16,7 +16,6 @@ import time
 from typing import TYPE_CHECKING
 
 from hub.dispatch import Window
-from hub.mapping import Batcher
 from hub.records import Outcome, Record
 from hub.source import Lane, LaneEnded
 
@@ -33,15 +32,7 @@ async def run_windowed_lane(runner: MappingRunner, lane: Lane) -> None:
     def window_of(record: Record) -> float:
         return math.floor(record.timestamp / length) * length
 
-    batcher = Batcher(
-        lane,
-        runner.batch_size,
-        runner.window,
-        runner.filters,
-        lambda rs: runner._settle_filtered(lane, rs),
-        boundary=window_of,
-        counters=runner.counters,
-    )
+    batcher = runner.batcher(lane, boundary=window_of)
     current: Window | None = None
     held: list[Outcome] = []
     failures = 0

@@ -62,7 +62,7 @@ def s3_record(
     }
 
 
-def sample_event() -> dict[str, Any]:
+def sample_event(configuration_id: str = "example-mapping") -> dict[str, Any]:
     return {
         "Records": [
             s3_record(
@@ -71,7 +71,7 @@ def sample_event() -> dict[str, Any]:
                 key="images/Happy Face.jpg",
                 event_time=time.time(),
                 region="us-east-1",
-                configuration_id="example-mapping",
+                configuration_id=configuration_id,
                 sequencer="0055AED6DCD90281E5",
                 size=1024,
                 etag="d41d8cd98f00b204e9800998ecf8427e",

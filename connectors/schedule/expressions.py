@@ -404,8 +404,7 @@ def parse_schedule(expression: str, *, allow_seconds: bool = True) -> Schedule:
             return parser(expression, expression[len(keyword) + 1 : -1], allow_seconds=allow_seconds)
     raise ScheduleError(
         expression,
-        "expected rate(value unit), cron(minutes hours day-of-month month day-of-week year) "
-        "or at(yyyy-mm-ddThh:mm:ss)",
+        "expected rate(value unit), cron(minutes hours day-of-month month day-of-week year) or at(yyyy-mm-ddThh:mm:ss)",
         field="expression",
     )
 
@@ -426,9 +425,7 @@ def _parse_rate(expression: str, body: str, *, allow_seconds: bool) -> Schedule:
         raise ScheduleError(expression, f"unit '{unit_text}' is not one of {allowed}", field="unit")
     singular, plural, seconds = units
     if singular == "second" and not allow_seconds:
-        raise ScheduleError(
-            expression, f"unit '{unit_text}' is not supported by AWS; use {allowed}", field="unit"
-        )
+        raise ScheduleError(expression, f"unit '{unit_text}' is not supported by AWS; use {allowed}", field="unit")
     if value == 1 and unit_text != singular:
         raise ScheduleError(
             expression,
@@ -449,16 +446,12 @@ def _parse_rate(expression: str, body: str, *, allow_seconds: bool) -> Schedule:
 def _parse_at(expression: str, body: str, *, allow_seconds: bool) -> Schedule:
     match = _AT_BODY.fullmatch(body)
     if match is None:
-        raise ScheduleError(
-            expression, f"date-time '{body}' must have the form yyyy-mm-ddThh:mm:ss", field="date-time"
-        )
+        raise ScheduleError(expression, f"date-time '{body}' must have the form yyyy-mm-ddThh:mm:ss", field="date-time")
     year, month, day, hour, minute, second = (int(part) for part in match.groups())
     try:
         local_time = datetime(year, month, day, hour, minute, second)
     except ValueError as exc:
-        raise ScheduleError(
-            expression, f"date-time '{body}' is not valid: {exc}", field="date-time"
-        ) from None
+        raise ScheduleError(expression, f"date-time '{body}' is not valid: {exc}", field="date-time") from None
     return AtSchedule(expression, local_time)
 
 
@@ -482,9 +475,7 @@ class _FieldParser:
         self.names = names
 
     def error(self, problem: str) -> ScheduleError:
-        return ScheduleError(
-            self.expression, f"{self.field} field '{self.text}': {problem}", field=self.field
-        )
+        return ScheduleError(self.expression, f"{self.field} field '{self.text}': {problem}", field=self.field)
 
     def value(self, token: str) -> int:
         if _NUMBER.fullmatch(token):
@@ -561,8 +552,7 @@ def _parse_cron(expression: str, body: str, *, allow_seconds: bool) -> Schedule:
     if dom_text != "?" and dow_text != "?":
         raise ScheduleError(
             expression,
-            f"day-of-month '{fields[2]}' and day-of-week '{fields[4]}' cannot both be set; "
-            "one of them must be '?'",
+            f"day-of-month '{fields[2]}' and day-of-week '{fields[4]}' cannot both be set; one of them must be '?'",
             field="day-of-month",
         )
     minutes = _FieldParser(expression, "minutes", minute_text, 0, 59).values()
@@ -597,9 +587,7 @@ def _parse_day_of_month(parser: _FieldParser) -> DaySpec | None:
     nearest = re.fullmatch(r"([0-9]+)W", parser.text, re.IGNORECASE)
     if nearest is not None:
         return NearestWeekday(parser.value(nearest.group(1)))
-    raise parser.error(
-        "'L' must be used as 'L', 'L-n' or 'LW', and 'W' after a single day ('15W') or as 'LW'"
-    )
+    raise parser.error("'L' must be used as 'L', 'L-n' or 'LW', and 'W' after a single day ('15W') or as 'LW'")
 
 
 def _parse_day_of_week(parser: _FieldParser) -> DaySpec | None:
@@ -626,9 +614,7 @@ def _parse_day_of_week(parser: _FieldParser) -> DaySpec | None:
             return DayOfWeekValues((7,))  # alone, L is the last day of the week: Saturday
         last = re.fullmatch(r"([0-9A-Z]+)L", parser.text, re.IGNORECASE)
         if last is None:
-            raise parser.error(
-                "'L' must be used alone (Saturday) or after one weekday ('5L' = last Thursday)"
-            )
+            raise parser.error("'L' must be used alone (Saturday) or after one weekday ('5L' = last Thursday)")
         return LastWeekdayOfKind(parser.value(last.group(1)))
     return DayOfWeekValues(parser.values())
 
