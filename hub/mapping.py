@@ -101,6 +101,8 @@ class Batcher:
         return self._cut(batch)
 
     def _cut(self, batch: list[Record]) -> list[Record]:
+        if self.boundary is None and len(batch) <= self.size and sum(r.size for r in batch) <= self.max_bytes:
+            return batch  # the common case, without a per-record loop in Python
         total = 0
         edge = self.boundary(batch[0]) if self.boundary else None
         for i, record in enumerate(batch):
