@@ -16,136 +16,37 @@ Every observer runs as a real subprocess in a fresh temporary folder, while this
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import json
 import os
 import platform
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
+from common import (
+    PYTHON,
+    READY_TIMEOUT,
+    Child,
+    child_env,
+    exit_on_sigterm,
+    log_problems,
+    progress,
+    ratio,
+    read_jsonl,
+    summary_ms,
+    work_dir,
+)
+
 PAYLOAD = b"benchmark payload: a small file of one hundred bytes.......................................\n"
 TARGET_LATENCY_P99_MS = 100.0
 TARGET_RATE = 100.0
-STOP_TIMEOUT = 20.0
-READY_TIMEOUT = 30.0
-
-
-def progress(message: str) -> None:
-    print(f"[files_bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# ---- statistics ------------------------------------------------------------------------------------------------
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default), q in [0, 100]."""
-    if not sorted_values:
-        return float("nan")
-    if len(sorted_values) == 1:
-        return sorted_values[0]
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
-def summary_ms(seconds: list[float]) -> dict[str, float | int | None]:
-    values = sorted(s * 1000.0 for s in seconds)
-    if not values:
-        return {"n": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
-    return {
-        "n": len(values),
-        "min_ms": round(values[0], 3),
-        "p50_ms": round(percentile(values, 50), 3),
-        "p95_ms": round(percentile(values, 95), 3),
-        "p99_ms": round(percentile(values, 99), 3),
-        "max_ms": round(values[-1], 3),
-        "mean_ms": round(sum(values) / len(values), 3),
-    }
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or b == 0:
-        return None
-    return round(a / b, 2)
 
 
 # ---- processes -------------------------------------------------------------------------------------------------
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM if this benchmark dies, so nothing is ever left running."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class Child:
-    """A subprocess whose stdout+stderr go to a log file; stopped with SIGTERM, killed after a timeout."""
-
-    def __init__(self, name: str, argv: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> None:
-        self.name = name
-        self.log_path = log_path
-        with open(log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a Ctrl-C on the terminal reaches only us; we stop the child ourselves
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-            )
-        self.exit_code: int | None = None
-        self.killed = False
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def wait_log(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log():
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited ({self.proc.returncode}) before logging {text!r}:\n{self.log()}"
-                )
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not log {text!r} within {timeout}s:\n{self.log()}")
-            time.sleep(0.02)
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.exit_code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            progress(f"{self.name} did not stop within {timeout}s after SIGTERM; killing it")
-            self.killed = True
-            self.proc.kill()
-            self.exit_code = self.proc.wait(10)
-        return self.exit_code
-
-
-def child_env(extra: dict[str, str]) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
 
 
 def count_lines(path: Path) -> int:
@@ -239,13 +140,7 @@ def read_received(kind: str, out: Path) -> tuple[dict[str, float], int]:
     """name -> first receive time, and the number of duplicate deliveries."""
     received: dict[str, float] = {}
     duplicates = 0
-    if not out.exists():
-        return received, 0
-    for line in out.read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for entry in read_jsonl(out):
         if kind == "hub":
             name = unquote_plus(entry["event"]["Records"][0]["s3"]["object"]["key"])
             when = entry["received"]
@@ -257,19 +152,6 @@ def read_received(kind: str, out: Path) -> tuple[dict[str, float], int]:
         else:
             received[name] = when
     return received, duplicates
-
-
-def log_problems(text: str) -> list[str]:
-    lines = [
-        line
-        for line in text.splitlines()
-        if (" WARNING " in line or " ERROR " in line or "Traceback" in line) and "Inotify queue overflowed" not in line
-    ]
-    distinct: dict[str, int] = {}
-    for line in lines:
-        key = line.split(": ", 1)[-1][:200]
-        distinct[key] = distinct.get(key, 0) + 1
-    return [f"{n}x {msg}" for msg, n in list(distinct.items())[:10]]
 
 
 def run_workload(
@@ -326,7 +208,7 @@ def run_workload(
         "duplicates": duplicates,
         "write_seconds": round(last_close - first_close, 3),
         "write_rate_per_s": round((count - 1) / (last_close - first_close), 1) if count > 1 else None,
-        "latency": summary_ms(latencies),
+        "latency": summary_ms(latencies, none_if_empty=True),
         "exit_code": exit_code,
     }
     if missing:
@@ -339,7 +221,7 @@ def run_workload(
     result["inotify_overflows"] = log_text.count("Inotify queue overflowed; filesystem events were lost")
     if kind == "hub":
         result["rescan_interval_s"] = rescan
-        result["log_problems"] = log_problems(log_text)
+        result["log_problems"] = log_problems(log_text, ignore=["Inotify queue overflowed"])
         if child.killed:
             result["killed_after_sigterm"] = True
     # the slowest files, to look them up in the hub's log (kept with --keep)
@@ -401,13 +283,8 @@ def read_int(path: str) -> int | None:
 # ---- main ------------------------------------------------------------------------------------------------------
 
 
-def _terminate(signum: int, _frame: Any) -> None:
-    """SIGTERM: unwind like Ctrl-C, so the hub is stopped and the temporary folder removed."""
-    raise SystemExit(128 + signum)
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, _terminate)
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=None, help="files in the throughput burst (default 10000)")
     parser.add_argument("--rate", type=float, default=TARGET_RATE, help="files/s of the latency run (default 100)")
@@ -448,8 +325,6 @@ def main() -> int:
 
     import watchdog.version
 
-    base = Path(tempfile.mkdtemp(prefix="files-bench-"))
-    progress(f"working in {base}")
     report: dict[str, Any] = {
         "bench": "files",
         "params": {
@@ -474,7 +349,7 @@ def main() -> int:
         },
     }
     started = time.monotonic()
-    try:
+    with work_dir("files-bench-", keep=args.keep) as base:
         kinds = ["hub"] if args.skip_raw else ["raw", "hub"]
         latency = {
             k: run_workload(
@@ -486,13 +361,6 @@ def main() -> int:
             k: run_workload(k, "throughput", base, args.files, None, args.max_concurrency, args.throughput_rescan)
             for k in kinds
         }
-    finally:
-        if args.keep:
-            progress(f"kept {base}")
-        else:
-            import shutil
-
-            shutil.rmtree(base, ignore_errors=True)
     hub_l, raw_l = latency["hub"]["latency"], latency.get("raw", {}).get("latency", {})
     report["latency"] = {
         **latency,

@@ -22,10 +22,11 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import ROOT
+
+sys.path.insert(0, str(ROOT))
 
 from hub.filtering import FilterSet
 

@@ -26,18 +26,27 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
+from common import (
+    PYTHON,
+    ROOT,
+    child_env,
+    free_port,
+    progress,
+    read_jsonl,
+    spawn,
+    stop_process,
+    summary_ms,
+    wait_port,
+    work_dir,
+)
+
 PARTITIONS = 6
 RECORD_BYTES = 100
 TARGET_RATIO = 0.8
@@ -55,35 +64,6 @@ itself does not do this today). Every record allocates several container objects
 collections (and full ones over the read-ahead buffers) thousands of times per second."""
 LATENCY_FETCH_WAIT_MS = 2
 """tansu holds a waiting fetch for its whole max-wait even when records arrive; real Kafka answers at once."""
-
-
-def progress(message: str) -> None:
-    print(f"[kafka_bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default), q in [0, 100]."""
-    if not sorted_values:
-        return float("nan")
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
-def summary_ms(seconds: list[float]) -> dict[str, Any]:
-    values = sorted(s * 1000.0 for s in seconds)
-    if not values:
-        return {"n": 0}
-    return {
-        "n": len(values),
-        "min_ms": round(values[0], 3),
-        "p50_ms": round(percentile(values, 50), 3),
-        "p90_ms": round(percentile(values, 90), 3),
-        "p99_ms": round(percentile(values, 99), 3),
-        "max_ms": round(values[-1], 3),
-        "mean_ms": round(sum(values) / len(values), 3),
-    }
 
 
 # ---- the broker --------------------------------------------------------------------------------------------------
@@ -104,24 +84,11 @@ def tansu_binary() -> str:
 
 
 def start_broker() -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url, "--silent"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit("tansu did not start") from None
-            time.sleep(0.01)
+    argv = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url, "--silent"]
+    proc = spawn(argv, None, None, None)
+    wait_port(port, proc, 10, "tansu")
     return proc, f"127.0.0.1:{port}"
 
 
@@ -263,27 +230,9 @@ def hub_config(folder: Path, bootstrap: str, topic: str, group: str, handler: st
 def start_hub(
     folder: Path, config: Path, env: dict[str, str] | None = None, *, gc_tuned: bool = False
 ) -> subprocess.Popen[bytes]:
-    log = open(folder / "hub.log", "ab")  # noqa: SIM115 - handed to the process
     launcher = ["-c", GC_TUNED] if gc_tuned else ["-m", "hub"]
-    proc = subprocess.Popen(
-        [PYTHON, *launcher, "--log-level", "warning", "run", str(config)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
-    return proc
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    argv = [PYTHON, *launcher, "--log-level", "warning", "run", str(config)]
+    return spawn(argv, ROOT, child_env(env or {}), folder / "hub.log")
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -304,7 +253,7 @@ async def measure(
         result = await Progress(bootstrap, group, topic, PARTITIONS).watch(total, timeout)
         cpu = cpu_seconds(proc.pid)  # includes start-up (imports, joining the group): an upper bound
     finally:
-        stop(proc)
+        stop_process(proc, name)
     if cpu is not None:
         result["process_cpu_us_per_record"] = round(cpu / total * 1e6, 2)
     progress(f"{name}: {result['records_per_s']} records/s")
@@ -352,9 +301,8 @@ async def latency(bootstrap: str, folder: Path, seconds: float) -> dict[str, Any
         samples: dict[int, float] = {}
         while len(samples) < count and time.monotonic() < deadline:
             samples = {}
-            for line in out.read_text().splitlines() if out.exists() else []:
+            for entry in read_jsonl(out):
                 with contextlib.suppress(ValueError):
-                    entry = json.loads(line)
                     for records in entry["event"]["records"].values():
                         for record in records:
                             import base64
@@ -365,8 +313,8 @@ async def latency(bootstrap: str, folder: Path, seconds: float) -> dict[str, Any
             await asyncio.sleep(0.2)
     finally:
         await producer.stop()
-        stop(proc)
-    result = summary_ms(list(samples.values()))
+        stop_process(proc, "the hub")
+    result = summary_ms(samples.values(), (50, 90, 99))
     result["rate_per_s"] = LATENCY_RATE
     result["lost"] = count - len(samples)
     progress(f"latency: p50 {result.get('p50_ms')} ms, p99 {result.get('p99_ms')} ms")
@@ -377,84 +325,80 @@ async def latency(bootstrap: str, folder: Path, seconds: float) -> dict[str, Any
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    broker, bootstrap = start_broker()
-    folder = Path(tempfile.mkdtemp(prefix="kafka-bench-"))
-    try:
-        topic = f"bench-{uuid.uuid4().hex[:8]}"
-        await create_topic(bootstrap, topic, PARTITIONS)
-        progress(f"producing {args.records} records of {RECORD_BYTES} bytes over {PARTITIONS} partitions")
-        produce_rate = await fill(bootstrap, topic, args.records, PARTITIONS)
-        progress(f"produced at {produce_rate:.0f} records/s")
-        timeout = max(120.0, args.records / 2000)
+    with work_dir("kafka-bench-") as folder:
+        broker, bootstrap = start_broker()
+        try:
+            topic = f"bench-{uuid.uuid4().hex[:8]}"
+            await create_topic(bootstrap, topic, PARTITIONS)
+            progress(f"producing {args.records} records of {RECORD_BYTES} bytes over {PARTITIONS} partitions")
+            produce_rate = await fill(bootstrap, topic, args.records, PARTITIONS)
+            progress(f"produced at {produce_rate:.0f} records/s")
+            timeout = max(120.0, args.records / 2000)
 
-        def raw(group: str) -> subprocess.Popen[bytes]:
-            return subprocess.Popen(
-                [PYTHON, __file__, "--raw-consumer", bootstrap, topic, group, str(args.records)],
-                cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            def raw(group: str) -> subprocess.Popen[bytes]:
+                argv = [PYTHON, __file__, "--raw-consumer", bootstrap, topic, group, str(args.records)]
+                return spawn(argv, ROOT, child_env({}), folder / "raw.log")
+
+            def hub(group: str, gc_tuned: bool = False) -> subprocess.Popen[bytes]:
+                config = hub_config(
+                    folder,
+                    bootstrap,
+                    topic,
+                    group,
+                    "functions.recorder.noop",
+                    batch_size=HUB_BATCH_SIZE,
+                    maximum_batching_window=0,
+                    source={"fetch_max_wait": f"{THROUGHPUT_FETCH_WAIT_MS}ms"},
+                )
+                return start_hub(folder, config, gc_tuned=gc_tuned)
+
+            raw_result = await measure("raw", bootstrap, topic, args.records, folder, raw, timeout)
+            hub_result = await measure("hub", bootstrap, topic, args.records, folder, hub, timeout)
+            tuned_result = await measure(
+                "hub-gc-tuned", bootstrap, topic, args.records, folder, lambda g: hub(g, gc_tuned=True), timeout
             )
 
-        def hub(group: str, gc_tuned: bool = False) -> subprocess.Popen[bytes]:
-            config = hub_config(
-                folder,
-                bootstrap,
-                topic,
-                group,
-                "functions.recorder.noop",
-                batch_size=HUB_BATCH_SIZE,
-                maximum_batching_window=0,
-                source={"fetch_max_wait": f"{THROUGHPUT_FETCH_WAIT_MS}ms"},
-            )
-            return start_hub(folder, config, gc_tuned=gc_tuned)
+            def ratio(result: dict[str, Any]) -> float | None:
+                if raw_result["records_per_s"] and result["records_per_s"]:
+                    return round(float(result["records_per_s"]) / float(raw_result["records_per_s"]), 3)
+                return None
 
-        raw_result = await measure("raw", bootstrap, topic, args.records, folder, raw, timeout)
-        hub_result = await measure("hub", bootstrap, topic, args.records, folder, hub, timeout)
-        tuned_result = await measure(
-            "hub-gc-tuned", bootstrap, topic, args.records, folder, lambda g: hub(g, gc_tuned=True), timeout
-        )
-
-        def ratio(result: dict[str, Any]) -> float | None:
-            if raw_result["records_per_s"] and result["records_per_s"]:
-                return round(float(result["records_per_s"]) / float(raw_result["records_per_s"]), 3)
-            return None
-
-        latency_result = await latency(bootstrap, folder, args.latency_seconds)
-        return {
-            "bench": "kafka",
-            "broker": "tansu (memory storage), on the same machine",
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.system()},
-            "throughput": {
-                "records": args.records,
-                "record_bytes": RECORD_BYTES,
-                "partitions": PARTITIONS,
-                "produce_records_per_s": round(produce_rate),
-                "fetch_max_wait_ms": THROUGHPUT_FETCH_WAIT_MS,
-                "raw_settings": {"getmany_max_records": FETCH_MAX_RECORDS, "commit": "after every getmany"},
-                "hub_settings": {
-                    "batch_size": HUB_BATCH_SIZE,
-                    "maximum_batching_window": 0,
-                    "function": "functions.recorder.noop (python runtime)",
+            latency_result = await latency(bootstrap, folder, args.latency_seconds)
+            return {
+                "bench": "kafka",
+                "broker": "tansu (memory storage), on the same machine",
+                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.system()},
+                "throughput": {
+                    "records": args.records,
+                    "record_bytes": RECORD_BYTES,
+                    "partitions": PARTITIONS,
+                    "produce_records_per_s": round(produce_rate),
+                    "fetch_max_wait_ms": THROUGHPUT_FETCH_WAIT_MS,
+                    "raw_settings": {"getmany_max_records": FETCH_MAX_RECORDS, "commit": "after every getmany"},
+                    "hub_settings": {
+                        "batch_size": HUB_BATCH_SIZE,
+                        "maximum_batching_window": 0,
+                        "function": "functions.recorder.noop (python runtime)",
+                    },
+                    "raw": raw_result,
+                    "hub": hub_result,
+                    "ratio": ratio(hub_result),
+                    "hub_gc_tuned": {**tuned_result, "gc_threshold": [100_000, 50, 1000]},
+                    "ratio_gc_tuned": ratio(tuned_result),
+                    "target_ratio": TARGET_RATIO,
+                    "meets_target": (ratio(hub_result) or 0) >= TARGET_RATIO,
                 },
-                "raw": raw_result,
-                "hub": hub_result,
-                "ratio": ratio(hub_result),
-                "hub_gc_tuned": {**tuned_result, "gc_threshold": [100_000, 50, 1000]},
-                "ratio_gc_tuned": ratio(tuned_result),
-                "target_ratio": TARGET_RATIO,
-                "meets_target": (ratio(hub_result) or 0) >= TARGET_RATIO,
-            },
-            "latency": {
-                **latency_result,
-                "maximum_batching_window": 0,
-                "fetch_max_wait_ms": LATENCY_FETCH_WAIT_MS,
-                "target_p99_ms": TARGET_P99_MS,
-                "meets_target": latency_result.get("p99_ms") is not None and latency_result["p99_ms"] < TARGET_P99_MS,
-            },
-        }
-    finally:
-        broker.terminate()
-        broker.wait(10)
-        shutil.rmtree(folder, ignore_errors=True)
+                "latency": {
+                    **latency_result,
+                    "maximum_batching_window": 0,
+                    "fetch_max_wait_ms": LATENCY_FETCH_WAIT_MS,
+                    "target_p99_ms": TARGET_P99_MS,
+                    "meets_target": latency_result.get("p99_ms") is not None
+                    and latency_result["p99_ms"] < TARGET_P99_MS,
+                },
+            }
+        finally:
+            stop_process(broker, "tansu")
 
 
 def main() -> None:

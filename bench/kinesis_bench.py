@@ -24,91 +24,40 @@ import json
 import os
 import random
 import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
-REGION = "us-east-1"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
+from common import (
+    AWS_REGION,
+    AWS_TEST_CONNECTION,
+    AWS_TEST_ENV,
+    AWS_TEST_KEYS,
+    PYTHON,
+    Child,
+    child_env,
+    progress,
+    read_jsonl,
+    start_moto,
+    summary_ms,
+    wait_until,
+    work_dir,
+)
+
 TARGET_P50_MS = 100.0
-
-
-def progress(message: str) -> None:
-    print(f"[kinesis_bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], q: float) -> float:
-    pos = (len(values) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (pos - lo)
-
-
-def summary_ms(seconds: list[float]) -> dict[str, Any]:
-    values = sorted(s * 1000.0 for s in seconds)
-    if not values:
-        return {"n": 0}
-    return {
-        "n": len(values),
-        "min_ms": round(values[0], 1),
-        "p50_ms": round(percentile(values, 50), 1),
-        "p90_ms": round(percentile(values, 90), 1),
-        "p99_ms": round(percentile(values, 99), 1),
-        "max_ms": round(values[-1], 1),
-        "mean_ms": round(sum(values) / len(values), 1),
-    }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def boto(url: str, service: str) -> Any:
     import boto3
 
-    return boto3.client(service, endpoint_url=url, region_name=REGION, **_keys())
-
-
-def _keys() -> dict[str, str]:
-    return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    return boto3.client(service, endpoint_url=url, region_name=AWS_REGION, **AWS_TEST_KEYS)
 
 
 def seen(out: Path) -> dict[int, float]:
     """Record index -> when the reader saw it (first time), from JSON lines."""
     found: dict[int, float] = {}
-    if not out.exists():
-        return found
-    for line in out.read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for entry in read_jsonl(out):
         if "event" in entry:  # functions.recorder.record
             import base64
 
@@ -138,29 +87,16 @@ def measure(
     stream = f"bench-{name}-{os.getpid()}"
     boto(url, "kinesis").create_stream(StreamName=stream, ShardCount=1)
     out = work / f"{name}.jsonl"
-    log = work / f"{name}.log"
-    with log.open("ab") as handle:
-        proc = subprocess.Popen(
-            reader(stream, out),
-            cwd=work,
-            env={**env, "RECORDER_OUT": str(out)},
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
+    child = Child(name, reader(stream, out), work, {**env, "RECORDER_OUT": str(out)}, work / f"{name}.log")
     try:
-        wait_until(lambda: "reading shard" in log.read_text(errors="replace"), 30, f"{name} to read the shard")
+        child.wait_log("reading shard", 30)
         progress(f"{name}: putting {args.records} records at ~{args.rate:g}/s")
         put_at = produce(url, stream, args.records, args.rate)
         wait_until(lambda: len(seen(out)) >= args.records, 30, f"{name} to see every record")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        child.stop()
     got = seen(out)
-    return summary_ms([got[i] - put_at[i] for i in put_at])
+    return summary_ms([got[i] - put_at[i] for i in put_at], (50, 90, 99), digits=1)
 
 
 def hub_reader(url: str, work: Path) -> Callable[[str, Path], list[str]]:
@@ -179,7 +115,7 @@ def hub_reader(url: str, work: Path) -> Callable[[str, Path], list[str]]:
                         "type": "kinesis",
                         "stream_name": stream,
                         "starting_position": "TRIM_HORIZON",
-                        "connection": {"endpoint_url": url, "region": REGION, **_config_keys()},
+                        "connection": {"endpoint_url": url, "region": AWS_REGION, **AWS_TEST_CONNECTION},
                     },
                 }
             ],
@@ -198,10 +134,6 @@ def raw(url: str, poll: float) -> Callable[[str, Path], list[str]]:
     return argv
 
 
-def _config_keys() -> dict[str, str]:
-    return {"access_key_id": "testing", "secret_access_key": "testing"}
-
-
 # ---- the bare reader ---------------------------------------------------------------------------------------------
 
 
@@ -209,7 +141,7 @@ async def raw_reader(url: str, stream: str, out: str, poll: float) -> None:
     import aioboto3
 
     session = aioboto3.Session()
-    async with session.client("kinesis", endpoint_url=url, region_name=REGION, **_keys()) as kinesis:
+    async with session.client("kinesis", endpoint_url=url, region_name=AWS_REGION, **AWS_TEST_KEYS) as kinesis:
         shard = (await kinesis.list_shards(StreamName=stream))["Shards"][0]["ShardId"]
         answer = await kinesis.get_shard_iterator(StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
         iterator = answer["ShardIterator"]
@@ -248,18 +180,10 @@ def main() -> None:
     from connectors.kinesis import KinesisConfig
 
     poll = KinesisConfig.model_fields["poll_interval"].default
-    env = {**os.environ, **CREDENTIALS, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    with tempfile.TemporaryDirectory(prefix="kinesis-bench-") as tmp:
-        work = Path(tmp)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        server = Path(PYTHON).with_name("moto_server")
-        with (work / "moto.log").open("ab") as log:
-            moto = subprocess.Popen(
-                [str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env
-            )
+    env = child_env(AWS_TEST_ENV)
+    with work_dir("kinesis-bench-") as work:
+        moto, url = start_moto(work, env)
         try:
-            wait_until(lambda: answers(url), 30, "moto_server")
             progress(f"moto_server on {url}; poll_interval {poll * 1000:g}ms")
             results = {
                 "hub": measure("hub", url, hub_reader(url, work), env, work, args),
@@ -267,8 +191,7 @@ def main() -> None:
                 "raw_no_wait": measure("raw_no_wait", url, raw(url, 0.0), env, work, args),
             }
         finally:
-            moto.terminate()
-            moto.wait(10)
+            moto.stop()
     hub_p50 = results["hub"].get("p50_ms")
     report = {
         "bench": "kinesis",

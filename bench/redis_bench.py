@@ -27,96 +27,20 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
+from common import PYTHON, Child, child_env, free_port, progress, read_jsonl, summary_ms, work_dir
+
 TARGET_RATIO = 0.8
 TARGET_P99_MS = 10.0
 TIMEOUT = 120.0
 
 
-def progress(message: str) -> None:
-    print(f"[redis_bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default), q in [0, 100]."""
-    if len(sorted_values) == 1:
-        return sorted_values[0]
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
-def summary_ms(seconds: list[float]) -> dict[str, Any]:
-    values = sorted(s * 1000.0 for s in seconds)
-    if not values:
-        return {"n": 0}
-    return {
-        "n": len(values),
-        "min_ms": round(values[0], 3),
-        "p50_ms": round(percentile(values, 50), 3),
-        "p95_ms": round(percentile(values, 95), 3),
-        "p99_ms": round(percentile(values, 99), 3),
-        "max_ms": round(values[-1], 3),
-        "mean_ms": round(sum(values) / len(values), 3),
-    }
-
-
 # ---- processes -------------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Child:
-    """A subprocess with its output in a log file; stopped with SIGTERM, killed after a timeout."""
-
-    def __init__(self, name: str, argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.log_path = cwd / f"{name}.log"
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def wait_log(self, text: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not log {text!r}:\n{self.log()[-3000:]}")
-            time.sleep(0.02)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
-
-
-def child_env(extra: dict[str, str]) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
 
 
 def start_redis(work: Path) -> tuple[Child, str]:
@@ -125,7 +49,7 @@ def start_redis(work: Path) -> tuple[Child, str]:
         raise RuntimeError("redis-server is not installed")
     port = free_port()
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    child = Child("redis-server", argv, work)
+    child = Child("redis-server", argv, work, None, work / "redis-server.log")
     child.wait_log("Ready to accept connections", 15)
     return child, f"redis://127.0.0.1:{port}/0"
 
@@ -148,7 +72,8 @@ mappings:
 def start_hub(work: Path, url: str, stream: str, handler: str, max_concurrency: int, env: dict[str, str]) -> Child:
     config = work / f"hub-{stream}.yaml"
     config.write_text(hub_config(url, stream, handler, max_concurrency))
-    child = Child(f"hub-{stream}", [PYTHON, "-m", "hub", "run", str(config)], work, child_env(env))
+    name = f"hub-{stream}"
+    child = Child(name, [PYTHON, "-m", "hub", "run", str(config)], work, child_env(env), work / f"{name}.log")
     child.wait_log("reading ", 30)
     return child
 
@@ -193,7 +118,8 @@ def throughput(kind: str, work: Path, url: str, count: int, max_concurrency: int
     progress(f"throughput/{kind} #{round_}: preloading {count} entries")
     preload(client, stream, count)
     if kind == "raw":
-        child = Child("raw", [PYTHON, str(Path(__file__).resolve()), "--raw-consumer", url, stream], work)
+        argv = [PYTHON, str(Path(__file__).resolve()), "--raw-consumer", url, stream]
+        child = Child("raw", argv, work, None, work / "raw.log")
     else:
         child = start_hub(work, url, stream, "functions.recorder.noop", max_concurrency, {})
     try:
@@ -262,8 +188,7 @@ def latency(work: Path, url: str, rate: float, seconds: float, max_concurrency: 
         exit_code = child.stop()
         client.close()
     latencies = []
-    for line in out.read_text().splitlines():
-        entry = json.loads(line)
+    for entry in read_jsonl(out):
         for record in entry["event"]["Records"]:
             if "n" in record["data"]:
                 latencies.append(entry["received"] - float(record["data"]["sent"]))
@@ -292,8 +217,7 @@ def main() -> int:
     entries = args.entries or (10_000 if args.quick else 30_000)
     rounds = args.rounds or (1 if args.quick else 3)
     latency_seconds = args.latency_seconds or (3.0 if args.quick else 10.0)
-    with tempfile.TemporaryDirectory(prefix="redis-bench-") as tmp:
-        work = Path(tmp)
+    with work_dir("redis-bench-") as work:
         server, url = start_redis(work)
         try:
             raws, hubs = [], []

@@ -14,13 +14,14 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import ROOT
 
-from hub.app import add_code_path  # noqa: E402
-from hub.config import FunctionConfig  # noqa: E402
-from hub.functions import Function  # noqa: E402
+sys.path.insert(0, str(ROOT))
+
+from hub.app import add_code_path
+from hub.config import FunctionConfig
+from hub.functions import Function
 
 
 def event(batch: int) -> dict[str, object]:
@@ -40,8 +41,11 @@ async def per_invocation_us(fn: Function, batch: int, n: int) -> dict[str, float
         samples.append((time.perf_counter() - started) * 1e6)
         assert result.ok, result.payload
     samples.sort()
-    return {"p50_us": round(statistics.median(samples), 1), "p99_us": round(samples[int(len(samples) * 0.99) - 1], 1),
-            "mean_us": round(statistics.fmean(samples), 1)}
+    return {
+        "p50_us": round(statistics.median(samples), 1),
+        "p99_us": round(samples[int(len(samples) * 0.99) - 1], 1),
+        "mean_us": round(statistics.fmean(samples), 1),
+    }
 
 
 async def main() -> None:
@@ -50,21 +54,30 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     n = 200 if args.quick else args.invocations
-    add_code_path(str(Path(__file__).resolve().parent.parent))
+    add_code_path(str(ROOT))
     results: dict[str, object] = {"benchmark": "runtime_bench", "invocations": n}
-    python = Function("py", FunctionConfig(handler="functions.recorder.noop"), region="us-east-1",
-                      account_id="000000000000")
+    python = Function(
+        "py", FunctionConfig(handler="functions.recorder.noop"), region="us-east-1", account_id="000000000000"
+    )
     await python.start()
     starts = []
     for _ in range(5 if args.quick else 20):
-        fn = Function("proc", FunctionConfig(runtime="process", handler="functions.recorder.noop", concurrency=1),
-                      region="us-east-1", account_id="000000000000")
+        fn = Function(
+            "proc",
+            FunctionConfig(runtime="process", handler="functions.recorder.noop", concurrency=1),
+            region="us-east-1",
+            account_id="000000000000",
+        )
         started = time.perf_counter()
         await fn.start()
         starts.append((time.perf_counter() - started) * 1000)
         await fn.close()
-    process = Function("proc", FunctionConfig(runtime="process", handler="functions.recorder.noop", concurrency=1),
-                       region="us-east-1", account_id="000000000000")
+    process = Function(
+        "proc",
+        FunctionConfig(runtime="process", handler="functions.recorder.noop", concurrency=1),
+        region="us-east-1",
+        account_id="000000000000",
+    )
     await process.start()
     for batch in (1, 100):
         ceiling = await per_invocation_us(python, batch, n)

@@ -24,43 +24,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import itertools
 import json
 import os
 import platform
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
+from common import (
+    PYTHON,
+    READY_TIMEOUT,
+    Child,
+    child_env,
+    exit_on_sigterm,
+    percentile,
+    progress,
+    ratio,
+    read_jsonl,
+    work_dir,
+)
+
 TARGET_P99_MS = 20.0
-READY_TIMEOUT = 30.0
-STOP_TIMEOUT = 20.0
-
-
-def progress(message: str) -> None:
-    print(f"[schedule_bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# ---- statistics ------------------------------------------------------------------------------------------------
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default), q in [0, 100]."""
-    if len(sorted_values) == 1:
-        return sorted_values[0]
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
 def summary_ms(errors: list[float]) -> dict[str, Any]:
@@ -78,77 +65,6 @@ def summary_ms(errors: list[float]) -> dict[str, Any]:
         "signed_min_ms": round(min(errors) * 1000.0, 3),
         "signed_max_ms": round(max(errors) * 1000.0, 3),
     }
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or b == 0:
-        return None
-    return round(a / b, 2)
-
-
-# ---- the hub process -------------------------------------------------------------------------------------------
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM if this benchmark dies, so nothing is ever left running."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class HubChild:
-    def __init__(self, work: Path, config: Path, env: dict[str, str]) -> None:
-        self.log_path = work / "hub.log"
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [PYTHON, "-m", "hub", "run", str(config)],
-                cwd=work,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-            )
-        self.exit_code: int | None = None
-        self.killed = False
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    async def wait_log(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the hub exited ({self.proc.returncode}) before logging {text!r}:\n{self.log()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the hub did not log {text!r} within {timeout}s:\n{self.log()}")
-            await asyncio.sleep(0.02)
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.exit_code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            progress(f"the hub did not stop within {timeout}s after SIGTERM; killing it")
-            self.killed = True
-            self.proc.kill()
-            self.exit_code = self.proc.wait(10)
-        return self.exit_code
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            out.append(json.loads(line))
-    return out
 
 
 # ---- the raw ceiling -------------------------------------------------------------------------------------------
@@ -197,20 +113,17 @@ mappings:
     source: {{{source}}}
 """
     )
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env["PYTHONUNBUFFERED"] = "1"
-    env["RECORDER_OUT"] = str(out)
+    env = child_env({"RECORDER_OUT": str(out)})
     wanted = args.fires + args.warmup
 
     progress(f"starting the hub ({args.fires} fires + {args.warmup} warm-up, anchor {args.anchor})")
-    hub = HubChild(work, config, env)
+    hub = Child("the hub", [PYTHON, "-m", "hub", "run", str(config)], work, env, work / "hub.log")
     lateness: list[float] = []
     done = asyncio.Event()
     ticker: asyncio.Task[None] | None = None
     timed_out = False
     try:
-        await hub.wait_log("hub running", READY_TIMEOUT)
+        hub.wait_log("hub running", READY_TIMEOUT)  # before the ticker starts: blocking the loop is harmless
         ticker = asyncio.create_task(raw_ticker(wanted, lateness, done))
         deadline = time.monotonic() + wanted + 30.0
         shown = -1
@@ -293,13 +206,8 @@ mappings:
     }
 
 
-def _terminate(signum: int, _frame: Any) -> None:
-    """SIGTERM: unwind like Ctrl-C, so the hub is stopped and the temporary folder removed."""
-    raise SystemExit(128 + signum)
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, _terminate)
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fires", type=int, default=None, help="fires to measure (default 100, ~1 s each)")
     parser.add_argument("--warmup", type=int, default=1, help="first fires left out of the statistics (default 1)")
@@ -318,16 +226,9 @@ def main() -> int:
     if args.fires < 1 or args.warmup < 0:
         parser.error("--fires must be >= 1 and --warmup >= 0")
 
-    base = Path(tempfile.mkdtemp(prefix="schedule-bench-"))
-    progress(f"working in {base}")
     started = time.monotonic()
-    try:
+    with work_dir("schedule-bench-", keep=args.keep) as base:
         result = asyncio.run(run(args, base))
-    finally:
-        if args.keep:
-            progress(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
     p99 = result["hub"].get("p99_ms")
     report = {
         "bench": "schedule",

@@ -25,108 +25,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import platform
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+from common import (
+    AWS_REGION,
+    AWS_TEST_CONNECTION,
+    AWS_TEST_ENV,
+    AWS_TEST_KEYS,
+    PYTHON,
+    Child,
+    child_env,
+    exit_on_sigterm,
+    log_problems,
+    progress,
+    start_moto,
+    work_dir,
+)
+
 TARGET_RATIO = 0.8
 BODY = json.dumps({"kind": "benchmark", "text": "x" * 64})
-
-
-def progress(message: str) -> None:
-    print(f"[sqs_bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def _die_with_parent() -> None:
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class Child:
-    """A subprocess with its output in a log file; stopped with SIGTERM, killed after a timeout."""
-
-    def __init__(self, name: str, argv: list[str], cwd: Path, log_path: Path, env: dict[str, str]) -> None:
-        self.name = name
-        self.log_path = log_path
-        with open(log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **CREDENTIALS, **env},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-            )
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def wait_log(self, text: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not log {text!r}:\n{self.log()[-3000:]}")
-            time.sleep(0.05)
-
-    def stop(self, timeout: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-            return -9
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_moto(work: Path) -> tuple[Child, str]:
-    port = free_port()
-    server = Path(PYTHON).with_name("moto_server")
-    argv = [str(server)] if server.exists() else [PYTHON, "-m", "moto.server"]
-    child = Child("moto", [*argv, "-H", "127.0.0.1", "-p", str(port)], work, work / "moto.log", {})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return child, url
-        if child.proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"moto_server did not start:\n{child.log()}")
-        time.sleep(0.05)
 
 
 def sqs_client(url: str) -> Any:
     import boto3
 
-    return boto3.client("sqs", endpoint_url=url, region_name="us-east-1", **_keys())
-
-
-def _keys() -> dict[str, str]:
-    return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    return boto3.client("sqs", endpoint_url=url, region_name=AWS_REGION, **AWS_TEST_KEYS)
 
 
 # ---- the producer ----------------------------------------------------------------------------------------------
@@ -200,7 +130,7 @@ def measure(kind: str, url: str, work: Path, seconds: float, warmup: float, args
                     "source": {
                         "type": "sqs",
                         "queue_url": queue,
-                        "connection": {"endpoint_url": url, "region": "us-east-1", **_conn_keys()},
+                        "connection": {"endpoint_url": url, "region": AWS_REGION, **AWS_TEST_CONNECTION},
                     },
                 }
             ],
@@ -213,7 +143,7 @@ def measure(kind: str, url: str, work: Path, seconds: float, warmup: float, args
     else:
         argv = [PYTHON, __file__, "--raw-consumer", url, queue]
         ready = "raw consumer running"
-    child = Child(kind, argv, folder, folder / f"{kind}.log", {})
+    child = Child(kind, argv, folder, child_env(AWS_TEST_ENV), folder / f"{kind}.log")
     result: dict[str, Any] = {}
     try:
         child.wait_log(ready)
@@ -240,19 +170,6 @@ def measure(kind: str, url: str, work: Path, seconds: float, warmup: float, args
     return result
 
 
-def _conn_keys() -> dict[str, str]:
-    return {"access_key_id": "testing", "secret_access_key": "testing"}
-
-
-def log_problems(text: str) -> list[str]:
-    lines = [line for line in text.splitlines() if " WARNING " in line or " ERROR " in line or "Traceback" in line]
-    distinct: dict[str, int] = {}
-    for line in lines:
-        key = line.split(": ", 1)[-1][:200]
-        distinct[key] = distinct.get(key, 0) + 1
-    return [f"{n}x {msg}" for msg, n in list(distinct.items())[:10]]
-
-
 # ---- the raw consumer ------------------------------------------------------------------------------------------
 
 
@@ -260,7 +177,7 @@ async def raw_consumer(url: str, queue: str) -> None:
     import aioboto3
 
     session = aioboto3.Session()
-    async with session.client("sqs", endpoint_url=url, region_name="us-east-1", **_keys()) as sqs:
+    async with session.client("sqs", endpoint_url=url, region_name=AWS_REGION, **AWS_TEST_KEYS) as sqs:
         print("raw consumer running", flush=True)
         while True:
             answer = await sqs.receive_message(
@@ -279,12 +196,8 @@ async def raw_consumer(url: str, queue: str) -> None:
 # ---- main ------------------------------------------------------------------------------------------------------
 
 
-def _terminate(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, _terminate)
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=None, help="measured seconds per consumer (default 20)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring (default 2)")
@@ -302,8 +215,6 @@ def main() -> int:
         return 0
     if args.seconds is None:
         args.seconds = 6.0 if args.quick else 20.0
-    work = Path(tempfile.mkdtemp(prefix="sqs-bench-"))
-    progress(f"working in {work}")
     import moto
 
     report: dict[str, Any] = {
@@ -319,16 +230,13 @@ def main() -> int:
         },
         "host": {"python": platform.python_version(), "cpus": os.cpu_count(), "moto": moto.__version__},
     }
-    moto_server, url = start_moto(work)
-    try:
-        raw = measure("raw", url, work, args.seconds, args.warmup, args)
-        hub = measure("hub", url, work, args.seconds, args.warmup, args)
-    finally:
-        moto_server.stop()
-        if args.keep:
-            progress(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    with work_dir("sqs-bench-", keep=args.keep) as work:
+        moto_server, url = start_moto(work, child_env(AWS_TEST_ENV))
+        try:
+            raw = measure("raw", url, work, args.seconds, args.warmup, args)
+            hub = measure("hub", url, work, args.seconds, args.warmup, args)
+        finally:
+            moto_server.stop()
     report["raw"], report["hub"] = raw, hub
     ratio = round(hub["messages_per_s"] / raw["messages_per_s"], 2) if raw.get("messages_per_s") else None
     report["hub_over_raw"] = ratio

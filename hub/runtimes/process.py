@@ -203,7 +203,7 @@ class ProcessRuntime:
         self.init_timeout = max(10.0, timeout)
         self.environment = {k: os.environ[k] for k in _INHERITED if k in os.environ}
         self.environment["PYTHONPATH"] = os.pathsep.join(
-            p for p in (self.task_root, *sys.path[1:]) if p and os.path.isdir(p)
+            dict.fromkeys(p for p in (self.task_root, *sys.path) if p and os.path.isdir(p))
         )
         self.environment.update(
             {
