@@ -67,6 +67,7 @@ def setup(level: str = "info", fmt: str = "text") -> None:
         "aiobotocore": logging.WARNING,
         "aio_pika": logging.WARNING,
         "aiormq": logging.CRITICAL,
+        "aiokafka.client": logging.CRITICAL,
     }
     for name, floor in quiet.items():
         logging.getLogger(name).setLevel(max(floor, root.level))
