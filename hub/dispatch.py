@@ -18,22 +18,21 @@ the mapping's business and never counts as a function failure. One policy per so
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
-import uuid
 from collections import deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from hub.config import MappingConfig
+from hub.failures import FailureRecords
 from hub.functions import Function
 from hub.logs import fields
 from hub.records import Outcome, Record
 from hub.runtimes import Result, error_payload
 from hub.source import Clock, Destination, Document, Source
+from hub.windows import Window
 
 log = logging.getLogger("hub.dispatch")
 
@@ -73,38 +72,6 @@ class Counters:
     destination_delivered: int = 0
     destination_errors: int = 0
     by_outcome: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class Window:
-    """A tumbling window of one lane: its bounds, the state carried between its invocations, and flags."""
-
-    start: float
-    end: float
-    shard_id: str
-    source_arn: str
-    state: Any = field(default_factory=dict)
-    final: bool = False
-    terminated_early: bool = False
-
-    def event(self, event: dict[str, Any]) -> dict[str, Any]:
-        return {
-            **event,
-            "window": {"start": iso_seconds(self.start), "end": iso_seconds(self.end)},
-            "state": self.state,
-            "shardId": self.shard_id,
-            "eventSourceARN": self.source_arn,
-            "isFinalInvokeForWindow": self.final,
-            "isWindowTerminatedEarly": self.terminated_early,
-        }
-
-
-def iso_seconds(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def item_key(identifier: Any) -> Hashable | None:
@@ -152,6 +119,7 @@ class Dispatcher:
         self.report_failures = "ReportBatchItemFailures" in mapping.function_response_types
         self.max_receive_count = mapping.setting("max_receive_count")
         self.backoff = Backoff(mapping.retry_delay, mapping.maximum_retry_delay)
+        self.failures = FailureRecords(function.arn, self.name, source, clock)
 
     async def dispatch(self, records: Sequence[Record], window: Window | None = None) -> Outcome:
         """Invoke the function for a batch until its outcome is final (or the hub stops).
@@ -216,54 +184,6 @@ class Dispatcher:
         self.counters.failed_invoke += len(found)
         return sorted(found)
 
-    def _base_record(self, attempts: int, result: Result | None, condition: str) -> dict[str, Any]:
-        return {
-            "requestContext": {
-                "requestId": result.request_id if result else str(uuid.uuid4()),
-                "functionArn": f"{self.function.arn}:$LATEST",
-                "condition": condition,
-                "approximateInvokeCount": attempts,
-            },
-            "responseContext": (
-                {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"} if result else None
-            ),
-            "version": "1.0",
-            "timestamp": iso(self.clock.time()),
-        }
-
-    def _async_documents(
-        self, records: Sequence[Record], attempts: int, result: Result | None, condition: str
-    ) -> list[Document]:
-        """AWS's asynchronous invocation record: requestPayload is the event, responsePayload the error."""
-        body = self._base_record(attempts, result, condition)
-        if result is None:
-            body["responseContext"] = {"statusCode": 429, "executedVersion": "$LATEST", "functionError": "Unhandled"}
-        body["requestPayload"] = self.source.render(records, max(1, attempts))
-        body["responsePayload"] = result.payload if result else None
-        return [Document(body, mapping=self.name, lane=records[0].lane)]
-
-    def _stream_documents(
-        self, records: Sequence[Record], attempts: int, result: Result | None, condition: str
-    ) -> list[Document]:
-        """AWS's stream on-failure record: metadata and the source's batch info; S3 also gets the whole event as
-        an escaped string in `payload`; a Kafka topic gets one message per record, keyed as the record was."""
-        assert self.destination is not None
-        batch_info = getattr(self.source, "batch_info", None)
-        if self.destination.per_record:
-            documents = []
-            for record in records:
-                body = self._base_record(attempts, result, condition)
-                info = batch_info([record]) if batch_info else {}
-                body.update(_single_record_info(info))
-                body["payload"] = self.source.render([record], 1)
-                documents.append(Document(body, key=_key_bytes(record.order_key), mapping=self.name, lane=record.lane))
-            return documents
-        body = self._base_record(attempts, result, condition)
-        body.update(batch_info(records) if batch_info else {})
-        if self.destination.includes_payload:
-            body["payload"] = json.dumps(self.source.render(records, 1))
-        return [Document(body, mapping=self.name, lane=records[0].lane)]
-
     async def _hand_off(self, records: Sequence[Record], documents: list[Document], condition: str) -> bool:
         """Give records to the destination, retrying until it takes them (or drop them if there is none).
 
@@ -311,7 +231,7 @@ class Dispatcher:
                 break
             if not await self._wait(self.backoff.delay(attempt)):
                 return Outcome(failed=tuple(records))  # stopping: unsettled, handled again after a restart
-        documents = self._async_documents(records, attempt, result, condition)
+        documents = self.failures.asynchronous(records, attempt, result, condition)
         if await self._hand_off(records, documents, condition):
             return Outcome(given_up=tuple(records))
         return Outcome(failed=tuple(records))
@@ -380,7 +300,7 @@ class Dispatcher:
     ) -> list[Document]:
         if self.destination is None:
             return []
-        return self._stream_documents(records, attempts, result, condition)
+        return self.failures.stream(records, attempts, result, condition, self.destination)
 
     # ---- queues ----------------------------------------------------------------------------------------------
 
@@ -397,30 +317,9 @@ class Dispatcher:
             exhausted = [r for r in failed if r.attempt >= limit]
             for record in exhausted:
                 condition = "MaxReceiveCountExceeded"
-                documents = self._async_documents([record], record.attempt, result, condition)
+                documents = self.failures.asynchronous([record], record.attempt, result, condition)
                 if await self._hand_off([record], documents, condition):
                     given_up.append(record)
             handed = {id(r) for r in given_up}
             failed = [r for r in failed if id(r) not in handed]
         return Outcome(succeeded=tuple(succeeded), given_up=tuple(given_up), failed=tuple(failed))
-
-
-def _key_bytes(key: Any) -> bytes | None:
-    if key is None or isinstance(key, bytes):
-        return key
-    return str(key).encode()
-
-
-def _single_record_info(info: dict[str, Any]) -> dict[str, Any]:
-    """AWS's per-record form of a batch info (Kafka topic destinations): `recordInfo` instead of `recordsInfo`."""
-    out = {}
-    for name, value in info.items():
-        if isinstance(value, dict) and "recordsInfo" in value:
-            value = dict(value)
-            first: dict[str, Any] = next(iter(value.pop("recordsInfo").values()), {})
-            value["recordInfo"] = {
-                "offset": first.get("firstRecordOffset"),
-                "timestamp": first.get("firstRecordTimestamp"),
-            }
-        out[name] = value
-    return out

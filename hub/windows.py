@@ -13,9 +13,10 @@ import asyncio
 import json
 import math
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from hub.dispatch import Window
 from hub.records import Outcome, Record
 from hub.source import Lane, LaneEnded
 
@@ -23,6 +24,34 @@ if TYPE_CHECKING:
     from hub.mapping import MappingRunner
 
 MAX_STATE = 1024 * 1024
+
+
+@dataclass
+class Window:
+    """A tumbling window of one lane: its bounds, the state carried between its invocations, and flags."""
+
+    start: float
+    end: float
+    shard_id: str
+    source_arn: str
+    state: Any = field(default_factory=dict)
+    final: bool = False
+    terminated_early: bool = False
+
+    def event(self, event: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **event,
+            "window": {"start": iso_seconds(self.start), "end": iso_seconds(self.end)},
+            "state": self.state,
+            "shardId": self.shard_id,
+            "eventSourceARN": self.source_arn,
+            "isFinalInvokeForWindow": self.final,
+            "isWindowTerminatedEarly": self.terminated_early,
+        }
+
+
+def iso_seconds(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def run_windowed_lane(runner: MappingRunner, lane: Lane) -> None:
