@@ -9,7 +9,7 @@
 The function receives AWS's DynamoDB Streams event (`{"Records": [{"eventName": "INSERT", "dynamodb": {...},
 ...}]}`), attribute values typed as DynamoDB types them, binary values base64. Filters see the record as the
 function does, so patterns on `eventName` and `dynamodb.NewImage` work as on AWS. Only TRIM_HORIZON and LATEST
-start positions exist, as on AWS. The shard machinery is in `shards.py`.
+start positions exist, as on AWS. The shard machinery is in `connectors/shards/`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
 
 The function receives AWS's Kinesis event (`{"Records": [{"kinesis": {...}, "eventSource": "aws:kinesis",
 ...}]}`, data base64). Filters see the record's fields at the top level (`partitionKey`, `awsRegion`, ...) and
-the data, base64-decoded and parsed when it is JSON, under `data`. The shard machinery is in `shards.py`.
+the data, base64-decoded and parsed when it is JSON, under `data`. The shard machinery is in `connectors/shards/`.
 """
 
 from __future__ import annotations

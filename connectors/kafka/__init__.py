@@ -6,35 +6,11 @@ never imports it.
 
 from __future__ import annotations
 
-from typing import Any
-
 from connectors.kafka.config import KafkaConfig, KafkaDestinationConfig
 from connectors.kafka.destination import build as build_destination
-from connectors.kafka.source import EVENT_SOURCE, KafkaSource
+from connectors.kafka.events import EVENT_SOURCE, sample_event
+from connectors.kafka.source import KafkaSource
 from hub.source import ConnectorSpec, DestinationSpec
-
-
-def sample_event() -> dict[str, Any]:
-    """A self-managed Kafka event as AWS sends it (no eventSourceArn: that is for Amazon MSK only)."""
-    return {
-        "eventSource": EVENT_SOURCE,
-        "bootstrapServers": "b-1.kafka.example.com:9092,b-2.kafka.example.com:9092",
-        "records": {
-            "mytopic-0": [
-                {
-                    "topic": "mytopic",
-                    "partition": 0,
-                    "offset": 15,
-                    "timestamp": 1545084650987,
-                    "timestampType": "CREATE_TIME",
-                    "key": "a2V5LTE=",
-                    "value": "SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==",
-                    "headers": [{"headerKey": [104, 101, 97, 100, 101, 114, 86, 97, 108, 117, 101]}],
-                }
-            ]
-        },
-    }
-
 
 CONNECTOR = ConnectorSpec(
     type="kafka",
@@ -49,4 +25,4 @@ CONNECTOR = ConnectorSpec(
 
 DESTINATION = DestinationSpec(type="kafka", config=KafkaDestinationConfig, build=build_destination)
 
-__all__ = ["CONNECTOR", "DESTINATION", "KafkaConfig", "KafkaDestinationConfig", "KafkaSource"]
+__all__ = ["CONNECTOR", "DESTINATION", "EVENT_SOURCE", "KafkaConfig", "KafkaDestinationConfig", "KafkaSource"]

@@ -1,168 +1,27 @@
-"""`rabbitmq`: a RabbitMQ queue (AMQP 0-9-1, aio-pika), delivered as Amazon MQ for RabbitMQ delivers to Lambda.
-
-| settle   | meaning for RabbitMQ                                                                               |
-| -------- | -------------------------------------------------------------------------------------------------- |
-| success  | basic.ack (also for given-up records, which the destination already took, and filtered ones)        |
-| failure  | after `redelivery_delay` the message returns to the queue: nack+requeue, or a counted copy (below)  |
-| ordering | none (one unordered lane; a returned message is delivered again after newer ones may have been)    |
-
-Delivery counts (the record's attempt, which the dispatcher compares with `max_receive_count`): quorum queues
-count deliveries themselves (`x-delivery-count`), and a failed message is returned with basic.nack(requeue).
-Classic queues count nothing (only the `redelivered` flag), so a failed message from one is returned as a copy
-published to the tail of the queue with the header `x-hub-receive-count` (the deliveries so far), and the
-original is acked once the broker confirmed the copy: a crash in between duplicates it, never loses it.
-
-`prefetch` bounds what is unacked (read, in flight or waiting for `redelivery_delay`). With `delivery_limit`, a
-message that failed that many deliveries is rejected without requeue, so the queue's own dead-letter exchange
-takes it (or the broker drops it if there is none): the broker-side counterpart of `max_receive_count` with a
-destination. The event shape is AWS's `aws:rmq` one: `rmqMessagesByQueue` keyed `queue::vhost`; headers are
-always an object (`{}` when none). Partial batch responses, which Amazon MQ lacks, name a message by its
-`basicProperties.messageId` (a message without one can only fail with its whole batch).
-"""
+"""The `rabbitmq` source: one unordered lane, the queue (see the package docstring)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import contextlib
-import decimal
 import functools
 import time
 from collections.abc import AsyncIterator, Hashable, Sequence
-from datetime import UTC, datetime
-from typing import Any, Literal
-from urllib.parse import quote, unquote, urlsplit
+from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-
+from connectors.rabbitmq.config import RabbitMQConfig
+from connectors.rabbitmq.events import (
+    BROKER_COUNT_HEADER,
+    COUNT_HEADER,
+    RECORD_OVERHEAD,
+    amqp_timestamp,
+    delivery_count,
+    header_value,
+)
 from hub.records import Outcome, Record, data_view
-from hub.source import ConnectorSpec, LaneEnded, SourceContext
-from hub.types import Duration
-
-COUNT_HEADER = "x-hub-receive-count"
-"""Deliveries of the earlier copies of a message that the hub returned to a classic queue by republishing it."""
-BROKER_COUNT_HEADER = "x-delivery-count"
-RECORD_OVERHEAD = 400
-
-
-class RabbitMQConfig(BaseModel):
-    """Consume one RabbitMQ queue; each message is one record."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["rabbitmq"]
-    url: str = Field(
-        "amqp://localhost:5672/", description="`amqp://[user:password@]host:port/vhost`, or `amqps://` for TLS."
-    )
-    username: str | None = Field(None, description="User, when it is not in the URL (default: guest).")
-    password: SecretStr | None = Field(None, description="Password, when it is not in the URL.")
-    queue: str = Field(min_length=1, description="The queue to consume.")
-    virtual_host: str | None = Field(None, description="The virtual host. Default: the URL's, else `/`.")
-    prefetch: int | None = Field(
-        None,
-        ge=1,
-        le=65535,
-        description="Most unacked messages at once (basic.qos). Default: 100 x max_concurrency; keep it at least "
-        "batch_size x max_concurrency.",
-    )
-    declare: bool = Field(
-        False,
-        description="Declare the queue (durable, with `queue_arguments`) if missing. Default: it must exist "
-        "(a passive declare checks it).",
-    )
-    queue_arguments: dict[str, Any] = Field(
-        default_factory=dict, description="Arguments when `declare` is on, e.g. {x-queue-type: quorum}."
-    )
-    redelivery_delay: Duration = Field(
-        1.0, ge=0, le=3600, description="How long a failed message stays out of the queue before it is returned."
-    )
-    delivery_limit: int | None = Field(
-        None,
-        ge=1,
-        description="Reject (no requeue) a message that failed this many deliveries, so the queue's dead-letter "
-        "exchange takes it. Default: return failed messages forever (or until max_receive_count with a "
-        "destination).",
-    )
-    connect_timeout: Duration = Field(10.0, gt=0, description="Longest wait for the connection and channel.")
-
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("amqp", "amqps"):
-            raise ValueError("use amqp://host:port/vhost or amqps://host:port/vhost")
-        return value
-
-    @model_validator(mode="after")
-    def _once(self) -> RabbitMQConfig:
-        parts = urlsplit(self.url)
-        if self.password is not None and parts.password:
-            raise ValueError("the password is given twice: in `url` and in `password`; keep one")
-        if self.username is not None and parts.username:
-            raise ValueError("the user is given twice: in `url` and in `username`; keep one")
-        if self.queue_arguments and not self.declare:
-            raise ValueError("queue_arguments apply only with `declare: true`")
-        return self
-
-    def vhost(self) -> str:
-        if self.virtual_host is not None:
-            return self.virtual_host
-        path = urlsplit(self.url).path
-        return "/" if path in ("", "/") else unquote(path[1:])
-
-    def login(self) -> str:
-        return self.username or unquote(urlsplit(self.url).username or "") or "guest"
-
-    def connection_url(self) -> str:
-        """The URL to connect with: credentials and virtual host filled in. Never log it."""
-        parts = urlsplit(self.url)
-        password = self.password.get_secret_value() if self.password else unquote(parts.password or "") or "guest"
-        host = parts.hostname or "localhost"
-        if ":" in host:
-            host = f"[{host}]"
-        port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
-        vhost = self.vhost()
-        path = "/" if vhost == "/" else "/" + quote(vhost, safe="")
-        query = f"?{parts.query}" if parts.query else ""
-        return f"{parts.scheme}://{quote(self.login(), safe='')}:{quote(password, safe='')}@{host}:{port}{path}{query}"
-
-
-def amqp_timestamp(when: datetime) -> str:
-    """AWS's rendering of an AMQP timestamp (Java's medium date format, UTC): `Jan 1, 1970, 12:33:41 AM`."""
-    when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
-    hour = when.hour % 12 or 12
-    return f"{when:%b} {when.day}, {when.year}, {hour}:{when:%M:%S} {'AM' if when.hour < 12 else 'PM'}"
-
-
-def header_value(value: Any) -> Any:
-    """A header value as AWS renders it: strings as `{"bytes": [...]}`, numbers and booleans as they are."""
-    if isinstance(value, str):
-        return {"bytes": list(value.encode("utf-8"))}
-    if isinstance(value, bytes | bytearray | memoryview):
-        return {"bytes": list(bytes(value))}
-    if isinstance(value, dict):
-        return {str(k): header_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [header_value(v) for v in value]
-    if isinstance(value, datetime):
-        return amqp_timestamp(value)
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    return value
-
-
-def delivery_count(headers: dict[str, Any], redelivered: bool) -> int:
-    """Deliveries of a message so far, this one included."""
-    earlier = _int(headers.get(COUNT_HEADER))
-    if BROKER_COUNT_HEADER in headers:  # quorum queues count earlier deliveries themselves
-        return earlier + _int(headers[BROKER_COUNT_HEADER]) + 1
-    return earlier + (2 if redelivered else 1)
-
-
-def _int(value: Any) -> int:
-    try:
-        return max(0, int(value))
-    except (TypeError, ValueError):
-        return 0
+from hub.source import LaneEnded, SourceContext
 
 
 class RabbitMQSource:
@@ -422,47 +281,3 @@ class RabbitMQSource:
             attempt=attempt,
             filter_view=data_view({k: v for k, v in payload.items() if k != "data"}, "data", body),
         )
-
-
-def sample_event() -> dict[str, Any]:
-    return {
-        "eventSource": "aws:rmq",
-        "eventSourceArn": "arn:aws:mq:us-east-1:000000000000:broker:localhost:5672",
-        "rmqMessagesByQueue": {
-            "orders::/": [
-                {
-                    "basicProperties": {
-                        "contentType": "application/json",
-                        "contentEncoding": None,
-                        "headers": {"source": {"bytes": list(b"shop")}, "retries": 0},
-                        "deliveryMode": 2,
-                        "priority": None,
-                        "correlationId": None,
-                        "replyTo": None,
-                        "expiration": None,
-                        "messageId": "order-1042",
-                        "timestamp": "Jun 10, 2024, 6:13:20 AM",
-                        "type": None,
-                        "userId": "guest",
-                        "appId": None,
-                        "clusterId": None,
-                        "bodySize": 26,
-                    },
-                    "redelivered": False,
-                    "data": base64.b64encode(b'{"item":"book","qty":2}\n  ').decode(),
-                }
-            ]
-        },
-    }
-
-
-CONNECTOR = ConnectorSpec(
-    type="rabbitmq",
-    config=RabbitMQConfig,
-    build=RabbitMQSource,
-    family="queue",
-    summary="A RabbitMQ queue (AMQP 0-9-1), delivered as Amazon MQ for RabbitMQ delivers (aws:rmq events).",
-    sample_event=sample_event,
-    data_key="data",
-    defaults={"batch_size": 100, "maximum_batching_window": 0.5, "max_concurrency": 1},
-)

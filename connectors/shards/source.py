@@ -1,24 +1,6 @@
-"""Shard readers, shared by `kinesis` and `dynamodb` (DynamoDB Streams): shard discovery, parents before
-children, shard iterators and checkpoints. Each connector supplies a `ShardService` (its API calls and its
-record shape); everything else lives here.
-
-| settle   | meaning for a shard                                                                                |
-| -------- | -------------------------------------------------------------------------------------------------- |
-| success  | the highest contiguous settled sequence number is checkpointed; a closed shard read to its end and  |
-|          | wholly settled is marked finished, which lets its children start                                    |
-| failure  | nothing after the first failed record is checkpointed, and the lane reads again from that record   |
-| ordering | records reach the function in shard order, one batch at a time; children start after all parents   |
-
-The checkpoint store holds, under `<mapping>/<service>/<stream ARN[@creation time]>`, one value per shard id:
-`<sequence number>` (everything up to it settled), `SHARD_END` (closed, read to its end, settled) or
-`LATEST@<epoch seconds>` (a LATEST mapping began then and nothing has settled since: a restart reads from that
-moment, so records that arrive while the hub is down are not skipped).
-
-A shard is finished only when GetRecords answers without a `NextShardIterator`, as AWS does at the end of a
-closed shard; an emulator that never says so keeps the parent open and its children wait (nothing is lost).
-Throttling and connection errors raise from `read`: the mapping backs off and reads again, and the lane keeps
-its iterator, so no position is lost. An expired iterator is replaced at once from the last record read.
-"""
+"""The shard readers: one ordered lane per shard (`ShardLane`), and the source that lists the shards and starts
+children after their parents (`StreamSource`). The settle table and the checkpoint values are described in the
+package docstring."""
 
 from __future__ import annotations
 
@@ -27,61 +9,17 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from hub.aws import AwsConnection
+from connectors.shards.config import ShardReaderConfig
+from connectors.shards.service import IteratorExpired, Page, ShardGone, ShardInfo, ShardService, Start
 from hub.logs import fields
 from hub.records import ContiguousTracker, Outcome, Record
 from hub.source import LaneEnded, SourceContext
-from hub.types import Duration
 
 SHARD_END = "SHARD_END"
 LATEST_MARK = "LATEST@"
-
-StartKind = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"]
-
-
-class ShardReaderConfig(BaseModel):
-    """Settings every shard reader has (Kinesis and DynamoDB Streams)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    connection: AwsConnection = Field(
-        default_factory=lambda: AwsConnection.model_validate({}),
-        description="Where the AWS API is and the credentials to use.",
-    )
-    poll_interval: Duration = Field(
-        0.1,
-        gt=0,
-        le=60,
-        description="How long a caught-up shard waits before it asks again (a shard with data is read again at "
-        "once). The default is fast, for local servers; against AWS use 1s (what Lambda does for Kinesis; "
-        "Kinesis allows 5 reads per second per shard, shared by every consumer) or 250ms for DynamoDB Streams.",
-    )
-    shard_discovery_interval: Duration = Field(
-        10.0, gt=0, description="How often the shard list is read again to find shards made by resharding."
-    )
-
-
-class IteratorExpired(Exception):
-    """The shard iterator is too old (5 minutes on Kinesis, 15 on DynamoDB Streams)."""
-
-
-class ShardGone(Exception):
-    """The shard no longer exists (trimmed past the retention period, or the stream was deleted)."""
-
-
-def error_code(exc: BaseException) -> str | None:
-    """The AWS error code of a botocore ClientError, without importing botocore."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        return str(code) if code is not None else None
-    return None
 
 
 def iso(ts: float, *, millis: bool = True) -> str:
@@ -90,73 +28,6 @@ def iso(ts: float, *, millis: bool = True) -> str:
         .isoformat(timespec="milliseconds" if millis else "seconds")
         .replace("+00:00", "Z")
     )
-
-
-@dataclass(frozen=True, slots=True)
-class ShardInfo:
-    shard_id: str
-    parents: tuple[str, ...]
-    closed: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Start:
-    """Where a shard iterator starts. `not_before`: records older than this are skipped (DynamoDB Streams has
-    no AT_TIMESTAMP, so a LATEST mapping resumed after a restart reads from TRIM_HORIZON and skips)."""
-
-    kind: StartKind
-    sequence: str | None = None
-    timestamp: float | None = None
-    not_before: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    records: list[Any]
-    next_iterator: str | None
-    millis_behind: int | None
-
-
-class ShardService(Protocol):
-    """What differs between Kinesis and DynamoDB Streams."""
-
-    kind: str
-    """`kinesis` or `dynamodb`: the checkpoint scope and the word in log lines."""
-    max_limit: int
-    """The most records one GetRecords call may ask for."""
-    batch_info_key: str
-    """`KinesisBatchInfo` or `DDBStreamBatchInfo` in on-failure records."""
-    arrival_millis: bool
-    """Whether on-failure records show arrival times with milliseconds (Kinesis) or whole seconds (DynamoDB)."""
-    arn: str
-
-    async def connect(self, stack: AsyncExitStack) -> str:
-        """Make the clients (entered on `stack`), set `arn`, and return what names this incarnation of the
-        stream in the checkpoint store (a stream deleted and made again under the same name is another)."""
-        ...
-
-    async def shards(self) -> list[ShardInfo]: ...
-
-    async def iterator(self, shard_id: str, start: Start) -> str:
-        """A shard iterator. Raises ShardGone."""
-        ...
-
-    async def get_records(self, iterator: str, limit: int) -> Page:
-        """One GetRecords call. Raises IteratorExpired."""
-        ...
-
-    def record(self, shard_id: str, raw: Any) -> Record:
-        """The hub's Record (payload in the AWS event shape) of one raw record. position: int(sequence number);
-        item_id: the sequence number string."""
-        ...
-
-    def latest(self, since: float) -> Start:
-        """Where a new LATEST mapping starts reading an open shard (it began at `since`)."""
-        ...
-
-    def resume_latest(self, since: float) -> Start:
-        """Where a LATEST mapping that began at `since`, and settled nothing on this shard, starts after a restart."""
-        ...
 
 
 class ShardLane:

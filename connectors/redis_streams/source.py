@@ -1,149 +1,21 @@
-"""`redis`: Redis streams read through a consumer group, as Lambda reads an SQS queue.
-
-| settle   | meaning for Redis streams                                                                       |
-| -------- | ----------------------------------------------------------------------------------------------- |
-| success  | XACK: the entry leaves the group's pending list (it stays in the stream; trim it with MAXLEN)    |
-| failure  | nothing: the entry stays pending and is claimed again (XAUTOCLAIM) once idle `claim_idle_time`  |
-| ordering | none across entries (one unordered lane per stream, up to `max_concurrency` batches in flight)  |
-
-Reads: at open, the entries still pending for this consumer (a restart with the same `consumer_name`) are read
-again (XREADGROUP id `0`); then new entries are read with blocking XREADGROUP `>`, and every
-`claim_idle_time / 2` (at most 5 s) XAUTOCLAIM takes over entries that have been pending longer than
-`claim_idle_time`: a failed entry of ours, or one of a consumer that died. That is the broker's redelivery, and
-`claim_idle_time` plays the part of SQS's visibility timeout: keep it above the function's timeout. The delivery
-count Redis keeps for each pending entry is the record's attempt (`ApproximateReceiveCount`), which the
-dispatcher compares with `max_receive_count`. The event shape is documented in docs/events/redis.md.
-"""
+"""The `redis` source: one unordered lane per stream, read by one consumer of the group (see the package
+docstring)."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Hashable, Iterator, Mapping, Sequence
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from collections.abc import AsyncIterator, Hashable, Sequence
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-
+from connectors.redis_streams.config import RedisStreamsConfig, public_url
+from connectors.redis_streams.events import FIELD_OVERHEAD, RECORD_OVERHEAD, FilterView, _split_binary, entry_millis
 from hub.records import Outcome, Record
-from hub.source import ConnectorSpec, LaneEnded, SourceContext
-from hub.types import Duration
+from hub.source import LaneEnded, SourceContext
 
 STARTING_IDS = {"TRIM_HORIZON": "0", "LATEST": "$"}
-RECORD_OVERHEAD = 300
-"""Bytes a record adds to the event besides its fields: ids, attributes, ARN."""
-FIELD_OVERHEAD = 24
-"""Bytes a field adds besides its value: its name (short, as field names are), quotes and separators."""
-
-
-class RedisStreamsConfig(BaseModel):
-    """Read one or more Redis streams through a consumer group; each entry is one record."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["redis"]
-    url: str = Field(
-        "redis://localhost:6379/0",
-        description="`redis://[user:password@]host:port/db`, `rediss://` for TLS, or `unix:///path?db=0`.",
-    )
-    password: SecretStr | None = Field(None, description="Password, when it is not in the URL.")
-    stream: str | list[str] = Field(description="The stream key, or a list of keys (one lane each).")
-    consumer_group: str | None = Field(None, description="Consumer group (created if missing). Default: the mapping.")
-    consumer_name: str | None = Field(
-        None,
-        description="This process's consumer in the group. Default: `hostname-pid`. A fixed name lets a restarted "
-        "process read its own pending entries again at once instead of after `claim_idle_time`.",
-    )
-    starting_position: Literal["TRIM_HORIZON", "LATEST"] = Field(
-        "TRIM_HORIZON",
-        description="Where a new consumer group starts: every entry in the stream (`0`) or only new ones (`$`). "
-        "An existing group keeps its position.",
-    )
-    block: Duration = Field(5.0, gt=0, le=60, description="Longest wait of one blocking XREADGROUP.")
-    claim_idle_time: Duration = Field(
-        30.0,
-        gt=0,
-        description="Entries pending this long (failed, or read by a consumer that died) are claimed and delivered "
-        "again, as SQS's visibility timeout does; keep it above the function's timeout.",
-    )
-    connect_timeout: Duration = Field(5.0, gt=0, description="Longest wait for a connection.")
-
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("use redis://host:port/db, rediss://host:port/db or unix:///path/to/socket")
-        return value
-
-    @field_validator("stream")
-    @classmethod
-    def _streams(cls, value: str | list[str]) -> str | list[str]:
-        names = [value] if isinstance(value, str) else value
-        if not names or any(not name for name in names) or len(set(names)) != len(names):
-            raise ValueError("give one stream key, or a list of distinct, non-empty keys")
-        return value
-
-    @model_validator(mode="after")
-    def _one_password(self) -> RedisStreamsConfig:
-        if self.password is not None and urlsplit(self.url).password:
-            raise ValueError("the password is given twice: in `url` and in `password`; keep one")
-        return self
-
-    @property
-    def streams(self) -> list[str]:
-        return [self.stream] if isinstance(self.stream, str) else list(self.stream)
-
-
-def public_url(url: str) -> str:
-    """The URL without credentials or query, as `scheme://host:port/db` (for ARNs and logs)."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return f"unix://{parts.path}"
-    host = parts.hostname or "localhost"
-    if ":" in host:
-        host = f"[{host}]"
-    db = parts.path.strip("/") or "0"
-    return f"{parts.scheme}://{host}:{parts.port or 6379}/{db}"
-
-
-def entry_millis(entry_id: str) -> int:
-    """The creation time of a stream entry, from its id `<ms>-<seq>`."""
-    try:
-        return int(entry_id.partition("-")[0])
-    except ValueError:
-        return 0
-
-
-def _text(value: bytes) -> str | None:
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-def _split_binary(fields: dict[bytes, bytes]) -> tuple[dict[str, str], dict[str, str]]:
-    """Text fields, and the fields whose values are not UTF-8 (base64-encoded)."""
-    data: dict[str, str] = {}
-    binary: dict[str, str] = {}
-    for raw_name, raw_value in fields.items():
-        name = raw_name.decode("utf-8", "backslashreplace")
-        value = _text(raw_value)
-        if value is None:
-            binary[name] = base64.b64encode(raw_value).decode("ascii")
-        else:
-            data[name] = value
-    return data, binary
-
-
-def _parsed(value: str) -> Any:
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
 
 
 def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
@@ -154,35 +26,6 @@ def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
         (value,) = reply.values()
         return list(value[0] if value and isinstance(value[0], list) else value)
     return list(reply[0][1])
-
-
-class FilterView(Mapping[str, Any]):
-    """What filter patterns see: the record's metadata, and `data` with each field parsed as JSON when it is JSON.
-
-    Built on first use, so a mapping without filters never pays for the parsing.
-    """
-
-    __slots__ = ("_payload", "_view")
-
-    def __init__(self, payload: dict[str, Any]) -> None:
-        self._payload = payload
-        self._view: dict[str, Any] | None = None
-
-    def _built(self) -> dict[str, Any]:
-        if self._view is None:
-            view = {k: v for k, v in self._payload.items() if k not in ("data", "binaryData")}
-            view["data"] = {name: _parsed(value) for name, value in self._payload["data"].items()}
-            self._view = view
-        return self._view
-
-    def __getitem__(self, key: str) -> Any:
-        return self._built()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._built())
-
-    def __len__(self) -> int:
-        return len(self._built())
 
 
 class RedisStreamsSource:
@@ -436,36 +279,3 @@ class StreamLane:
         finally:
             for record in outcome.settled + outcome.failed:
                 self.in_flight.discard(record.position)
-
-
-def sample_event() -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "messageId": "1718000000000-0",
-                "stream": "orders",
-                "data": {"order_id": "1042", "payload": '{"item":"book","qty":2}'},
-                "attributes": {
-                    "ApproximateReceiveCount": "1",
-                    "SentTimestamp": "1718000000000",
-                    "ConsumerGroup": "orders-mapping",
-                    "Consumer": "host-4242",
-                },
-                "eventSource": "redis:stream",
-                "eventSourceARN": "redis://localhost:6379/0/orders",
-                "awsRegion": "us-east-1",
-            }
-        ]
-    }
-
-
-CONNECTOR = ConnectorSpec(
-    type="redis",
-    config=RedisStreamsConfig,
-    build=RedisStreamsSource,
-    family="queue",
-    summary="Redis streams through a consumer group, delivered like an SQS queue (XACK on success, XAUTOCLAIM).",
-    sample_event=sample_event,
-    data_key="data",
-    defaults={"max_concurrency": 5},
-)

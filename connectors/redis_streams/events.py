@@ -1,0 +1,100 @@
+"""The records of Redis stream entries: their size and time, fields whose values are not UTF-8, what filter
+patterns see, and a sample event (the event shape is documented in docs/events/redis.md)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+RECORD_OVERHEAD = 300
+"""Bytes a record adds to the event besides its fields: ids, attributes, ARN."""
+FIELD_OVERHEAD = 24
+"""Bytes a field adds besides its value: its name (short, as field names are), quotes and separators."""
+
+
+def entry_millis(entry_id: str) -> int:
+    """The creation time of a stream entry, from its id `<ms>-<seq>`."""
+    try:
+        return int(entry_id.partition("-")[0])
+    except ValueError:
+        return 0
+
+
+def _text(value: bytes) -> str | None:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _split_binary(fields: dict[bytes, bytes]) -> tuple[dict[str, str], dict[str, str]]:
+    """Text fields, and the fields whose values are not UTF-8 (base64-encoded)."""
+    data: dict[str, str] = {}
+    binary: dict[str, str] = {}
+    for raw_name, raw_value in fields.items():
+        name = raw_name.decode("utf-8", "backslashreplace")
+        value = _text(raw_value)
+        if value is None:
+            binary[name] = base64.b64encode(raw_value).decode("ascii")
+        else:
+            data[name] = value
+    return data, binary
+
+
+def _parsed(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+class FilterView(Mapping[str, Any]):
+    """What filter patterns see: the record's metadata, and `data` with each field parsed as JSON when it is JSON.
+
+    Built on first use, so a mapping without filters never pays for the parsing.
+    """
+
+    __slots__ = ("_payload", "_view")
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self._payload = payload
+        self._view: dict[str, Any] | None = None
+
+    def _built(self) -> dict[str, Any]:
+        if self._view is None:
+            view = {k: v for k, v in self._payload.items() if k not in ("data", "binaryData")}
+            view["data"] = {name: _parsed(value) for name, value in self._payload["data"].items()}
+            self._view = view
+        return self._view
+
+    def __getitem__(self, key: str) -> Any:
+        return self._built()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
+
+
+def sample_event() -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": "1718000000000-0",
+                "stream": "orders",
+                "data": {"order_id": "1042", "payload": '{"item":"book","qty":2}'},
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1718000000000",
+                    "ConsumerGroup": "orders-mapping",
+                    "Consumer": "host-4242",
+                },
+                "eventSource": "redis:stream",
+                "eventSourceARN": "redis://localhost:6379/0/orders",
+                "awsRegion": "us-east-1",
+            }
+        ]
+    }

@@ -1,0 +1,96 @@
+"""What a connector supplies to the shard readers: a `ShardService` (its API calls and its record shape), the
+values it answers with, and the errors it raises."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from hub.records import Record
+
+StartKind = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"]
+
+
+class IteratorExpired(Exception):
+    """The shard iterator is too old (5 minutes on Kinesis, 15 on DynamoDB Streams)."""
+
+
+class ShardGone(Exception):
+    """The shard no longer exists (trimmed past the retention period, or the stream was deleted)."""
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a botocore ClientError, without importing botocore."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code is not None else None
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ShardInfo:
+    shard_id: str
+    parents: tuple[str, ...]
+    closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Where a shard iterator starts. `not_before`: records older than this are skipped (DynamoDB Streams has
+    no AT_TIMESTAMP, so a LATEST mapping resumed after a restart reads from TRIM_HORIZON and skips)."""
+
+    kind: StartKind
+    sequence: str | None = None
+    timestamp: float | None = None
+    not_before: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    records: list[Any]
+    next_iterator: str | None
+    millis_behind: int | None
+
+
+class ShardService(Protocol):
+    """What differs between Kinesis and DynamoDB Streams."""
+
+    kind: str
+    """`kinesis` or `dynamodb`: the checkpoint scope and the word in log lines."""
+    max_limit: int
+    """The most records one GetRecords call may ask for."""
+    batch_info_key: str
+    """`KinesisBatchInfo` or `DDBStreamBatchInfo` in on-failure records."""
+    arrival_millis: bool
+    """Whether on-failure records show arrival times with milliseconds (Kinesis) or whole seconds (DynamoDB)."""
+    arn: str
+
+    async def connect(self, stack: AsyncExitStack) -> str:
+        """Make the clients (entered on `stack`), set `arn`, and return what names this incarnation of the
+        stream in the checkpoint store (a stream deleted and made again under the same name is another)."""
+        ...
+
+    async def shards(self) -> list[ShardInfo]: ...
+
+    async def iterator(self, shard_id: str, start: Start) -> str:
+        """A shard iterator. Raises ShardGone."""
+        ...
+
+    async def get_records(self, iterator: str, limit: int) -> Page:
+        """One GetRecords call. Raises IteratorExpired."""
+        ...
+
+    def record(self, shard_id: str, raw: Any) -> Record:
+        """The hub's Record (payload in the AWS event shape) of one raw record. position: int(sequence number);
+        item_id: the sequence number string."""
+        ...
+
+    def latest(self, since: float) -> Start:
+        """Where a new LATEST mapping starts reading an open shard (it began at `since`)."""
+        ...
+
+    def resume_latest(self, since: float) -> Start:
+        """Where a LATEST mapping that began at `since`, and settled nothing on this shard, starts after a restart."""
+        ...
