@@ -152,6 +152,13 @@ class ScheduleSource:
                 len(self._due),
                 extra={"fields": {"mapping": self.context.mapping}},
             )
+        upcoming = self.schedule.next_fire(now, **self._bounds())
+        self.context.log.info(
+            "schedule %s: next fire %s",
+            self.config.expression,
+            iso_seconds(upcoming) if upcoming else "never (the schedule has ended)",
+            extra={"fields": {"mapping": self.context.mapping, "timezone": self.config.timezone}},
+        )
 
     def _bounds(self) -> dict[str, Any]:
         return {"tz": self.tz, "anchor": self._anchor, "start": self.config.start_date, "end": self.config.end_date}
