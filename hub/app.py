@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -39,6 +40,7 @@ class Hub:
         self.runners: list[MappingRunner] = []
         self.counters: dict[str, Counters] = {}
         self.stopping = asyncio.Event()
+        self.started = time.monotonic()
         self._stack = AsyncExitStack()
 
     async def start(self) -> None:
@@ -92,6 +94,13 @@ class Hub:
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
         tasks = [asyncio.create_task(runner.run(), name=runner.name) for runner in self.runners]
+        if self.config.admin is not None:
+            from hub import admin
+
+            host, _, port = self.config.admin.listen.rpartition(":")
+            admin_runner = await admin.serve(self, host, int(port))
+            self._stack.push_async_callback(admin_runner.cleanup)
+            log.info("admin endpoint", extra=fields(url=f"http://{self.config.admin.listen}/status"))
         log.info(
             "hub running",
             extra=fields(

@@ -224,6 +224,12 @@ _FAMILY_WORDS = {
 }
 
 
+class AdminConfig(Model):
+    """The admin HTTP endpoint: /status (JSON), /metrics (Prometheus), /healthz."""
+
+    listen: str = Field("127.0.0.1:9180", pattern=r"^[^:]+:\d+$", description="`host:port` to listen on.")
+
+
 class HubConfig(Model):
     """The whole hub."""
 
@@ -233,6 +239,9 @@ class HubConfig(Model):
     region: str = Field("us-east-1", description="AWS region written into events and ARNs.")
     account_id: str = Field("000000000000", pattern=r"^\d{12}$", description="AWS account id for ARNs.")
     shutdown_grace: Duration = Field(30.0, description="On SIGTERM/SIGINT, how long in-flight work may finish.")
+    admin: AdminConfig | None = Field(
+        None, description="Serve /status, /metrics and /healthz over HTTP (off when unset)."
+    )
     functions: dict[str, FunctionConfig] = Field(default_factory=dict)
     mappings: list[MappingConfig] = Field(default_factory=list)
 

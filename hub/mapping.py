@@ -142,6 +142,9 @@ class MappingRunner:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Task[None]] = set()
         self._main: asyncio.Task[None] | None = None
+        self.state = "starting"
+        self.last_error = ""
+        self.lanes: set[str] = set()
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
 
@@ -151,10 +154,12 @@ class MappingRunner:
         failures = 0
         while not self.stopping.is_set():
             try:
+                self.state = "connecting" if not failures else "reconnecting"
                 await self.source.open()
                 if failures:
                     log.info("source reconnected", extra=fields(mapping=self.name))
                 failures = 0
+                self.state = "running"
                 async for lane in self.source.lanes():
                     self._start(self._run_lane(lane), self._readers)
                 await self.stopping.wait()
@@ -162,6 +167,7 @@ class MappingRunner:
                 raise
             except Exception as exc:
                 failures += 1
+                self.state, self.last_error = "reconnecting", f"{type(exc).__name__}: {exc}"
                 if failures == 1:
                     log.error(
                         "source failed: %s: %s; retrying", type(exc).__name__, exc, extra=fields(mapping=self.name)
@@ -179,6 +185,7 @@ class MappingRunner:
     async def stop(self, grace: float) -> None:
         """Stop reading, let in-flight batches finish (at most `grace` seconds), settle, close the source."""
         self.stopping.set()
+        self.state = "stopping"
         await self._stop_readers()
         if self._in_flight:
             _done, pending = await asyncio.wait(self._in_flight, timeout=grace)
@@ -232,6 +239,13 @@ class MappingRunner:
         )
 
     async def _run_lane(self, lane: Lane) -> None:
+        self.lanes.add(lane.key)
+        try:
+            await self._run_lane_kind(lane)
+        finally:
+            self.lanes.discard(lane.key)
+
+    async def _run_lane_kind(self, lane: Lane) -> None:
         if lane.ordered and self.mapping.tumbling_window:
             from hub.windows import run_windowed_lane
 

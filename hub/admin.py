@@ -1,0 +1,99 @@
+"""The admin HTTP endpoint: `/status` (JSON), `/metrics` (Prometheus text format), `/healthz`.
+
+It shows names, states, lanes and counts; never a source's settings, so no credential can appear in it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from hub.app import Hub
+
+# counter name in Counters -> (metric name, help)
+METRICS = {
+    "polled": ("hub_records_polled_total", "Records read from the source (AWS: PolledEventCount)."),
+    "filtered_out": ("hub_records_filtered_out_total", "Records no filter pattern matched (FilteredOutEventCount)."),
+    "invoked": ("hub_records_invoked_total", "Records sent to the function, retries included (InvokedEventCount)."),
+    "failed_invoke": ("hub_records_failed_invoke_total", "Records of failed invocations (FailedInvokeEventCount)."),
+    "dropped": ("hub_records_dropped_total", "Records given up with no destination (DroppedEventCount)."),
+    "destination_delivered": (
+        "hub_records_destination_delivered_total",
+        "Records handed to the on-failure destination (OnFailureDestinationDeliveredEventCount).",
+    ),
+    "destination_errors": ("hub_destination_errors_total", "Failed attempts to hand records to the destination."),
+}
+
+
+def status(hub: Hub) -> dict[str, Any]:
+    return {
+        "uptime_s": round(time.monotonic() - hub.started, 3),
+        "checkpoints": hub.config.checkpoints.split(":", 1)[0],
+        "mappings": [
+            {
+                "name": runner.name,
+                "function": runner.mapping.function,
+                "source": runner.mapping.source.type,
+                "state": runner.state,
+                "last_error": runner.last_error or None,
+                "lanes": sorted(runner.lanes),
+                "in_flight_batches": len(runner._in_flight),
+                "counters": {k: v for k, v in vars(runner.counters).items() if isinstance(v, int)},
+            }
+            for runner in hub.runners
+        ],
+        "functions": [
+            {
+                "name": name,
+                "runtime": fn.config.runtime,
+                "timeout_s": fn.config.timeout,
+                "memory_mb": fn.config.memory,
+                "concurrency": fn.config.concurrency,
+            }
+            for name, fn in hub.functions.items()
+        ],
+    }
+
+
+def metrics(hub: Hub) -> str:
+    lines: list[str] = []
+    for field, (name, help_text) in METRICS.items():
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+        for runner in hub.runners:
+            lines.append(f'{name}{{mapping="{_label(runner.name)}"}} {getattr(runner.counters, field)}')
+    lines += ["# HELP hub_lanes Lanes this process reads.", "# TYPE hub_lanes gauge"]
+    lines += [f'hub_lanes{{mapping="{_label(r.name)}"}} {len(r.lanes)}' for r in hub.runners]
+    lines += ["# HELP hub_mapping_up 1 while the mapping's source is connected.", "# TYPE hub_mapping_up gauge"]
+    lines += [f'hub_mapping_up{{mapping="{_label(r.name)}"}} {int(r.state == "running")}' for r in hub.runners]
+    return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+async def serve(hub: Hub, host: str, port: int) -> web.AppRunner:
+    """Start the endpoint; returns the runner to clean up at stop."""
+    from aiohttp import web
+
+    async def status_view(request: web.Request) -> web.Response:
+        return web.json_response(status(hub))
+
+    async def metrics_view(request: web.Request) -> web.Response:
+        return web.Response(text=metrics(hub), content_type="text/plain", charset="utf-8")
+
+    async def health_view(request: web.Request) -> web.Response:
+        down = [r.name for r in hub.runners if r.state != "running"]
+        return web.json_response({"ok": not down, "not_running": down}, status=200 if not down else 503)
+
+    app = web.Application()
+    app.router.add_get("/status", status_view)
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/healthz", health_view)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
