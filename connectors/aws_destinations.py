@@ -191,5 +191,9 @@ def _safe(part: str) -> str:
     return part.replace("/", "_")
 
 
-SQS_DESTINATION = DestinationSpec(type="sqs", config=SqsDestinationConfig, build=SqsDestination)
-S3_DESTINATION = DestinationSpec(type="s3", config=S3DestinationConfig, build=S3Destination)
+SQS_DESTINATION = DestinationSpec(
+    type="sqs", config=SqsDestinationConfig, build=SqsDestination, requires=("aioboto3",), extra="aws"
+)
+S3_DESTINATION = DestinationSpec(
+    type="s3", config=S3DestinationConfig, build=S3Destination, requires=("aioboto3",), extra="aws"
+)

@@ -223,4 +223,6 @@ CONNECTOR = ConnectorSpec(
     sample_event=sample_event,
     data_key="dynamodb",
     defaults={"batch_size": 100, "maximum_batching_window": 0.0},
+    requires=("aioboto3",),
+    extra="aws",
 )

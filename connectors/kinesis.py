@@ -242,4 +242,6 @@ CONNECTOR = ConnectorSpec(
     sample_event=sample_event,
     data_key="data",
     defaults={"batch_size": 100, "maximum_batching_window": 0.0},
+    requires=("aioboto3",),
+    extra="aws",
 )

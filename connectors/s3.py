@@ -386,4 +386,6 @@ CONNECTOR = ConnectorSpec(
     family="async",
     summary="S3 event notifications: from the SQS queue a bucket notifies, or by listing a bucket (poll).",
     sample_event=sample_event,
+    requires=("aioboto3",),
+    extra="aws",
 )

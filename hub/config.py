@@ -85,6 +85,11 @@ class FunctionConfig(Model):
         needs = {"python": "handler", "process": "handler", "http": "url", "lambda": "function_name"}[self.runtime]
         if getattr(self, needs) is None:
             raise _AtError((needs,), f"required with runtime: {self.runtime}")
+        if self.runtime == "lambda":
+            import importlib.util
+
+            if importlib.util.find_spec("aioboto3") is None:
+                raise _AtError(("runtime",), "runtime: lambda needs aioboto3: pip install 'eventhub[aws]'")
         return self
 
 
@@ -324,6 +329,9 @@ def validate(located: Located) -> HubConfig:
             )
         else:
             types.add(kind)
+            missing = _missing(registry.get(kind))
+            if missing:
+                errors.append(f"{located.where(at)}: {dotted(at)}: {missing}")
         dest = mapping.get("destination_config") if isinstance(mapping, dict) else None
         target = dest.get("on_failure") if isinstance(dest, dict) else None
         dest_kind = target.get("type") if isinstance(target, dict) else None
@@ -336,6 +344,9 @@ def validate(located: Located) -> HubConfig:
                 )
             else:
                 destinations.add(dest_kind)
+                missing = _missing(registry.get_destination(dest_kind))
+                if missing:
+                    errors.append(f"{located.where(dest_at)}: {dotted(dest_at)}: {missing}")
     if errors:
         raise ConfigError(errors)
     model = config_model(tuple(sorted(types)), tuple(sorted(destinations))) if types else HubConfig
@@ -343,6 +354,20 @@ def validate(located: Located) -> HubConfig:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError([_describe(located, err) for err in exc.errors()]) from None
+
+
+def _missing(spec: Any) -> str:
+    """Why `spec` cannot run here (an optional dependency is not installed), or ""."""
+    import importlib.util
+
+    absent = [name for name in spec.requires if importlib.util.find_spec(name) is None]
+    if not absent:
+        return ""
+    return (
+        f"the {spec.type} {'connector' if isinstance(spec, ConnectorSpec) else 'destination'} needs "
+        f"{', '.join(absent)}, which is not installed: pip install 'eventhub[{spec.extra}]' "
+        "(or 'eventhub[all]'; `make test` installs every extra)"
+    )
 
 
 def _describe(located: Located, err: Any) -> str:

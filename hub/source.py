@@ -156,6 +156,10 @@ class DestinationSpec:
     type: str
     config: builtins.type[BaseModel]
     build: Callable[[Any, str], Destination]
+    requires: tuple[str, ...] = ()
+    """Python modules it needs (an optional dependency): checked when a configuration is loaded."""
+    extra: str = ""
+    """The pip extra that installs them (`pip install 'eventhub[kafka]'`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,3 +182,7 @@ class ConnectorSpec:
     sample_event: Callable[[], Any]
     data_key: str | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()
+    """Python modules it needs (an optional dependency): checked when a configuration is loaded."""
+    extra: str = ""
+    """The pip extra that installs them (`pip install 'eventhub[kafka]'`)."""

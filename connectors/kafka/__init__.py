@@ -21,8 +21,12 @@ CONNECTOR = ConnectorSpec(
     sample_event=sample_event,
     data_key="value",
     defaults={"batch_size": 100, "maximum_batching_window": 0.5, "maximum_retry_attempts_with_destination": 10},
+    requires=("aiokafka",),
+    extra="kafka",
 )
 
-DESTINATION = DestinationSpec(type="kafka", config=KafkaDestinationConfig, build=build_destination)
+DESTINATION = DestinationSpec(
+    type="kafka", config=KafkaDestinationConfig, build=build_destination, requires=("aiokafka",), extra="kafka"
+)
 
 __all__ = ["CONNECTOR", "DESTINATION", "EVENT_SOURCE", "KafkaConfig", "KafkaDestinationConfig", "KafkaSource"]

@@ -44,6 +44,8 @@ CONNECTOR = ConnectorSpec(
     sample_event=sample_event,
     data_key="data",
     defaults={"batch_size": 100, "maximum_batching_window": 0.5, "max_concurrency": 1},
+    requires=("aio_pika",),
+    extra="rabbitmq",
 )
 
 __all__ = [

@@ -31,6 +31,8 @@ CONNECTOR = ConnectorSpec(
     sample_event=sample_event,
     data_key="data",
     defaults={"max_concurrency": 5},
+    requires=("redis",),
+    extra="redis",
 )
 
 __all__ = [

@@ -45,6 +45,8 @@ CONNECTOR = ConnectorSpec(
     sample_event=sample_event,
     data_key="body",
     defaults={"batch_size": 10, "maximum_batching_window": 0.0, "max_concurrency": 5},
+    requires=("aioboto3",),
+    extra="aws",
 )
 
 __all__ = [

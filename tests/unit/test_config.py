@@ -143,3 +143,35 @@ def test_generated_reference_and_schema_are_up_to_date() -> None:
 
     assert (ROOT / "docs/configuration.md").read_text() == reference.markdown()
     assert json.loads((ROOT / "config/schema.json").read_text()) == reference.json_schema()
+
+
+def test_a_connector_whose_library_is_missing_is_a_config_error(tmp_path: Path) -> None:
+    from pydantic import BaseModel, ConfigDict
+
+    from hub import registry
+    from hub.source import ConnectorSpec
+
+    class Needy(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        type: str
+
+    registry.register(
+        ConnectorSpec(
+            "needy",
+            Needy,
+            lambda c, x: None,
+            "queue",
+            "",
+            dict,  # type: ignore[arg-type, return-value]
+            requires=("no_such_module_for_the_hub",),
+            extra="needy",
+        )
+    )
+    text = (
+        "functions:\n  f: {handler: functions.recorder.record}\nmappings:\n  - function: f\n    source: {type: needy}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    (error,) = caught.value.errors
+    assert f"{tmp_path / 'hub.yaml'}:5:" in error
+    assert "needs no_such_module_for_the_hub, which is not installed: pip install 'eventhub[needy]'" in error
