@@ -12,7 +12,7 @@ import time
 from contextlib import AsyncExitStack
 from typing import Any
 
-from hub.checkpoints import CheckpointStore, open_store
+from hub.checkpoints import CheckpointStore, open_store, redacted
 from hub.config import HubConfig
 from hub.destinations import build_destination
 from hub.dispatch import Counters, Dispatcher
@@ -104,7 +104,7 @@ class Hub:
         log.info(
             "hub running",
             extra=fields(
-                mappings=len(self.runners), functions=len(self.functions), checkpoints=self.config.checkpoints
+                mappings=len(self.runners), functions=len(self.functions), checkpoints=redacted(self.config.checkpoints)
             ),
         )
         try:

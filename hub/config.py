@@ -239,7 +239,9 @@ class HubConfig(Model):
     """The whole hub."""
 
     checkpoints: str = Field(
-        "sqlite:///.hub/state.db", description="`sqlite:///path` (default), or `memory://` (forgets on exit)."
+        "sqlite:///.hub/state.db",
+        description="`sqlite:///path` (default), `redis://host:port/db` (shared, off this disk; a password in "
+        "the URL is a secret), or `memory://` (forgets on exit).",
     )
     region: str = Field("us-east-1", description="AWS region written into events and ARNs.")
     account_id: str = Field("000000000000", pattern=r"^\d{12}$", description="AWS account id for ARNs.")
@@ -253,8 +255,13 @@ class HubConfig(Model):
     @field_validator("checkpoints")
     @classmethod
     def _store_url(cls, value: str) -> str:
-        if not (value.startswith("sqlite:///") or value == "memory://"):
-            raise ValueError(f"{value!r}: use sqlite:///path/to/state.db or memory://")
+        if not (value.startswith(("sqlite:///", "redis://", "rediss://")) or value == "memory://"):
+            raise ValueError("use sqlite:///path/to/state.db, redis://host:6379/0 or memory://")
+        if value.startswith(("redis://", "rediss://")):
+            import importlib.util
+
+            if importlib.util.find_spec("redis") is None:
+                raise ValueError("a redis checkpoint store needs redis-py: pip install 'eventhub[redis]'")
         return value
 
     @model_validator(mode="after")

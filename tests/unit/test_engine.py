@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,9 +114,26 @@ def test_contiguous_tracker() -> None:
     assert len(tracker) == 0
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
-async def test_checkpoint_store(tmp_path: Path, kind: str) -> None:
-    store = MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "s.db")
+@pytest.fixture(scope="module")
+def redis_store_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from tests.fixtures_redis import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "redis"])
+async def test_checkpoint_store(tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
+    from hub.checkpoints import open_store
+
+    if kind == "redis":
+        url = request.getfixturevalue("redis_store_url")
+        store = open_store(url)
+    else:
+        store = MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "s.db")
     await store.put("a", "k1", "v1")
     await asyncio.gather(*(store.put("a", f"k{i}", f"v{i}") for i in range(2, 200)))
     await store.put_many("b", {"x": "1", "y": "2"})
@@ -127,10 +144,18 @@ async def test_checkpoint_store(tmp_path: Path, kind: str) -> None:
     assert await store.get("b", "x") is None
     await store.close()
     await store.close()  # twice is fine
-    if kind == "sqlite":
-        reopened = SqliteStore(tmp_path / "s.db")
+    if kind != "memory":
+        reopened = SqliteStore(tmp_path / "s.db") if kind == "sqlite" else open_store(url)
         assert len(await reopened.get_all("a")) == 199
         await reopened.close()
+
+
+def test_store_urls_are_redacted_for_logs() -> None:
+    from hub.checkpoints import redacted
+
+    assert redacted("redis://:pw@host:6379/0") == "redis://:***@host:6379/0"
+    assert redacted("redis://user:pw@host/0") == "redis://user:***@host/0"
+    assert redacted("sqlite:///.hub/state.db") == "sqlite:///.hub/state.db"
 
 
 def test_lambda_context() -> None:
