@@ -130,3 +130,8 @@ def window_recorder(event, context):
     state = dict(event.get("state") or {})
     state["count"] = state.get("count", 0) + len(event["Records"])
     return {"state": state}
+
+
+def blocks_forever(event, context):
+    """A sync handler that never returns (in the python runtime its thread cannot be killed)."""
+    threading.Event().wait()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -95,6 +97,11 @@ def run(config: str) -> None:
         fail(f"error: {exc}")
     except KeyboardInterrupt:
         pass
+    # Everything is settled and closed. A sync handler still hung in its thread (python runtime: threads cannot
+    # be killed) would keep the interpreter from exiting, so leave without waiting for such threads.
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(0)
 
 
 @main.command()

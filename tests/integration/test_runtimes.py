@@ -219,3 +219,17 @@ async def test_lambda_runtime_against_a_local_lambda_invoke_api() -> None:
     finally:
         await fn.close()
         await runner.cleanup()
+
+
+def test_a_hung_in_process_handler_does_not_keep_the_hub_from_stopping(tmp_path: Path) -> None:
+    config = {
+        "checkpoints": "memory://",
+        "shutdown_grace": "1s",
+        "functions": {"stuck": {"handler": "functions.testing.blocks_forever", "timeout": "500ms"}},
+        "mappings": [{"function": "stuck", "maximum_retry_attempts": 0,
+                      "source": {"type": "schedule", "expression": "rate(1 second)"}}],
+    }
+    with HubProcess(tmp_path, config) as hub:
+        hub.start()
+        hub.wait_log("Task timed out")
+        assert hub.stop(timeout=15) == 0
