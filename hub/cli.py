@@ -97,11 +97,16 @@ def run(config: str) -> None:
         fail(f"error: {exc}")
     except KeyboardInterrupt:
         pass
-    # Everything is settled and closed. A sync handler still hung in its thread (python runtime: threads cannot
-    # be killed) would keep the interpreter from exiting, so leave without waiting for such threads.
+    leave(0)
+
+
+def leave(code: int) -> NoReturn:
+    """Exit now. Everything is settled and closed; a sync handler still hung in its thread (python runtime:
+    threads cannot be killed) would keep the interpreter from exiting, so do not wait for such threads."""
     logging.shutdown()
     sys.stdout.flush()
-    os._exit(0)
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @main.command()
@@ -150,7 +155,7 @@ def invoke(function: str, event_arg: str, config: str) -> None:
     except HandlerLoadError as exc:
         fail(f"error: {exc}")
     click.echo(json.dumps(result.payload, indent=2, default=str))
-    sys.exit(0 if result.ok else 1)
+    leave(0 if result.ok else 1)
 
 
 @main.command()
