@@ -8,7 +8,6 @@ import os
 from typing import Any
 
 from hub.config import FunctionConfig
-from hub.logs import fields
 from hub.runtimes import LambdaContext, Result, Runtime, error_payload
 from hub.runtimes.python import PythonRuntime
 
@@ -86,19 +85,17 @@ class Function:
                 context = self.context()  # the timeout counts from when the function starts
                 result = await self.runtime.invoke(event, context)
         level = logging.INFO if result.ok else logging.WARNING
-        log.log(
-            level,
-            "invoked" if result.ok else f"failed: {result.error_message}",
-            extra=fields(
-                function=self.name,
-                mapping=mapping,
-                request_id=result.request_id,
-                duration_ms=round(result.duration * 1000, 3),
-                outcome="success" if result.ok else (result.error or "error").lower(),
-                records=records,
-                attempt=attempt,
-            ),
-        )
+        details: dict[str, object] = {
+            "function": self.name,
+            "request_id": result.request_id,
+            "duration_ms": round(result.duration * 1000, 3),
+            "outcome": "success" if result.ok else (result.error or "error").lower(),
+            "records": records,
+            "attempt": attempt,
+        }
+        if mapping:
+            details["mapping"] = mapping
+        log.log(level, "invoked" if result.ok else f"failed: {result.error_message}", extra={"fields": details})
         return result
 
     async def close(self) -> None:
