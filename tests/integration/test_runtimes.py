@@ -226,8 +226,13 @@ def test_a_hung_in_process_handler_does_not_keep_the_hub_from_stopping(tmp_path:
         "checkpoints": "memory://",
         "shutdown_grace": "1s",
         "functions": {"stuck": {"handler": "functions.testing.blocks_forever", "timeout": "500ms"}},
-        "mappings": [{"function": "stuck", "maximum_retry_attempts": 0,
-                      "source": {"type": "schedule", "expression": "rate(1 second)"}}],
+        "mappings": [
+            {
+                "function": "stuck",
+                "maximum_retry_attempts": 0,
+                "source": {"type": "schedule", "expression": "rate(1 second)"},
+            }
+        ],
     }
     with HubProcess(tmp_path, config) as hub:
         hub.start()
