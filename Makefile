@@ -13,6 +13,7 @@ test: $(VENV)/.test        ## set up and run the whole test suite (it starts the
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check hub connectors functions tests bench
+	$(BIN)/ruff format --check hub connectors functions tests bench
 	$(BIN)/mypy
 
 bench: $(VENV)/.test
@@ -21,6 +22,9 @@ bench: $(VENV)/.test
 	$(BIN)/python bench/filter_bench.py
 	$(BIN)/python bench/runtime_bench.py
 	$(BIN)/python bench/redis_bench.py
+	$(BIN)/python bench/kafka_bench.py
+	$(BIN)/python bench/kinesis_bench.py
+	$(BIN)/python bench/sqs_bench.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
