@@ -90,3 +90,39 @@ def test_json_logs_and_graceful_stop_on_sigint(tmp_path: Path) -> None:
         lines = [json.loads(line) for line in hub.log().splitlines()]
         assert lines[-1]["message"] == "hub stopped"
         assert {"time", "level", "logger", "message"} <= set(lines[0])
+
+
+def test_every_sample_event_has_the_aws_shape() -> None:
+    """`hub events` samples have AWS's envelope and record keys (map keys that are data, such as attribute or
+    queue names, differ; DynamoDB's userIdentity appears on TTL deletes only)."""
+    samples = {
+        "files": "s3-event.json",
+        "s3": "s3-event.json",
+        "schedule": "scheduled-event.json",
+        "sqs": "sqs-event.json",
+        "kinesis": "kinesis-event.json",
+        "dynamodb": "dynamodb-event.json",
+        "rabbitmq": "rabbitmq-event.json",
+        "kafka": "kafka-event.json",
+    }
+
+    def first_record(event: dict) -> dict:
+        for envelope in ("Records", "records", "rmqMessagesByQueue"):
+            if envelope in event:
+                value = event[envelope]
+                return value[0] if isinstance(value, list) else next(iter(value.values()))[0]
+        return event
+
+    for source, sample in samples.items():
+        expected = json.loads((SAMPLES / sample).read_text())
+        expected.pop("eventSourceArn", None) if source == "kafka" else None  # self-managed Kafka has none
+        got = json.loads(run_cli("events", source).stdout)
+        assert set(got) == set(expected), source
+        got_record, expected_record = first_record(got), first_record(expected)
+        optional = {"userIdentity"} if source == "dynamodb" else set()
+        assert set(got_record) == set(expected_record) - optional, source
+        for key, value in expected_record.items():
+            if key in got_record and isinstance(value, dict):
+                assert isinstance(got_record[key], dict), (source, key)
+                if key in ("s3", "kinesis", "dynamodb", "basicProperties", "attributes"):
+                    assert set(got_record[key]) >= set(value) - {"versionId"}, (source, key)
