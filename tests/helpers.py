@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -227,3 +228,61 @@ class TcpProxy:
         self._call(shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+
+async def read_n(lane: Any, n: int, timeout: float = 10.0, poll: float = 0.2) -> list[Any]:
+    """Read exactly `n` records from a lane (in-process connector tests), failing after `timeout` seconds."""
+    import time as _time
+
+    got: list[Any] = []
+    deadline = _time.monotonic() + timeout
+    while len(got) < n:
+        remaining = deadline - _time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"read {len(got)} of {n} records from {lane.key}")
+        got.extend(await lane.read(n - len(got), min(poll, remaining)))
+    return got
+
+
+class RunningSource:
+    """An open source whose lanes are collected, in the order it yields them, as it yields them."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self.lanes: dict[str, Any] = {}
+        self.order: list[str] = []
+
+    async def collect(self) -> None:
+        async for lane in self.source.lanes():
+            self.lanes[lane.key] = lane
+            self.order.append(lane.key)
+
+    async def lane(self, key: str | None = None, timeout: float = 5.0) -> Any:
+        """The lane `key` (or the first lane) once the source has yielded it."""
+        import asyncio
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if key is None and self.lanes:
+                return next(iter(self.lanes.values()))
+            if key in self.lanes:
+                return self.lanes[key]
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"no lane {key} after {timeout}s (have {sorted(self.lanes)})")
+
+
+@contextlib.asynccontextmanager
+async def running(source: Any) -> AsyncIterator[RunningSource]:
+    """Open `source`, collect its lanes in the background, and close it (twice: that must be fine) at the end."""
+    import asyncio
+
+    await source.open()
+    run = RunningSource(source)
+    task = asyncio.create_task(run.collect())
+    try:
+        yield run
+    finally:
+        await source.close()
+        await source.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

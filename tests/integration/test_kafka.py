@@ -43,7 +43,7 @@ from tests.fixtures_kafka import (
     tansu,  # noqa: F401
     unique,
 )
-from tests.helpers import ROOT, HubProcess, read_jsonl, shape, wait_for
+from tests.helpers import ROOT, HubProcess, read_jsonl, read_n, shape, wait_for
 
 SAMPLE = json.loads((ROOT / "tests/conformance/events/kafka-event.json").read_text())
 SAMPLE_SELF_MANAGED = {k: v for k, v in SAMPLE.items() if k != "eventSourceArn"}
@@ -106,17 +106,6 @@ class Member:
         await self.source.close()
         if self._task is not None:
             await asyncio.wait_for(self._task, 5)
-
-
-async def read_n(lane: PartitionLane, count: int, timeout: float = 10.0) -> list[Record]:
-    records: list[Record] = []
-    deadline = time.monotonic() + timeout
-    while len(records) < count:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"read {len(records)} of {count} records from {lane.key}")
-        records.extend(await lane.read(count - len(records), remaining))
-    return records
 
 
 def offsets(records: list[Record]) -> list[int]:

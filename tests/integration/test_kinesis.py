@@ -9,8 +9,7 @@ import json
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from hub.filtering import FilterSet
 from hub.records import Outcome, Record
 from hub.source import LaneEnded, SourceContext
 from tests.fixtures_aws import boto, connection, create_stream, moto, moto_resharding, put_records  # noqa: F401
-from tests.helpers import ROOT, HubProcess, read_jsonl, shape, wait_for
+from tests.helpers import ROOT, HubProcess, read_jsonl, read_n, running, shape, wait_for
 
 SAMPLE = json.loads((ROOT / "tests/conformance/events/kinesis-event.json").read_text())
 ACCOUNT = "123456789012"  # moto's account: the ARNs it hands out carry it
@@ -46,55 +45,6 @@ def kinesis_source(url: str, stream: str, store: MemoryStore, **settings: Any) -
     source = CONNECTOR.build(config, context)
     assert isinstance(source, StreamSource)
     return source
-
-
-class Running:
-    """An open source whose lanes are collected as it yields them."""
-
-    def __init__(self, source: StreamSource) -> None:
-        self.source = source
-        self.lanes: dict[str, ShardLane] = {}
-        self.order: list[str] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def _collect(self) -> None:
-        async for lane in self.source.lanes():
-            self.lanes[lane.key] = lane
-            self.order.append(lane.key)
-
-    async def lane(self, key: str | None = None, timeout: float = 5.0) -> ShardLane:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if key is None and self.lanes:
-                return next(iter(self.lanes.values()))
-            if key in self.lanes:
-                return self.lanes[key]
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"no lane {key} after {timeout}s (have {sorted(self.lanes)})")
-
-
-@asynccontextmanager
-async def running(source: StreamSource) -> AsyncIterator[Running]:
-    await source.open()
-    run = Running(source)
-    run._task = asyncio.create_task(run._collect())
-    try:
-        yield run
-    finally:
-        await source.close()
-        await source.close()  # twice is fine
-        run._task.cancel()
-        await asyncio.gather(run._task, return_exceptions=True)
-
-
-async def read_n(lane: ShardLane, n: int, timeout: float = 5.0) -> list[Record]:
-    got: list[Record] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < n:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"read {len(got)} of {n} records from {lane.key}")
-        got.extend(await lane.read(n - len(got), 0.2))
-    return got
 
 
 async def drain(lane: ShardLane, timeout: float = 5.0) -> list[Record]:

@@ -9,20 +9,18 @@ import json
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from connectors.sqs import CONNECTOR, GroupLane, QueueLane, SqsConfig, SqsSource
+from connectors.sqs import CONNECTOR, GroupLane, SqsConfig, SqsSource
 from hub.checkpoints import MemoryStore
 from hub.records import Outcome, Record
 from hub.source import SourceContext
 from tests.fixtures_aws import REGION, boto, connection, create_queue, moto, unique  # noqa: F401
-from tests.helpers import ROOT, HubProcess, read_jsonl, shape, wait_for
+from tests.helpers import ROOT, HubProcess, read_jsonl, read_n, running, shape, wait_for
 
 SAMPLE = json.loads((ROOT / "tests/conformance/events/sqs-event.json").read_text())["Records"][0]
 ACCOUNT = "123456789012"  # moto's account
@@ -38,50 +36,6 @@ def sqs_source(url: str, queue_url: str, max_in_flight: int = 5, **settings: Any
     source = CONNECTOR.build(config, context)
     assert isinstance(source, SqsSource)
     return source
-
-
-class Running:
-    def __init__(self, source: SqsSource) -> None:
-        self.source = source
-        self.lanes: dict[str, QueueLane | GroupLane] = {}
-
-    async def collect(self) -> None:
-        async for lane in self.source.lanes():
-            self.lanes[lane.key] = lane
-
-    async def lane(self, key: str | None = None, timeout: float = 5.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if key is None and self.lanes:
-                return next(iter(self.lanes.values()))
-            if key in self.lanes:
-                return self.lanes[key]
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"no lane {key} after {timeout}s (have {sorted(self.lanes)})")
-
-
-@asynccontextmanager
-async def running(source: SqsSource) -> AsyncIterator[Running]:
-    await source.open()
-    run = Running(source)
-    task = asyncio.create_task(run.collect())
-    try:
-        yield run
-    finally:
-        await source.close()
-        await source.close()  # twice is fine
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-async def read_n(lane: Any, n: int, timeout: float = 5.0) -> list[Record]:
-    got: list[Record] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < n:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"read {len(got)} of {n} records from {lane.key}")
-        got.extend(await lane.read(n - len(got), 0.5))
-    return got
 
 
 def depth(url: str, queue_url: str) -> tuple[int, int]:
