@@ -169,7 +169,7 @@ class Dispatcher:
             return []
         if not isinstance(failures, list):
             return None
-        index = {item_key(r.item_id): i for i, r in enumerate(records)}
+        index = {item_key(r.identifier): i for i, r in enumerate(records)}
         found = set()
         for failure in failures:
             key = item_key(failure.get("itemIdentifier")) if isinstance(failure, dict) else None

@@ -43,6 +43,7 @@ class Batcher:
         max_bytes: int = MAX_PAYLOAD,
         boundary: Callable[[Record], object] | None = None,
         counters: Counters | None = None,
+        view: Callable[[Record], Any] | None = None,
     ) -> None:
         self.lane = lane
         self.size = size
@@ -52,6 +53,8 @@ class Batcher:
         self.max_bytes = max_bytes
         self.boundary = boundary
         self.counters = counters or Counters()
+        self.view = view
+        """The source's `filter_view(record)`, for records that carry no `filter_view` of their own."""
         self._carry: list[Record] = []
         self._ended = False
 
@@ -61,8 +64,12 @@ class Batcher:
             return records
         kept: list[Record] = []
         dropped: list[Record] = []
+        matches, source_view = self.filters.matches, self.view
         for record in records:
-            (kept if self.filters.matches(record.view()) else dropped).append(record)
+            seen = record.filter_view
+            if seen is None:
+                seen = record.payload if source_view is None else source_view(record)
+            (kept if matches(seen) else dropped).append(record)
         if dropped:
             self.on_filtered(dropped)
         return kept
@@ -236,6 +243,7 @@ class MappingRunner:
             lambda records: self._settle_filtered(lane, records),
             boundary=boundary,
             counters=self.counters,
+            view=getattr(self.source, "filter_view", None),
         )
 
     async def _run_lane(self, lane: Lane) -> None:

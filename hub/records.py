@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass(slots=True, eq=False)
 class Record:
     """One item read from a source.
 
@@ -18,28 +17,69 @@ class Record:
                the source uses it to settle
     payload    the AWS-shaped record the function sees inside the event (`Records[i]`, a Kafka record, ...)
     timestamp  when the event happened, epoch seconds: the clock for maximum_event_age / maximum_record_age
+               (default: now)
     size       bytes the record adds to an invocation payload (for the 6 MB cap)
-    item_id    the `itemIdentifier` by which a function names this record in `batchItemFailures`
+    item_id    the `itemIdentifier` by which a function names this record in `batchItemFailures`;
+               None: `(lane, position)` (Kafka's `{partition, offset}`)
     attempt    delivery count as the broker reports it (SQS ApproximateReceiveCount, Redis delivery count)
-    filter_view what filter patterns see: metadata plus the parsed data under the source's data key; any
-               Mapping, so a source may build it lazily (only mappings with filters ever look)
+    filter_view what filter patterns see, when the source computed it up front (any Mapping); None: the
+               source's `filter_view(record)` if it has one, else the payload. Only mappings with filters look.
     order_key  streams: the partition key; with parallelization_factor > 1 order is kept per order_key
+    received   monotonic time it was read (default: now); a batching window counts from its first record
+
+    A plain class with slots rather than a dataclass: sources build one per record, so construction is on the
+    hot path (a positional call is about three times cheaper than the dataclass's keyword one). Records
+    compare by identity.
     """
 
-    lane: str
-    position: Hashable
-    payload: Any
-    timestamp: float = field(default_factory=time.time)
-    size: int = 0
-    item_id: Any = None
-    attempt: int = 1
-    filter_view: Any = None
-    order_key: Any = None
-    received: float = field(default_factory=time.monotonic)
+    __slots__ = (
+        "attempt",
+        "filter_view",
+        "item_id",
+        "lane",
+        "order_key",
+        "payload",
+        "position",
+        "received",
+        "size",
+        "timestamp",
+    )
+
+    def __init__(
+        self,
+        lane: str,
+        position: Hashable,
+        payload: Any,
+        timestamp: float | None = None,
+        size: int = 0,
+        item_id: Any = None,
+        attempt: int = 1,
+        filter_view: Any = None,
+        order_key: Any = None,
+        received: float | None = None,
+    ) -> None:
+        self.lane = lane
+        self.position = position
+        self.payload = payload
+        self.timestamp = time.time() if timestamp is None else timestamp
+        self.size = size
+        self.item_id = item_id
+        self.attempt = attempt
+        self.filter_view = filter_view
+        self.order_key = order_key
+        self.received = time.monotonic() if received is None else received
 
     def view(self) -> Any:
-        """What a filter pattern is matched against."""
+        """What a filter pattern is matched against, when the source has no `filter_view` of its own."""
         return self.payload if self.filter_view is None else self.filter_view
+
+    @property
+    def identifier(self) -> Any:
+        """The `itemIdentifier` a function uses for this record in `batchItemFailures`."""
+        return (self.lane, self.position) if self.item_id is None else self.item_id
+
+    def __repr__(self) -> str:
+        return f"Record(lane={self.lane!r}, position={self.position!r}, attempt={self.attempt})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +111,9 @@ class ContiguousTracker:
 
     Positions are registered in the order they were read; settling can happen in any order. `advance()`
     returns the newest position before which everything is settled, once, so the caller checkpoints it.
+
+    It runs for every record of every stream, so its loops are the C ones of dict, set and map: a batch of
+    a thousand records costs a few dozen microseconds.
     """
 
     __slots__ = ("_done", "_last", "_order")
@@ -81,29 +124,39 @@ class ContiguousTracker:
         self._last: Hashable | None = None
 
     def track(self, positions: Iterable[Hashable]) -> None:
-        for position in positions:
-            if position not in self._done:
-                self._done[position] = False
-                self._order.append(position)
+        """Register positions as read (in lane order). A position already tracked keeps its place and state."""
+        fresh = dict.fromkeys(positions, False)
+        if self._done and not fresh.keys().isdisjoint(self._done):
+            for position in [p for p in fresh if p in self._done]:
+                del fresh[position]
+        self._done.update(fresh)
+        self._order.extend(fresh)
 
     def done(self, positions: Iterable[Hashable]) -> None:
-        for position in positions:
-            if position in self._done:
-                self._done[position] = True
+        """Mark positions settled; positions never tracked (or already checkpointed) are ignored."""
+        done = self._done
+        settled = done.keys() & set(positions)
+        done.update(dict.fromkeys(settled, True))
 
     def advance(self) -> Hashable | None:
         """The newest position whose predecessors are all settled, if it moved since the last call."""
-        moved = 0
-        for position in self._order:
-            if not self._done[position]:
-                break
-            moved += 1
+        order = self._order
+        if not order:
+            return None
+        flags = list(map(self._done.__getitem__, order))
+        try:
+            moved = flags.index(False)
+        except ValueError:
+            moved = len(order)
         if not moved:
             return None
-        newest = self._order[moved - 1]
-        for position in self._order[:moved]:
-            del self._done[position]
-        del self._order[:moved]
+        newest = order[moved - 1]
+        if moved == len(order):
+            order.clear()
+            self._done.clear()
+        else:
+            list(map(self._done.__delitem__, order[:moved]))
+            del order[:moved]
         self._last = newest
         return newest
 

@@ -70,6 +70,11 @@ class Source(Protocol):
     # Stream sources also implement:
     #   def batch_info(self, records: Sequence[Record]) -> dict[str, Any]
     # the part of AWS's on-failure record that describes a given-up batch, e.g. {"KinesisBatchInfo": {...}}.
+    #
+    # Any source may implement:
+    #   def filter_view(self, record: Record) -> Mapping[str, Any]
+    # what filter patterns see of a record (its metadata, with the data parsed under the source's data key),
+    # computed only for mappings that have filters, so that the others never pay for parsing every record.
 
     async def close(self) -> None:
         """Release everything. Safe to call twice, and after a failed open."""

@@ -6,8 +6,9 @@ from __future__ import annotations
 import array
 import binascii
 import json
+import operator
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,8 @@ EVENT_SOURCE = "SelfManagedKafka"
 RECORD_OVERHEAD = 160
 """Bytes a record adds to the event besides its base64 key, value and headers (field names, coordinates)."""
 _b2a = binascii.b2a_base64
+_lane = operator.attrgetter("lane")
+_payload = operator.attrgetter("payload")
 
 
 def iso_ms(epoch_ms: int) -> str:
@@ -28,94 +31,91 @@ def signed_bytes(value: bytes | None) -> list[int]:
     return array.array("b", value).tolist() if value else []
 
 
-class FilterView(Mapping[str, Any]):
-    """What filter patterns see for a record: its metadata plus `value` parsed (data_view), built only when a
-    filter first looks, so that mappings without filters never pay for parsing every value."""
-
-    __slots__ = ("_payload", "_value", "_view")
-
-    def __init__(self, payload: dict[str, Any], value: bytes | None) -> None:
-        self._payload = payload
-        self._value = value
-        self._view: dict[str, Any] | None = None
-
-    def _resolved(self) -> dict[str, Any]:
-        if self._view is None:
-            metadata = {k: v for k, v in self._payload.items() if k != "value"}
-            self._view = data_view(metadata, "value", self._value)
-        return self._view
-
-    def __getitem__(self, key: str) -> Any:
-        return self._resolved()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._resolved())
-
-    def __len__(self) -> int:
-        return len(self._resolved())
+def filter_view(record: Record) -> dict[str, Any]:
+    """What filter patterns see of a Kafka record: its metadata plus `value` decoded from base64 and parsed
+    (data_view). Built only for mappings with filters."""
+    payload = record.payload
+    metadata = {k: v for k, v in payload.items() if k != "value"}
+    value = payload.get("value")
+    return data_view(metadata, "value", None if value is None else binascii.a2b_base64(value))
 
 
-def kafka_record(message: Any, lane: str, topic: str, partition: int) -> Record:
-    """A hub Record from an aiokafka ConsumerRecord of the partition `lane` (`topic`-`partition`): the payload is
+def kafka_records(messages: Iterable[Any], lane: str, topic: str, partition: int) -> list[Record]:
+    """Hub Records from aiokafka ConsumerRecords of the partition `lane` (`topic`-`partition`): each payload is
     AWS's self-managed Kafka record. A record without a key has no `key` field; one without a value (a
-    tombstone) has `"value": null`. This runs for every record: keep it lean."""
-    key_bytes = message.key
-    value_bytes = message.value
-    offset = message.offset
-    timestamp = message.timestamp
-    size = RECORD_OVERHEAD
-    value = None
-    if value_bytes is not None:
-        value = _b2a(value_bytes, newline=False).decode()
-        size += len(value)
-    timestamp_type = "LOG_APPEND_TIME" if message.timestamp_type == 1 else "CREATE_TIME"
-    payload: dict[str, Any]
-    if key_bytes is not None:
-        key = _b2a(key_bytes, newline=False).decode()
-        size += len(key)
-        payload = {
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "timestamp": timestamp,
-            "timestampType": timestamp_type,
-            "key": key,
-            "value": value,
-            "headers": [],
-        }
-    else:
-        payload = {
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "timestamp": timestamp,
-            "timestampType": timestamp_type,
-            "value": value,
-            "headers": [],
-        }
-    if message.headers:
-        payload["headers"] = [{name: signed_bytes(data)} for name, data in message.headers]
-        size += sum(len(name) + 4 * len(data or b"") + 8 for name, data in message.headers)
-    return Record(
-        lane,
-        offset,
-        payload,
-        timestamp=timestamp / 1000 if timestamp >= 0 else time.time(),
-        size=size,
-        item_id=(lane, offset),
-        filter_view=FilterView(payload, value_bytes),
-        order_key=key_bytes,
-    )
+    tombstone) has `"value": null`.
+
+    This runs for every record the hub reads from Kafka, so it is one loop with nothing but the record's
+    own work in it: no call per record besides base64, positional Record arguments, the item id left to its
+    default `(lane, offset)`, the filter view left to `filter_view` (only mappings with filters build one).
+    """
+    b2a = _b2a
+    now = time.time()
+    received = time.monotonic()
+    records: list[Record] = []
+    append = records.append
+    for message in messages:
+        key_bytes = message.key
+        value_bytes = message.value
+        offset = message.offset
+        timestamp = message.timestamp
+        timestamp_type = "LOG_APPEND_TIME" if message.timestamp_type == 1 else "CREATE_TIME"
+        value = None if value_bytes is None else b2a(value_bytes, newline=False).decode()
+        size = RECORD_OVERHEAD if value is None else RECORD_OVERHEAD + len(value)
+        if key_bytes is None:
+            payload = {
+                "topic": topic,
+                "partition": partition,
+                "offset": offset,
+                "timestamp": timestamp,
+                "timestampType": timestamp_type,
+                "value": value,
+                "headers": [],
+            }
+        else:
+            key = b2a(key_bytes, newline=False).decode()
+            size += len(key)
+            payload = {
+                "topic": topic,
+                "partition": partition,
+                "offset": offset,
+                "timestamp": timestamp,
+                "timestampType": timestamp_type,
+                "key": key,
+                "value": value,
+                "headers": [],
+            }
+        headers = message.headers
+        if headers:
+            payload["headers"] = [{name: signed_bytes(data)} for name, data in headers]
+            size += sum(len(name) + 4 * len(data or b"") + 8 for name, data in headers)
+        append(
+            Record(
+                lane,
+                offset,
+                payload,
+                timestamp / 1000 if timestamp >= 0 else now,
+                size,
+                None,
+                1,
+                None,
+                key_bytes,
+                received,
+            )
+        )
+    return records
 
 
-def kafka_event(bootstrap_servers: str, records: Iterable[Record]) -> dict[str, Any]:
+def kafka_event(bootstrap_servers: str, records: Sequence[Record]) -> dict[str, Any]:
     """AWS's self-managed Kafka event: records grouped under `topic-partition`, in offset order."""
-    grouped: dict[str, list[Any]] = {}
-    for record in records:
-        payloads = grouped.get(record.lane)
-        if payloads is None:
-            payloads = grouped[record.lane] = []
-        payloads.append(record.payload)
+    grouped: dict[str, list[Any]]
+    lanes = set(map(_lane, records))
+    if len(lanes) == 1:  # a batch is one partition's: no per-record grouping
+        grouped = {lanes.pop(): list(map(_payload, records))}
+    else:
+        grouped = {}
+        for record in records:
+            grouped.setdefault(record.lane, []).append(record.payload)
     return {"eventSource": EVENT_SOURCE, "bootstrapServers": bootstrap_servers, "records": grouped}
 
 

@@ -23,19 +23,60 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
 from connectors.kafka.config import KafkaConfig, client_options, group_id_for
-from connectors.kafka.events import kafka_batch_info, kafka_event, kafka_record
+from connectors.kafka.events import filter_view, kafka_batch_info, kafka_event, kafka_records
 from hub.records import ContiguousTracker, Outcome, Record
 from hub.source import LaneEnded, SourceContext
 
 COMMIT_TIMEOUT = 30.0
 POLL_TIMEOUT_MS = 1000
 DRAIN_ALL = 1 << 30
+_position = operator.attrgetter("position")
+
+
+class Buffer:
+    """Records fetched for one partition and not yet read by its lane: the fetched lists as they came (and how
+    far the oldest has been read), so that moving records in and out costs per fetch, not per record."""
+
+    __slots__ = ("_chunks", "_count", "_head")
+
+    def __init__(self) -> None:
+        self._chunks: deque[list[Any]] = deque()
+        self._count = 0
+        self._head = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def extend(self, messages: list[Any]) -> None:
+        if messages:
+            self._chunks.append(messages)
+            self._count += len(messages)
+
+    def take(self, limit: int) -> list[Any]:
+        """Up to `limit` records, oldest first."""
+        chunks = self._chunks
+        taken: list[Any] = []
+        while chunks and len(taken) < limit:
+            chunk, head = chunks[0], self._head
+            end = head + limit - len(taken)
+            if head == 0 and end >= len(chunk) and not taken:
+                taken = chunk  # the whole fetch, as it came
+            else:
+                taken.extend(chunk[head:end])
+            if end >= len(chunk):
+                chunks.popleft()
+                self._head = 0
+            else:
+                self._head = end
+        self._count -= len(taken)
+        return taken
 
 
 class PartitionLane:
@@ -79,16 +120,14 @@ class PartitionLane:
                 await asyncio.wait_for(self._wake.wait(), remaining)
             except TimeoutError:
                 return []
-        taken = [buffer.popleft() for _ in range(min(limit, len(buffer)))]
-        key, topic, partition = self.key, self.tp.topic, self.tp.partition
-        records = [kafka_record(message, key, topic, partition) for message in taken]
-        self.tracker.track(message.offset for message in taken)
+        records = kafka_records(buffer.take(limit), self.key, self.tp.topic, self.tp.partition)
+        self.tracker.track(map(_position, records))
         self.source.drained(self, len(buffer))
         return records
 
     async def settle(self, outcome: Outcome) -> None:
         """Commit 1 + the highest offset before which every record read has settled; failed records hold it."""
-        self.tracker.done(record.position for record in outcome.settled)
+        self.tracker.done(map(_position, outcome.settled))
         newest = self.tracker.advance()
         self.source.settled()
         if newest is None or self.ended:
@@ -110,7 +149,7 @@ class KafkaSource:
         self._consumer: Any = None
         self._poller: asyncio.Task[None] | None = None
         self._lanes: dict[Any, PartitionLane] = {}
-        self._buffers: dict[Any, deque[Any]] = {}
+        self._buffers: dict[Any, Buffer] = {}
         self._paused: set[Any] = set()
         self._new_lanes: deque[PartitionLane] = deque()
         self._pending: dict[Any, int] = {}
@@ -182,6 +221,9 @@ class KafkaSource:
     def render(self, records: Sequence[Record], attempt: int) -> Any:
         return kafka_event(self.bootstrap_servers, records)
 
+    def filter_view(self, record: Record) -> dict[str, Any]:
+        return filter_view(record)
+
     def batch_info(self, records: Sequence[Record]) -> dict[str, Any]:
         """AWS's `KafkaBatchInfo` for a given-up batch (the SQS/SNS on-failure record, without the records)."""
         return kafka_batch_info(self.bootstrap_servers, records)
@@ -219,8 +261,11 @@ class KafkaSource:
 
     # ---- what lanes call -------------------------------------------------------------------------------------
 
-    def buffer(self, lane: PartitionLane) -> deque[Any]:
-        return self._buffers.setdefault(lane.tp, deque())
+    def buffer(self, lane: PartitionLane) -> Buffer:
+        buffer = self._buffers.get(lane.tp)
+        if buffer is None:
+            buffer = self._buffers[lane.tp] = Buffer()
+        return buffer
 
     def drained(self, lane: PartitionLane, left: int) -> None:
         """A lane took records: resume its partition once half its buffer is free."""
@@ -266,7 +311,7 @@ class KafkaSource:
             for tp, messages in batches.items():
                 buffer = self._buffers.get(tp)
                 if buffer is None:
-                    buffer = self._buffers[tp] = deque()
+                    buffer = self._buffers[tp] = Buffer()
                 buffer.extend(messages)
                 lane = self._lanes.get(tp)
                 if lane is not None:

@@ -18,7 +18,7 @@ dispatcher compares with `max_receive_count`. The event shape is documented in d
 from __future__ import annotations
 
 from connectors.redis_streams.config import RedisStreamsConfig, public_url
-from connectors.redis_streams.events import FIELD_OVERHEAD, RECORD_OVERHEAD, FilterView, entry_millis, sample_event
+from connectors.redis_streams.events import FIELD_OVERHEAD, RECORD_OVERHEAD, entry_millis, filter_view, sample_event
 from connectors.redis_streams.source import STARTING_IDS, RedisStreamsSource, StreamLane
 from hub.source import ConnectorSpec
 
@@ -40,11 +40,11 @@ __all__ = [
     "FIELD_OVERHEAD",
     "RECORD_OVERHEAD",
     "STARTING_IDS",
-    "FilterView",
     "RedisStreamsConfig",
     "RedisStreamsSource",
     "StreamLane",
     "entry_millis",
+    "filter_view",
     "public_url",
     "sample_event",
 ]

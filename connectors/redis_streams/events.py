@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator, Mapping
 from typing import Any
 
 RECORD_OVERHEAD = 300
@@ -50,33 +49,12 @@ def _parsed(value: str) -> Any:
         return value
 
 
-class FilterView(Mapping[str, Any]):
-    """What filter patterns see: the record's metadata, and `data` with each field parsed as JSON when it is JSON.
-
-    Built on first use, so a mapping without filters never pays for the parsing.
-    """
-
-    __slots__ = ("_payload", "_view")
-
-    def __init__(self, payload: dict[str, Any]) -> None:
-        self._payload = payload
-        self._view: dict[str, Any] | None = None
-
-    def _built(self) -> dict[str, Any]:
-        if self._view is None:
-            view = {k: v for k, v in self._payload.items() if k not in ("data", "binaryData")}
-            view["data"] = {name: _parsed(value) for name, value in self._payload["data"].items()}
-            self._view = view
-        return self._view
-
-    def __getitem__(self, key: str) -> Any:
-        return self._built()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._built())
-
-    def __len__(self) -> int:
-        return len(self._built())
+def filter_view(payload: dict[str, Any]) -> dict[str, Any]:
+    """What filter patterns see: the record's metadata, and `data` with each field parsed as JSON when it is
+    JSON. Built only for mappings with filters."""
+    view = {k: v for k, v in payload.items() if k not in ("data", "binaryData")}
+    view["data"] = {name: _parsed(value) for name, value in payload["data"].items()}
+    return view
 
 
 def sample_event() -> dict[str, Any]:

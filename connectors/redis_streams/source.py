@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Hashable, Sequence
 from typing import Any
 
 from connectors.redis_streams.config import RedisStreamsConfig, public_url
-from connectors.redis_streams.events import FIELD_OVERHEAD, RECORD_OVERHEAD, FilterView, _split_binary, entry_millis
+from connectors.redis_streams.events import FIELD_OVERHEAD, RECORD_OVERHEAD, _split_binary, filter_view
 from hub.records import Outcome, Record
 from hub.source import LaneEnded, SourceContext
 
@@ -79,6 +79,9 @@ class RedisStreamsSource:
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
         return {"Records": [r.payload for r in records]}
+
+    def filter_view(self, record: Record) -> dict[str, Any]:
+        return filter_view(record.payload)
 
     async def close(self) -> None:
         self._closed.set()
@@ -224,13 +227,14 @@ class StreamLane:
         """
         source = self.source
         group, consumer, region = source.group, source.consumer, source.context.region
-        key, stream, arn, in_flight = self.key, self.stream, self.arn, self.in_flight
-        records = []
+        key, stream, arn = self.key, self.stream, self.arn
+        received = time.monotonic()
+        records: list[Record] = []
+        append = records.append
         for raw_id, fields in entries:
             entry_id = raw_id.decode()
-            in_flight.add(raw_id)
             attempt = max(1, counts.get(entry_id, 1)) if counts else 1
-            millis = entry_millis(entry_id)
+            millis, _, _ = entry_id.partition("-")
             try:
                 data = {name.decode(): value.decode() for name, value in fields.items()}
                 binary = None
@@ -242,7 +246,7 @@ class StreamLane:
                 "data": data,
                 "attributes": {
                     "ApproximateReceiveCount": str(attempt),
-                    "SentTimestamp": str(millis),
+                    "SentTimestamp": millis,
                     "ConsumerGroup": group,
                     "Consumer": consumer,
                 },
@@ -253,18 +257,8 @@ class StreamLane:
             if binary:
                 payload["binaryData"] = binary
             size = RECORD_OVERHEAD + FIELD_OVERHEAD * len(fields) + sum(map(len, fields.values()))
-            records.append(
-                Record(
-                    key,
-                    raw_id,
-                    payload,
-                    timestamp=millis / 1000.0,
-                    size=size,
-                    item_id=entry_id,
-                    attempt=attempt,
-                    filter_view=FilterView(payload),
-                )
-            )
+            append(Record(key, raw_id, payload, int(millis) / 1000.0, size, entry_id, attempt, None, None, received))
+        self.in_flight.update([raw_id for raw_id, _ in entries])
         return records
 
     async def settle(self, outcome: Outcome) -> None:
