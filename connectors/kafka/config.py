@@ -1,10 +1,13 @@
-"""Configuration models of the Kafka source and destination, and the aiokafka options they translate to.
+"""Configuration models of the Kafka source and destination, the aiokafka options they translate to, and what a
+refused SASL login means for them.
 
-aiokafka is imported only inside `client_options`, so validating a configuration never imports it.
+aiokafka is imported only inside functions, so validating a configuration never imports it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -224,3 +227,58 @@ def client_options(config: KafkaConnection) -> dict[str, Any]:
             password=config.ssl_password.get_secret_value() if config.ssl_password else None,
         )
     return options
+
+
+DIAGNOSIS_TIMEOUT = 10.0
+"""Longest time `raise_for_authentication` spends logging in again, over all bootstrap servers."""
+
+
+class KafkaAuthenticationError(Exception):
+    """The brokers refused the configured SASL login: retrying succeeds only once the credentials, the mechanism
+    or the brokers' users change."""
+
+
+async def raise_for_authentication(config: KafkaConnection, options: dict[str, Any]) -> None:
+    """Raise KafkaAuthenticationError if a bootstrap server refuses the SASL login of `options`; else return.
+
+    For a client that could not bootstrap: aiokafka's bootstrap logs each server's answer but raises only "Unable to
+    bootstrap from [...]", so this logs in once more, a server at a time, to learn why (one more refused login per
+    failed start). Unreachable servers and TLS failures are not diagnosed: it returns and the caller re-raises its
+    own error. The message names the user and the mechanism, never the password.
+    """
+    if config.sasl_mechanism is None:
+        return
+    from aiokafka.conn import create_conn
+    from aiokafka.errors import (
+        AuthenticationFailedError,
+        IllegalSaslStateError,
+        KafkaError,
+        SaslAuthenticationFailed,
+        UnsupportedSaslMechanismError,
+    )
+
+    refused = (
+        SaslAuthenticationFailed,
+        UnsupportedSaslMechanismError,
+        IllegalSaslStateError,
+        AuthenticationFailedError,
+    )
+    connection = {name: value for name, value in options.items() if name != "bootstrap_servers"}
+    transport = "TLS" if config.security_protocol == "SASL_SSL" else "plain TCP"
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DIAGNOSIS_TIMEOUT):
+            for server in config.servers:
+                host, _, port = server.rpartition(":")
+                try:
+                    conn = await create_conn(host, int(port), **connection)
+                except refused as exc:
+                    raise KafkaAuthenticationError(
+                        f"SASL authentication failed for user {config.sasl_username!r} with mechanism "
+                        f"{config.sasl_mechanism} at {server} ({exc}); check the credentials (sasl_username, "
+                        f"sasl_password), sasl_mechanism (the broker must hold the user's credentials for it) and "
+                        f"security_protocol ({config.security_protocol}: a SASL listener over {transport})"
+                    ) from exc
+                except (OSError, TimeoutError, KafkaError):  # not a refused login: the caller's error stands
+                    continue
+                conn.close()  # it logs in now: whatever failed the bootstrap was not the login
+                return

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from connectors.kafka.config import KafkaDestinationConfig, client_options
+from connectors.kafka.config import KafkaDestinationConfig, client_options, raise_for_authentication
 from hub.source import Document
 
 
@@ -30,15 +30,21 @@ class KafkaDestination:
         async with self._starting:
             if self._producer is None:
                 from aiokafka import AIOKafkaProducer
+                from aiokafka.errors import KafkaConnectionError
 
+                options = client_options(self.config)
                 producer = AIOKafkaProducer(
-                    **client_options(self.config),
+                    **options,
                     client_id=self.config.client_id,
                     acks="all",
                     request_timeout_ms=int(self.config.send_timeout * 1000),
                 )
                 try:
                     await producer.start()
+                except KafkaConnectionError:
+                    await producer.stop()
+                    await raise_for_authentication(self.config, options)  # aiokafka's error does not say why
+                    raise
                 except BaseException:
                     await producer.stop()
                     raise

@@ -14,7 +14,8 @@ starts from there. An existing group's committed offsets win over `starting_posi
 without one starts at `starting_position`, and that position is committed at once so that a restart before the
 first record settles still starts there.
 
-Brokers that cannot be reached make `open` raise (the mapping retries with backoff); once the group is joined,
+Brokers that cannot be reached make `open` raise (the mapping retries with backoff); brokers that refuse the SASL
+login make it raise KafkaAuthenticationError, which names the user and the mechanism. Once the group is joined,
 aiokafka reconnects by itself, and a commit that does not go through within COMMIT_TIMEOUT raises from `settle`.
 Anything that breaks the consumer ends `lanes()` with that error, so the mapping closes and reopens the source.
 """
@@ -29,7 +30,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
-from connectors.kafka.config import KafkaConfig, client_options, group_id_for
+from connectors.kafka.config import KafkaConfig, client_options, group_id_for, raise_for_authentication
 from connectors.kafka.events import filter_view, kafka_batch_info, kafka_event, kafka_records
 from hub.records import ContiguousTracker, Outcome, Record
 from hub.source import LaneEnded, SourceContext
@@ -165,7 +166,10 @@ class KafkaSource:
     # ---- Source ----------------------------------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Join the group; raises if no bootstrap server can be reached, KafkaAuthenticationError if they refuse
+        the SASL login (naming the user and the mechanism, never the password). The mapping retries either."""
         from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+        from aiokafka.errors import KafkaConnectionError
 
         source = self
 
@@ -180,8 +184,9 @@ class KafkaSource:
         self._failure = None
         config = self.config
         session_ms = int(config.session_timeout * 1000)
+        options = client_options(config)
         self._consumer = AIOKafkaConsumer(
-            **client_options(config),
+            **options,
             group_id=self.group_id,
             client_id=config.client_id,
             enable_auto_commit=False,
@@ -193,7 +198,11 @@ class KafkaSource:
             rebalance_timeout_ms=max(60_000, int(config.rebalance_grace * 1000) + 30_000),
         )
         self._consumer.subscribe(topics=config.topics, listener=Listener())
-        await self._consumer.start()
+        try:
+            await self._consumer.start()
+        except KafkaConnectionError:
+            await raise_for_authentication(config, options)  # aiokafka's error does not say why
+            raise
         self._poller = asyncio.create_task(self._poll(), name=f"kafka-poll:{self.context.mapping}")
         self._poller.add_done_callback(self._poller_done)
         self.log.info(
