@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 from hub.config import FunctionConfig
-from hub.runtimes import LambdaContext, Result, Runtime, error_payload
+from hub.runtimes import LambdaContext, Result, Runtime, error_payload, log_stream_name
 from hub.runtimes.python import PythonRuntime
 
 log = logging.getLogger("hub.invoke")
@@ -54,6 +54,7 @@ class Function:
         self.arn = f"arn:aws:lambda:{region}:{account_id}:function:{name}"
         self.runtime: Runtime = build_runtime(name, config, region)
         self._slots = asyncio.Semaphore(config.concurrency) if config.concurrency else None
+        self._log_stream = log_stream_name()
 
     async def start(self) -> None:
         await self.runtime.start()
@@ -65,6 +66,7 @@ class Function:
             timeout=self.config.timeout,
             region=self.region,
             account_id=self.account_id,
+            log_stream_name=self._log_stream,
         )
 
     async def invoke(self, event: Any, *, mapping: str = "", records: int = 1, attempt: int = 1) -> Result:

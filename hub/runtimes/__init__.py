@@ -46,6 +46,11 @@ def check_serialisable(value: Any) -> str | None:
     return None
 
 
+def log_stream_name() -> str:
+    """A log stream name as Lambda gives one to each execution environment: `YYYY/MM/DD/[$LATEST]<hex>`."""
+    return time.strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
+
+
 @dataclass
 class LambdaContext:
     """The `context` object a Lambda handler receives."""
@@ -59,13 +64,16 @@ class LambdaContext:
     function_version: str = "$LATEST"
     identity: Any = None
     client_context: Any = None
+    log_stream_name: str = ""
+    """Lambda names a log stream per execution environment, not per invocation: a Function passes its own."""
     _deadline: float = 0.0
 
     def __post_init__(self) -> None:
         self._deadline = time.monotonic() + self.timeout
         self.invoked_function_arn = f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name}"
         self.log_group_name = f"/aws/lambda/{self.function_name}"
-        self.log_stream_name = time.strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
+        if not self.log_stream_name:
+            self.log_stream_name = log_stream_name()
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
