@@ -292,3 +292,34 @@ def start_moto(work: Path, env: dict[str, str]) -> tuple[Child, str]:
         child.stop()
         raise
     return child, url
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time so far of a process and its live descendants (Linux /proc), None elsewhere.
+
+    A hub with provisioned pollers runs one process per poller: its CPU is that of the whole tree."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    if pid not in cpu:
+        return None
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, pp in parents.items() if pp == parent and p not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(cpu[p] for p in tree)

@@ -1,5 +1,6 @@
 """Handlers the tests and benchmarks use. Each writes what it received as one JSON line to the file named by
-the RECORDER_OUT environment variable, so a test can see every invocation, even across hub restarts."""
+the RECORDER_OUT environment variable, so a test can see every invocation, even across hub restarts, and which
+process (`pid`) ran it."""
 
 import json
 import os
@@ -7,7 +8,8 @@ import time
 
 
 def _write(entry):
-    line = (json.dumps(entry) + "\n").encode()
+    """Append the entry, with the id of the process that ran the handler (`pid`), as one line."""
+    line = (json.dumps({**entry, "pid": os.getpid()}) + "\n").encode()
     fd = os.open(os.environ["RECORDER_OUT"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)

@@ -1,10 +1,12 @@
 """The admin HTTP endpoint: `/status` (JSON), `/metrics` (Prometheus text format), `/healthz`.
 
-It shows names, states, lanes and counts; never a source's settings, so no credential can appear in it.
+It shows names, states, lanes and counts; never a source's settings, so no credential can appear in it. Counts
+are this process's: a mapping with several pollers lists their pids under `pollers`, each counting its own.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,7 @@ METRICS = {
 
 
 def status(hub: Hub) -> dict[str, Any]:
+    pollers = hub.pollers.status() if hub.pollers is not None else {}
     return {
         "uptime_s": round(time.monotonic() - hub.started, 3),
         "checkpoints": hub.config.checkpoints.split(":", 1)[0],
@@ -42,6 +45,9 @@ def status(hub: Hub) -> dict[str, Any]:
                 "lanes": sorted(runner.lanes),
                 "in_flight_batches": len(runner._in_flight),
                 "counters": {k: v for k, v in vars(runner.counters).items() if isinstance(v, int)},
+                "pollers": pollers.get(
+                    runner.name, [{"poller": 1, "pid": os.getpid(), "restarts": 0, "running": True}]
+                ),
             }
             for runner in hub.runners
         ],

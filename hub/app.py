@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.checkpoints import CheckpointStore, open_store, redacted
 from hub.config import HubConfig
@@ -20,6 +20,9 @@ from hub.functions import Function
 from hub.logs import fields
 from hub.mapping import MappingRunner
 from hub.source import Clock, SourceContext, SystemClock
+
+if TYPE_CHECKING:
+    from hub.pollers import Pollers
 
 log = logging.getLogger("hub")
 
@@ -32,8 +35,25 @@ def add_code_path(path: str = ".") -> None:
 
 
 class Hub:
-    def __init__(self, config: HubConfig, *, clock: Clock | None = None, store: CheckpointStore | None = None):
+    """Every enabled mapping of a HubConfig, in this process.
+
+    only     run just the mapping of this name (a poller process of that mapping: no admin endpoint)
+    pollers  the extra poller processes of mappings with several pollers, started once this process runs
+             and stopped with it
+    """
+
+    def __init__(
+        self,
+        config: HubConfig,
+        *,
+        clock: Clock | None = None,
+        store: CheckpointStore | None = None,
+        only: str | None = None,
+        pollers: Pollers | None = None,
+    ):
         self.config = config
+        self.only = only
+        self.pollers = pollers
         self.clock = clock or SystemClock()
         self.store = store or open_store(config.checkpoints)
         self.functions: dict[str, Function] = {}
@@ -46,7 +66,8 @@ class Hub:
     async def start(self) -> None:
         """Load every function and build every enabled mapping. Raises on a function that cannot load."""
         add_code_path()
-        used = {m.function for m in self.config.mappings if m.enabled}
+        mappings = [m for m in self.config.mappings if self.only is None or m.display_name == self.only]
+        used = {m.function for m in mappings if m.enabled}
         for name, fn_config in self.config.functions.items():
             if fn_config.environment and fn_config.runtime == "python":
                 os.environ.update(fn_config.environment)  # in-process functions share the hub's environment
@@ -55,7 +76,7 @@ class Hub:
                 await function.start()
                 self._stack.push_async_callback(function.close)
             self.functions[name] = function
-        for mapping in self.config.mappings:
+        for mapping in mappings:
             if not mapping.enabled:
                 log.info("mapping disabled", extra=fields(mapping=mapping.display_name))
                 continue
@@ -94,27 +115,37 @@ class Hub:
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
         tasks = [asyncio.create_task(runner.run(), name=runner.name) for runner in self.runners]
-        if self.config.admin is not None:
+        if self.config.admin is not None and self.only is None:
             from hub import admin
 
             host, _, port = self.config.admin.listen.rpartition(":")
             admin_runner = await admin.serve(self, host, int(port))
             self._stack.push_async_callback(admin_runner.cleanup)
             log.info("admin endpoint", extra=fields(url=f"http://{self.config.admin.listen}/status"))
-        log.info(
-            "hub running",
-            extra=fields(
-                mappings=len(self.runners), functions=len(self.functions), checkpoints=redacted(self.config.checkpoints)
-            ),
-        )
+        grace = self.config.shutdown_grace
         try:
+            if self.pollers is not None:
+                await self.pollers.start()
+            log.info(
+                "hub running",
+                extra=fields(
+                    mappings=len(self.runners),
+                    functions=len(self.functions),
+                    checkpoints=redacted(self.config.checkpoints),
+                ),
+            )
             await self.stopping.wait()
-            log.info("stopping: finishing in-flight work", extra=fields(grace_s=self.config.shutdown_grace))
-            await asyncio.gather(*(r.stop(self.config.shutdown_grace) for r in self.runners))
+            log.info("stopping: finishing in-flight work", extra=fields(grace_s=grace))
+            stopping = [r.stop(grace) for r in self.runners]
+            if self.pollers is not None:
+                stopping.append(self.pollers.stop(grace))
+            await asyncio.gather(*stopping)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         finally:
+            if self.pollers is not None:  # at once if they were stopped above; else no child outlives this process
+                await self.pollers.stop(grace)
             await self._stack.aclose()
             await self.store.close()
             if install_signals:

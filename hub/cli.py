@@ -80,19 +80,36 @@ def main(log_level: str, log_format: str) -> None:
 
 @main.command()
 @click.argument("config", default=DEFAULT_CONFIG, type=click.Path(dir_okay=False))
-def run(config: str) -> None:
+@click.option("--poller", "poller", hidden=True, help="Run only this mapping, as one of its extra pollers.")
+@click.option("--poller-index", type=click.IntRange(min=2), default=2, hidden=True, help="Which poller this is.")
+@click.option("--parent-pid", type=int, hidden=True, help="Stop when this process (the hub) is gone.")
+@click.pass_context
+def run(ctx: click.Context, config: str, poller: str | None, poller_index: int, parent_pid: int | None) -> None:
     """Run every mapping in CONFIG (default: config/hub.yaml) until Ctrl-C or SIGTERM.
 
     On a stop, reading ends, in-flight invocations get `shutdown_grace` to finish, positions are
-    checkpointed and the hub exits 0. A bad configuration exits 2 before anything starts.
+    checkpointed and the hub exits 0. A bad configuration exits 2 before anything starts. A mapping with
+    `provisioned_poller_config` runs in `minimum_pollers` processes: this one and child processes it
+    starts, restarts and stops.
     """
+    from hub import pollers
     from hub.app import Hub
     from hub.runtimes.python import HandlerLoadError
 
     cfg = _load(config)
-    hub = Hub(cfg)
+    if poller is not None:
+        # a child started by the hub (hub/pollers.py): one mapping, every log line tagged with its index
+        logs.tag(poller=poller_index)
+        if not any(m.display_name == poller and m.enabled for m in cfg.mappings):
+            fail(f"error: {config}: no enabled mapping named {poller!r} to poll")
+        main_task = pollers.run_poller(Hub(cfg, only=poller), parent_pid)
+    else:
+        options = ctx.find_root().params
+        command = pollers.child_command(config, options["log_level"], options["log_format"])
+        extra = pollers.Pollers(cfg, command)
+        main_task = Hub(cfg, pollers=extra if extra.children else None).run()
     try:
-        asyncio.run(hub.run())
+        asyncio.run(main_task)
     except HandlerLoadError as exc:
         fail(f"error: {exc}")
     except KeyboardInterrupt:

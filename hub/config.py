@@ -126,11 +126,42 @@ APPLIES: dict[str, frozenset[Family]] = {
     "tumbling_window": frozenset({"stream"}),
     "max_receive_count": frozenset({"queue"}),
 }
+# Sources whose broker shares one mapping's work between consumers (a Kafka consumer group, SQS and RabbitMQ
+# competing consumers, a Redis stream consumer group): only these may run several pollers. Folders, schedules and
+# shards would need leases to be shared between processes (DESIGN.md, "Scaling out"), which the hub has not yet.
+SHARED_WORK: frozenset[str] = frozenset({"kafka", "sqs", "redis", "rabbitmq"})
 FAMILY_DEFAULTS: dict[Family, dict[str, Any]] = {
     "stream": {"batch_size": 100, "maximum_batching_window": 0.0, "maximum_retry_attempts": -1},
     "queue": {"batch_size": 10, "maximum_batching_window": 0.0, "max_concurrency": 5},
     "async": {"batch_size": 1, "maximum_batching_window": 0.0, "maximum_retry_attempts": 2, "max_concurrency": 10},
 }
+
+
+class ProvisionedPollerConfig(Model):
+    """AWS's provisioned mode for a mapping: dedicated event pollers. A poller here is an OS process."""
+
+    minimum_pollers: int = Field(
+        1,
+        ge=1,
+        le=200,
+        description="Processes that poll this mapping; the hub's own process is the first (AWS: 1-200; SQS: 2-200).",
+    )
+    maximum_pollers: int = Field(
+        200,
+        ge=1,
+        le=2000,
+        description="At least minimum_pollers (AWS: 1-2000). Validated and accepted for AWS compatibility: the hub "
+        "does not autoscale and runs minimum_pollers.",
+    )
+
+    @model_validator(mode="after")
+    def _max_not_below_min(self) -> ProvisionedPollerConfig:
+        if self.maximum_pollers < self.minimum_pollers:
+            raise _AtError(
+                ("maximum_pollers",),
+                f"{self.maximum_pollers} is less than minimum_pollers ({self.minimum_pollers})",
+            )
+        return self
 
 
 class MappingConfig(Model):
@@ -176,6 +207,15 @@ class MappingConfig(Model):
     destination_config: DestinationConfig = Field(
         default_factory=lambda: DestinationConfig(), description="`on_failure`: where given-up records go."
     )
+    provisioned_poller_config: ProvisionedPollerConfig | None = Field(
+        None,
+        description="AWS's ProvisionedPollerConfig, `{minimum_pollers: 1-200 (default 1), maximum_pollers: 1-2000, "
+        "at least minimum_pollers (default 200)}`: run the mapping in minimum_pollers OS processes (the hub's and "
+        "minimum_pollers - 1 children it restarts and stops) that share the work through the broker's own "
+        "coordination: kafka (consumer group), sqs and rabbitmq (competing consumers), redis (stream consumer group), "
+        "s3 with mode: notifications. The hub does not autoscale: maximum_pollers is validated, for AWS "
+        "compatibility, and not used. Kafka: pollers beyond the partition count stay idle.",
+    )
 
     source: Any = Field(description="The event source: `type:` names the connector.")
 
@@ -208,6 +248,14 @@ class MappingConfig(Model):
         for name, families in APPLIES.items():
             if name in self.model_fields_set and spec.family not in families:
                 raise _AtError((name,), f"does not apply to {spec.type} sources ({_FAMILY_WORDS[spec.family]})")
+        if self.provisioned_poller_config is not None and not self.shares_work:
+            raise _AtError(("provisioned_poller_config",), self._not_shared())
+        if self.pollers > 1 and self.source.type == "redis" and getattr(self.source, "consumer_name", None):
+            raise _AtError(
+                ("source", "consumer_name"),
+                f"with {self.pollers} pollers every process needs a consumer of its own, and a fixed name would make "
+                "them one (each reading the others' pending entries again): leave it unset (`hostname-pid`)",
+            )
         if self.filter_criteria is not None:
             from hub.filtering import FilterSet, PatternError
 
@@ -220,6 +268,31 @@ class MappingConfig(Model):
     @property
     def display_name(self) -> str:
         return self.name or f"{self.function}-{self.source.type}"
+
+    @property
+    def shares_work(self) -> bool:
+        """True when the source's broker shares the work between several processes reading this mapping."""
+        kind = self.source.type
+        return kind in SHARED_WORK or (kind == "s3" and getattr(self.source, "mode", None) == "notifications")
+
+    @property
+    def pollers(self) -> int:
+        """How many processes run this mapping (provisioned_poller_config.minimum_pollers, else 1)."""
+        config = self.provisioned_poller_config
+        return 1 if config is None else config.minimum_pollers
+
+    def _not_shared(self) -> str:
+        kind = self.source.type
+        sources, what = f"{kind} sources", {"files": "a watched folder", "schedule": "a schedule"}
+        if kind == "s3":
+            sources, unit = "s3 sources with mode: poll", "a bucket listing"
+        else:
+            unit = what.get(kind, "a shard" if kind in {"kinesis", "dynamodb"} else f"a {kind} source")
+        return (
+            f"does not apply to {sources}: pollers share a mapping's work through the broker's own consumer "
+            f"coordination (kafka, sqs, redis, rabbitmq, s3 with mode: notifications), and {unit} is not shared "
+            "between processes yet (folders, schedules and shards would need leases)"
+        )
 
 
 _FAMILY_WORDS = {

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import random
 from collections import deque
 from collections.abc import Hashable, Sequence
@@ -35,6 +36,7 @@ from hub.source import Clock, Destination, Document, Source
 from hub.windows import Window
 
 log = logging.getLogger("hub.dispatch")
+_attempt = operator.attrgetter("attempt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,8 +308,10 @@ class Dispatcher:
 
     async def _queue(self, records: Sequence[Record]) -> Outcome:
         """One invocation; the broker redelivers what failed, until `max_receive_count` sends it on."""
-        result = await self._invoke(records, max(r.attempt for r in records))
+        result = await self._invoke(records, max(map(_attempt, records)))
         failed_at = self._failed_items(records, result) if result.ok else None
+        if failed_at == []:
+            return Outcome(succeeded=tuple(records))
         chosen = set(range(len(records)) if failed_at is None else failed_at)
         failed = [r for i, r in enumerate(records) if i in chosen]
         succeeded = [r for i, r in enumerate(records) if i not in chosen]

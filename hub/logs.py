@@ -1,6 +1,7 @@
 """Logging: readable lines by default, one JSON object per line with `--log-format json`.
 
-Call sites pass structured fields as `extra={"fields": {...}}`; both formats show them.
+Call sites pass structured fields as `extra={"fields": {...}}`; both formats show them. `tag(...)` adds fields to
+every line of the process (a mapping's extra poller processes tag theirs with `poller=<i>`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,23 @@ from typing import Any
 
 def fields(**values: Any) -> dict[str, Any]:
     return {"fields": values}
+
+
+class _Tag(logging.Filter):
+    def __init__(self, values: dict[str, Any]) -> None:
+        super().__init__()
+        self.values = values
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # a new dict: a call site may pass the same fields dict to many log calls
+        record.fields = {**self.values, **(getattr(record, "fields", None) or {})}
+        return True
+
+
+def tag(**values: Any) -> None:
+    """Show these fields on every log line from now on (call after setup)."""
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_Tag(values))
 
 
 def _timestamp(record: logging.LogRecord) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import time
 import zlib
 from collections.abc import Callable, Coroutine, Sequence
@@ -22,6 +23,7 @@ from hub.records import Outcome, Record
 from hub.source import Lane, LaneEnded, Source
 
 log = logging.getLogger("hub.mapping")
+_size = operator.attrgetter("size")
 
 MAX_PAYLOAD = 6 * 1024 * 1024
 """Lambda's synchronous payload cap: a batch is cut before it passes 6 MB."""
@@ -90,7 +92,7 @@ class Batcher:
                 return []
         if self.window > 0:
             deadline = batch[0].received + self.window
-            total = sum(r.size for r in batch)
+            total = sum(map(_size, batch))
             while len(batch) < self.size and total < self.max_bytes:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -104,11 +106,11 @@ class Batcher:
                     self._carry = batch  # read again later: records read are never dropped from a batch
                     raise
                 batch.extend(more)
-                total += sum(r.size for r in more)
+                total += sum(map(_size, more))
         return self._cut(batch)
 
     def _cut(self, batch: list[Record]) -> list[Record]:
-        if self.boundary is None and len(batch) <= self.size and sum(r.size for r in batch) <= self.max_bytes:
+        if self.boundary is None and len(batch) <= self.size and sum(map(_size, batch)) <= self.max_bytes:
             return batch  # the common case, without a per-record loop in Python
         total = 0
         edge = self.boundary(batch[0]) if self.boundary else None

@@ -29,6 +29,42 @@ from the environment anywhere in the file. Settings marked *secret* are never pr
 """
 
 
+SCALING = """
+### Scaling a mapping over processes
+
+One hub process reads, filters, batches and dispatches on one CPU core: a few hundred thousand records a second
+at best. A mapping that needs more runs several pollers, as AWS's provisioned mode does:
+
+```yaml
+mappings:
+  - name: orders
+    function: orders
+    source: {type: kafka, bootstrap_servers: "kafka:9092", topic: orders, starting_position: TRIM_HORIZON}
+    provisioned_poller_config: {minimum_pollers: 4, maximum_pollers: 4}
+```
+
+`hub run` then runs the mapping in `minimum_pollers` processes: its own, and `minimum_pollers - 1` children
+(`hub run CONFIG --poller NAME`) that run only that mapping, with its function and destination. The processes
+share nothing; the broker shares the work among them, as among several hubs: a Kafka consumer group spreads the
+partitions (pollers beyond the partition count stay idle), SQS, RabbitMQ and S3-notification queues give each
+message to one of the competing consumers, and a Redis stream consumer group gives each entry to one consumer
+(leave `consumer_name` unset, so that each process is a consumer of its own). Watched folders, schedules and
+Kinesis or DynamoDB shards are not shared between processes yet: `provisioned_poller_config` is refused there.
+
+- The hub restarts a poller that exits, after a jittered backoff that grows while it keeps failing, and logs
+  the exit status as an error. On SIGTERM or SIGINT it stops every poller (SIGTERM, then SIGKILL after
+  `shutdown_grace` + 10s) before it exits; a poller whose hub died stops by itself.
+- Limits are per process: `max_concurrency`, a function's `concurrency` and a `process` runtime's pool apply
+  in each poller, so N pollers may run N times as many invocations.
+- Delivery does not change: at least once, in order per Kafka partition (a partition belongs to one process at
+  a time); the records a killed poller had not settled are delivered again by whichever process reads them next.
+- Log lines of poller 2 and up carry `poller=<i>`. The admin endpoint runs in the hub's process only: `/status`
+  lists each mapping's `pollers` (pids, restarts); the counters there are that process's own, and every poller
+  logs its totals when it stops.
+- No autoscaling: `maximum_pollers` is validated (AWS's ranges) and accepted for compatibility, not used.
+"""
+
+
 def json_schema() -> dict[str, Any]:
     return full_model().model_json_schema()
 
@@ -89,6 +125,7 @@ def markdown() -> str:
         "Which settings apply depends on the source's family (stream, queue or asynchronous); a setting that does "
         "not apply is an error.\n",
         _table(MappingConfig, skip=("source",)),
+        SCALING.rstrip("\n"),
     ]
     specs: list[ConnectorSpec] = registry.all_specs(installed_only=True)
     for spec in specs:

@@ -4,6 +4,7 @@ docstring)."""
 from __future__ import annotations
 
 import asyncio
+import operator
 import os
 import socket
 import time
@@ -16,6 +17,7 @@ from hub.records import Outcome, Record
 from hub.source import LaneEnded, SourceContext
 
 STARTING_IDS = {"TRIM_HORIZON": "0", "LATEST": "$"}
+_position = operator.attrgetter("position")
 
 
 def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
@@ -229,6 +231,7 @@ class StreamLane:
         group, consumer, region = source.group, source.consumer, source.context.region
         key, stream, arn = self.key, self.stream, self.arn
         received = time.monotonic()
+        decode = bytes.decode
         records: list[Record] = []
         append = records.append
         for raw_id, fields in entries:
@@ -236,7 +239,7 @@ class StreamLane:
             attempt = max(1, counts.get(entry_id, 1)) if counts else 1
             millis, _, _ = entry_id.partition("-")
             try:
-                data = {name.decode(): value.decode() for name, value in fields.items()}
+                data = dict(zip(map(decode, fields), map(decode, fields.values()), strict=True))
                 binary = None
             except UnicodeDecodeError:
                 data, binary = _split_binary(fields)
@@ -263,7 +266,7 @@ class StreamLane:
 
     async def settle(self, outcome: Outcome) -> None:
         """XACK what settled; failed entries stay pending until claimed again after `claim_idle_time`."""
-        done = [r.position for r in outcome.settled]
+        done = list(map(_position, outcome.settled))
         try:
             if done:
                 client = self.source.client
@@ -271,5 +274,4 @@ class StreamLane:
                     raise ConnectionError("the source is closed; the entries stay pending and are claimed again")
                 await client.xack(self.stream, self.source.group, *done)
         finally:
-            for record in outcome.settled + outcome.failed:
-                self.in_flight.discard(record.position)
+            self.in_flight.difference_update(map(_position, outcome.settled + outcome.failed))
