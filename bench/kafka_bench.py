@@ -143,13 +143,15 @@ class Progress:
     def __init__(self, bootstrap: str, group: str, topic: str, partitions: int) -> None:
         self.bootstrap, self.group, self.topic, self.partitions = bootstrap, group, topic, partitions
 
-    async def watch(self, total: int, timeout: float) -> dict[str, Any]:
+    async def watch(self, total: int, timeout: float, pid: int | None = None) -> dict[str, Any]:
+        """Time the group's drain of `total` records; with `pid`, also the CPU of that process tree meanwhile."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False)
         await consumer.start()
         tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
         first: tuple[float, int] | None = None
+        cpu_first: float | None = None
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
@@ -157,19 +159,78 @@ class Progress:
                 done = sum([(await consumer.committed(tp)) or 0 for tp in tps])
                 if first is None and done > 0:
                     first = (now, done)
+                    cpu_first = tree_cpu_seconds(pid) if pid else None
                 if done >= total:
                     assert first is not None
                     seconds = now - first[0]
                     counted = total - first[1]
-                    return {
+                    result: dict[str, Any] = {
                         "records": total,
                         "seconds": round(seconds, 3),
                         "records_per_s": round(counted / seconds) if seconds > 0 else None,
                     }
+                    cpu_last = tree_cpu_seconds(pid) if pid else None
+                    if cpu_first is not None and cpu_last is not None and counted:
+                        # between the first and the last commit: the steady state, without start-up
+                        result["cpu_us_per_record"] = round((cpu_last - cpu_first) / counted * 1e6, 2)
+                    return result
                 await asyncio.sleep(0.02)
         finally:
             await consumer.stop()
         raise SystemExit(f"group {self.group} did not commit {total} records within {timeout}s")
+
+
+# ---- what building AWS's event costs, whoever builds it ------------------------------------------------------------
+
+
+def event_build_cost(count: int = 200_000) -> dict[str, float]:
+    """CPU microseconds per record, best of 3, on records shaped like the backlog's (100-byte value, short key):
+
+    aws_payload_us  AWS's self-managed Kafka record alone (base64 key and value in a dict of eight fields): what any
+                    consumer must build to hand a function the event Lambda would send;
+    hub_records_us  the hub's connectors.kafka.events.kafka_records (that payload plus the hub's Record).
+
+    A consumer that builds the event does the raw loop's work plus at least `aws_payload_us` per record, so in one
+    process it reads at most 1e6 / (raw_cpu_us + aws_payload_us) records/s.
+    """
+    import binascii
+
+    from aiokafka.structs import ConsumerRecord
+
+    from connectors.kafka.events import kafka_records
+
+    value = b"v" * RECORD_BYTES
+    messages = [
+        ConsumerRecord("t", 0, n, 1_700_000_000_000 + n, 0, f"key-{n % 1000}".encode(), value, None, 7, 100, ())
+        for n in range(count)
+    ]
+    b2a = binascii.b2a_base64
+
+    def aws_payloads() -> None:
+        for m in messages:
+            {
+                "topic": m.topic,
+                "partition": m.partition,
+                "offset": m.offset,
+                "timestamp": m.timestamp,
+                "timestampType": "CREATE_TIME",
+                "key": b2a(m.key, newline=False).decode(),
+                "value": b2a(m.value, newline=False).decode(),
+                "headers": [],
+            }
+
+    def best(work: Any) -> float:
+        times = []
+        for _ in range(3):
+            started = time.process_time()
+            work()
+            times.append(time.process_time() - started)
+        return round(min(times) / count * 1e6, 3)
+
+    return {
+        "aws_payload_us": best(aws_payloads),
+        "hub_records_us": best(lambda: kafka_records(messages, "t-0", "t", 0)),
+    }
 
 
 # ---- the raw consumer (a subprocess) -----------------------------------------------------------------------------
@@ -239,12 +300,12 @@ async def measure(
     group = f"bench-{name}-{uuid.uuid4().hex[:8]}"
     proc = launch(group)
     try:
-        result = await Progress(bootstrap, group, topic, PARTITIONS).watch(total, timeout)
-        cpu = tree_cpu_seconds(proc.pid)  # includes start-up (imports, joining the group): an upper bound
+        result = await Progress(bootstrap, group, topic, PARTITIONS).watch(total, timeout, proc.pid)
+        cpu = tree_cpu_seconds(proc.pid)  # includes start-up (imports, joining the group)
     finally:
         stop_process(proc, name)
     if cpu is not None:
-        result["process_cpu_us_per_record"] = round(cpu / total * 1e6, 2)
+        result["process_cpu_us_per_record_with_startup"] = round(cpu / total * 1e6, 2)
     progress(f"{name}: {result['records_per_s']} records/s")
     return result
 
@@ -351,6 +412,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"hub-{POLLERS}-pollers", bootstrap, topic, args.records, folder, lambda g: hub(g, POLLERS), timeout
             )
 
+            build = event_build_cost()
+            raw_cpu = raw_result.get("cpu_us_per_record")
+            ceiling = None
+            if raw_cpu and raw_result["records_per_s"]:
+                ceiling = round(1e6 / (raw_cpu + build["aws_payload_us"]) / raw_result["records_per_s"], 3)
+
             def ratio(result: dict[str, Any]) -> float | None:
                 if raw_result["records_per_s"] and result["records_per_s"]:
                     return round(float(result["records_per_s"]) / float(raw_result["records_per_s"]), 3)
@@ -378,6 +445,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "ratio": ratio(hub_result),
                     f"hub_{POLLERS}_pollers": pollers_result,
                     f"ratio_{POLLERS}_pollers": ratio(pollers_result),
+                    "event_build_cpu": build,
+                    "one_process_ratio_ceiling_building_aws_events": ceiling,
                     "target_ratio": TARGET_RATIO,
                     "meets_target": {
                         "one_process": (ratio(hub_result) or 0) >= TARGET_RATIO,

@@ -8,8 +8,10 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 
-class Record:
+
+class Record(msgspec.Struct, eq=False, gc=False, repr_omit_defaults=True):
     """One item read from a source.
 
     lane       the ordered sub-stream it belongs to (a partition, a shard, a folder, a schedule)
@@ -27,47 +29,21 @@ class Record:
     order_key  streams: the partition key; with parallelization_factor > 1 order is kept per order_key
     received   monotonic time it was read (default: now); a batching window counts from its first record
 
-    A plain class with slots rather than a dataclass: sources build one per record, so construction is on the
-    hot path (a positional call is about three times cheaper than the dataclass's keyword one). Records
-    compare by identity.
+    A msgspec Struct: sources build one per record, so construction is on the hot path, and a Struct is built in
+    C (about a third of the cost of a Python __init__) and stays out of the cyclic garbage collector's sight
+    (gc=False: a record never refers back to itself). Records compare by identity (eq=False).
     """
 
-    __slots__ = (
-        "attempt",
-        "filter_view",
-        "item_id",
-        "lane",
-        "order_key",
-        "payload",
-        "position",
-        "received",
-        "size",
-        "timestamp",
-    )
-
-    def __init__(
-        self,
-        lane: str,
-        position: Hashable,
-        payload: Any,
-        timestamp: float | None = None,
-        size: int = 0,
-        item_id: Any = None,
-        attempt: int = 1,
-        filter_view: Any = None,
-        order_key: Any = None,
-        received: float | None = None,
-    ) -> None:
-        self.lane = lane
-        self.position = position
-        self.payload = payload
-        self.timestamp = time.time() if timestamp is None else timestamp
-        self.size = size
-        self.item_id = item_id
-        self.attempt = attempt
-        self.filter_view = filter_view
-        self.order_key = order_key
-        self.received = time.monotonic() if received is None else received
+    lane: str
+    position: Hashable
+    payload: Any
+    timestamp: float = msgspec.field(default_factory=time.time)
+    size: int = 0
+    item_id: Any = None
+    attempt: int = 1
+    filter_view: Any = None
+    order_key: Any = None
+    received: float = msgspec.field(default_factory=time.monotonic)
 
     def view(self) -> Any:
         """What a filter pattern is matched against, when the source has no `filter_view` of its own."""
@@ -77,9 +53,6 @@ class Record:
     def identifier(self) -> Any:
         """The `itemIdentifier` a function uses for this record in `batchItemFailures`."""
         return (self.lane, self.position) if self.item_id is None else self.item_id
-
-    def __repr__(self) -> str:
-        return f"Record(lane={self.lane!r}, position={self.position!r}, attempt={self.attempt})"
 
 
 @dataclass(frozen=True, slots=True)

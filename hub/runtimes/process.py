@@ -20,6 +20,8 @@ import sys
 import time
 from typing import Any
 
+import msgspec
+
 from hub.logs import fields
 from hub.runtimes import LambdaContext, Result, error_payload
 from hub.runtimes.python import HandlerLoadError
@@ -115,7 +117,7 @@ class Worker:
                 "deadline": time.time() + context.get_remaining_time_in_millis() / 1000,
             },
         }
-        body = json.dumps(message).encode()
+        body = msgspec.json.encode(message)  # the event is the hub's own JSON values: encoded in C
         try:
             await asyncio.to_thread(_write_all, self.request_fd, _HEADER.pack(len(body)) + body)
             response = await self._read(context.timeout)
