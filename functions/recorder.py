@@ -46,3 +46,8 @@ def slow(event, context):
 
 def noop(event, context):
     return None
+
+
+async def noop_async(event, context):
+    """Does nothing, on the event loop (benchmarks: the hub without the thread pool of sync handlers)."""
+    return None

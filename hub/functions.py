@@ -1,10 +1,16 @@
-"""A configured function: its runtime, its reserved concurrency and the invocation log line."""
+"""A configured function: its runtime, its reserved concurrency and the invocation log line.
+
+Every failed invocation is logged on its own line. Successful ones are too, up to LOG_EACH_PER_SECOND a second
+per mapping; past that they are counted and summed up in one line a second, so that a busy stream shows what it
+does without writing a line per batch (a thousand lines a second cost the hub a tenth of its time).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import time
 from typing import Any
 
 from hub.config import FunctionConfig
@@ -12,6 +18,21 @@ from hub.runtimes import LambdaContext, Result, Runtime, error_payload, log_stre
 from hub.runtimes.python import PythonRuntime
 
 log = logging.getLogger("hub.invoke")
+_now = time.monotonic
+
+LOG_EACH_PER_SECOND = 20
+"""Successful invocations logged one by one, per mapping and second; the rest are summed up once a second."""
+
+
+class _Summary:
+    """Successful invocations of one mapping in the current second that were not logged one by one."""
+
+    __slots__ = ("duration", "hidden", "records", "shown", "started")
+
+    def __init__(self) -> None:
+        self.started = _now()
+        self.shown = self.hidden = self.records = 0
+        self.duration = 0.0
 
 
 def build_runtime(name: str, config: FunctionConfig, region: str) -> Runtime:
@@ -55,6 +76,7 @@ class Function:
         self.runtime: Runtime = build_runtime(name, config, region)
         self._slots = asyncio.Semaphore(config.concurrency) if config.concurrency else None
         self._log_stream = log_stream_name()
+        self._summaries: dict[str, _Summary] = {}
 
     async def start(self) -> None:
         await self.runtime.start()
@@ -86,7 +108,8 @@ class Function:
             async with self._slots:
                 context = self.context()  # the timeout counts from when the function starts
                 result = await self.runtime.invoke(event, context)
-        level = logging.INFO if result.ok else logging.WARNING
+        if result.ok and not log.isEnabledFor(logging.INFO):
+            return result
         details: dict[str, object] = {
             "function": self.name,
             "request_id": result.request_id,
@@ -97,8 +120,44 @@ class Function:
         }
         if mapping:
             details["mapping"] = mapping
-        log.log(level, "invoked" if result.ok else f"failed: {result.error_message}", extra={"fields": details})
+        if not result.ok:
+            log.warning("failed: %s", result.error_message, extra={"fields": details})
+        elif self._show(mapping, records, result.duration):
+            log.info("invoked", extra={"fields": details})
         return result
 
+    def _show(self, mapping: str, records: int, duration: float) -> bool:
+        """Whether to log this successful invocation on its own line; else count it into the second's summary."""
+        summary = self._summaries.get(mapping)
+        if summary is None:
+            summary = self._summaries[mapping] = _Summary()
+        elif _now() - summary.started >= 1.0:
+            self._log_summary(mapping, summary)
+            summary = self._summaries[mapping] = _Summary()
+        if summary.shown < LOG_EACH_PER_SECOND:
+            summary.shown += 1
+            return True
+        summary.hidden += 1
+        summary.records += records
+        summary.duration += duration
+        return False
+
+    def _log_summary(self, mapping: str, summary: _Summary) -> None:
+        if not summary.hidden:
+            return
+        values: dict[str, object] = {
+            "function": self.name,
+            "invocations": summary.hidden,
+            "records": summary.records,
+            "mean_duration_ms": round(summary.duration / summary.hidden * 1000, 3),
+            "seconds": round(_now() - summary.started, 1),
+        }
+        if mapping:
+            values["mapping"] = mapping
+        log.info("invoked %d more times, all succeeded", summary.hidden, extra={"fields": values})
+
     async def close(self) -> None:
+        for mapping, summary in self._summaries.items():
+            self._log_summary(mapping, summary)
+        self._summaries.clear()
         await self.runtime.close()
