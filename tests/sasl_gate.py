@@ -16,12 +16,16 @@ connection is closed. An authenticated connection is then piped byte for byte to
 the gate's address (tansu's --advertised-listener-url) so that clients come back through the gate for every broker
 connection, not only the bootstrap one.
 
+With `sasl=False` it is a listener without SASL (Kafka's PLAINTEXT, or with `ssl`, SSL): every connection is piped
+at once. An `ssl` context that demands client certificates makes it a mutual-TLS listener (ssl.client.auth=required);
+the subject CN of each client certificate seen is listed in `peers`.
+
 What it does not do: SaslHandshake v0 (raw SASL tokens without SaslAuthenticate, clients older than Kafka 1.0);
 GSSAPI, OAUTHBEARER, delegation tokens and SCRAM extensions; SCRAM channel binding; re-authentication (it answers
 session lifetime 0, "never expires"); authorization (an authenticated user may do anything, and the broker never
-learns who it is); mutual-TLS principals. Users are kept as plain passwords, SCRAM credentials are derived at each
-login with 4096 iterations. Runs its own event loop in a thread, like tests.helpers.TcpProxy, so it serves
-in-process code and subprocess hubs alike.
+learns who it is); mutual-TLS principals (a client certificate is verified, never mapped to a user). Users are
+kept as plain passwords, SCRAM credentials are derived at each login with 4096 iterations. Runs its own event loop in
+a thread, like tests.helpers.TcpProxy, so it serves in-process code and subprocess hubs alike.
 """
 
 from __future__ import annotations
@@ -243,16 +247,20 @@ class SaslGate:
         mechanisms: tuple[str, ...] = MECHANISMS,
         port: int = 0,
         ssl: _ssl.SSLContext | None = None,
+        sasl: bool = True,
         upstream_host: str = "127.0.0.1",
     ) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.users = dict(users)
         self.mechanisms = mechanisms
         self.ssl = ssl
+        self.sasl = sasl
         self.failures: list[tuple[str, str]] = []
         """(mechanism, message) of each refused authentication, for assertions."""
         self.successes: list[tuple[str, str]] = []
         """(mechanism, user) of each accepted authentication."""
+        self.peers: list[str] = []
+        """The subject CN of each client certificate a TLS connection presented."""
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", port))
@@ -279,7 +287,8 @@ class SaslGate:
         self._writers.add(writer)
         opened: list[asyncio.StreamWriter] = []
         try:
-            upstream = await self._authenticate(reader, writer, opened)
+            self._note_peer(writer)
+            upstream = await self._authenticate(reader, writer, opened) if self.sasl else await self._upstream(opened)
             if upstream is not None:
                 await self._pipe(reader, writer, *upstream)
         except (OSError, struct.error, IndexError, ValueError, asyncio.CancelledError):
@@ -288,6 +297,11 @@ class SaslGate:
             for w in (writer, *opened):
                 self._writers.discard(w)
                 w.close()
+
+    def _note_peer(self, writer: asyncio.StreamWriter) -> None:
+        certificate = writer.get_extra_info("peercert")
+        for rdn in (certificate or {}).get("subject", ()):
+            self.peers.extend(value for key, value in rdn if key == "commonName")
 
     async def _upstream(self, opened: list[asyncio.StreamWriter]) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         up = await asyncio.open_connection(*self.upstream)

@@ -1,5 +1,5 @@
 """Configuration models of the Kafka source and destination, the aiokafka options they translate to, and what a
-refused SASL login means for them.
+refused SASL login or a failed TLS connection means for them.
 
 aiokafka is imported only inside functions, so validating a configuration never imports it.
 """
@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import socket
+import ssl
+import struct
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -208,7 +212,8 @@ class KafkaDestinationConfig(KafkaConnection):
 
 
 def client_options(config: KafkaConnection) -> dict[str, Any]:
-    """Keyword arguments for aiokafka's consumer, producer and admin client: servers and security."""
+    """Keyword arguments for aiokafka's consumer, producer and admin client: servers and security. Raises
+    KafkaTlsError, naming the setting, if a TLS file cannot be used."""
     options: dict[str, Any] = {
         "bootstrap_servers": config.servers,
         "security_protocol": config.security_protocol,
@@ -218,19 +223,44 @@ def client_options(config: KafkaConnection) -> dict[str, Any]:
         options["sasl_plain_username"] = config.sasl_username
         options["sasl_plain_password"] = config.sasl_password.get_secret_value() if config.sasl_password else None
     if config.security_protocol.endswith("SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        options["ssl_context"] = create_ssl_context(
-            cafile=config.ssl_cafile,
-            certfile=config.ssl_certfile,
-            keyfile=config.ssl_keyfile,
-            password=config.ssl_password.get_secret_value() if config.ssl_password else None,
-        )
+        options["ssl_context"] = _ssl_context(config)
     return options
 
 
+def _ssl_context(config: KafkaConnection) -> ssl.SSLContext:
+    """aiokafka's client context (the system's CAs unless ssl_cafile is set; host names always checked), loaded a
+    file at a time so that an error names the file; an encrypted key without ssl_password fails, where OpenSSL would
+    prompt for a password on a terminal."""
+    from aiokafka.helpers import create_ssl_context
+
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        path = getattr(config, name)
+        if path is not None and not os.path.isfile(path):
+            raise KafkaTlsError(f"{name} {path!r} is not a file")
+    try:
+        context: ssl.SSLContext = create_ssl_context(cafile=config.ssl_cafile)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise KafkaTlsError(f"ssl_cafile {config.ssl_cafile!r} holds no PEM CA certificate ({exc})") from exc
+    if config.ssl_certfile is not None:
+        key = config.ssl_keyfile or config.ssl_certfile
+
+        def no_password() -> str:
+            raise KafkaTlsError(f"the private key in {key!r} is encrypted: set ssl_password")
+
+        password = config.ssl_password.get_secret_value() if config.ssl_password else no_password
+        try:
+            context.load_cert_chain(config.ssl_certfile, config.ssl_keyfile, password)
+        except (OSError, ValueError) as exc:
+            raise KafkaTlsError(
+                f"cannot use the client certificate in ssl_certfile {config.ssl_certfile!r} with the key in {key!r} "
+                f"({exc}): ssl_certfile is a PEM certificate chain, ssl_keyfile its PEM private key (unless "
+                "ssl_certfile holds it) and ssl_password the key's password"
+            ) from exc
+    return context
+
+
 DIAGNOSIS_TIMEOUT = 10.0
-"""Longest time `raise_for_authentication` spends logging in again, over all bootstrap servers."""
+"""Longest time `raise_for_configuration` spends connecting again, over all bootstrap servers."""
 
 
 class KafkaAuthenticationError(Exception):
@@ -238,16 +268,24 @@ class KafkaAuthenticationError(Exception):
     or the brokers' users change."""
 
 
-async def raise_for_authentication(config: KafkaConnection, options: dict[str, Any]) -> None:
-    """Raise KafkaAuthenticationError if a bootstrap server refuses the SASL login of `options`; else return.
+class KafkaTlsError(Exception):
+    """TLS with the brokers fails for a reason of configuration (a TLS file that cannot be used, a broker certificate
+    that is not trusted or does not name the host, a client certificate missing or refused, TLS on one side only):
+    retrying succeeds only once the ssl_* settings, security_protocol or the brokers' certificates change."""
+
+
+async def raise_for_configuration(config: KafkaConnection, options: dict[str, Any]) -> None:
+    """Raise KafkaAuthenticationError if a bootstrap server refuses the SASL login of `options`, KafkaTlsError if
+    TLS with it fails for a reason of configuration; else return.
 
     For a client that could not bootstrap: aiokafka's bootstrap logs each server's answer but raises only "Unable to
-    bootstrap from [...]", so this logs in once more, a server at a time, to learn why (one more refused login per
-    failed start). Unreachable servers and TLS failures are not diagnosed: it returns and the caller re-raises its
-    own error. The message names the user and the mechanism, never the password.
+    bootstrap from [...]", so this connects once more, a server at a time, to learn why (one more refused login per
+    failed start). TLS failures it names: the broker's certificate fails verification (not signed by the CA of
+    ssl_cafile, or of the system without it; not for the host; expired), the handshake fails or the broker hangs up
+    right after it (a listener without TLS, a client certificate missing or refused), and a PLAINTEXT or
+    SASL_PLAINTEXT client talking to a TLS listener. Unreachable servers are not diagnosed: it returns and the
+    caller re-raises its own error. The message names the user and the mechanism, never the password.
     """
-    if config.sasl_mechanism is None:
-        return
     from aiokafka.conn import create_conn
     from aiokafka.errors import (
         AuthenticationFailedError,
@@ -278,7 +316,88 @@ async def raise_for_authentication(config: KafkaConnection, options: dict[str, A
                         f"sasl_password), sasl_mechanism (the broker must hold the user's credentials for it) and "
                         f"security_protocol ({config.security_protocol}: a SASL listener over {transport})"
                     ) from exc
-                except (OSError, TimeoutError, KafkaError):  # not a refused login: the caller's error stands
+                except ssl.SSLCertVerificationError as exc:
+                    raise KafkaTlsError(_unverified(config, server, exc)) from exc
+                except (ConnectionRefusedError, socket.gaierror, TimeoutError):  # unreachable: the caller's error
                     continue
-                conn.close()  # it logs in now: whatever failed the bootstrap was not the login
+                except (OSError, KafkaError) as exc:  # it connected, then something failed: was it TLS?
+                    if config.security_protocol.endswith("SSL"):
+                        problem = await _tls_problem(config, server, options["ssl_context"])
+                    else:
+                        problem = await _speaks_tls(config, server)
+                    if problem is not None:
+                        raise KafkaTlsError(problem) from exc
+                    continue
+                conn.close()  # it connects and logs in now: whatever failed the bootstrap was not that
                 return
+
+
+def _unverified(config: KafkaConnection, server: str, exc: ssl.SSLCertVerificationError) -> str:
+    if exc.verify_code in (62, 64):  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+        fix = (
+            "connect by a name the brokers' certificates hold (bootstrap_servers and the brokers' advertised listeners)"
+        )
+    elif config.ssl_cafile is None:
+        fix = "ssl_cafile is not set, so only CAs the system trusts are accepted: set it to the PEM file of the CA "
+        fix += "that signed the brokers' certificates"
+    else:
+        fix = f"is ssl_cafile ({config.ssl_cafile}) the CA that signed the brokers' certificates?"
+    return f"TLS certificate verification failed at {server} ({exc.verify_message or exc}); {fix}"
+
+
+def _described(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+_API_VERSIONS = struct.pack(">ihhih", 14, 18, 0, 1, 4) + b"diag"
+"""An ApiVersions v0 request, which every Kafka listener answers before any authentication."""
+
+
+async def _tls_problem(config: KafkaConnection, server: str, context: ssl.SSLContext) -> str | None:
+    """What keeps a TLS connection to `server` from an answer to ApiVersions; None if it gets one or never connects.
+
+    A broker that demands a client certificate refuses one that is missing or not trusted during the handshake with
+    TLS 1.2, but after it with TLS 1.3 (the client has finished its side): both are looked for."""
+    host, _, port = server.rpartition(":")
+    if config.ssl_certfile is None:
+        certificate = "if it demands a client certificate (mutual TLS), set ssl_certfile and ssl_keyfile"
+    else:
+        certificate = f"does it accept the client certificate of ssl_certfile ({config.ssl_certfile}), signed by a "
+        certificate += "CA it trusts and still valid?"
+    try:
+        reader, writer = await asyncio.open_connection(host, int(port), ssl=context)
+    except (ConnectionRefusedError, socket.gaierror):
+        return None
+    except OSError as exc:
+        return (
+            f"TLS handshake failed at {server} ({_described(exc)}); is it a TLS listener (security_protocol "
+            f"{config.security_protocol})? And {certificate}"
+        )
+    try:
+        writer.write(_API_VERSIONS)
+        await writer.drain()
+        answer, why = await reader.read(4), ""
+    except OSError as exc:  # a TLS alert from the broker, or a reset
+        answer, why = b"", f" ({_described(exc)})"
+    finally:
+        writer.close()
+    if answer:
+        return None
+    return f"{server} closed the connection right after the TLS handshake, without answering{why}; {certificate}"
+
+
+async def _speaks_tls(config: KafkaConnection, server: str) -> str | None:
+    """A message if `server`, reached without TLS, completes a TLS handshake (certificate unchecked); else None."""
+    host, _, port = server.rpartition(":")
+    probe = ssl.create_default_context()
+    probe.check_hostname, probe.verify_mode = False, ssl.CERT_NONE
+    try:
+        _, writer = await asyncio.open_connection(host, int(port), ssl=probe)
+    except OSError:
+        return None
+    writer.close()
+    with_tls = "SASL_SSL" if config.security_protocol == "SASL_PLAINTEXT" else "SSL"
+    return (
+        f"{server} is a TLS listener but security_protocol is {config.security_protocol}: use {with_tls}, with "
+        "ssl_cafile unless a CA the system trusts signed its certificate"
+    )

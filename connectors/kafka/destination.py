@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from connectors.kafka.config import KafkaDestinationConfig, client_options, raise_for_authentication
+from connectors.kafka.config import KafkaDestinationConfig, client_options, raise_for_configuration
 from hub.source import Document
 
 
@@ -43,7 +43,7 @@ class KafkaDestination:
                     await producer.start()
                 except KafkaConnectionError:
                     await producer.stop()
-                    await raise_for_authentication(self.config, options)  # aiokafka's error does not say why
+                    await raise_for_configuration(self.config, options)  # aiokafka's error does not say why
                     raise
                 except BaseException:
                     await producer.stop()

@@ -15,7 +15,9 @@ without one starts at `starting_position`, and that position is committed at onc
 first record settles still starts there.
 
 Brokers that cannot be reached make `open` raise (the mapping retries with backoff); brokers that refuse the SASL
-login make it raise KafkaAuthenticationError, which names the user and the mechanism. Once the group is joined,
+login make it raise KafkaAuthenticationError, which names the user and the mechanism; TLS that fails for a reason
+of configuration (a CA that does not sign the brokers' certificates, a client certificate missing or refused, TLS
+on one side only) makes it raise KafkaTlsError, which names the setting to look at. Once the group is joined,
 aiokafka reconnects by itself, and a commit that does not go through within COMMIT_TIMEOUT raises from `settle`.
 Anything that breaks the consumer ends `lanes()` with that error, so the mapping closes and reopens the source.
 """
@@ -30,7 +32,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
-from connectors.kafka.config import KafkaConfig, client_options, group_id_for, raise_for_authentication
+from connectors.kafka.config import KafkaConfig, client_options, group_id_for, raise_for_configuration
 from connectors.kafka.events import filter_view, kafka_batch_info, kafka_event, kafka_records
 from hub.records import ContiguousTracker, Outcome, Record
 from hub.source import LaneEnded, SourceContext
@@ -167,7 +169,8 @@ class KafkaSource:
 
     async def open(self) -> None:
         """Join the group; raises if no bootstrap server can be reached, KafkaAuthenticationError if they refuse
-        the SASL login (naming the user and the mechanism, never the password). The mapping retries either."""
+        the SASL login (naming the user and the mechanism, never the password), KafkaTlsError if TLS fails for a
+        reason of configuration. The mapping retries each."""
         from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
         from aiokafka.errors import KafkaConnectionError
 
@@ -201,7 +204,7 @@ class KafkaSource:
         try:
             await self._consumer.start()
         except KafkaConnectionError:
-            await raise_for_authentication(config, options)  # aiokafka's error does not say why
+            await raise_for_configuration(config, options)  # aiokafka's error does not say why
             raise
         self._poller = asyncio.create_task(self._poll(), name=f"kafka-poll:{self.context.mapping}")
         self._poller.add_done_callback(self._poller_done)
