@@ -34,6 +34,7 @@ from typing import Any, cast
 
 from connectors.kafka.config import KafkaConfig, client_options, group_id_for, raise_for_configuration
 from connectors.kafka.events import filter_view, kafka_batch_info, kafka_event, kafka_records
+from connectors.kafka.fetch import Buffer, Chunk, hub_records, install
 from hub.records import ContiguousTracker, Outcome, Record
 from hub.source import LaneEnded, SourceContext
 
@@ -41,45 +42,6 @@ COMMIT_TIMEOUT = 30.0
 POLL_TIMEOUT_MS = 1000
 DRAIN_ALL = 1 << 30
 _position = operator.attrgetter("position")
-
-
-class Buffer:
-    """Records fetched for one partition and not yet read by its lane: the fetched lists as they came (and how
-    far the oldest has been read), so that moving records in and out costs per fetch, not per record."""
-
-    __slots__ = ("_chunks", "_count", "_head")
-
-    def __init__(self) -> None:
-        self._chunks: deque[list[Any]] = deque()
-        self._count = 0
-        self._head = 0
-
-    def __len__(self) -> int:
-        return self._count
-
-    def extend(self, messages: list[Any]) -> None:
-        if messages:
-            self._chunks.append(messages)
-            self._count += len(messages)
-
-    def take(self, limit: int) -> list[Any]:
-        """Up to `limit` records, oldest first."""
-        chunks = self._chunks
-        taken: list[Any] = []
-        while chunks and len(taken) < limit:
-            chunk, head = chunks[0], self._head
-            end = head + limit - len(taken)
-            if head == 0 and end >= len(chunk) and not taken:
-                taken = chunk  # the whole fetch, as it came
-            else:
-                taken.extend(chunk[head:end])
-            if end >= len(chunk):
-                chunks.popleft()
-                self._head = 0
-            else:
-                self._head = end
-        self._count -= len(taken)
-        return taken
 
 
 class PartitionLane:
@@ -110,8 +72,8 @@ class PartitionLane:
                 if deadline is None:
                     raise LaneEnded(self.key)
                 # A batch is filling: let its window run out so it is dispatched and can settle in the grace.
-            elif buffer := self.source.buffer(self):
-                break
+            elif (buffer := self.source.buffer(self)) and (messages := buffer.take(limit)):
+                break  # (a buffer that held only offsets compaction emptied gives none: wait again)
             self._wake.clear()
             if deadline is None:
                 await self._wake.wait()
@@ -123,7 +85,7 @@ class PartitionLane:
                 await asyncio.wait_for(self._wake.wait(), remaining)
             except TimeoutError:
                 return []
-        records = kafka_records(buffer.take(limit), self.key, self.tp.topic, self.tp.partition)
+        records = kafka_records(messages, self.key, self.tp.topic, self.tp.partition)
         self.tracker.track(map(_position, records))
         self.source.drained(self, len(buffer))
         return records
@@ -161,6 +123,8 @@ class KafkaSource:
         self._settled = asyncio.Event()
         self._failure: BaseException | None = None
         self._closed = True
+        self._shaped = False
+        """getmany returns Chunks (fetch.install() took), not ConsumerRecords."""
 
     def _fields(self, **extra: Any) -> dict[str, Any]:
         return {"fields": {"mapping": self.context.mapping, "group": self.group_id, **extra}}
@@ -188,8 +152,10 @@ class KafkaSource:
         config = self.config
         session_ms = int(config.session_timeout * 1000)
         options = client_options(config)
+        self._shaped = install()  # the fetcher hands over record batches unparsed (connectors/kafka/fetch.py)
         self._consumer = AIOKafkaConsumer(
             **options,
+            key_deserializer=hub_records,
             group_id=self.group_id,
             client_id=config.client_id,
             enable_auto_commit=False,
@@ -321,6 +287,8 @@ class KafkaSource:
             # every partition of its broker (aiokafka's prefetch rule), so draining keeps all of them flowing.
             batches = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=DRAIN_ALL)
             for tp, messages in batches.items():
+                if not self._shaped:  # ConsumerRecords: aiokafka's own path
+                    messages = [Chunk.of(messages)]
                 buffer = self._buffers.get(tp)
                 if buffer is None:
                     buffer = self._buffers[tp] = Buffer()
