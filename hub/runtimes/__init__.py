@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -46,6 +47,12 @@ def check_serialisable(value: Any) -> str | None:
     return None
 
 
+def request_id() -> str:
+    """A request id in the form of Lambda's (a version-4 UUID): from `random`, not the system's entropy source
+    (uuid4 reads os.urandom, a system call per invocation); an id need not be unpredictable, only unique."""
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+
+
 def log_stream_name() -> str:
     """A log stream name as Lambda gives one to each execution environment: `YYYY/MM/DD/[$LATEST]<hex>`."""
     return time.strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
@@ -60,7 +67,7 @@ class LambdaContext:
     timeout: float
     region: str = "us-east-1"
     account_id: str = "000000000000"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    aws_request_id: str = field(default_factory=request_id)
     function_version: str = "$LATEST"
     identity: Any = None
     client_context: Any = None

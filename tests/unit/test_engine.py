@@ -4,6 +4,7 @@ asynchronous-invocation policy of the dispatcher (with a stand-in source: no bro
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -112,6 +113,34 @@ def test_contiguous_tracker() -> None:
     tracker.done([4, 5])
     assert tracker.advance() == 5
     assert len(tracker) == 0
+
+
+def test_contiguous_tracker_agrees_with_a_model_whatever_the_order_of_calls() -> None:
+    """Random reads and settles, whole batches (the fast path) among them, against a plain model."""
+    rng = random.Random(11)
+    for _ in range(300):
+        tracker, read, settled, n = ContiguousTracker(), [], set(), 0
+        for _ in range(40):
+            roll = rng.random()
+            if roll < 0.35:
+                fresh = list(range(n, n + rng.randint(1, 5)))
+                n += len(fresh)
+                tracker.track(fresh)
+                read.extend(fresh)
+            elif roll < 0.7 and read:
+                whole = rng.random() < 0.4  # everything tracked at once, in order: the fast path
+                chosen = list(read) if whole else rng.sample(read, rng.randint(0, len(read)))
+                chosen += [10_000 + rng.randint(0, 3)] * rng.randint(0, 1)  # never tracked: ignored
+                tracker.done(iter(chosen) if rng.random() < 0.5 else chosen)
+                settled.update(p for p in chosen if p in read)
+                assert len(tracker) == len(read)
+            else:
+                moved = None
+                while read and read[0] in settled:
+                    moved = read.pop(0)
+                    settled.discard(moved)
+                assert tracker.advance() == moved
+        assert len(tracker) == len(read)
 
 
 @pytest.fixture(scope="module")
