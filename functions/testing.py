@@ -24,6 +24,18 @@ def raises(event, context):
     return {}["missing"]
 
 
+def calls_sys_exit(event, context):
+    import sys
+
+    sys.exit(3)
+
+
+def notes_its_thread(event, context):
+    """Returns the name of the thread it ran on, after a short pause so that calls overlap."""
+    _release.wait(0.02)
+    return threading.current_thread().name
+
+
 def poison(event, context):
     """Fail any batch that holds a record marked poison; succeed otherwise. Records the batches it saw."""
     import json

@@ -1,21 +1,24 @@
 """The `python` runtime: the handler runs in the hub's process.
 
-Async handlers run on the event loop, sync handlers in a thread pool sized by the function's concurrency.
-A timeout stops waiting and fails the invocation; a sync handler that hangs keeps its thread until it returns
-(use `runtime: process` for functions that must be killed at their timeout).
+Async handlers run on the event loop, sync handlers on worker threads (`Workers`), as many as the function's
+concurrency. A timeout stops waiting and fails the invocation; a sync handler that hangs keeps its thread until it
+returns (use `runtime: process` for functions that must be killed at their timeout).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import importlib
 import inspect
+import queue
 import sys
+import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from hub.runtimes import LambdaContext, Result, check_serialisable, error_payload
@@ -40,19 +43,105 @@ def load_handler(path: str) -> Callable[..., Any]:
     return handler  # type: ignore[no-any-return]
 
 
+class Workers:
+    """Threads that run sync handlers for the event loop: up to `size`, started as calls need them.
+
+    What `loop.run_in_executor` does, for a third of its cost per call: a call is a (future, function, arguments)
+    on a queue; a thread runs it and puts the outcome on a deque, and only the first outcome of a burst wakes the
+    loop (`call_soon_threadsafe`, a write to its self-pipe), which then resolves every outcome waiting. No
+    concurrent.futures.Future with its lock and condition, no chain of callbacks between two futures. The threads
+    are daemons: a handler that never returns does not keep the hub from exiting.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self.size = size
+        self.name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._calls: queue.SimpleQueue[tuple[asyncio.Future[Any], Callable[..., Any], tuple[Any, ...]] | None]
+        self._calls = queue.SimpleQueue()
+        self._outcomes: deque[tuple[asyncio.Future[Any], bool, Any]] = deque()
+        self._lock = threading.Lock()
+        self._waking = False
+        self._threads: list[threading.Thread] = []
+        self._busy = 0
+        self._closed = False
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Run function(*args) on a worker thread; the future resolves on the calling loop."""
+        if self._closed:
+            raise RuntimeError(f"the workers of {self.name} are closed")
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        future = self._loop.create_future()
+        self._busy += 1
+        if self._busy > len(self._threads) and len(self._threads) < self.size:
+            thread = threading.Thread(target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        self._calls.put((future, function, args))
+        return future
+
+    def _work(self) -> None:
+        calls, outcomes, lock = self._calls, self._outcomes, self._lock
+        while (call := calls.get()) is not None:
+            future, function, args = call
+            try:
+                outcome = (future, True, function(*args))
+            except BaseException as exc:  # SystemExit from a handler is its failure, not the hub's end
+                outcome = (future, False, exc)
+            del call, function, args
+            outcomes.append(outcome)
+            del outcome
+            with lock:
+                if self._waking:
+                    continue
+                self._waking = True
+            loop = self._loop
+            assert loop is not None
+            try:
+                loop.call_soon_threadsafe(self._resolve)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                return
+
+    def _resolve(self) -> None:
+        with self._lock:
+            self._waking = False
+        outcomes = self._outcomes
+        while outcomes:
+            future, ok, value = outcomes.popleft()
+            self._busy -= 1
+            if future.done():  # timed out or cancelled while the handler ran
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def close(self) -> None:
+        """Let every thread end once its current call returns; calls not started are dropped."""
+        self._closed = True
+        with contextlib.suppress(queue.Empty):
+            while True:
+                call = self._calls.get_nowait()
+                if call is not None:
+                    call[0].cancel()
+        for _ in self._threads:
+            self._calls.put(None)
+
+
 class PythonRuntime:
     def __init__(self, handler: str, *, threads: int = 32) -> None:
         self.handler_path = handler
         self._handler: Callable[..., Any] | None = None
         self._is_async = False
         self._threads = threads
-        self._pool: ThreadPoolExecutor | None = None
+        self._workers: Workers | None = None
 
     async def start(self) -> None:
         self._handler = load_handler(self.handler_path)
         self._is_async = inspect.iscoroutinefunction(self._handler)
         if not self._is_async:
-            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix=f"fn-{self.handler_path}")
+            self._workers = Workers(self._threads, f"fn-{self.handler_path}")
 
     async def invoke(self, event: Any, context: LambdaContext) -> Result:
         assert self._handler is not None, "start() first"
@@ -61,10 +150,9 @@ class PythonRuntime:
             if self._is_async:
                 value = await asyncio.wait_for(self._handler(event, context), context.timeout)
             else:
-                loop = asyncio.get_running_loop()
-                call = contextvars.copy_context().run
-                future = loop.run_in_executor(self._pool, call, self._handler, event, context)
-                value = await asyncio.wait_for(future, context.timeout)
+                assert self._workers is not None
+                running = self._workers.submit(contextvars.copy_context().run, self._handler, event, context)
+                value = await asyncio.wait_for(running, context.timeout)
         except TimeoutError:
             return Result(
                 False,
@@ -73,7 +161,9 @@ class PythonRuntime:
                 context.aws_request_id,
                 "Timeout",
             )
-        except Exception as exc:
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # SystemExit or KeyboardInterrupt raised by a handler fail the invocation only
             stack = traceback.format_list(traceback.extract_tb(exc.__traceback__)[1:])
             return Result(
                 False,
@@ -90,6 +180,6 @@ class PythonRuntime:
         return Result(True, value, duration, context.aws_request_id)
 
     async def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        if self._workers is not None:
+            self._workers.close()
+            self._workers = None

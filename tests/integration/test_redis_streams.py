@@ -15,6 +15,7 @@ import redis
 import redis.asyncio as aredis
 
 from connectors.redis_streams import CONNECTOR, RedisStreamsConfig, RedisStreamsSource, StreamLane
+from connectors.redis_streams.source import READ_AHEAD
 from hub.checkpoints import MemoryStore
 from hub.records import Outcome, Record
 from hub.source import LaneEnded, SourceContext
@@ -194,6 +195,39 @@ async def test_a_dead_consumers_entries_are_claimed_with_their_delivery_count(
         await lane.settle(Outcome(succeeded=tuple(records)))
     finally:
         await source.close()
+
+
+async def test_reads_ahead_on_a_backlog_and_what_was_read_ahead_is_claimed_after_a_close(
+    redis_url: str, client: aredis.Redis
+) -> None:
+    stream = unique("ahead")
+    ids = [(await client.xadd(stream, {"n": str(i)})).decode() for i in range(20)]
+    source = make_source(redis_url, stream, claim_idle_time="100ms", block="50ms")
+    await source.open()
+    try:
+        lane = await first_lane(source)
+        first = await lane.read(5, 0.5)
+        assert [r.item_id for r in first] == ids[:5]
+        # a full read sends READ_AHEAD more: handed to this consumer by Redis, not yet to the hub
+        async with asyncio.timeout(5):
+            while len(await pending_ids(client, stream, "m")) < 5 + 5 * READ_AHEAD:
+                await asyncio.sleep(0.01)
+        assert lane.in_flight == {r.position for r in first}  # what was read ahead is not in flight yet
+        await lane.settle(Outcome(succeeded=tuple(first)))
+    finally:
+        await source.close()  # the read-ahead entries stay pending for the closed consumer
+    again = make_source(redis_url, stream, consumer_name="next", claim_idle_time="100ms", block="50ms")
+    await again.open()
+    try:
+        lane = await first_lane(again)
+        rest = await read_n(lane, 15)
+        assert len(rest) == 15 and {r.item_id for r in rest} == set(ids[5:])
+        read_ahead = ids[5 : 5 + 5 * READ_AHEAD]
+        assert {r.item_id for r in rest if r.attempt == 2} == set(read_ahead)  # claimed: delivered once before
+        await lane.settle(Outcome(succeeded=tuple(rest)))
+        assert await pending_ids(client, stream, "m") == []
+    finally:
+        await again.close()
 
 
 async def test_starting_position_latest_and_several_streams(redis_url: str, client: aredis.Redis) -> None:

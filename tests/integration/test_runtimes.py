@@ -53,6 +53,49 @@ async def test_a_faulty_function_is_a_failed_invocation_and_the_next_gets_a_work
         await fn.close()
 
 
+def python_fn(handler: str, **settings: Any) -> Function:
+    config = FunctionConfig(runtime="python", handler=f"functions.testing.{handler}", **{"timeout": 2, **settings})
+    return Function("fn", config, region="us-east-1", account_id="000000000000")
+
+
+@pytest.mark.parametrize(
+    ("handler", "error_type", "message"),
+    [
+        ("calls_sys_exit", "SystemExit", "3"),
+        ("hangs", "Sandbox.Timedout", "Task timed out after 0.20 seconds"),
+        ("returns_garbage", "Runtime.MarshalError", "not JSON-serialisable"),
+        ("raises", "KeyError", "'missing'"),
+    ],
+)
+async def test_an_in_process_handler_that_fails_is_a_failed_invocation(
+    handler: str, error_type: str, message: str
+) -> None:
+    fn = python_fn(handler, timeout=0.2)
+    await fn.start()
+    try:
+        for n in range(2):  # and the function's threads still serve the next call
+            result = await fn.invoke({"n": n})
+            assert not result.ok
+            assert result.payload["errorType"] == error_type
+            assert message in result.payload["errorMessage"]
+    finally:
+        await fn.close()
+
+
+async def test_in_process_sync_handlers_run_on_at_most_concurrency_threads_and_all_answer() -> None:
+    fn = python_fn("notes_its_thread", concurrency=3)
+    await fn.start()
+    try:
+        results = await asyncio.gather(*(fn.invoke({"n": n}) for n in range(30)))
+        assert all(r.ok for r in results)
+        threads = {r.payload for r in results}
+        assert 1 < len(threads) <= 3 and all(
+            name.startswith("fn-functions.testing.notes_its_thread") for name in threads
+        )
+    finally:
+        await fn.close()
+
+
 async def test_workers_are_warm_isolated_and_replaced_after_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HUB_SECRET", "do-not-leak")
     fn = process_fn("env_and_logs", environment={"GREETING": "hi"}, memory=256, concurrency=1)
