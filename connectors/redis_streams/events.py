@@ -21,22 +21,36 @@ def entry_millis(entry_id: str) -> int:
         return 0
 
 
-def _text(value: bytes) -> str | None:
+ENCODING_ERRORS = "surrogateescape"
+"""How the source's client decodes what Redis sends (in hiredis): bytes that are not UTF-8 become lone surrogates,
+so that `split_binary` finds them and gets the original bytes back."""
+
+
+def is_text(fields: dict[str, str]) -> bool:
+    """Whether every name and value of an entry decoded from UTF-8 (the common case: ASCII, checked in C)."""
+    if all(map(str.isascii, fields.values())) and all(map(str.isascii, fields)):
+        return True
+    return not any(map(_escaped, (*fields, *fields.values())))
+
+
+def _escaped(text: str) -> bool:
     try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
-def _split_binary(fields: dict[bytes, bytes]) -> tuple[dict[str, str], dict[str, str]]:
-    """Text fields, and the fields whose values are not UTF-8 (base64-encoded)."""
+def split_binary(fields: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Text fields, and the fields whose values are not UTF-8 (base64-encoded), of an entry decoded with
+    ENCODING_ERRORS. A name that is not UTF-8 shows its odd bytes as backslash escapes."""
     data: dict[str, str] = {}
     binary: dict[str, str] = {}
-    for raw_name, raw_value in fields.items():
-        name = raw_name.decode("utf-8", "backslashreplace")
-        value = _text(raw_value)
-        if value is None:
-            binary[name] = base64.b64encode(raw_value).decode("ascii")
+    for name, value in fields.items():
+        if _escaped(name):
+            name = name.encode("utf-8", ENCODING_ERRORS).decode("utf-8", "backslashreplace")
+        if _escaped(value):
+            binary[name] = base64.b64encode(value.encode("utf-8", ENCODING_ERRORS)).decode("ascii")
         else:
             data[name] = value
     return data, binary

@@ -13,7 +13,14 @@ from collections.abc import AsyncIterator, Hashable, Sequence
 from typing import Any
 
 from connectors.redis_streams.config import RedisStreamsConfig, public_url
-from connectors.redis_streams.events import FIELD_OVERHEAD, RECORD_OVERHEAD, _split_binary, filter_view
+from connectors.redis_streams.events import (
+    ENCODING_ERRORS,
+    FIELD_OVERHEAD,
+    RECORD_OVERHEAD,
+    filter_view,
+    is_text,
+    split_binary,
+)
 from hub.records import Outcome, Record
 from hub.source import LaneEnded, SourceContext
 
@@ -23,7 +30,7 @@ READ_AHEAD = 2
 """XREADGROUPs sent ahead after a full read, while the hub works on what it read (see StreamLane._read_ahead)."""
 
 
-def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
+def _entries(reply: Any) -> list[tuple[str, dict[str, str]]]:
     """The entries of an XREADGROUP reply for one stream (RESP2: [[key, entries]]; RESP3: {key: [entries]})."""
     if not reply:
         return []
@@ -69,6 +76,8 @@ class RedisStreamsSource:
             socket_timeout=self.config.block + 10.0,  # above the longest blocking read
             client_name=self.consumer,
             protocol=2,  # every Redis speaks RESP2, and redis-py parses it faster; `?protocol=3` in the URL wins
+            decode_responses=True,  # in hiredis, in C: entries arrive as the str dicts an event holds
+            encoding_errors=ENCODING_ERRORS,  # bytes that are not UTF-8 survive, to be found (events.split_binary)
         )
         self.client = client
         await client.ping()
@@ -113,7 +122,7 @@ class StreamLane:
         self.stream = stream
         self.key = stream
         self.arn = f"{source.where}/{stream}"
-        # entry ids (bytes, as Redis returns them and XACK takes them) read and not settled yet; kept across
+        # entry ids read and not settled yet; kept across
         # reopens, as batches may still run while the source reconnects
         self.in_flight: set[Hashable] = set()
         self._history = True
@@ -221,7 +230,7 @@ class StreamLane:
             if not entries:
                 self._history = False
                 return []
-            start = entries[-1][0].decode()
+            start = entries[-1][0]
             gone = [entry_id for entry_id, fields in entries if not fields]
             if gone:  # deleted from the stream while pending: nothing left to deliver
                 await client.xack(self.stream, self.source.group, *gone)
@@ -237,7 +246,7 @@ class StreamLane:
             self.stream, self.source.group, self.source.consumer, idle_ms, start_id=self._cursor, count=limit
         )
         cursor, entries = reply[0], reply[1]
-        self._cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+        self._cursor = str(cursor)
         more = self._cursor != "0-0"
         self._next_claim = time.monotonic() + (0.0 if more else self._claim_every)
         fresh = [(i, f) for i, f in entries if f and i not in self.in_flight]
@@ -245,7 +254,7 @@ class StreamLane:
             return []
         return self._records(fresh, await self._delivery_counts([i for i, _ in fresh]))
 
-    async def _delivery_counts(self, ids: list[bytes]) -> dict[str, int]:
+    async def _delivery_counts(self, ids: list[str]) -> dict[str, int]:
         """How many times Redis has delivered each entry (XPENDING), counting the delivery just made."""
         async with self.source.client.pipeline(transaction=False) as pipe:
             for entry_id in ids:
@@ -254,13 +263,14 @@ class StreamLane:
         counts = {}
         for reply in replies:
             for pending in reply:
-                counts[pending["message_id"].decode()] = int(pending["times_delivered"])
+                counts[pending["message_id"]] = int(pending["times_delivered"])
         return counts
 
-    def _records(self, entries: list[tuple[bytes, dict[bytes, bytes]]], counts: dict[str, int]) -> list[Record]:
+    def _records(self, entries: list[tuple[str, dict[str, str]]], counts: dict[str, int]) -> list[Record]:
         """Records of entries just delivered to this consumer; `counts` has their delivery counts (default 1).
 
-        The hot path of the connector: one call per entry read, so it is kept lean.
+        The hot path of the connector: one call per entry read, so it is kept lean. Each entry's fields arrive as
+        a dict of str, decoded by hiredis (decode_responses), which becomes the record's `data` as it is.
         """
         source = self.source
         group, consumer, region = source.group, source.consumer, source.context.region
@@ -268,16 +278,10 @@ class StreamLane:
         received = time.monotonic()
         records: list[Record] = []
         append = records.append
-        for raw_id, fields in entries:
-            entry_id = raw_id.decode()
+        for entry_id, fields in entries:
             attempt = max(1, counts.get(entry_id, 1)) if counts else 1
             millis, _, _ = entry_id.partition("-")
-            try:
-                # a comprehension: for a few fields, half the cost of dict(zip(map(...), map(...)))
-                data = {name.decode(): value.decode() for name, value in fields.items()}
-                binary = None
-            except UnicodeDecodeError:
-                data, binary = _split_binary(fields)
+            data, binary = (fields, None) if is_text(fields) else split_binary(fields)
             payload: dict[str, Any] = {
                 "messageId": entry_id,
                 "stream": stream,
@@ -295,8 +299,8 @@ class StreamLane:
             if binary:
                 payload["binaryData"] = binary
             size = RECORD_OVERHEAD + FIELD_OVERHEAD * len(fields) + sum(map(len, fields.values()))
-            append(Record(key, raw_id, payload, int(millis) / 1000.0, size, entry_id, attempt, None, None, received))
-        self.in_flight.update([raw_id for raw_id, _ in entries])
+            append(Record(key, entry_id, payload, int(millis) / 1000.0, size, entry_id, attempt, None, None, received))
+        self.in_flight.update([entry_id for entry_id, _ in entries])
         return records
 
     async def settle(self, outcome: Outcome) -> None:

@@ -68,17 +68,18 @@ async def test_read_renders_sqs_style_records_and_settle_acks(redis_url: str, cl
     ids = [
         (await client.xadd(stream, {"order": "1", "payload": '{"kind":"book","qty":2}'})).decode(),
         (await client.xadd(stream, {"blob": b"\xff\x00", "note": "plain text"})).decode(),
+        (await client.xadd(stream, {"city": "Zürich", b"odd\xfe": b"\xc3\xa9t\xc3\xa9", "raw": b"\x80a"})).decode(),
     ]
     source = make_source(redis_url, stream, mapping="orders-mapping")
     await source.open()
     try:
         lane = await first_lane(source)
         assert (lane.key, lane.ordered) == (stream, False)
-        records = await read_n(lane, 2)
+        records = await read_n(lane, 3)
         assert [r.item_id for r in records] == ids
         assert all(r.attempt == 1 for r in records)
         event = source.render(records, 1)
-        first, second = event["Records"]
+        first, second, third = event["Records"]
         port = redis_url.split(":")[2].split("/")[0]
         assert first == {
             "messageId": ids[0],
@@ -96,15 +97,18 @@ async def test_read_renders_sqs_style_records_and_settle_acks(redis_url: str, cl
         }
         assert second["data"] == {"note": "plain text"}
         assert second["binaryData"] == {"blob": "/wA="}
+        # UTF-8 beyond ASCII is text; a name that is not UTF-8 shows its odd byte escaped
+        assert third["data"] == {"city": "Zürich", "odd\\xfe": "été"}
+        assert third["binaryData"] == {"raw": "gGE="}
         assert records[0].timestamp == int(ids[0].split("-")[0]) / 1000
         # filters see each field parsed as JSON when it is JSON
         assert source.filter_view(records[0])["data"] == {"order": 1, "payload": {"kind": "book", "qty": 2}}
         assert source.filter_view(records[0])["attributes"]["ApproximateReceiveCount"] == "1"
         assert "binaryData" not in source.filter_view(records[1])
         assert sorted(await pending_ids(client, stream, "orders-mapping")) == ids
-        await lane.settle(Outcome(succeeded=(records[0],), filtered=(records[1],)))
+        await lane.settle(Outcome(succeeded=(records[0], records[2]), filtered=(records[1],)))
         assert await pending_ids(client, stream, "orders-mapping") == []
-        assert await client.xlen(stream) == 2  # acked, not deleted
+        assert await client.xlen(stream) == 3  # acked, not deleted
     finally:
         await source.close()
 
