@@ -311,6 +311,7 @@ class StreamLane:
                 client = self.source.client
                 if client is None:
                     raise ConnectionError("the source is closed; the entries stay pending and are claimed again")
-                await client.xack(self.stream, self.source.group, *done)
+                # as bytes: redis-py encodes a str argument through five isinstance checks, bytes through one
+                await client.xack(self.stream, self.source.group, *[entry_id.encode() for entry_id in done])
         finally:
             self.in_flight.difference_update(map(_position, outcome.settled + outcome.failed))

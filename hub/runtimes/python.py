@@ -129,6 +129,11 @@ class Workers:
             self._calls.put(None)
 
 
+def _time_out(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 class PythonRuntime:
     def __init__(self, handler: str, *, threads: int = 32) -> None:
         self.handler_path = handler
@@ -152,7 +157,11 @@ class PythonRuntime:
             else:
                 assert self._workers is not None
                 running = self._workers.submit(contextvars.copy_context().run, self._handler, event, context)
-                value = await asyncio.wait_for(running, context.timeout)
+                timer = asyncio.get_running_loop().call_later(context.timeout, _time_out, running)
+                try:  # a timer on the future itself: asyncio.wait_for would add a future and callbacks per call
+                    value = await running
+                finally:
+                    timer.cancel()
         except TimeoutError:
             return Result(
                 False,
