@@ -251,6 +251,25 @@ async def test_commits_only_contiguous_settled_offsets_and_a_restart_resumes_the
         assert offsets(await read_n(lane, 2)) == [8, 9]
 
 
+async def test_compressed_batches_are_read_whole_and_a_restart_inside_one_resumes_at_its_offset(
+    tansu: str,  # noqa: F811
+) -> None:
+    topic, group = unique("t"), unique("g")
+    await create_topic_async(tansu, topic, 1)
+    messages = numbered(1, 30)
+    await produce_async(tansu, topic, messages, compression_type="gzip")  # gzip batches of several records
+    source = make_source(tansu, topic, consumer_group_id=group)
+    async with Member(source) as member:
+        lane = (await member.wait_lanes(1))[f"{topic}-0"]
+        records = await read_n(lane, 30)
+        assert offsets(records) == list(range(30))
+        assert [base64.b64decode(r.payload["value"]) for r in records] == [m[2] for m in messages]
+        await lane.settle(Outcome(succeeded=tuple(records[:13])))
+    async with Member(make_source(tansu, topic, consumer_group_id=group)) as again:
+        lane = (await again.wait_lanes(1))[f"{topic}-0"]
+        assert offsets(await read_n(lane, 17)) == list(range(13, 30))  # the batch holding 13 starts before it
+
+
 async def test_starting_positions_and_an_existing_groups_offsets_win(tansu: str) -> None:  # noqa: F811
     topic = unique("t")
     await create_topic_async(tansu, topic, 1)
