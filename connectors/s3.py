@@ -388,4 +388,5 @@ CONNECTOR = ConnectorSpec(
     sample_event=sample_event,
     requires=("aioboto3",),
     extra="aws",
+    shares_work=lambda config: config.mode == "notifications",  # a bucket listing is not shared
 )

@@ -126,10 +126,6 @@ APPLIES: dict[str, frozenset[Family]] = {
     "tumbling_window": frozenset({"stream"}),
     "max_receive_count": frozenset({"queue"}),
 }
-# Sources whose broker shares one mapping's work between consumers (a Kafka consumer group, SQS and RabbitMQ
-# competing consumers, a Redis stream consumer group): only these may run several pollers. Folders, schedules and
-# shards would need leases to be shared between processes (DESIGN.md, "Scaling out"), which the hub has not yet.
-SHARED_WORK: frozenset[str] = frozenset({"kafka", "sqs", "redis", "rabbitmq"})
 FAMILY_DEFAULTS: dict[Family, dict[str, Any]] = {
     "stream": {"batch_size": 100, "maximum_batching_window": 0.0, "maximum_retry_attempts": -1},
     "queue": {"batch_size": 10, "maximum_batching_window": 0.0, "max_concurrency": 5},
@@ -141,10 +137,11 @@ class ProvisionedPollerConfig(Model):
     """AWS's provisioned mode for a mapping: dedicated event pollers. A poller here is an OS process."""
 
     minimum_pollers: int = Field(
-        1,
+        None,  # type: ignore[assignment]  # None: the source's minimum (1; SQS: 2), see MappingConfig.pollers
         ge=1,
         le=200,
-        description="Processes that poll this mapping; the hub's own process is the first (AWS: 1-200; SQS: 2-200).",
+        description="Processes that poll this mapping; the hub's own process is the first (AWS: 1-200, default 1; "
+        "SQS: 2-200, default 2).",
     )
     maximum_pollers: int = Field(
         200,
@@ -156,7 +153,7 @@ class ProvisionedPollerConfig(Model):
 
     @model_validator(mode="after")
     def _max_not_below_min(self) -> ProvisionedPollerConfig:
-        if self.maximum_pollers < self.minimum_pollers:
+        if self.minimum_pollers is not None and self.maximum_pollers < self.minimum_pollers:
             raise _AtError(
                 ("maximum_pollers",),
                 f"{self.maximum_pollers} is less than minimum_pollers ({self.minimum_pollers})",
@@ -209,7 +206,8 @@ class MappingConfig(Model):
     )
     provisioned_poller_config: ProvisionedPollerConfig | None = Field(
         None,
-        description="AWS's ProvisionedPollerConfig, `{minimum_pollers: 1-200 (default 1), maximum_pollers: 1-2000, "
+        description="AWS's ProvisionedPollerConfig, `{minimum_pollers: 1-200 (default 1; sqs: 2-200, default 2), "
+        "maximum_pollers: 1-2000, "
         "at least minimum_pollers (default 200)}`: run the mapping in minimum_pollers OS processes (the hub's and "
         "minimum_pollers - 1 children it restarts and stops) that share the work through the broker's own "
         "coordination: kafka (consumer group), sqs and rabbitmq (competing consumers), redis (stream consumer group), "
@@ -248,8 +246,20 @@ class MappingConfig(Model):
         for name, families in APPLIES.items():
             if name in self.model_fields_set and spec.family not in families:
                 raise _AtError((name,), f"does not apply to {spec.type} sources ({_FAMILY_WORDS[spec.family]})")
-        if self.provisioned_poller_config is not None and not self.shares_work:
-            raise _AtError(("provisioned_poller_config",), self._not_shared())
+        if (provisioned := self.provisioned_poller_config) is not None:
+            if not self.shares_work:
+                raise _AtError(("provisioned_poller_config",), self._not_shared())
+            least = spec.minimum_pollers
+            if provisioned.minimum_pollers is None and provisioned.maximum_pollers < least:
+                raise _AtError(
+                    ("provisioned_poller_config", "maximum_pollers"),
+                    f"{provisioned.maximum_pollers} is less than minimum_pollers ({least}, the default)",
+                )
+            if provisioned.minimum_pollers is not None and provisioned.minimum_pollers < least:
+                raise _AtError(
+                    ("provisioned_poller_config", "minimum_pollers"),
+                    f"{spec.type} sources take {least} to 200 (as on AWS), not {provisioned.minimum_pollers}",
+                )
         if self.pollers > 1 and self.source.type == "redis" and getattr(self.source, "consumer_name", None):
             raise _AtError(
                 ("source", "consumer_name"),
@@ -271,15 +281,19 @@ class MappingConfig(Model):
 
     @property
     def shares_work(self) -> bool:
-        """True when the source's broker shares the work between several processes reading this mapping."""
-        kind = self.source.type
-        return kind in SHARED_WORK or (kind == "s3" and getattr(self.source, "mode", None) == "notifications")
+        """True when the source's broker shares the work between several processes reading this mapping: the
+        connector says so (ConnectorSpec.shares_work). Folders, schedules and shards would need leases to be shared
+        between processes (DESIGN.md, "Scaling out"), which the hub has not yet."""
+        shares = self.spec.shares_work
+        return shares(self.source) if callable(shares) else shares
 
     @property
     def pollers(self) -> int:
         """How many processes run this mapping (provisioned_poller_config.minimum_pollers, else 1)."""
         config = self.provisioned_poller_config
-        return 1 if config is None else config.minimum_pollers
+        if config is None:
+            return 1
+        return self.spec.minimum_pollers if config.minimum_pollers is None else config.minimum_pollers
 
     def _not_shared(self) -> str:
         kind = self.source.type

@@ -165,6 +165,12 @@ class DestinationSpec:
     """Python modules it needs (an optional dependency): checked when a configuration is loaded."""
     extra: str = ""
     """The pip extra that installs them (`pip install 'eventhub[kafka]'`)."""
+    shares_work: bool | Callable[[Any], bool] = False
+    """Whether its broker shares one mapping's work between several consumers (a consumer group, competing
+    consumers), so that the mapping may run in several processes (`provisioned_poller_config`): True, or a function
+    of the source's validated config that says so. Leave it False if every process would read the same records."""
+    minimum_pollers: int = 1
+    """The least `provisioned_poller_config.minimum_pollers` it accepts, and the default (AWS: 2 for SQS)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,3 +197,9 @@ class ConnectorSpec:
     """Python modules it needs (an optional dependency): checked when a configuration is loaded."""
     extra: str = ""
     """The pip extra that installs them (`pip install 'eventhub[kafka]'`)."""
+    shares_work: bool | Callable[[Any], bool] = False
+    """Whether its broker shares one mapping's work between several consumers (a consumer group, competing
+    consumers), so that the mapping may run in several processes (`provisioned_poller_config`): True, or a function
+    of the source's validated config that says so. Leave it False if every process would read the same records."""
+    minimum_pollers: int = 1
+    """The least `provisioned_poller_config.minimum_pollers` it accepts, and the default (AWS: 2 for SQS)."""

@@ -23,6 +23,7 @@ CONNECTOR = ConnectorSpec(
     defaults={"batch_size": 100, "maximum_batching_window": 0.5, "maximum_retry_attempts_with_destination": 10},
     requires=("aiokafka",),
     extra="kafka",
+    shares_work=True,
 )
 
 DESTINATION = DestinationSpec(

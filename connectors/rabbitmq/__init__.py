@@ -46,6 +46,7 @@ CONNECTOR = ConnectorSpec(
     defaults={"batch_size": 100, "maximum_batching_window": 0.5, "max_concurrency": 1},
     requires=("aio_pika",),
     extra="rabbitmq",
+    shares_work=True,
 )
 
 __all__ = [

@@ -33,6 +33,7 @@ CONNECTOR = ConnectorSpec(
     defaults={"max_concurrency": 5},
     requires=("redis",),
     extra="redis",
+    shares_work=True,
 )
 
 __all__ = [

@@ -47,6 +47,8 @@ CONNECTOR = ConnectorSpec(
     defaults={"batch_size": 10, "maximum_batching_window": 0.0, "max_concurrency": 5},
     requires=("aioboto3",),
     extra="aws",
+    shares_work=True,
+    minimum_pollers=2,
 )
 
 __all__ = [

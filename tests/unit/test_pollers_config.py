@@ -3,11 +3,12 @@ the hub makes of it (how many poller processes, each one's log lines tagged)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -124,6 +125,41 @@ def test_defaults_are_awss(tmp_path: Path) -> None:
     assert mapping.pollers == 1
     (mapping,) = load_config(write(tmp_path, "files", "null")).mappings
     assert mapping.pollers == 1 and mapping.provisioned_poller_config is None
+    (mapping,) = load_config(write(tmp_path, "sqs", "{maximum_pollers: 5}")).mappings
+    assert mapping.pollers == 2  # AWS's SQS minimum and default
+
+
+def test_sqs_takes_two_pollers_at_least_as_on_aws(tmp_path: Path) -> None:
+    path = write(tmp_path, "sqs", "{minimum_pollers: 1}")
+    error = error_of(path)
+    assert error.startswith(f"{path}:6:"), error
+    assert (
+        "mappings[0].provisioned_poller_config.minimum_pollers: sqs sources take 2 to 200 (as on AWS), not 1" in error
+    )
+    error = error_of(write(tmp_path, "sqs", "{maximum_pollers: 1}"))
+    assert "maximum_pollers: 1 is less than minimum_pollers (2, the default)" in error
+
+
+def test_a_third_party_connector_says_whether_its_broker_shares_the_work(tmp_path: Path) -> None:
+    from connectors.sqs import CONNECTOR as SQS
+    from hub import registry
+
+    class MyQueueConfig(SQS.config):  # type: ignore[name-defined,misc]
+        type: Literal["myqueue"]  # type: ignore[assignment]
+
+    registry.register(
+        dataclasses.replace(SQS, type="myqueue", config=MyQueueConfig, shares_work=False, minimum_pollers=1)
+    )
+    try:
+        path = write(tmp_path, "{type: myqueue, queue_url: 'http://localhost:4566/000000000000/q'}")
+        assert "does not apply to myqueue sources" in error_of(path)
+        registry.register(
+            dataclasses.replace(SQS, type="myqueue", config=MyQueueConfig, shares_work=True, minimum_pollers=1)
+        )
+        (mapping,) = load_config(path).mappings
+        assert mapping.shares_work and mapping.pollers == 2
+    finally:
+        registry._registered.pop("myqueue", None)
 
 
 def test_a_fixed_redis_consumer_name_is_refused_with_several_pollers(tmp_path: Path) -> None:
