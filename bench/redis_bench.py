@@ -13,10 +13,11 @@ script starts on a free loopback port (persistence off), in the same run:
   `hub-pollers` is the same mapping with `provisioned_poller_config` of 2 pollers (two consumer processes of the
   group); `hub-async` is one process with functions.recorder.noop_async, an `async def` handler, which runs on
   the hub's event loop where a sync handler is handed to a worker thread and back (the difference between the two
-  is that hand-off). All are subprocesses, timed the same way by polling XINFO GROUPS from here: from the first
-  entry read to the moment nothing is left unread or pending. Rounds alternate raw, hub, hub-pollers and hub-async
-  (the machine may be shared); a ratio is best hub over best raw, and every round's figures are printed too.
-  Target: hub/raw >= 0.8.
+  is that hand-off); `hub-pinned` is `hub` with `cpu_affinity: true` (the hub's threads on one CPU, so that the
+  hand-off stays there). All are subprocesses, timed the same way by polling XINFO GROUPS from here: from the
+  first entry read to the moment nothing is left unread or pending. Rounds alternate raw, hub, hub-pollers,
+  hub-async and hub-pinned (the machine may be shared); a ratio is best hub over best raw, and every round's
+  figures are printed too. Target: hub/raw >= 0.8.
 - latency: the hub (functions.recorder.record) reads a stream to which this process appends one entry every
   10 ms, each carrying the time it was sent; latency is the handler's arrival time minus that. Target p99 < 10 ms.
 """
@@ -60,11 +61,14 @@ def start_redis(work: Path) -> tuple[Child, str]:
     return child, f"redis://127.0.0.1:{port}/0"
 
 
-def hub_config(url: str, stream: str, handler: str, max_concurrency: int, pollers: int = 1) -> str:
+def hub_config(
+    url: str, stream: str, handler: str, max_concurrency: int, pollers: int = 1, pinned: bool = False
+) -> str:
     scaling = ""
     if pollers > 1:
         scaling = f"    provisioned_poller_config: {{minimum_pollers: {pollers}, maximum_pollers: {pollers}}}\n"
     return f"""\
+cpu_affinity: {"true" if pinned else "false"}
 checkpoints: "memory://"
 shutdown_grace: 5s
 functions:
@@ -79,10 +83,17 @@ mappings:
 
 
 def start_hub(
-    work: Path, url: str, stream: str, handler: str, max_concurrency: int, env: dict[str, str], pollers: int = 1
+    work: Path,
+    url: str,
+    stream: str,
+    handler: str,
+    max_concurrency: int,
+    env: dict[str, str],
+    pollers: int = 1,
+    pinned: bool = False,
 ) -> Child:
     config = work / f"hub-{stream}.yaml"
-    config.write_text(hub_config(url, stream, handler, max_concurrency, pollers))
+    config.write_text(hub_config(url, stream, handler, max_concurrency, pollers, pinned))
     name = f"hub-{stream}"
     child = Child(name, [PYTHON, "-m", "hub", "run", str(config)], work, child_env(env), work / f"{name}.log")
     child.wait_log("reading ", 30)
@@ -134,7 +145,7 @@ def throughput(kind: str, work: Path, url: str, count: int, max_concurrency: int
     else:
         pollers = POLLERS if kind == "hub-pollers" else 1
         handler = "functions.recorder.noop_async" if kind == "hub-async" else "functions.recorder.noop"
-        child = start_hub(work, url, stream, handler, max_concurrency, {}, pollers)
+        child = start_hub(work, url, stream, handler, max_concurrency, {}, pollers, pinned=kind == "hub-pinned")
     try:
         seconds, _ = drain_seconds(client, stream, count)
     finally:
@@ -233,18 +244,21 @@ def main() -> int:
     with work_dir("redis-bench-") as work:
         server, url = start_redis(work)
         try:
-            raws, hubs, scaled, asyncs = [], [], [], []
+            raws, hubs, scaled, asyncs, pinned = [], [], [], [], []
             for round_ in range(1, rounds + 1):  # interleaved, so a burst of load elsewhere hits all alike
                 raws.append(throughput("raw", work, url, entries, args.max_concurrency, round_))
                 hubs.append(throughput("hub", work, url, entries, args.max_concurrency, round_))
                 scaled.append(throughput("hub-pollers", work, url, entries, args.max_concurrency, round_))
                 asyncs.append(throughput("hub-async", work, url, entries, args.max_concurrency, round_))
+                pinned.append(throughput("hub-pinned", work, url, entries, args.max_concurrency, round_))
             lat = latency(work, url, args.rate, latency_seconds, args.max_concurrency)
         finally:
             server.stop()
     best_raw, best_hub = max(r["per_s"] for r in raws), max(h["per_s"] for h in hubs)
     best_scaled = max(h["per_s"] for h in scaled)
     best_async = max(h["per_s"] for h in asyncs)
+    best_pinned = max(h["per_s"] for h in pinned)
+    ratio_pinned = round(best_pinned / best_raw, 3)
     ratio = round(best_hub / best_raw, 3)
     ratio_async = round(best_async / best_raw, 3)
     ratio_scaled = round(best_scaled / best_raw, 3)
@@ -271,6 +285,12 @@ def main() -> int:
             f"best_hub_{POLLERS}_pollers_per_s": best_scaled,
             f"ratio_{POLLERS}_pollers": ratio_scaled,
             f"hub_{POLLERS}_pollers_exit_codes": [h["exit_code"] for h in scaled],
+            "hub_cpu_affinity_per_s": [h["per_s"] for h in pinned],
+            "best_hub_cpu_affinity_per_s": best_pinned,
+            "ratio_cpu_affinity": ratio_pinned,
+            "ratio_cpu_affinity_per_round": sorted(
+                round(h["per_s"] / r["per_s"], 3) for r, h in zip(raws, pinned, strict=True)
+            ),
             "hub_async_handler_per_s": [h["per_s"] for h in asyncs],
             "best_hub_async_handler_per_s": best_async,
             "ratio_async_handler": ratio_async,
@@ -279,6 +299,7 @@ def main() -> int:
                 "one_process": ratio >= TARGET_RATIO,
                 f"{POLLERS}_pollers": ratio_scaled >= TARGET_RATIO,
                 "one_process_async_handler": ratio_async >= TARGET_RATIO,
+                "one_process_cpu_affinity": ratio_pinned >= TARGET_RATIO,
             },
         },
         "latency": {

@@ -104,6 +104,10 @@ def run(ctx: click.Context, config: str, poller: str | None, poller_index: int, 
             fail(f"error: {config}: no enabled mapping named {poller!r} to poll")
         main_task = pollers.run_poller(Hub(cfg, only=poller), parent_pid)
     else:
+        from hub import affinity
+
+        if (cpu := affinity.pin_self(cfg.cpu_affinity)) is not None:
+            logging.getLogger("hub.affinity").info("cpu_affinity: this process runs on CPU %d", cpu)
         options = ctx.find_root().params
         command = pollers.child_command(config, options["log_level"], options["log_format"])
         extra = pollers.Pollers(cfg, command)

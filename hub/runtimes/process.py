@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from hub import affinity
 from hub.logs import fields
 from hub.runtimes import LambdaContext, Result, error_payload
 from hub.runtimes.python import HandlerLoadError
@@ -67,6 +68,7 @@ class Worker:
         finally:
             os.close(requests_r)
             os.close(responses_w)
+        affinity.release_child(self.proc.pid)  # a pinned hub's workers still run on every CPU (cpu_affinity)
         self.request_fd = requests_w
         loop = asyncio.get_running_loop()
         reader = self.reader = asyncio.StreamReader(limit=2**31)

@@ -1,0 +1,95 @@
+"""`cpu_affinity`: each hub process on a CPU of its own (Linux).
+
+One hub process runs Python on one CPU at a time (the GIL), but its threads are spread by the system over every
+CPU: a sync handler handed to a worker thread wakes up on another CPU, and every hand-off between the event loop
+and the worker crosses CPUs. Pinned to one CPU, the process keeps its hand-offs there (measured with Redis and
+batches of 100: a fifth more entries a second). The price: the process never uses a second CPU, not even for
+handlers that release the GIL (hashing, compression, numpy), and the system cannot move it off a CPU that gets
+busy. So it is off by default; with several pollers each process gets its own CPU.
+
+Slots: the hub's own process is slot 0, its pollers 1, 2, ... in the order they are listed; slot k runs on the
+k-th CPU of the setting (modulo their number): the CPUs the hub may use when the setting is `true`, else the
+list given. What the hub starts for its functions (the `process` runtime's workers) is put back on every CPU the
+hub could use; what a handler starts itself inherits the handler's CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+log = logging.getLogger("hub.affinity")
+
+Setting = bool | list[int]
+
+_original: set[int] | None = None
+"""The CPUs this process could use before it pinned itself."""
+ORIGINAL_ENV = "HUB_UNPINNED_CPUS"
+"""Where a pinned hub leaves those CPUs for its pollers (which it pins itself), so that they too give every one
+of them back to the workers they start."""
+
+
+def supported() -> bool:
+    return hasattr(os, "sched_setaffinity")
+
+
+def cpus(setting: Setting) -> list[int]:
+    """The CPUs the slots go round, in order; [] when off (or where the system has no affinity)."""
+    if setting is False or not supported():
+        return []
+    if setting is True:
+        return sorted(_original if _original is not None else os.sched_getaffinity(0))
+    return list(setting)
+
+
+def cpu_for(setting: Setting, slot: int) -> int | None:
+    chosen = cpus(setting)
+    return chosen[slot % len(chosen)] if chosen else None
+
+
+def pin_self(setting: Setting) -> int | None:
+    """Pin this process (slot 0) to its CPU; returns it, or None when the setting is off. Call it before any
+    thread starts: threads take the affinity of the thread that starts them."""
+    global _original
+    if setting is not False and not supported():
+        log.warning("cpu_affinity is set, but this system cannot pin a process to a CPU: ignored")
+        return None
+    cpu = cpu_for(setting, 0)
+    if cpu is None:
+        return None
+    if _original is None:
+        _original = os.sched_getaffinity(0)
+        os.environ[ORIGINAL_ENV] = ",".join(map(str, sorted(_original)))
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError as exc:
+        log.warning("cpu_affinity: cannot run on CPU %d (%s): not pinned", cpu, exc)
+        return None
+    return cpu
+
+
+def pin_child(pid: int, setting: Setting, slot: int) -> int | None:
+    """Pin a poller process, just started, to the CPU of its slot; returns it, or None when the setting is off."""
+    cpu = cpu_for(setting, slot)
+    if cpu is not None:
+        try:
+            os.sched_setaffinity(pid, {cpu})
+        except ProcessLookupError:  # it already exited: its supervisor will say so
+            return None
+        except OSError as exc:
+            log.warning("cpu_affinity: cannot run poller pid %d on CPU %d (%s): not pinned", pid, cpu, exc)
+            return None
+    return cpu
+
+
+def release_child(pid: int) -> None:
+    """Give a process this one started (pinned by inheritance) every CPU this process could use before it pinned
+    itself (or its hub, for a poller). Nothing when cpu_affinity is off."""
+    original = _original
+    if original is None and (inherited := os.environ.get(ORIGINAL_ENV)):
+        original = {int(cpu) for cpu in inherited.split(",")}
+    if original is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.sched_setaffinity(pid, original)
