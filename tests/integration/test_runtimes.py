@@ -20,9 +20,18 @@ from tests.helpers import HubProcess, read_jsonl, wait_for
 add_code_path()
 
 
-def process_fn(handler: str, **settings: Any) -> Function:
-    config = FunctionConfig(runtime="process", handler=f"functions.testing.{handler}", **{"timeout": 2, **settings})
+def function_of(handler: str, runtime: str = "process", **settings: Any) -> Function:
+    """A function of functions/testing.py (2 s timeout unless set)."""
+    config = FunctionConfig(runtime=runtime, handler=f"functions.testing.{handler}", **{"timeout": 2, **settings})
     return Function("fn", config, region="us-east-1", account_id="000000000000")
+
+
+def process_fn(handler: str, **settings: Any) -> Function:
+    return function_of(handler, "process", **settings)
+
+
+def python_fn(handler: str, **settings: Any) -> Function:
+    return function_of(handler, "python", **settings)
 
 
 @pytest.mark.parametrize(
@@ -51,11 +60,6 @@ async def test_a_faulty_function_is_a_failed_invocation_and_the_next_gets_a_work
         assert second.payload["errorType"] == error_type
     finally:
         await fn.close()
-
-
-def python_fn(handler: str, **settings: Any) -> Function:
-    config = FunctionConfig(runtime="python", handler=f"functions.testing.{handler}", **{"timeout": 2, **settings})
-    return Function("fn", config, region="us-east-1", account_id="000000000000")
 
 
 @pytest.mark.parametrize(
