@@ -285,3 +285,22 @@ def test_a_hung_in_process_handler_does_not_keep_the_hub_from_stopping(tmp_path:
         hub.start()
         hub.wait_log("Task timed out")
         assert hub.stop(timeout=15) == 0
+
+
+async def test_closing_the_python_runtime_cancels_calls_not_started_and_lets_the_running_one_end() -> None:
+    from hub.runtimes import LambdaContext, Result
+    from hub.runtimes.python import PythonRuntime
+
+    runtime = PythonRuntime("functions.testing.notes_its_thread", threads=1)
+    await runtime.start()
+    context = LambdaContext("fn", 128, 5.0)
+    calls = [asyncio.create_task(runtime.invoke({"n": n}, context)) for n in range(3)]
+    workers = runtime._workers
+    assert workers is not None
+    async with asyncio.timeout(5):
+        while workers._calls.qsize() != 2:  # one taken by the only thread, two queued behind it
+            await asyncio.sleep(0.001)
+    await runtime.close()
+    done = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(done[0], Result) and done[0].ok  # it was running: it ends and answers
+    assert all(isinstance(outcome, asyncio.CancelledError) for outcome in done[1:])  # never started
