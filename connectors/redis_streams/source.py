@@ -26,8 +26,11 @@ from hub.source import LaneEnded, SourceContext
 
 STARTING_IDS = {"TRIM_HORIZON": "0", "LATEST": "$"}
 _position = operator.attrgetter("position")
-READ_AHEAD = 2
-"""XREADGROUPs sent ahead after a full read, while the hub works on what it read (see StreamLane._read_ahead)."""
+READ_AHEAD = 4
+"""XREADGROUPs sent ahead after a full read, while the hub works on what it read (see StreamLane._read_ahead)..."""
+READ_AHEAD_ENTRIES = 1000
+"""... as long as they ask for fewer entries than this in all: small batches gain from more reads in flight, big
+ones need fewer."""
 
 
 def _entries(reply: Any) -> list[tuple[str, dict[str, str]]]:
@@ -217,7 +220,12 @@ class StreamLane:
         Redis's work on them) overlap the hub's work, as a consumer of a backlog wants. Their entries are shaped
         (and become in flight) only when `read` takes them; a read-ahead that finds nothing ends the run of them,
         and the next read blocks as usual."""
-        while got >= limit and self.source.client is not None and len(self._ahead) < READ_AHEAD:
+        while (
+            got >= limit
+            and self.source.client is not None
+            and len(self._ahead) < READ_AHEAD
+            and limit * len(self._ahead) < READ_AHEAD_ENTRIES
+        ):
             self._ahead.append(asyncio.ensure_future(self._xreadgroup(limit, None)))
 
     async def _read_history(self, limit: int) -> list[Record]:

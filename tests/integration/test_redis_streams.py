@@ -205,7 +205,7 @@ async def test_reads_ahead_on_a_backlog_and_what_was_read_ahead_is_claimed_after
     redis_url: str, client: aredis.Redis
 ) -> None:
     stream = unique("ahead")
-    ids = [(await client.xadd(stream, {"n": str(i)})).decode() for i in range(20)]
+    ids = [(await client.xadd(stream, {"n": str(i)})).decode() for i in range(50)]
     source = make_source(redis_url, stream, claim_idle_time="100ms", block="50ms")
     await source.open()
     try:
@@ -224,8 +224,8 @@ async def test_reads_ahead_on_a_backlog_and_what_was_read_ahead_is_claimed_after
     await again.open()
     try:
         lane = await first_lane(again)
-        rest = await read_n(lane, 15)
-        assert len(rest) == 15 and {r.item_id for r in rest} == set(ids[5:])
+        rest = await read_n(lane, 45)
+        assert len(rest) == 45 and {r.item_id for r in rest} == set(ids[5:])
         read_ahead = ids[5 : 5 + 5 * READ_AHEAD]
         assert {r.item_id for r in rest if r.attempt == 2} == set(read_ahead)  # claimed: delivered once before
         await lane.settle(Outcome(succeeded=tuple(rest)))
