@@ -123,7 +123,7 @@ class KafkaSource:
         self._settled = asyncio.Event()
         self._failure: BaseException | None = None
         self._closed = True
-        self._shaped = False
+        self._chunked = False
         """getmany returns Chunks (fetch.install() took), not ConsumerRecords."""
 
     def _fields(self, **extra: Any) -> dict[str, Any]:
@@ -152,7 +152,7 @@ class KafkaSource:
         config = self.config
         session_ms = int(config.session_timeout * 1000)
         options = client_options(config)
-        self._shaped = install()  # the fetcher hands over record batches unparsed (connectors/kafka/fetch.py)
+        self._chunked = install()  # the fetcher hands over record batches unparsed (connectors/kafka/fetch.py)
         self._consumer = AIOKafkaConsumer(
             **options,
             key_deserializer=hub_records,
@@ -287,7 +287,7 @@ class KafkaSource:
             # every partition of its broker (aiokafka's prefetch rule), so draining keeps all of them flowing.
             batches = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=DRAIN_ALL)
             for tp, messages in batches.items():
-                if not self._shaped:  # ConsumerRecords: aiokafka's own path
+                if not self._chunked:  # ConsumerRecords: aiokafka's own path
                     messages = [Chunk.of(messages)]
                 buffer = self._buffers.get(tp)
                 if buffer is None:
