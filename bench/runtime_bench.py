@@ -19,7 +19,6 @@ from common import ROOT
 
 sys.path.insert(0, str(ROOT))
 
-from hub.app import add_code_path
 from hub.config import FunctionConfig
 from hub.functions import Function
 
@@ -54,7 +53,6 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     n = 200 if args.quick else args.invocations
-    add_code_path(str(ROOT))
     results: dict[str, object] = {"benchmark": "runtime_bench", "invocations": n}
     python = Function(
         "py", FunctionConfig(handler="functions.recorder.noop"), region="us-east-1", account_id="000000000000"

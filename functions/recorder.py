@@ -1,6 +1,6 @@
 """Handlers the tests and benchmarks use. Each writes what it received as one JSON line to the file named by
 the RECORDER_OUT environment variable, so a test can see every invocation, even across hub restarts, and which
-process (`pid`) ran it."""
+process (`pid`) ran it, and its parent (`ppid`: the hub, for a function in its own execution environment)."""
 
 import json
 import os
@@ -8,8 +8,8 @@ import time
 
 
 def _write(entry):
-    """Append the entry, with the id of the process that ran the handler (`pid`), as one line."""
-    line = (json.dumps({**entry, "pid": os.getpid()}) + "\n").encode()
+    """Append the entry, with the ids of the process that ran the handler (`pid`) and of its parent, as one line."""
+    line = (json.dumps({**entry, "pid": os.getpid(), "ppid": os.getppid()}) + "\n").encode()
     fd = os.open(os.environ["RECORDER_OUT"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)

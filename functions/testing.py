@@ -30,10 +30,31 @@ def calls_sys_exit(event, context):
     sys.exit(3)
 
 
+_inside = {"now": 0, "most": 0}
+_inside_lock = threading.Lock()
+
+
 def notes_its_thread(event, context):
-    """Returns the name of the thread it ran on, after a short pause so that calls overlap."""
+    """Returns the name of the thread it ran on, and how many invocations were inside the module at once, after a
+    short pause so that calls that may overlap do."""
+    with _inside_lock:
+        _inside["now"] += 1
+        _inside["most"] = max(_inside["most"], _inside["now"])
+        overlap = _inside["now"]
     _release.wait(0.02)
-    return threading.current_thread().name
+    with _inside_lock:
+        overlap = max(overlap, _inside["now"])
+        _inside["now"] -= 1
+    return {"thread": threading.current_thread().name, "overlap": overlap}
+
+
+async def async_notes_overlap(event, context):
+    """How many invocations were inside this async handler at once."""
+    _inside["now"] += 1
+    await asyncio.sleep(0.01)
+    overlap = _inside["now"]
+    _inside["now"] -= 1
+    return {"overlap": overlap}
 
 
 def reports_its_cpus(event, context):

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import signal
-import sys
 import time
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
@@ -25,13 +23,6 @@ if TYPE_CHECKING:
     from hub.pollers import Pollers
 
 log = logging.getLogger("hub")
-
-
-def add_code_path(path: str = ".") -> None:
-    """Functions are imported from the working directory, as Lambda imports them from the task root."""
-    root = os.path.abspath(path)
-    if root not in sys.path:
-        sys.path.insert(0, root)
 
 
 class Hub:
@@ -65,13 +56,10 @@ class Hub:
 
     async def start(self) -> None:
         """Load every function and build every enabled mapping. Raises on a function that cannot load."""
-        add_code_path()
         mappings = [m for m in self.config.mappings if self.only is None or m.display_name == self.only]
         used = {m.function for m in mappings if m.enabled}
-        for name, fn_config in self.config.functions.items():
-            if fn_config.environment and fn_config.runtime == "python":
-                os.environ.update(fn_config.environment)  # in-process functions share the hub's environment
-            function = Function(name, fn_config, region=self.config.region, account_id=self.config.account_id)
+        for name in self.config.functions:
+            function = Function.from_config(name, self.config)
             if name in used:
                 await function.start()
                 self._stack.push_async_callback(function.close)

@@ -153,7 +153,6 @@ def validate(config: str) -> None:
 @click.option("--config", default=DEFAULT_CONFIG, show_default=True, type=click.Path(dir_okay=False))
 def invoke(function: str, event_arg: str, config: str) -> None:
     """Invoke FUNCTION once with an event and print its result as JSON (exit 1 if it failed)."""
-    from hub.app import add_code_path
     from hub.functions import Function
     from hub.runtimes.python import HandlerLoadError
 
@@ -163,8 +162,7 @@ def invoke(function: str, event_arg: str, config: str) -> None:
     event = _read_json(event_arg, "--event")
 
     async def once() -> Any:
-        add_code_path()
-        fn = Function(function, cfg.functions[function], region=cfg.region, account_id=cfg.account_id)
+        fn = Function.from_config(function, cfg)
         await fn.start()
         try:
             return await fn.invoke(event)

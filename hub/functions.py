@@ -11,11 +11,13 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from hub.config import FunctionConfig
+from hub.config import FunctionConfig, FunctionDefaults, HubConfig
 from hub.runtimes import LambdaContext, Result, Runtime, error_payload, log_stream_name
 from hub.runtimes.python import PythonRuntime
+from hub.runtimes.variables import FunctionSetup, merged_aws
 
 log = logging.getLogger("hub.invoke")
 _now = time.monotonic
@@ -35,48 +37,108 @@ class _Summary:
         self.duration = 0.0
 
 
-def build_runtime(name: str, config: FunctionConfig, region: str) -> Runtime:
-    workers = config.concurrency or 32
-    if config.runtime == "process":
+DEFAULT_ENVIRONMENTS = 32
+"""Execution environments of a `runtime: python` function without a `concurrency` (started only as needed)."""
+
+
+def function_setup(
+    name: str,
+    config: FunctionConfig,
+    region: str,
+    defaults: FunctionDefaults | None = None,
+    extra_environment: Mapping[str, str] | None = None,
+) -> FunctionSetup:
+    """What a runtime needs to give the function Lambda's environment: its variables are the hub's extras (such
+    as the S3 endpoint over watched folders), then `function_defaults.environment`, then its own."""
+    defaults = defaults or FunctionDefaults()
+    return FunctionSetup(
+        name=name,
+        handler=config.handler or "",
+        memory_mb=config.memory,
+        region=region,
+        task_root=os.path.abspath(config.code_uri or "."),
+        environment={**(extra_environment or {}), **defaults.environment, **config.environment},
+        aws=merged_aws(config.aws, defaults.aws),
+    )
+
+
+def build_runtime(setup: FunctionSetup, config: FunctionConfig, *, shared: bool = False) -> Runtime:
+    """The runtime of a function. `shared`: other in-process functions share this process's environment, so only
+    the variables that are the same for all of them are set (each one's `environment` is refused at load if it
+    differs from another's)."""
+    if config.runtime == "python":
         from hub.runtimes.process import ProcessRuntime
 
-        assert config.handler is not None
-        return ProcessRuntime(
-            name,
-            config.handler,
-            memory_mb=config.memory,
-            environment=config.environment,
-            workers=config.concurrency or max(2, os.cpu_count() or 2),
-            region=region,
-            timeout=config.timeout,
-        )
+        environments = config.concurrency or DEFAULT_ENVIRONMENTS
+        return ProcessRuntime(setup, environments=environments, timeout=config.timeout)
     if config.runtime == "http":
         from hub.runtimes.http import HttpRuntime
 
         assert config.url is not None
         return HttpRuntime(
-            config.url, headers=config.headers, authorization_env=config.authorization_env, function_name=name
+            config.url, headers=config.headers, authorization_env=config.authorization_env, function_name=setup.name
         )
     if config.runtime == "lambda":
         from hub.runtimes.aws_lambda import LambdaRuntime
 
         assert config.function_name is not None
-        return LambdaRuntime(config.function_name, qualifier=config.qualifier, connection=config.aws, region=region)
-    assert config.handler is not None
-    return PythonRuntime(config.handler, threads=workers)
+        return LambdaRuntime(
+            config.function_name, qualifier=config.qualifier, connection=config.aws, region=setup.region
+        )
+    return PythonRuntime(
+        setup.handler,
+        task_root=setup.task_root,
+        concurrency=config.in_process_concurrency,
+        variables=in_process_variables(setup, shared=shared),
+    )
+
+
+def in_process_variables(setup: FunctionSetup, *, shared: bool) -> dict[str, str]:
+    """What an in-process function adds to the hub's own environment (the only one it can see)."""
+    variables = dict(setup.environment)
+    reserved = setup.reserved(log_stream_name())
+    if shared:  # several in-process functions: only what is the same for each of them
+        reserved = {k: reserved[k] for k in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV") if k in reserved}
+    variables.update(reserved)
+    return variables
 
 
 class Function:
-    def __init__(self, name: str, config: FunctionConfig, *, region: str, account_id: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: FunctionConfig,
+        *,
+        region: str,
+        account_id: str,
+        defaults: FunctionDefaults | None = None,
+        extra_environment: Mapping[str, str] | None = None,
+        shared: bool = False,
+    ) -> None:
         self.name = name
         self.config = config
         self.region = region
         self.account_id = account_id
         self.arn = f"arn:aws:lambda:{region}:{account_id}:function:{name}"
-        self.runtime: Runtime = build_runtime(name, config, region)
+        self.setup = function_setup(name, config, region, defaults, extra_environment)
+        self.runtime: Runtime = build_runtime(self.setup, config, shared=shared)
         self._slots = asyncio.Semaphore(config.concurrency) if config.concurrency else None
         self._log_stream = log_stream_name()
         self._summaries: dict[str, _Summary] = {}
+
+    @classmethod
+    def from_config(cls, name: str, hub: HubConfig, extra_environment: Mapping[str, str] | None = None) -> Function:
+        """Function `name` of a hub configuration, as `hub run` and `hub invoke` both build it."""
+        in_process = [n for n, f in hub.functions.items() if f.runtime == "in-process"]
+        return cls(
+            name,
+            hub.functions[name],
+            region=hub.region,
+            account_id=hub.account_id,
+            defaults=hub.function_defaults,
+            extra_environment=extra_environment,
+            shared=len(in_process) > 1,
+        )
 
     async def start(self) -> None:
         await self.runtime.start()

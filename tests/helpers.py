@@ -59,12 +59,22 @@ def shape(value: Any) -> Any:
     return "string"
 
 
+FUNCTION_VARIABLES = ("RECORDER_OUT", "SLOW_SECONDS")
+"""Variables of `env` that the test functions read: they are handed to every function through the configuration
+(`function_defaults.environment`), since a function sees only its own environment, as on Lambda."""
+
+
 class HubProcess:
-    """`hub run CONFIG` as a subprocess in `workdir`, with its log in workdir/hub.log."""
+    """`hub run CONFIG` as a subprocess in `workdir`, with its log in workdir/hub.log. `env` is added to the hub's
+    environment; of it, FUNCTION_VARIABLES also reach the functions of a `config` given as a dict."""
 
     def __init__(self, workdir: Path, config: dict[str, Any] | Path, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         if isinstance(config, dict):
+            handed = {k: v for k, v in (env or {}).items() if k in FUNCTION_VARIABLES}
+            if handed:
+                defaults = config.setdefault("function_defaults", {})
+                defaults["environment"] = {**handed, **defaults.get("environment", {})}
             self.config_path = workdir / "hub.yaml"
             self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         else:

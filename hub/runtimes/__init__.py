@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import time
 import uuid
@@ -39,11 +38,14 @@ def error_payload(error_type: str, message: str, stack: list[str] | None = None)
 
 
 def check_serialisable(value: Any) -> str | None:
-    """None if `value` is a valid Lambda response (JSON-serialisable), else the reason it is not."""
+    """None if `value` is a valid Lambda response (JSON-serialisable as Lambda's runtime serialises it), else
+    Lambda's message for it."""
+    from hub.runtimes.worker import to_json
+
     try:
-        json.dumps(value)
+        to_json(value)
     except (TypeError, ValueError) as exc:
-        return f"the function's result is not JSON-serialisable: {exc}"
+        return f"Unable to marshal response: {exc}"
     return None
 
 

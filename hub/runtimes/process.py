@@ -1,16 +1,20 @@
-"""`runtime: process`: a pool of warm worker processes per function.
+"""`runtime: python` (the default): a function's execution environments, each a warm worker process.
 
-Each worker imports the handler once (the cold start is paid once, as on Lambda) and runs one invocation at a
-time. The timeout is enforced by killing the worker; `memory` is a hard limit on the worker's data segment; a
-worker that dies (exit, signal, segfault, out of memory) is replaced and the invocation fails with the reason.
-A worker gets the function's `environment` and Lambda's own variables, nothing of the hub's environment (so
-none of its secrets); its stdout and stderr reach the hub's log tagged with the function and the request id.
+Each environment imports the handler once (the cold start is paid once, as on Lambda) and runs one invocation at a
+time, so module-level state is never entered by two invocations at once. Environments are started when an
+invocation finds none idle, up to the function's concurrency; the first is started with the hub, so a handler that
+cannot be imported stops the hub at start. The timeout is enforced by killing the environment; `memory` is a hard
+limit on its data segment; one that dies (exit, signal, segfault, out of memory) is replaced and the invocation
+fails with the reason. An environment gets the function's own variables and Lambda's (`hub.runtimes.variables`),
+nothing of the hub's environment beyond PATH, HOME and the locale; its stdout and stderr reach the hub's log tagged
+with the function and the request id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -24,22 +28,26 @@ import msgspec
 
 from hub import affinity
 from hub.logs import fields
-from hub.runtimes import LambdaContext, Result, error_payload
+from hub.runtimes import LambdaContext, Result, error_payload, log_stream_name
 from hub.runtimes.python import HandlerLoadError
+from hub.runtimes.variables import FunctionSetup
 
 log = logging.getLogger("hub.function")
 _HEADER = struct.Struct(">I")
-# what a worker inherits from the hub's environment: enough to run Python, nothing else
-_INHERITED = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "HOME", "TMPDIR")
+_PIPE_BYTES = 1 << 20  # a batch of a thousand records is written in one go (Linux; 64 KiB where it cannot be set)
+_encode = msgspec.json.Encoder().encode  # the event is the hub's own JSON values: encoded in C
 
 
 class Worker:
+    """One execution environment: a worker process, its pipes and its log stream."""
+
     def __init__(self, runtime: ProcessRuntime) -> None:
         self.runtime = runtime
         self.proc: asyncio.subprocess.Process | None = None
         self.reader: asyncio.StreamReader | None = None
-        self.request_fd = -1
+        self.writer: asyncio.WriteTransport | None = None
         self.request_id = "-"
+        self.log_stream_name = log_stream_name()
         self._log_tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -47,59 +55,77 @@ class Worker:
         return self.proc is not None and self.proc.returncode is None
 
     async def start(self) -> None:
+        setup = self.runtime.setup
         requests_r, requests_w = os.pipe()
         responses_r, responses_w = os.pipe()
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(requests_w, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 "hub.runtimes.worker",
-                self.runtime.handler,
+                setup.handler,
                 str(requests_r),
                 str(responses_w),
-                str(self.runtime.memory_mb),
+                str(setup.memory_mb),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=self.runtime.environment,
+                env=setup.variables(self.log_stream_name),
                 pass_fds=(requests_r, responses_w),
-                cwd=self.runtime.task_root,
+                cwd=setup.task_root,
             )
+        except BaseException:
+            for fd in (requests_w, responses_r):
+                os.close(fd)
+            raise
         finally:
             os.close(requests_r)
             os.close(responses_w)
         affinity.release_child(self.proc.pid)  # a pinned hub's workers still run on every CPU (cpu_affinity)
-        self.request_fd = requests_w
         loop = asyncio.get_running_loop()
         reader = self.reader = asyncio.StreamReader(limit=2**31)
         await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(responses_r, "rb", buffering=0)
         )
+        # writes go through the loop (no thread per call); a large event is buffered until the pipe takes it
+        self.writer, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(requests_w, "wb", buffering=0))
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self._log_tasks = [
             asyncio.ensure_future(self._forward(self.proc.stdout)),
             asyncio.ensure_future(self._forward(self.proc.stderr)),
         ]
-        ready = await self._read(self.runtime.init_timeout)
+        try:
+            async with asyncio.timeout(self.runtime.init_timeout):
+                ready = await self._read()
+        except TimeoutError:
+            ready = {
+                "error": {
+                    "errorType": "Runtime.InitTimeout",
+                    "errorMessage": f"the handler's module did not load within {self.runtime.init_timeout:.0f} s",
+                }
+            }
         if ready is None or not ready.get("ready"):
             await self.kill()
             detail = (ready or {}).get("error") or {"errorMessage": await self._death()}
             raise HandlerLoadError(
-                f"function {self.runtime.function_name!r}: the worker could not load {self.runtime.handler!r}: "
-                f"{detail.get('errorType', 'Error')}: {detail.get('errorMessage')}"
+                f"function {setup.name!r}: {detail.get('errorType', 'Error')}: {detail.get('errorMessage')} "
+                f"(handler {setup.handler!r}, code in {setup.task_root})",
+                detail.get("errorType", "Runtime.ImportModuleError"),
             )
 
     async def _forward(self, stream: asyncio.StreamReader) -> None:
+        name = self.runtime.setup.name
         while line := await stream.readline():
             text = line.decode(errors="replace").rstrip("\n")
-            log.info(text, extra=fields(function=self.runtime.function_name, request_id=self.request_id))
+            log.info(text, extra=fields(function=name, request_id=self.request_id))
 
-    async def _read(self, timeout: float) -> dict[str, Any] | None:
+    async def _read(self) -> dict[str, Any] | None:
         assert self.reader is not None
         try:
-            header = await asyncio.wait_for(self.reader.readexactly(_HEADER.size), timeout)
-            (length,) = _HEADER.unpack(header)
-            body = await asyncio.wait_for(self.reader.readexactly(length), timeout)
+            header = await self.reader.readexactly(_HEADER.size)
+            body = await self.reader.readexactly(_HEADER.unpack(header)[0])
         except asyncio.IncompleteReadError:
             return None
         return json.loads(body)  # type: ignore[no-any-return]
@@ -107,22 +133,28 @@ class Worker:
     async def call(self, event: Any, context: LambdaContext) -> Result:
         started = time.perf_counter()
         self.request_id = context.aws_request_id
-        message = {
-            "event": event,
-            "context": {
-                "aws_request_id": context.aws_request_id,
-                "function_name": context.function_name,
-                "invoked_function_arn": context.invoked_function_arn,
-                "memory_limit_in_mb": context.memory_limit_in_mb,
-                "log_group_name": context.log_group_name,
-                "log_stream_name": context.log_stream_name,
-                "deadline": time.time() + context.get_remaining_time_in_millis() / 1000,
-            },
-        }
-        body = msgspec.json.encode(message)  # the event is the hub's own JSON values: encoded in C
+        body = _encode(
+            {
+                "event": event,
+                "context": {
+                    "aws_request_id": context.aws_request_id,
+                    "function_name": context.function_name,
+                    "invoked_function_arn": context.invoked_function_arn,
+                    "memory_limit_in_mb": context.memory_limit_in_mb,
+                    "log_group_name": context.log_group_name,
+                    "log_stream_name": self.log_stream_name,
+                    "deadline": time.time() + context.get_remaining_time_in_millis() / 1000,
+                },
+            }
+        )
+        assert self.writer is not None
         try:
-            await asyncio.to_thread(_write_all, self.request_fd, _HEADER.pack(len(body)) + body)
-            response = await self._read(context.timeout)
+            async with asyncio.timeout(context.timeout):
+                if self.writer.is_closing():
+                    raise ConnectionResetError
+                self.writer.write(_HEADER.pack(len(body)))
+                self.writer.write(body)
+                response = await self._read()
         except TimeoutError:
             await self.kill()
             return self._failed(
@@ -176,58 +208,22 @@ class Worker:
         await self._drain_logs()
         for task in self._log_tasks:
             task.cancel()
-        if self.request_fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self.request_fd)
-            self.request_fd = -1
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        data = data[os.write(fd, data) :]
+        if self.writer is not None:
+            self.writer.close()
 
 
 class ProcessRuntime:
-    def __init__(
-        self,
-        function_name: str,
-        handler: str,
-        *,
-        memory_mb: int,
-        environment: dict[str, str],
-        workers: int,
-        region: str,
-        timeout: float,
-        task_root: str | None = None,
-    ) -> None:
-        self.function_name = function_name
-        self.handler = handler
-        self.memory_mb = memory_mb
-        self.task_root = task_root or os.getcwd()
+    """A function's execution environments: up to `environments` worker processes, one invocation each at a time."""
+
+    def __init__(self, setup: FunctionSetup, *, environments: int, timeout: float) -> None:
+        self.setup = setup
         self.init_timeout = max(10.0, timeout)
-        self.environment = {k: os.environ[k] for k in _INHERITED if k in os.environ}
-        self.environment["PYTHONPATH"] = os.pathsep.join(
-            dict.fromkeys(p for p in (self.task_root, *sys.path) if p and os.path.isdir(p))
-        )
-        self.environment.update(
-            {
-                "AWS_LAMBDA_FUNCTION_NAME": function_name,
-                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
-                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-                "AWS_REGION": region,
-                "AWS_DEFAULT_REGION": region,
-                "_HANDLER": handler,
-                "LAMBDA_TASK_ROOT": self.task_root,
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        self.environment.update(environment)
         self._idle: list[Worker] = []
-        self._slots = asyncio.Semaphore(workers)
+        self._slots = asyncio.Semaphore(environments)
         self._all: set[Worker] = set()
 
     async def start(self) -> None:
-        """Start one warm worker; raises HandlerLoadError if the handler cannot be imported."""
+        """Start the first environment; raises HandlerLoadError if the handler cannot be loaded."""
         self._idle.append(await self._spawn())
 
     async def _spawn(self) -> Worker:
@@ -254,11 +250,7 @@ class ProcessRuntime:
                     worker = await self._spawn()
                 except HandlerLoadError as exc:
                     return Result(
-                        False,
-                        error_payload("Runtime.ImportModuleError", str(exc)),
-                        0.0,
-                        context.aws_request_id,
-                        "Unhandled",
+                        False, error_payload(exc.error_type, str(exc)), 0.0, context.aws_request_id, "Unhandled"
                     )
             try:
                 result = await worker.call(event, context)

@@ -1,8 +1,11 @@
-"""The `python` runtime: the handler runs in the hub's process.
+"""`runtime: in-process`: the handler runs in the hub's own process, as one execution environment.
 
-Async handlers run on the event loop, sync handlers on worker threads (`Workers`), as many as the function's
-concurrency. A timeout stops waiting and fails the invocation; a sync handler that hangs keeps its thread until it
-returns (use `runtime: process` for functions that must be killed at their timeout).
+Faster than the default `python` runtime (no process boundary), and shared: the function's module lives in the
+hub's process beside every other in-process function's, its environment variables are the process's, and a
+handler that hangs keeps its thread (use `runtime: python` for code that must be killed at its timeout). As on
+Lambda, one invocation runs at a time (`in_process_concurrency: 1`); more is an explicit opt-in that enters the
+handler from several threads (sync) or tasks (`async def`) at once. Sync handlers run on worker threads
+(`Workers`), async ones on the event loop. A timeout stops waiting and fails the invocation.
 """
 
 from __future__ import annotations
@@ -10,38 +13,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import importlib
 import inspect
+import os
 import queue
 import sys
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from hub.affinity import Nearby
 from hub.runtimes import LambdaContext, Result, check_serialisable, error_payload
+from hub.runtimes.worker import LoadFault, find_handler, handler_frames
 
 
 class HandlerLoadError(Exception):
-    """The handler could not be imported; the message says what to check."""
+    """The handler could not be loaded; the message says what to check, `error_type` is Lambda's."""
+
+    def __init__(self, message: str, error_type: str = "Runtime.ImportModuleError") -> None:
+        super().__init__(message)
+        self.error_type = error_type
 
 
-def load_handler(path: str) -> Callable[..., Any]:
-    module_name, _, attr = path.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
+def load_handler(path: str, task_root: str) -> Callable[..., Any]:
+    """Import the handler from `task_root` as Lambda does. In one process a module name stands for one file, so a
+    function whose module is already loaded from another folder (another function's `app.py`) is refused."""
+    if task_root not in sys.path:
+        sys.path.insert(0, task_root)
+    module_name = path.rpartition(".")[0].replace("/", ".")
+    loaded = sys.modules.get(module_name)
+    where = getattr(loaded, "__file__", None)
+    if where and not os.path.abspath(where).startswith(os.path.join(task_root, "")):
         raise HandlerLoadError(
-            f"cannot import {module_name!r} for handler {path!r}: {type(exc).__name__}: {exc} "
-            f"(the hub imports functions from the directory it runs in: {sys.path[0] or '.'})"
-        ) from exc
-    handler = getattr(module, attr, None)
-    if not callable(handler):
-        raise HandlerLoadError(f"{module_name!r} has no function {attr!r} (handler {path!r})")
-    return handler  # type: ignore[no-any-return]
+            f"handler {path!r}: a module {module_name!r} is already loaded in the hub's process from {where}: "
+            "in-process functions share one set of modules; use `runtime: python` (the default), where each "
+            "function has its own"
+        )
+    try:
+        return find_handler(path)
+    except LoadFault as fault:
+        raise HandlerLoadError(f"{fault} (handler {path!r}, code in {task_root})", fault.error_type) from fault
 
 
 class Workers:
@@ -146,25 +158,42 @@ def _time_out(future: asyncio.Future[Any]) -> None:
 
 
 class PythonRuntime:
-    def __init__(self, handler: str, *, threads: int = 32) -> None:
+    """A function's one execution environment inside the hub's process."""
+
+    def __init__(
+        self,
+        handler: str,
+        *,
+        task_root: str | None = None,
+        concurrency: int = 1,
+        variables: dict[str, str] | None = None,
+    ) -> None:
         self.handler_path = handler
+        self.variables = variables or {}
+        self.task_root = os.path.abspath(task_root or ".")
         self._handler: Callable[..., Any] | None = None
         self._is_async = False
-        self._threads = threads
+        self._concurrency = concurrency
+        self._turns: asyncio.Semaphore | None = None
         self._workers: Workers | None = None
 
     async def start(self) -> None:
-        self._handler = load_handler(self.handler_path)
+        os.environ.update(self.variables)  # before the import: module-level clients read the environment
+        self._handler = load_handler(self.handler_path, self.task_root)
         self._is_async = inspect.iscoroutinefunction(self._handler)
-        if not self._is_async:
-            self._workers = Workers(self._threads, f"fn-{self.handler_path}")
+        if self._is_async:
+            self._turns = asyncio.Semaphore(self._concurrency)
+        else:
+            self._workers = Workers(self._concurrency, f"fn-{self.handler_path}")
 
     async def invoke(self, event: Any, context: LambdaContext) -> Result:
         assert self._handler is not None, "start() first"
         started = time.perf_counter()
         try:
             if self._is_async:
-                value = await asyncio.wait_for(self._handler(event, context), context.timeout)
+                assert self._turns is not None
+                async with self._turns, asyncio.timeout(context.timeout):
+                    value = await self._handler(event, context)
             else:
                 assert self._workers is not None
                 running = self._workers.submit(contextvars.copy_context().run, self._handler, event, context)
@@ -184,14 +213,9 @@ class PythonRuntime:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # SystemExit or KeyboardInterrupt raised by a handler fail the invocation only
-            stack = traceback.format_list(traceback.extract_tb(exc.__traceback__)[1:])
-            return Result(
-                False,
-                error_payload(type(exc).__name__, str(exc), [line.rstrip("\n") for line in stack]),
-                time.perf_counter() - started,
-                context.aws_request_id,
-                "Unhandled",
-            )
+            payload = error_payload(type(exc).__name__, str(exc), handler_frames(exc))
+            payload["requestId"] = context.aws_request_id
+            return Result(False, payload, time.perf_counter() - started, context.aws_request_id, "Unhandled")
         duration = time.perf_counter() - started
         if (problem := check_serialisable(value)) is not None:
             return Result(

@@ -1,15 +1,19 @@
-"""The worker process of `runtime: process`: imports the handler once, then runs invocations one at a time.
+"""An execution environment of `runtime: python`: a worker process that imports the handler once, then runs
+invocations one at a time, as a Lambda execution environment does.
 
 `python -m hub.runtimes.worker HANDLER REQUEST_FD RESPONSE_FD MEMORY_MB`. The memory limit is set on the process
 (RLIMIT_DATA: the heap and every private mapping) before the handler is imported. Frames (4-byte big-endian
-length + JSON) come in on REQUEST_FD and go out on RESPONSE_FD, so the handler's own stdout and
-stderr stay free for its logs, which the hub reads and tags with the function and request id. This module
-imports nothing of the hub beyond the small shared helpers, so the cold start is the handler's own.
+length + JSON) come in on REQUEST_FD and go out on RESPONSE_FD, so the handler's own stdout and stderr stay free for
+its logs, which the hub reads and tags with the function and request id. The handler is found as Lambda's Python
+runtime finds it, and its failures take the shape Lambda gives them (`find_handler`, `error`, `to_json`, shared
+with the in-process runtime). This module imports nothing of the hub, so the cold start is the handler's own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import decimal
+import importlib
 import inspect
 import json
 import logging
@@ -19,38 +23,77 @@ import struct
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 _HEADER = struct.Struct(">I")
-REQUESTS, RESPONSES = -1, -1
+_HUB = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ASYNCIO = os.path.dirname(asyncio.__file__)
 
 
-def read_frame(fd: int) -> Any:
-    header = _read_exact(fd, _HEADER.size)
-    if header is None:
-        return None
-    (length,) = _HEADER.unpack(header)
-    body = _read_exact(fd, length)
-    return None if body is None else json.loads(body)
+class LoadFault(Exception):
+    """The handler cannot be loaded: `error_type` and the message are Lambda's (Runtime.ImportModuleError, ...)."""
+
+    def __init__(self, error_type: str, message: str, stack: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.stack = stack or []
 
 
-def _read_exact(fd: int, n: int) -> bytes | None:
-    chunks, remaining = [], n
-    while remaining:
-        chunk = os.read(fd, remaining)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+def find_handler(handler: str) -> Callable[..., Any]:
+    """Import the handler as Lambda's Python runtime does: `module.function`, where the module may be a file name
+    with hyphens (`my-fn.handler`) or a path (`src/app.handler`). Raises LoadFault with Lambda's error."""
+    module_name, _, function_name = handler.rpartition(".")
+    if not module_name:
+        raise LoadFault("Runtime.MalformedHandlerName", f"Bad handler '{handler}': not enough values to unpack")
+    if module_name.split(".")[0] in sys.builtin_module_names:
+        raise LoadFault(
+            "Runtime.BuiltInModuleConflict", f"Cannot use built-in module {module_name} as a handler module"
+        )
+    try:
+        module = importlib.import_module(module_name.replace("/", "."))
+    except ImportError as exc:
+        raise LoadFault("Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}") from exc
+    except SyntaxError as exc:
+        trace = [f'  File "{exc.filename}" Line {exc.lineno}\n    {exc.text}']
+        raise LoadFault("Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_name}': {exc}", trace) from exc
+    found = getattr(module, function_name, None)
+    if not callable(found):
+        raise LoadFault("Runtime.HandlerNotFound", f"Handler '{function_name}' missing on module '{module_name}'")
+    return found  # type: ignore[no-any-return]
 
 
-def write_frame(fd: int, message: Any) -> None:
-    body = json.dumps(message).encode()
-    data = _HEADER.pack(len(body)) + body
-    while data:
-        written = os.write(fd, data)
-        data = data[written:]
+def handler_frames(exc: BaseException) -> list[str]:
+    """The stack trace as Lambda reports it: the handler's frames only (the runtime's own leading frames dropped),
+    each formatted by `traceback.format_list`."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    start = 0
+    while start < len(frames) and frames[start].filename.startswith((_HUB, _ASYNCIO)):
+        start += 1
+    return traceback.format_list(frames[start:] or frames[-1:])
+
+
+def error(exc: BaseException, request_id: str, error_type: str | None = None) -> dict[str, Any]:
+    """Lambda's error object for a handler's exception."""
+    return {
+        "errorMessage": str(exc),
+        "errorType": error_type or type(exc).__name__,
+        "requestId": request_id,
+        "stackTrace": handler_frames(exc),
+    }
+
+
+def _number(value: object) -> object:
+    if isinstance(value, decimal.Decimal):  # as Lambda's runtime writes a Decimal: as the number it is
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def to_json(value: Any) -> str:
+    """A handler's result as Lambda's runtime serialises it; raises TypeError or ValueError if it cannot be."""
+    return json.dumps(value, default=_number)
 
 
 class Context:
@@ -72,58 +115,91 @@ class Context:
         return max(0, int((self._deadline - time.time()) * 1000))
 
 
-def error(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
-    frames = traceback.extract_tb(exc.__traceback__)[1:]
-    return {
-        "errorMessage": str(exc),
-        "errorType": error_type or type(exc).__name__,
-        "stackTrace": [line.rstrip("\n") for line in traceback.format_list(frames)],
-    }
+class Channel:
+    """The worker's end of the two pipes."""
+
+    def __init__(self, requests: int, responses: int) -> None:
+        self.requests, self.responses = requests, responses
+        self._decode = msgspec.json.Decoder().decode
+
+    def read(self) -> Any:
+        header = self._read_exact(_HEADER.size)
+        if header is None:
+            return None
+        body = self._read_exact(_HEADER.unpack(header)[0])
+        return None if body is None else self._decode(body)
+
+    def _read_exact(self, n: int) -> bytes | None:
+        chunks, remaining = [], n
+        while remaining:
+            chunk = os.read(self.requests, remaining)
+            if not chunk:
+                return None
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def write(self, body: bytes) -> None:
+        data = memoryview(_HEADER.pack(len(body)) + body)
+        while data:
+            data = data[os.write(self.responses, data) :]
+
+
+def _answer(ok: bool, payload: str, replace: bool = False) -> bytes:
+    """A response frame's body; `payload` is JSON already (the result, or the error object)."""
+    return b'{"ok":%s,"replace":%s,"payload":%s}' % (
+        b"true" if ok else b"false",
+        b"true" if replace else b"false",
+        payload.encode(),
+    )
 
 
 def main() -> None:
-    global REQUESTS, RESPONSES
-    handler_path, REQUESTS, RESPONSES, memory_mb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    handler_path, requests, responses, memory_mb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[%(levelname)s] %(name)s: %(message)s")
-    sys.path.insert(0, os.environ.get("LAMBDA_TASK_ROOT", os.getcwd()))
-    module_name, _, attr = handler_path.rpartition(".")
+    task_root = os.environ.get("LAMBDA_TASK_ROOT", os.getcwd())
+    if sys.path[0] != task_root:
+        sys.path.insert(0, task_root)
+    channel = Channel(requests, responses)
     try:
-        handler = getattr(__import__(module_name, fromlist=[attr]), attr)
-        if not callable(handler):
-            raise TypeError(f"{handler_path} is not callable")
-    except Exception as exc:
-        write_frame(RESPONSES, {"ready": False, "error": error(exc, "Runtime.ImportModuleError")})
+        handler = find_handler(handler_path)
+    except LoadFault as fault:
+        failure = {"errorMessage": str(fault), "errorType": fault.error_type, "stackTrace": fault.stack}
+        channel.write(json.dumps({"ready": False, "error": failure}).encode())
         return
-    write_frame(RESPONSES, {"ready": True})
+    except Exception as exc:  # the module raised while it was imported: Lambda's init error
+        channel.write(json.dumps({"ready": False, "error": error(exc, "")}).encode())
+        return
+    channel.write(b'{"ready":true}')
     loop = asyncio.new_event_loop() if inspect.iscoroutinefunction(handler) else None
-    while (request := read_frame(REQUESTS)) is not None:
+    while (request := channel.read()) is not None:
         context = Context(request["context"])
         try:
             value = handler(request["event"], context)
             if loop is not None:
                 value = loop.run_until_complete(value)
-            sys.stdout.flush()
             try:
-                write_frame(RESPONSES, {"ok": True, "payload": value, "replace": False})
-                continue
-            except (TypeError, ValueError) as exc:  # nothing was written: json.dumps failed first
-                message = f"Unable to marshal response: {exc}"
-                response = {
-                    "ok": False,
-                    "payload": {"errorMessage": message, "errorType": "Runtime.MarshalError", "stackTrace": []},
-                    "replace": False,
+                response = _answer(True, to_json(value))
+            except (TypeError, ValueError) as exc:
+                failure = {
+                    "errorMessage": f"Unable to marshal response: {exc}",
+                    "errorType": "Runtime.MarshalError",
+                    "requestId": context.aws_request_id,
+                    "stackTrace": [],
                 }
+                response = _answer(False, json.dumps(failure))
         except MemoryError as exc:
-            # the worker's heap may be in any state: answer, then let the hub replace this worker
-            payload = error(exc, "Runtime.OutOfMemory")
-            payload["errorMessage"] = f"the function used more than its memory limit ({memory_mb} MB)"
-            response = {"ok": False, "payload": payload, "replace": True}
+            # the worker's heap may be in any state: answer, then let the hub replace this environment
+            failure = error(exc, context.aws_request_id, "Runtime.OutOfMemory")
+            failure["errorMessage"] = f"the function used more than its memory limit ({memory_mb} MB)"
+            response = _answer(False, json.dumps(failure), replace=True)
         except Exception as exc:
-            response = {"ok": False, "payload": error(exc), "replace": False}
+            response = _answer(False, json.dumps(error(exc, context.aws_request_id)))
         sys.stdout.flush()
-        write_frame(RESPONSES, response)
+        sys.stderr.flush()
+        channel.write(response)
 
 
 if __name__ == "__main__":

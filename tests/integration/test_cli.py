@@ -36,7 +36,8 @@ def test_invoke_of_a_failing_function_exits_1_with_lambdas_error_shape(tmp_path:
     assert result.returncode == 1
     error = json.loads(result.stdout)
     assert error["errorType"] == "KeyError"
-    assert set(error) == {"errorMessage", "errorType", "stackTrace"}
+    assert set(error) == {"errorMessage", "errorType", "requestId", "stackTrace"}
+    assert error["stackTrace"] and "functions/testing.py" in error["stackTrace"][0]  # the handler's frames only
 
 
 def test_invoke_with_a_missing_module_says_what_to_check(tmp_path: Path) -> None:
@@ -44,7 +45,7 @@ def test_invoke_with_a_missing_module_says_what_to_check(tmp_path: Path) -> None
     config.write_text("functions:\n  f: {handler: functions.nope.handler}\n")
     result = run_cli("invoke", "f", "--config", str(config))
     assert result.returncode == 2
-    assert "cannot import 'functions.nope'" in result.stderr
+    assert "Unable to import module 'functions.nope'" in result.stderr
 
 
 def test_events_prints_samples_shaped_like_aws() -> None:

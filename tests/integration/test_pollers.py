@@ -168,12 +168,13 @@ def hub_config(tmp: Path, bootstrap: str, topic: str, group: str, pollers: int =
 
 
 def handled(out: Path) -> list[tuple[str, int]]:
-    """(record id, pid of the process whose function got it), for every record delivered, in call order."""
+    """(record id, pid of the hub process whose function got it), for every record delivered, in call order. The
+    function runs in an execution environment of that hub: a child process of it."""
     rows = []
     for entry in read_jsonl(out):
         for records in entry["event"]["records"].values():
             for record in records:
-                rows.append((json.loads(base64.b64decode(record["value"]))["id"], entry["pid"]))
+                rows.append((json.loads(base64.b64decode(record["value"]))["id"], entry["ppid"]))
     return rows
 
 

@@ -12,7 +12,6 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from hub import registry
-from hub.app import add_code_path
 from hub.config import FileDestination, FunctionConfig, config_model
 from hub.destinations import FileSink
 from hub.dispatch import Counters, Dispatcher
@@ -20,8 +19,6 @@ from hub.functions import Function
 from hub.records import Record
 from hub.source import ConnectorSpec
 from tests.helpers import read_jsonl
-
-add_code_path()
 
 
 class StubStream:
@@ -56,7 +53,12 @@ async def make(tmp: Path, handler: str, **settings: Any) -> tuple[Dispatcher, Pa
         .model_validate({"functions": {"f": {"handler": "a.b"}}, "mappings": [raw]})
         .mappings[0]
     )
-    fn = Function("f", FunctionConfig(handler=handler, timeout=2), region="us-east-1", account_id="000000000000")
+    fn = Function(
+        "f",
+        FunctionConfig(runtime="in-process", handler=handler, timeout=2),
+        region="us-east-1",
+        account_id="000000000000",
+    )
     await fn.start()
     dlq = tmp / "dlq.jsonl"
     sink = FileSink(FileDestination(type="file", path=str(dlq)))

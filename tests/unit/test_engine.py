@@ -231,11 +231,14 @@ def mapping(**settings: Any) -> MappingConfig:
 
 
 async def dispatcher(tmp_path: Path, handler: str, **settings: Any) -> tuple[Dispatcher, Path]:
-    from hub.app import add_code_path
 
-    add_code_path()
     cfg = mapping(**settings)
-    fn = Function("f", FunctionConfig(handler=handler, timeout=1), region="us-east-1", account_id="000000000000")
+    fn = Function(
+        "f",
+        FunctionConfig(runtime="in-process", handler=handler, timeout=1),
+        region="us-east-1",
+        account_id="000000000000",
+    )
     await fn.start()
     path = tmp_path / "dlq.jsonl"
     d = Dispatcher(
@@ -306,10 +309,13 @@ async def test_stopping_leaves_a_retrying_record_unsettled(tmp_path: Path, monke
     ],
 )
 async def test_function_faults_are_failed_invocations(handler: str, error_type: str) -> None:
-    from hub.app import add_code_path
 
-    add_code_path()
-    fn = Function("f", FunctionConfig(handler=handler, timeout=0.2), region="us-east-1", account_id="000000000000")
+    fn = Function(
+        "f",
+        FunctionConfig(runtime="in-process", handler=handler, timeout=0.2),
+        region="us-east-1",
+        account_id="000000000000",
+    )
     await fn.start()
     result = await fn.invoke({"x": 1})
     assert not result.ok
@@ -324,7 +330,7 @@ async def test_zero_reserved_concurrency_goes_straight_to_the_destination(
 ) -> None:
     monkeypatch.setenv("RECORDER_OUT", str(tmp_path / "calls.jsonl"))
     d, dlq = await dispatcher(tmp_path, "functions.recorder.record")
-    d.function.config = FunctionConfig(handler="functions.recorder.record", concurrency=0)
+    d.function.config = FunctionConfig(runtime="in-process", handler="functions.recorder.record", concurrency=0)
     outcome = await d.dispatch([rec(1)])
     assert len(outcome.given_up) == 1
     assert read_jsonl(dlq)[0]["requestContext"]["condition"] == "ZeroReservedConcurrency"

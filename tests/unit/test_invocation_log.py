@@ -27,10 +27,13 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 async def function(handler: str) -> Function:
-    from hub.app import add_code_path
 
-    add_code_path()
-    fn = Function("f", FunctionConfig(handler=handler, timeout=5), region="us-east-1", account_id="000000000000")
+    fn = Function(
+        "f",
+        FunctionConfig(runtime="in-process", handler=handler, timeout=5),
+        region="us-east-1",
+        account_id="000000000000",
+    )
     await fn.start()
     return fn
 

@@ -13,7 +13,6 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from hub import registry
-from hub.app import add_code_path
 from hub.config import FunctionConfig, config_model
 from hub.dispatch import Counters, Dispatcher
 from hub.functions import Function
@@ -21,8 +20,6 @@ from hub.mapping import MappingRunner
 from hub.records import ContiguousTracker, Outcome, Record
 from hub.source import ConnectorSpec, SystemClock
 from tests.helpers import read_jsonl
-
-add_code_path()
 
 
 class MemoryStream:
@@ -89,7 +86,9 @@ async def run(source: MemoryStream, handler: str, **settings: Any) -> MappingRun
         .model_validate({"functions": {"f": {"handler": handler}}, "mappings": [raw]})
         .mappings[0]
     )
-    fn = Function("f", FunctionConfig(handler=handler), region="us-east-1", account_id="000000000000")
+    fn = Function(
+        "f", FunctionConfig(runtime="in-process", handler=handler), region="us-east-1", account_id="000000000000"
+    )
     await fn.start()
     counters = Counters()
     dispatcher = Dispatcher(mapping, fn, source, None, SystemClock(), asyncio.Event(), counters)  # type: ignore[arg-type]
