@@ -7,6 +7,7 @@ Which model stands for which source (and variant) is `MODELS`; sources no Powert
 
 from __future__ import annotations
 
+import copy
 import types
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -36,7 +37,7 @@ NO_MODEL = {
 def conforms(model: type[BaseModel], event: Any) -> BaseModel:
     """Parse `event` with `model` (raises pydantic's ValidationError, naming the fields, if it rejects it) and
     assert that every key of the event is one the model declares."""
-    parsed = model.model_validate(event)
+    parsed = model.model_validate(copy.deepcopy(event))  # some validators rewrite their input (Kafka headers)
     unknown = undeclared(model, event)
     assert not unknown, f"{model.__name__} does not know these keys of the event: {unknown}"
     return parsed

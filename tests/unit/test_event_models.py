@@ -5,7 +5,6 @@ from real brokers are checked in tests/integration/test_event_models.py."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from datetime import UTC, datetime
 from pathlib import Path
