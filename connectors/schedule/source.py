@@ -70,7 +70,11 @@ class ScheduleConfig(BaseModel):
     misfire: Literal["run_once", "run_all", "skip"] = Field(
         "run_once", description="After downtime: run the newest missed fire, all of them, or none."
     )
-    rule_name: str | None = Field(None, description="Name in the event's ARNs. Default: the mapping's name.")
+    rule_name: str | None = Field(
+        None,
+        description="The rule's or schedule's name in the event's ARNs (`rule/<name>`, "
+        "`schedule/default/<name>`). Default: the mapping's name.",
+    )
 
     @field_validator("expression")
     @classmethod
