@@ -179,22 +179,32 @@ def invoke(function: str, event_arg: str, config: str) -> None:
 
 @main.command()
 @click.argument("source", required=False)
-def events(source: str | None) -> None:
-    """Print a sample event that a function receives from SOURCE (as `sam local generate-event` does).
+@click.argument("variant", required=False)
+def events(source: str | None, variant: str | None) -> None:
+    """Print a sample event that a function receives from SOURCE (as `sam local generate-event` does); VARIANT
+    picks another form of it where settings choose one (`hub events kafka msk`, `hub events schedule scheduler`).
 
-    Without SOURCE, list the installed sources.
+    Without SOURCE, list the installed sources and their variants.
     """
     from hub import registry
 
     if source is None:
         for spec in registry.all_specs():
-            click.echo(f"{spec.type:<10} {spec.summary}")
+            variants = f" (variants: {', '.join(spec.sample_variants)})" if spec.sample_variants else ""
+            click.echo(f"{spec.type:<10} {spec.summary}{variants}")
         return
     try:
         spec = registry.get(source)
     except KeyError:
         fail(f"error: unknown source {source!r} (installed: {', '.join(registry.names())})")
-    click.echo(json.dumps(spec.sample_event(), indent=2))
+    if variant is None:
+        sample = spec.sample_event
+    elif variant in spec.sample_variants:
+        sample = spec.sample_variants[variant]
+    else:
+        known = ", ".join(spec.sample_variants) or "none"
+        fail(f"error: source {source!r} has no event variant {variant!r} (variants: {known})")
+    click.echo(json.dumps(sample(), indent=2))
 
 
 @main.command("test-pattern")

@@ -203,3 +203,6 @@ class ConnectorSpec:
     of the source's validated config that says so. Leave it False if every process would read the same records."""
     minimum_pollers: int = 1
     """The least `provisioned_poller_config.minimum_pollers` it accepts, and the default (AWS: 2 for SQS)."""
+    sample_variants: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    """The other forms of the event the source emits, by name, as settings choose them (kafka's `msk`, schedule's
+    `scheduler`): `hub events SOURCE NAME` prints one."""

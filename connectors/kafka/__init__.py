@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from connectors.kafka.config import KafkaConfig, KafkaDestinationConfig
 from connectors.kafka.destination import build as build_destination
-from connectors.kafka.events import EVENT_SOURCE, sample_event
+from connectors.kafka.events import EVENT_SOURCE, msk_sample_event, sample_event
 from connectors.kafka.source import KafkaSource
 from hub.source import ConnectorSpec, DestinationSpec
 
@@ -17,8 +17,9 @@ CONNECTOR = ConnectorSpec(
     config=KafkaConfig,
     build=KafkaSource,
     family="stream",
-    summary="A Kafka topic read by a consumer group, as Lambda's self-managed Apache Kafka event source.",
+    summary="A Kafka topic read by a consumer group, as Lambda's self-managed Kafka or Amazon MSK event source.",
     sample_event=sample_event,
+    sample_variants={"msk": msk_sample_event},
     data_key="value",
     defaults={"batch_size": 100, "maximum_batching_window": 0.5, "maximum_retry_attempts_with_destination": 10},
     requires=("aiokafka",),

@@ -22,6 +22,7 @@ from hub.types import Duration
 
 _GROUP_ID = re.compile(r"^[a-zA-Z0-9\-/*:_+=.@]{1,200}$")
 _NOT_IN_GROUP_ID = re.compile(r"[^a-zA-Z0-9\-/*:_+=.@]")
+_MSK_ARN = re.compile(r"^arn:aws[a-z-]*:kafka:[a-z0-9-]+:[0-9]{12}:(cluster|vpc-connection)/\S+$")
 
 
 def group_id_for(mapping: str) -> str:
@@ -100,11 +101,18 @@ class KafkaConnection(BaseModel):
 
 
 class KafkaConfig(KafkaConnection):
-    """Consume a Kafka topic as a consumer-group member, as Lambda's self-managed Kafka event source does."""
+    """Consume a Kafka topic as a consumer-group member, as Lambda's self-managed Kafka or Amazon MSK event source
+    does."""
 
     type: Literal["kafka"] = Field(description="A Kafka topic read by a consumer group.")
     topic: str | list[str] = Field(
         description="The topic to consume (AWS allows exactly one; a list of topics is an extension of the hub)."
+    )
+    cluster_arn: str | None = Field(
+        None,
+        description='Set for an Amazon MSK cluster: events take MSK\'s form (`eventSource: "aws:kafka"`, this ARN '
+        "as `eventSourceArn`, also in `KafkaBatchInfo`). Unset: self-managed Kafka's (`eventSource: "
+        '"SelfManagedKafka"`, no ARN). `arn:aws:kafka:<region>:<account>:cluster/<name>/<uuid>`.',
     )
     consumer_group_id: str | None = Field(
         None,
@@ -163,6 +171,13 @@ class KafkaConfig(KafkaConnection):
                 raise ValueError(f"{topic!r} is not a Kafka topic name (letters, digits, `.`, `_`, `-`)")
         if len(set(topics)) != len(topics):
             raise ValueError("a topic is listed twice")
+        return value
+
+    @field_validator("cluster_arn")
+    @classmethod
+    def _check_cluster_arn(cls, value: str | None) -> str | None:
+        if value is not None and not _MSK_ARN.match(value):
+            raise ValueError("an MSK cluster ARN: arn:aws:kafka:<region>:<account id>:cluster/<name>/<uuid>")
         return value
 
     @field_validator("consumer_group_id")

@@ -1,5 +1,9 @@
-"""AWS's self-managed Kafka event: records shaped from aiokafka ConsumerRecords, the event that groups them by
-partition, the on-failure batch info, and a sample event."""
+"""AWS's Kafka events: records shaped from aiokafka ConsumerRecords, the event that groups them by partition (the
+self-managed form, or Amazon MSK's with the cluster's ARN), the on-failure batch info, and sample events.
+
+The two forms differ in the envelope only: self-managed Kafka has `eventSource: "SelfManagedKafka"` and no
+`eventSourceArn`; MSK has `eventSource: "aws:kafka"` and `eventSourceArn`, the cluster's ARN, which its
+`KafkaBatchInfo` names too. Records are the same in both."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from typing import Any
 from hub.records import Record, data_view
 
 EVENT_SOURCE = "SelfManagedKafka"
+MSK_EVENT_SOURCE = "aws:kafka"
 RECORD_OVERHEAD = 160
 """Bytes a record adds to the event besides its base64 key, value and headers (field names, coordinates)."""
 _b2a = binascii.b2a_base64
@@ -106,8 +111,9 @@ def kafka_records(messages: Iterable[Any], lane: str, topic: str, partition: int
     return records
 
 
-def kafka_event(bootstrap_servers: str, records: Sequence[Record]) -> dict[str, Any]:
-    """AWS's self-managed Kafka event: records grouped under `topic-partition`, in offset order."""
+def kafka_event(bootstrap_servers: str, records: Sequence[Record], cluster_arn: str | None = None) -> dict[str, Any]:
+    """AWS's Kafka event: records grouped under `topic-partition`, in offset order. Without `cluster_arn` the
+    self-managed form; with it Amazon MSK's (`eventSource: "aws:kafka"`, `eventSourceArn` the cluster's ARN)."""
     grouped: dict[str, list[Any]]
     lanes = set(map(_lane, records))
     if len(lanes) == 1:  # a batch is one partition's: no per-record grouping
@@ -116,11 +122,21 @@ def kafka_event(bootstrap_servers: str, records: Sequence[Record]) -> dict[str, 
         grouped = {}
         for record in records:
             grouped.setdefault(record.lane, []).append(record.payload)
-    return {"eventSource": EVENT_SOURCE, "bootstrapServers": bootstrap_servers, "records": grouped}
+    if cluster_arn is None:
+        return {"eventSource": EVENT_SOURCE, "bootstrapServers": bootstrap_servers, "records": grouped}
+    return {
+        "eventSource": MSK_EVENT_SOURCE,
+        "eventSourceArn": cluster_arn,
+        "bootstrapServers": bootstrap_servers,
+        "records": grouped,
+    }
 
 
-def kafka_batch_info(bootstrap_servers: str, records: Sequence[Record]) -> dict[str, Any]:
-    """AWS's `KafkaBatchInfo` for a given-up batch (the SQS/SNS on-failure record, without the records)."""
+def kafka_batch_info(
+    bootstrap_servers: str, records: Sequence[Record], cluster_arn: str | None = None
+) -> dict[str, Any]:
+    """AWS's `KafkaBatchInfo` for a given-up batch (the SQS/SNS on-failure record, without the records); for MSK
+    (`cluster_arn` set) it names the cluster by `eventSourceArn`, as AWS does."""
     info: dict[str, dict[str, str]] = {}
     for record in records:
         payload = record.payload
@@ -134,15 +150,13 @@ def kafka_batch_info(bootstrap_servers: str, records: Sequence[Record]) -> dict[
             }
         entry["lastRecordOffset"] = str(payload["offset"])
         entry["lastRecordTimestamp"] = iso_ms(payload["timestamp"])
-    payload_size = len(json.dumps(kafka_event(bootstrap_servers, records), separators=(",", ":")).encode())
-    return {
-        "KafkaBatchInfo": {
-            "batchSize": len(records),
-            "bootstrapServers": bootstrap_servers,
-            "payloadSize": payload_size,
-            "recordsInfo": info,
-        }
-    }
+    event = kafka_event(bootstrap_servers, records, cluster_arn)
+    payload_size = len(json.dumps(event, separators=(",", ":")).encode())
+    batch: dict[str, Any] = {"batchSize": len(records)}
+    if cluster_arn is not None:
+        batch["eventSourceArn"] = cluster_arn
+    batch.update(bootstrapServers=bootstrap_servers, payloadSize=payload_size, recordsInfo=info)
+    return {"KafkaBatchInfo": batch}
 
 
 def sample_event() -> dict[str, Any]:
@@ -164,4 +178,18 @@ def sample_event() -> dict[str, Any]:
                 }
             ]
         },
+    }
+
+
+def msk_sample_event() -> dict[str, Any]:
+    """An Amazon MSK event as AWS sends it: the self-managed event's records, `eventSource: "aws:kafka"` and the
+    cluster's ARN (`hub events kafka msk`)."""
+    sample = sample_event()
+    return {
+        "eventSource": MSK_EVENT_SOURCE,
+        "eventSourceArn": "arn:aws:kafka:us-east-1:123456789012:cluster/demo-cluster/"
+        "751d2973-a626-431c-9d4e-d7975eb44dd7-2",
+        "bootstrapServers": "b-1.demo-cluster.a1bcde.c1.kafka.us-east-1.amazonaws.com:9092,"
+        "b-2.demo-cluster.a1bcde.c1.kafka.us-east-1.amazonaws.com:9092",
+        "records": sample["records"],
     }

@@ -1,4 +1,5 @@
-"""`kafka`: a topic read by a consumer group, as Lambda's self-managed Apache Kafka event source reads it.
+"""`kafka`: a topic read by a consumer group, as Lambda's self-managed Apache Kafka (or Amazon MSK) event source
+reads it; with `cluster_arn` set, events and failure records take MSK's form (connectors/kafka/events.py).
 
 | settle   | meaning for Kafka                                                                                 |
 | -------- | ------------------------------------------------------------------------------------------------- |
@@ -197,14 +198,14 @@ class KafkaSource:
             await self._changed.wait()
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
-        return kafka_event(self.bootstrap_servers, records)
+        return kafka_event(self.bootstrap_servers, records, self.config.cluster_arn)
 
     def filter_view(self, record: Record) -> dict[str, Any]:
         return filter_view(record)
 
     def batch_info(self, records: Sequence[Record]) -> dict[str, Any]:
         """AWS's `KafkaBatchInfo` for a given-up batch (the SQS/SNS on-failure record, without the records)."""
-        return kafka_batch_info(self.bootstrap_servers, records)
+        return kafka_batch_info(self.bootstrap_servers, records, self.config.cluster_arn)
 
     async def close(self) -> None:
         """Leave the group. Lanes end; settles after this commit nothing. Safe twice and after a failed open."""

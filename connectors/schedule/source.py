@@ -6,8 +6,17 @@
 | failure  | not checkpointed: after a restart the misfire policy decides whether it runs again            |
 | ordering | fires start in time order; each is its own asynchronous invocation (retries do not block)     |
 
-The function gets EventBridge's "Scheduled Event" envelope, or, when `input` is set, that input verbatim
-(EventBridge Scheduler's form) with the `<aws.scheduler.*>` placeholders substituted at each attempt.
+The function gets what the AWS service the schedule stands for (`service`) sends a Lambda function:
+
+| service     | without `input`                                                 | with `input`                         |
+| ----------- | --------------------------------------------------------------- | ------------------------------------ |
+| `rule`      | EventBridge's "Scheduled Event": `aws.events`, `detail: {}`     | the input as it is                   |
+| `scheduler` | Scheduler's "Scheduled Event": `aws.scheduler`, `detail: "{}"`  | the input, `<aws.scheduler.*>`       |
+|             | (a string, not an object: that is what Scheduler sends)         | placeholders substituted per attempt |
+
+`service` defaults to `scheduler` when `input` is set and to `rule` otherwise. A string `input` is JSON text, as
+AWS's `Input` is for a Lambda target: the function receives the JSON value it holds.
+
 After downtime the misfire policy decides what runs: `run_once` (the newest missed fire, the default),
 `run_all` (every missed fire, oldest first) or `skip`.
 """
@@ -43,15 +52,29 @@ class ScheduleConfig(BaseModel):
     timezone: str = Field("UTC", description="IANA time zone for cron and at expressions (DST-aware).")
     start_date: datetime | None = Field(None, description="No fire before this (local time in `timezone`).")
     end_date: datetime | None = Field(None, description="No fire after this (local time in `timezone`).")
+    service: Literal["rule", "scheduler"] | None = Field(
+        None,
+        description="The AWS service this schedule stands for, which decides the event: `rule` (an EventBridge "
+        'rule) sends the "Scheduled Event" (`source: aws.events`), or `input` as it is; `scheduler` (EventBridge '
+        "Scheduler) sends `input` with the `<aws.scheduler.*>` placeholders substituted, or without `input` its own "
+        '"Scheduled Event" (`source: aws.scheduler`, the schedule\'s ARN, `detail` the string `"{}"`). Default: '
+        "`scheduler` if `input` is set, else `rule`.",
+    )
     input: Any = Field(
         None,
-        description="If set, the function receives this verbatim (EventBridge Scheduler) instead of the "
-        "Scheduled Event envelope, with <aws.scheduler.scheduled-time> and the other placeholders substituted.",
+        description="What the function receives instead of the service's own event: a YAML value, or a string of "
+        "JSON text (AWS's `Input`). With `service: scheduler`, <aws.scheduler.scheduled-time>, "
+        "<aws.scheduler.attempt-number>, <aws.scheduler.execution-id> and <aws.scheduler.schedule-arn> are "
+        "substituted.",
     )
     misfire: Literal["run_once", "run_all", "skip"] = Field(
         "run_once", description="After downtime: run the newest missed fire, all of them, or none."
     )
-    rule_name: str | None = Field(None, description="Name in the event's ARNs. Default: the mapping's name.")
+    rule_name: str | None = Field(
+        None,
+        description="The rule's or schedule's name in the event's ARNs (`rule/<name>`, "
+        "`schedule/default/<name>`). Default: the mapping's name.",
+    )
 
     @field_validator("expression")
     @classmethod
@@ -71,6 +94,19 @@ class ScheduleConfig(BaseModel):
             raise ValueError(f"{value!r} is not an IANA time zone (e.g. UTC, Europe/Paris)") from None
         return value
 
+    @field_validator("input")
+    @classmethod
+    def _input(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:  # an attempt number may stand unquoted, as a JSON number, once substituted
+                json.loads(value.replace("<aws.scheduler.attempt-number>", "1"))
+            except ValueError:
+                raise ValueError(
+                    "a string input is JSON text, as AWS's Input for a Lambda function is: write a YAML value "
+                    "(input: {job: nightly}) or a string holding JSON (input: '\"text\"')"
+                ) from None
+        return value
+
     @model_validator(mode="after")
     def _bounds(self) -> ScheduleConfig:
         tz = ZoneInfo(self.timezone)
@@ -81,6 +117,8 @@ class ScheduleConfig(BaseModel):
             raise ValueError("end_date is before start_date")
         object.__setattr__(self, "start_date", start)
         object.__setattr__(self, "end_date", end)
+        if self.service is None:
+            object.__setattr__(self, "service", "rule" if self.input is None else "scheduler")
         return self
 
 
@@ -185,25 +223,24 @@ class ScheduleSource:
         return [self._record(fire) for fire in fires]
 
     def _record(self, fire: datetime) -> Record:
-        event_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.rule_arn}#{fire.isoformat()}"))
-        payload = {
-            "version": "0",
-            "id": event_id,
-            "detail-type": "Scheduled Event",
-            "source": "aws.events",
-            "account": self.context.account_id,
-            "time": iso_seconds(fire),
-            "region": self.context.region,
-            "resources": [self.rule_arn],
-            "detail": {},
-        }
+        """The fire as a record: its payload is the service's own event (what filters see, and what the function
+        receives without `input`)."""
+        scheduler = self.config.service == "scheduler"
+        arn = self.schedule_arn if scheduler else self.rule_arn
+        event_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{arn}#{fire.isoformat()}"))
+        payload = scheduled_event(
+            event_id, fire, self.context.account_id, self.context.region, arn, scheduler=scheduler
+        )
         return Record(self.key, fire, payload, timestamp=fire.timestamp(), size=512, item_id=event_id)
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
         (record,) = records
-        if self.config.input is None:
+        value = self.config.input
+        if value is None:
             return record.payload
-        return self._substitute(self.config.input, record.position, attempt)  # type: ignore[arg-type]
+        if self.config.service == "scheduler":
+            value = self._substitute(value, record.position, attempt)  # type: ignore[arg-type]
+        return json.loads(value) if isinstance(value, str) else value
 
     def _substitute(self, value: Any, fire: datetime, attempt: int) -> Any:
         values = {
@@ -227,18 +264,36 @@ class ScheduleSource:
         self._closed.set()
 
 
-def sample_event() -> dict[str, Any]:
+def scheduled_event(
+    event_id: str, fire: datetime, account: str, region: str, arn: str, *, scheduler: bool
+) -> dict[str, Any]:
+    """The "Scheduled Event" a schedule sends without an input: an EventBridge rule's (`source: aws.events`, the
+    rule's ARN, `detail` an empty object), or EventBridge Scheduler's (`source: aws.scheduler`, the schedule's ARN,
+    and `detail` the string "{}", not an object: that is what Scheduler sends)."""
     return {
         "version": "0",
-        "id": str(uuid.uuid4()),
+        "id": event_id,
         "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "000000000000",
-        "time": iso_seconds(datetime.now(UTC)),
-        "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:000000000000:rule/example-schedule"],
-        "detail": {},
+        "source": "aws.scheduler" if scheduler else "aws.events",
+        "account": account,
+        "time": iso_seconds(fire),
+        "region": region,
+        "resources": [arn],
+        "detail": "{}" if scheduler else {},
     }
+
+
+def sample_event() -> dict[str, Any]:
+    """An EventBridge rule's "Scheduled Event" (`hub events schedule`)."""
+    arn = "arn:aws:events:us-east-1:123456789012:rule/example-schedule"
+    return scheduled_event(str(uuid.uuid4()), datetime.now(UTC), "123456789012", "us-east-1", arn, scheduler=False)
+
+
+def scheduler_sample_event() -> dict[str, Any]:
+    """What EventBridge Scheduler sends a function when the schedule has no input (`hub events schedule
+    scheduler`)."""
+    arn = "arn:aws:scheduler:us-east-1:123456789012:schedule/default/example-schedule"
+    return scheduled_event(str(uuid.uuid4()), datetime.now(UTC), "123456789012", "us-east-1", arn, scheduler=True)
 
 
 CONNECTOR = ConnectorSpec(
@@ -246,6 +301,7 @@ CONNECTOR = ConnectorSpec(
     config=ScheduleConfig,
     build=ScheduleSource,
     family="async",
-    summary="EventBridge schedules: rate(), cron() and at() expressions, DST-aware, checkpointed.",
+    summary="EventBridge rules' and EventBridge Scheduler's schedules: rate(), cron(), at(), DST-aware, checkpointed.",
     sample_event=sample_event,
+    sample_variants={"scheduler": scheduler_sample_event},
 )

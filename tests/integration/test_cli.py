@@ -60,6 +60,16 @@ def test_events_prints_samples_shaped_like_aws() -> None:
     assert unknown.returncode == 2 and "unknown source" in unknown.stderr
 
 
+def test_events_prints_the_variants_a_setting_chooses() -> None:
+    msk = json.loads(run_cli("events", "kafka", "msk").stdout)
+    assert msk["eventSource"] == "aws:kafka" and msk["eventSourceArn"].startswith("arn:aws:kafka:")
+    scheduler = json.loads(run_cli("events", "schedule", "scheduler").stdout)
+    assert scheduler["source"] == "aws.scheduler" and scheduler["detail"] == "{}"
+    assert "kafka" in (listing := run_cli("events").stdout) and "(variants: msk)" in listing
+    unknown = run_cli("events", "kafka", "nosuch")
+    assert unknown.returncode == 2 and "no event variant 'nosuch'" in unknown.stderr and "msk" in unknown.stderr
+
+
 def test_test_pattern() -> None:
     event = '{"detail": {"state": "running", "n": 5}}'
     assert (
