@@ -23,6 +23,7 @@ from hub.source import Clock, SourceContext, SystemClock
 
 if TYPE_CHECKING:
     from hub.pollers import Pollers
+    from hub.s3endpoint.server import S3Endpoint
 
 log = logging.getLogger("hub")
 
@@ -61,11 +62,13 @@ class Hub:
         self.counters: dict[str, Counters] = {}
         self.stopping = asyncio.Event()
         self.started = time.monotonic()
+        self.s3_endpoint: S3Endpoint | None = None
         self._stack = AsyncExitStack()
 
     async def start(self) -> None:
         """Load every function and build every enabled mapping. Raises on a function that cannot load."""
         add_code_path()
+        await self._start_s3_endpoint()
         mappings = [m for m in self.config.mappings if self.only is None or m.display_name == self.only]
         used = {m.function for m in mappings if m.enabled}
         for name, fn_config in self.config.functions.items():
@@ -101,6 +104,42 @@ class Hub:
                 mapping, self.functions[mapping.function], source, destination, self.clock, stopping, counters
             )
             self.runners.append(MappingRunner(mapping, source, dispatcher, counters, max_in_flight=max_in_flight))
+
+    async def _start_s3_endpoint(self) -> None:
+        """Serve the folders as S3 buckets before any function starts, so that its URL can be handed to them."""
+        buckets = self.config.s3_buckets()
+        if not buckets:
+            return
+        from hub.s3endpoint.server import S3Endpoint
+
+        settings = self.config.s3_endpoint
+        secret = settings.secret_access_key
+        endpoint = S3Endpoint(
+            buckets,
+            access_key_id=settings.access_key_id,
+            secret_access_key=secret.get_secret_value() if secret is not None else None,
+            region=self.config.region,
+        )
+        host, _, port = settings.listen.rpartition(":")
+        # a poller process serves its own copy on any free port: the configured one belongs to the main process
+        await endpoint.start(host, 0 if self.only is not None else int(port))
+        self._stack.push_async_callback(endpoint.close)
+        self.s3_endpoint = endpoint
+        log.info("s3 endpoint", extra=fields(url=endpoint.url, buckets=",".join(sorted(buckets))))
+
+    def function_environment(self) -> dict[str, str]:
+        """What functions need, on top of their own `environment`, to reach the hub's S3 endpoint with boto3
+        unchanged: `AWS_ENDPOINT_URL_S3` and the credentials the endpoint checks signatures with (Lambda's own
+        credential variables). Empty when the endpoint is off. Valid once `start()` has begun; a secret: never
+        log it."""
+        endpoint = self.s3_endpoint
+        if endpoint is None:
+            return {}
+        return {
+            "AWS_ENDPOINT_URL_S3": endpoint.url,
+            "AWS_ACCESS_KEY_ID": endpoint.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": endpoint.secret_access_key,
+        }
 
     async def run(self, *, install_signals: bool = True) -> None:
         """Run until SIGINT/SIGTERM (or stop()), then stop gracefully."""

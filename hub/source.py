@@ -203,3 +203,6 @@ class ConnectorSpec:
     of the source's validated config that says so. Leave it False if every process would read the same records."""
     minimum_pollers: int = 1
     """The least `provisioned_poller_config.minimum_pollers` it accepts, and the default (AWS: 2 for SQS)."""
+    buckets: Callable[[Any], dict[str, str]] | None = None
+    """The local folders a source's validated config presents as S3 buckets, {bucket name: absolute folder}: the
+    hub's S3 endpoint serves them, so functions can read the objects their events name (`files`)."""
