@@ -15,7 +15,7 @@ from pydantic_core import PydanticUndefined
 
 from hub import registry
 from hub.aws import AwsConnection
-from hub.config import FileDestination, FunctionConfig, HubConfig, MappingConfig, full_model
+from hub.config import FileDestination, FunctionConfig, HubConfig, MappingConfig, S3EndpointConfig, full_model
 from hub.source import ConnectorSpec
 from hub.types import parse_duration
 
@@ -130,6 +130,11 @@ def _table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> str:
 
 def markdown() -> str:
     parts = [HEADER, "## Top level\n", _table(HubConfig, skip=("functions", "mappings"))]
+    parts += [
+        "\n## s3_endpoint\n",
+        (S3EndpointConfig.__doc__ or "").replace("\n    ", " ") + "\n",
+        _table(S3EndpointConfig),
+    ]
     parts += ["\n## functions.NAME\n", _table(FunctionConfig)]
     parts += [
         "\n## mappings[]\n",

@@ -283,3 +283,25 @@ def test_close_is_safe_twice(server: Running) -> None:
     server.call(server.endpoint.close())
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{server.endpoint.url}/", timeout=5)
+
+
+async def test_the_hub_serves_its_files_folders_and_tells_functions_where(tmp_path: Path) -> None:
+    from hub.app import Hub
+    from hub.checkpoints import open_store
+    from hub.config import load_config
+
+    (tmp_path / "hub.yaml").write_text(
+        "functions:\n  fn: {handler: functions.recorder.record}\n"
+        f"mappings:\n  - {{function: fn, source: {{type: files, path: {tmp_path}/drop, bucket: uploads}}}}\n"
+    )
+    hub = Hub(load_config(tmp_path / "hub.yaml"), store=open_store("memory://"))
+    await hub.start()
+    try:
+        env = hub.function_environment()
+        assert set(env) == {"AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+        assert env["AWS_ENDPOINT_URL_S3"].startswith("http://127.0.0.1:")
+        s3 = client(env["AWS_ENDPOINT_URL_S3"], secret=env["AWS_SECRET_ACCESS_KEY"], key_id=env["AWS_ACCESS_KEY_ID"])
+        await asyncio.to_thread(s3.put_object, Bucket="uploads", Key="hello.txt", Body=b"hi")
+        assert (tmp_path / "drop" / "hello.txt").read_bytes() == b"hi"
+    finally:
+        await hub._stack.aclose()
