@@ -21,6 +21,7 @@ from hub.source import Clock, SourceContext, SystemClock
 
 if TYPE_CHECKING:
     from hub.pollers import Pollers
+    from hub.s3endpoint.server import S3Endpoint
 
 log = logging.getLogger("hub")
 
@@ -52,14 +53,16 @@ class Hub:
         self.counters: dict[str, Counters] = {}
         self.stopping = asyncio.Event()
         self.started = time.monotonic()
+        self.s3_endpoint: S3Endpoint | None = None
         self._stack = AsyncExitStack()
 
     async def start(self) -> None:
         """Load every function and build every enabled mapping. Raises on a function that cannot load."""
+        await self._start_s3_endpoint()
         mappings = [m for m in self.config.mappings if self.only is None or m.display_name == self.only]
         used = {m.function for m in mappings if m.enabled}
         for name in self.config.functions:
-            function = Function.from_config(name, self.config)
+            function = Function.from_config(name, self.config, self.function_environment())
             if name in used:
                 await function.start()
                 self._stack.push_async_callback(function.close)
@@ -89,6 +92,54 @@ class Hub:
                 mapping, self.functions[mapping.function], source, destination, self.clock, stopping, counters
             )
             self.runners.append(MappingRunner(mapping, source, dispatcher, counters, max_in_flight=max_in_flight))
+
+    async def _start_s3_endpoint(self) -> None:
+        """Serve the folders as S3 buckets before any function starts, so that its URL can be handed to them."""
+        buckets = self.config.s3_buckets()
+        if not buckets:
+            return
+        from hub.s3endpoint.server import S3Endpoint
+
+        settings = self.config.s3_endpoint
+        secret = settings.secret_access_key
+        endpoint = S3Endpoint(
+            buckets,
+            access_key_id=settings.access_key_id,
+            secret_access_key=secret.get_secret_value() if secret is not None else None,
+            region=self.config.region,
+            also_accept=self._role_credentials(),
+        )
+        host, _, port = settings.listen.rpartition(":")
+        # a poller process serves its own copy on any free port: the configured one belongs to the main process
+        await endpoint.start(host, 0 if self.only is not None else int(port))
+        self._stack.push_async_callback(endpoint.close)
+        self.s3_endpoint = endpoint
+        log.info("s3 endpoint", extra=fields(url=endpoint.url, buckets=",".join(sorted(buckets))))
+
+    def _role_credentials(self) -> dict[str, str]:
+        """{access key id: secret} of every execution role the configuration hands to functions."""
+        config = self.config
+        pairs = {}
+        for aws in (config.function_defaults.aws, *(f.aws for f in config.functions.values())):
+            key = aws.access_key_id or config.function_defaults.aws.access_key_id
+            secret = aws.secret_access_key or config.function_defaults.aws.secret_access_key
+            if key is not None and secret is not None:
+                pairs[key.get_secret_value()] = secret.get_secret_value()
+        return pairs
+
+    def function_environment(self) -> dict[str, str]:
+        """What functions need, on top of their own `environment`, to reach the hub's S3 endpoint with boto3
+        unchanged: `AWS_ENDPOINT_URL_S3` and credentials the endpoint accepts (Lambda's own credential variables;
+        a function given an execution role in `aws:` keeps its own, which the endpoint accepts too). Empty when
+        the endpoint is off. Valid once `start()` has begun; a secret: never log it."""
+        endpoint = self.s3_endpoint
+        if endpoint is None:
+            return {}
+        return {
+            "AWS_ENDPOINT_URL_S3": endpoint.url,
+            "AWS_ACCESS_KEY_ID": endpoint.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": endpoint.secret_access_key,
+        }
 
     async def run(self, *, install_signals: bool = True) -> None:
         """Run until SIGINT/SIGTERM (or stop()), then stop gracefully."""

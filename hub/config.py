@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     create_model,
     field_validator,
@@ -453,6 +454,37 @@ class AdminConfig(Model):
     listen: str = Field("127.0.0.1:9180", pattern=r"^[^:]+:\d+$", description="`host:port` to listen on.")
 
 
+class S3EndpointConfig(Model):
+    """An S3-compatible endpoint over local folders, so that handlers written for Lambda read and write the objects
+    their events name with boto3, unchanged. It serves each `files` mapping's folder as the bucket its events name,
+    plus `buckets`, and starts only when there is one to serve. Functions find it in `AWS_ENDPOINT_URL_S3`."""
+
+    enabled: bool = Field(
+        True, description="Serve the folders when there is one (a `files` mapping or `buckets`); false: never."
+    )
+    listen: str = Field(
+        "127.0.0.1:0",
+        pattern=r"^[^:]+:\d+$",
+        description="`host:port` to listen on; port 0 takes any free port (functions are told which).",
+    )
+    buckets: dict[str, str] = Field(
+        default_factory=dict,
+        description="More buckets, `{name: folder}`: where functions write results that no mapping watches.",
+    )
+    access_key_id: str = Field("eventhub", description="The access key id requests must be signed with.")
+    secret_access_key: SecretStr | None = Field(
+        None, description="The secret requests must be signed with. Default: a new random one at every start."
+    )
+
+    @field_validator("buckets")
+    @classmethod
+    def _bucket_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9._-]{1,255}", name):
+                raise ValueError(f"{name!r} is not a bucket name: use letters, digits, '.', '-' and '_'")
+        return value
+
+
 class HubConfig(Model):
     """The whole hub."""
 
@@ -476,6 +508,11 @@ class HubConfig(Model):
     )
     function_defaults: FunctionDefaults = Field(
         default_factory=lambda: FunctionDefaults(), description="What every function gets unless it sets its own."
+    )
+    s3_endpoint: S3EndpointConfig = Field(
+        default_factory=lambda: S3EndpointConfig(),
+        description="The S3-compatible endpoint over the `files` folders that functions reach with boto3 (on by "
+        "default, on loopback, when there is a folder to serve).",
     )
     functions: dict[str, FunctionConfig] = Field(default_factory=dict)
     mappings: list[MappingConfig] = Field(default_factory=list)
@@ -519,6 +556,7 @@ class HubConfig(Model):
                 )
             seen[name] = i
         self._in_process_variables_agree()
+        self.s3_buckets()
         return self
 
     def _in_process_variables_agree(self) -> None:
@@ -535,6 +573,25 @@ class HubConfig(Model):
                         f"{key} another value: use `runtime: python` (the default), where each function has its own",
                     )
                 owner.setdefault(key, (name, value))
+
+    def s3_buckets(self) -> dict[str, str]:
+        """{bucket: absolute folder} the S3 endpoint serves: empty when it is off or has nothing to serve. Two
+        folders under one bucket name are an error."""
+        if not self.s3_endpoint.enabled:
+            return {}
+        buckets = {name: str(Path(folder).absolute()) for name, folder in self.s3_endpoint.buckets.items()}
+        for i, mapping in enumerate(self.mappings):
+            spec = registry.get(mapping.source.type)
+            if not mapping.enabled or spec.buckets is None:
+                continue
+            for name, folder in spec.buckets(mapping.source).items():
+                if buckets.setdefault(name, folder) != folder:
+                    raise _AtError(
+                        ("mappings", i, "source", "bucket"),
+                        f"bucket {name!r} is already the folder {buckets[name]}: the S3 endpoint serves one folder "
+                        "per bucket name (set `bucket:` to tell them apart)",
+                    )
+        return buckets
 
 
 @cache

@@ -15,7 +15,7 @@ from pydantic_core import PydanticUndefined
 
 from hub import registry
 from hub.aws import AwsConnection
-from hub.config import FileDestination, FunctionConfig, HubConfig, MappingConfig, full_model
+from hub.config import FileDestination, FunctionConfig, HubConfig, MappingConfig, S3EndpointConfig, full_model
 from hub.source import ConnectorSpec
 from hub.types import parse_duration
 
@@ -76,6 +76,34 @@ starts itself runs on its hub's CPU.
 """
 
 
+S3_ENDPOINT = """
+```yaml
+s3_endpoint:
+  listen: 127.0.0.1:0                  # the default: loopback, any free port
+  buckets: {thumbnails: ./thumbnails}  # where results go; every `files` folder is served already
+```
+
+- Functions get `AWS_ENDPOINT_URL_S3` (the endpoint's URL: boto3 sends S3 calls there, and only S3 calls) and
+  `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (the credentials it checks Signature Version 4 with; clients set
+  for any region are accepted). Set `access_key_id` / `secret_access_key` when functions must sign with
+  credentials of your own; otherwise the secret is new at every start and never logged.
+- Operations: ListBuckets, HeadBucket, GetBucketLocation, ListObjectsV2 and ListObjects (prefix, delimiter,
+  pages), GetObject (with `Range`), HeadObject, PutObject, CopyObject, DeleteObject, DeleteObjects, and multipart
+  uploads (Create, UploadPart, UploadPartCopy, Complete, Abort), with S3's ETags and S3's XML errors
+  (`NoSuchKey`, `NoSuchBucket`, `InvalidRange`, `EntityTooSmall`...). Buckets are the configured folders: they
+  are not created or deleted through the endpoint. No versioning, ACLs, tagging or `aws-chunked` bodies.
+- An object is a file: its key is its path under the folder, so keys with empty, `.` or `..` segments are
+  refused, as are paths that symlinks lead outside the folder. Content type and `x-amz-meta-*` are kept beside
+  the file; a file written by anything else gets the MD5 of its content and a type guessed from its name.
+- Writes (and multipart parts) are staged under the folder's `.eventhub-s3/`, which is never listed, never an
+  object and never an event, and renamed into place complete: a mapping on the folder fires once per object
+  written, as an S3 notification would. A function that writes into the bucket that triggered it, under a key
+  the mapping matches, triggers itself again, on S3 as here: write to another bucket, or to a prefix or suffix
+  the mapping does not match.
+- A poller process of a mapping with several pollers serves its own copy on a free port.
+"""
+
+
 def json_schema() -> dict[str, Any]:
     return full_model().model_json_schema()
 
@@ -130,6 +158,12 @@ def _table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> str:
 
 def markdown() -> str:
     parts = [HEADER, "## Top level\n", _table(HubConfig, skip=("functions", "mappings"))]
+    parts += [
+        "\n## s3_endpoint\n",
+        (S3EndpointConfig.__doc__ or "").replace("\n    ", " ") + "\n",
+        S3_ENDPOINT,
+        _table(S3EndpointConfig),
+    ]
     parts += ["\n## functions.NAME\n", _table(FunctionConfig)]
     parts += [
         "\n## mappings[]\n",

@@ -206,3 +206,6 @@ class ConnectorSpec:
     sample_variants: dict[str, Callable[[], Any]] = field(default_factory=dict)
     """The other forms of the event the source emits, by name, as settings choose them (kafka's `msk`, schedule's
     `scheduler`): `hub events SOURCE NAME` prints one."""
+    buckets: Callable[[Any], dict[str, str]] | None = None
+    """The local folders a source's validated config presents as S3 buckets, {bucket name: absolute folder}: the
+    hub's S3 endpoint serves them, so functions can read the objects their events name (`files`)."""

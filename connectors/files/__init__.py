@@ -10,9 +10,15 @@ A file is complete when the writer closes it (inotify's close-after-write) or, w
 its size and mtime have not changed for `settle_time`. A file moved into the folder is complete at once. Files
 that arrived while the hub was down are found by the scan at start; a periodic rescan catches anything the
 watcher missed. A symlink that leads outside the folder is refused with a log line.
+
+The hub's S3 endpoint (`hub.s3endpoint`) serves the folder as the bucket the events name. It stages its writes
+under the folder's `.eventhub-s3/`, which this connector ignores: an object written through the endpoint fires
+the mapping once, when it is renamed into place, as a PUT into a bucket with a notification does on S3.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from connectors.files.config import FilesConfig
 from connectors.files.events import iso, md5_of, s3_record, sample_event
@@ -26,6 +32,7 @@ CONNECTOR = ConnectorSpec(
     family="async",
     summary="A local folder as an S3 bucket: complete files become S3 ObjectCreated events.",
     sample_event=sample_event,
+    buckets=lambda config: {config.bucket or Path(config.path).absolute().name: str(Path(config.path).absolute())},
 )
 
 __all__ = [

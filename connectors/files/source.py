@@ -26,6 +26,7 @@ from watchdog.events import (
 from connectors.files.config import FilesConfig
 from connectors.files.events import md5_of, s3_record
 from hub.records import Outcome, Record
+from hub.s3endpoint import RESERVED
 from hub.source import LaneEnded, SourceContext
 
 WATCHED_EVENTS = [
@@ -165,6 +166,8 @@ class FilesSource:
         if rel.startswith(".."):
             return None
         key = rel.replace(os.sep, "/")
+        if key == RESERVED or key.startswith(RESERVED + "/"):  # the S3 endpoint's staging: never an object
+            return None
         if not self.config.recursive and "/" in key:
             return None
         if not key.startswith(self.config.prefix) or not key.endswith(self.config.suffix):
