@@ -1,4 +1,5 @@
-"""Benchmark of the `files` source: latency at a steady rate and throughput of a burst, hub vs. bare watchdog.
+"""Benchmark of the `files` source: latency at a steady rate (files closed in place, files renamed into the
+folder) and throughput of a burst, hub vs. bare watchdog.
 
     .venv/bin/python bench/files_bench.py            # full run (~1-2 min): 1,000 files at 100/s, then 10,000
     .venv/bin/python bench/files_bench.py --quick    # smoke run (~15 s)
@@ -8,9 +9,10 @@ Prints ONE JSON object on stdout; progress goes to stderr. See bench/README.md f
 Every observer runs as a real subprocess in a fresh temporary folder, while this process writes the files:
 
 - hub:  `python -m hub run hub.yaml` with one `files` mapping -> functions.recorder.record (max_concurrency 10);
-        a file's latency is the handler's `received` minus the moment this process closed the file.
+        a file's latency is the handler's `received` minus the moment this process closed (or renamed) the file.
 - raw:  a bare watchdog Observer (this file run with `--raw-watcher`) whose handler only records time.time()
-        on each `closed` event: the ceiling the hub cannot beat, measured on the same machine in the same run.
+        on each `closed` event (`moved`/`created` of the final name in the rename workload): the ceiling the hub
+        cannot beat, measured on the same machine in the same run.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from common import (
 PAYLOAD = b"benchmark payload: a small file of one hundred bytes.......................................\n"
 TARGET_LATENCY_P99_MS = 100.0
 TARGET_RATE = 100.0
+RENAME_SETTLE_TIME = "1s"  # the files source's default: a renamed file must not wait for it
 
 
 # ---- processes -------------------------------------------------------------------------------------------------
@@ -80,8 +83,15 @@ def wait_for_count(counter: Any, expected: int, *, timeout: float, stall: float,
 # ---- the writer ------------------------------------------------------------------------------------------------
 
 
-def write_files(folder: Path, prefix: str, count: int, rate: float | None) -> dict[str, float]:
-    """Write `count` small files (at `rate` per second, or as fast as possible); return name -> close time."""
+def write_files(
+    folder: Path, prefix: str, count: int, rate: float | None, staging: Path | None = None
+) -> dict[str, float]:
+    """Write `count` small files (at `rate` per second, or as fast as possible); return name -> close time.
+
+    With `staging`, every file is an upload renamed into place, and the time is the rename's: even files are
+    written in the folder as `NAME.tmp` (which the mapping's suffix filters out) and renamed to NAME; odd files
+    are written in `staging` (another folder on the same file system) and moved into the folder.
+    """
     closed: dict[str, float] = {}
     start = time.perf_counter()
     for i in range(count):
@@ -90,7 +100,10 @@ def write_files(folder: Path, prefix: str, count: int, rate: float | None) -> di
             if delay > 0:
                 time.sleep(delay)
         name = f"{prefix}-{i:06d}.dat"
-        fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        written = folder / name
+        if staging is not None:
+            written = folder / f"{name}.tmp" if i % 2 == 0 else staging / name
+        fd = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.write(fd, PAYLOAD)
         finally:
@@ -98,35 +111,43 @@ def write_files(folder: Path, prefix: str, count: int, rate: float | None) -> di
             # it before close() returns here; a time taken after close() can make latencies come out negative.
             closed[name] = time.time()
             os.close(fd)
+        if staging is not None:
+            closed[name] = time.time()  # the same holds for rename() and its IN_MOVED_TO
+            os.rename(written, folder / name)
     return closed
 
 
 # ---- one run: a workload against one observer ------------------------------------------------------------------
 
 
-def hub_config(work: Path, inbox: Path, max_concurrency: int, rescan: float) -> str:
+def hub_config(work: Path, inbox: Path, max_concurrency: int, rescan: float, settle: str) -> str:
+    out = work / "received.jsonl"
     return f"""\
 checkpoints: sqlite:///{work / "state.db"}
 shutdown_grace: 5s
 functions:
-  fn: {{handler: functions.recorder.record, timeout: 10s}}
+  fn: {{handler: functions.recorder.record, timeout: 10s, environment: {{RECORDER_OUT: "{out}"}}}}
 mappings:
   - name: inbox
     function: fn
     max_concurrency: {max_concurrency}
-    source: {{type: files, path: {inbox}, settle_time: 200ms, rescan_interval: {rescan:g}}}
+    source: {{type: files, path: {inbox}, suffix: .dat, settle_time: {settle}, rescan_interval: {rescan:g}}}
 """
 
 
-def start_observer(kind: str, work: Path, inbox: Path, max_concurrency: int, rescan: float) -> tuple[Child, Path]:
+def start_observer(
+    kind: str, workload: str, work: Path, inbox: Path, max_concurrency: int, rescan: float
+) -> tuple[Child, Path]:
     out = work / "received.jsonl"
     if kind == "hub":
         config = work / "hub.yaml"
-        config.write_text(hub_config(work, inbox, max_concurrency, rescan))
+        settle = RENAME_SETTLE_TIME if workload == "rename" else "200ms"
+        config.write_text(hub_config(work, inbox, max_concurrency, rescan, settle))
         argv = [PYTHON, "-m", "hub", "run", str(config)]
         child = Child("hub", argv, work, child_env({"RECORDER_OUT": str(out)}), work / "hub.log")
     else:
-        argv = [PYTHON, str(Path(__file__).resolve()), "--raw-watcher", str(inbox), str(out)]
+        mode = "renamed" if workload == "rename" else "closed"
+        argv = [PYTHON, str(Path(__file__).resolve()), "--raw-watcher", str(inbox), str(out), mode]
         child = Child("raw watcher", argv, work, child_env({}), work / "raw.log")
     try:
         child.wait_log("watching", READY_TIMEOUT)
@@ -167,11 +188,14 @@ def run_workload(
     work = base / f"{workload}-{kind}"
     inbox = work / "inbox"
     inbox.mkdir(parents=True)
+    staging = work / "staging" if workload == "rename" else None
+    if staging is not None:
+        staging.mkdir()
     if preload:
         progress(f"{workload}/{kind}: preloading {preload} files already in the folder")
         write_files(inbox, "preload", preload, None)
     progress(f"{workload}/{kind}: starting the observer")
-    child, out = start_observer(kind, work, inbox, max_concurrency, rescan)
+    child, out = start_observer(kind, workload, work, inbox, max_concurrency, rescan)
     if kind == "hub":
         counter = lambda: count_lines(out)  # noqa: E731
     else:
@@ -188,7 +212,7 @@ def run_workload(
         time.sleep(0.5)  # let the observer's process settle (imports, threads) before the clock starts
         what = f"{count} files at {rate:g}/s" if rate else f"{count} files as fast as possible"
         progress(f"{workload}/{kind}: writing {what}")
-        closed = write_files(inbox, workload, count, rate)
+        closed = write_files(inbox, workload, count, rate, staging)
         first_close, last_close = min(closed.values()), max(closed.values())
         progress(f"{workload}/{kind}: written in {last_close - first_close:.2f}s; waiting for the observer to drain")
         wait_for_count(
@@ -211,6 +235,10 @@ def run_workload(
         "latency": summary_ms(latencies, none_if_empty=True),
         "exit_code": exit_code,
     }
+    if staging is not None:  # the two kinds of rename apart: even files within the folder, odd ones from outside
+        for part, parity in (("latency_renamed_within_folder", 0), ("latency_moved_in_from_outside", 1)):
+            lat = [received[n] - t for i, (n, t) in enumerate(closed.items()) if i % 2 == parity and n in received]
+            result[part] = summary_ms(lat, none_if_empty=True)
     if missing:
         result["missing_examples"] = missing[:5]
     if received:
@@ -237,8 +265,12 @@ def run_workload(
 # ---- the raw watcher (a subprocess) ----------------------------------------------------------------------------
 
 
-def raw_watcher(folder: str, out: str) -> int:
-    """A bare watchdog Observer: record time.time() for each `closed` event; dump everything on SIGTERM."""
+def raw_watcher(folder: str, out: str, mode: str) -> int:
+    """A bare watchdog Observer: record time.time() for each `closed` event; dump everything on SIGTERM.
+
+    mode `renamed`: record the final name's `moved` (renamed within the folder) or `created` (moved in from
+    outside: watchdog's plain observer reports it so) instead.
+    """
     from watchdog.events import FileSystemEventHandler
     from watchdog.observers import Observer
 
@@ -247,7 +279,16 @@ def raw_watcher(folder: str, out: str) -> int:
 
     class Recorder(FileSystemEventHandler):
         def on_closed(self, event: Any) -> None:
-            times.append((os.fsdecode(event.src_path), time.time()))
+            if mode == "closed":
+                times.append((os.fsdecode(event.src_path), time.time()))
+
+        def on_moved(self, event: Any) -> None:
+            if mode == "renamed":
+                times.append((os.fsdecode(event.dest_path), time.time()))
+
+        def on_created(self, event: Any) -> None:
+            if mode == "renamed" and os.fsdecode(event.src_path).endswith(".dat"):
+                times.append((os.fsdecode(event.src_path), time.time()))
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -312,7 +353,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 200-file burst, 3 s latency run")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (hub logs) and print its path")
     parser.add_argument("--skip-raw", action="store_true", help="measure the hub only")
-    parser.add_argument("--raw-watcher", nargs=2, metavar=("FOLDER", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--raw-watcher", nargs=3, metavar=("FOLDER", "OUT", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw_watcher:
         return raw_watcher(*args.raw_watcher)
@@ -335,6 +376,7 @@ def main() -> int:
             "max_concurrency": args.max_concurrency,
             "handler": "functions.recorder.record",
             "settle_time": "200ms",
+            "settle_time_rename": RENAME_SETTLE_TIME,
             "rescan_interval_latency_s": args.latency_rescan,
             "preloaded_files_latency": args.preload,
             "rescan_interval_throughput_s": args.throughput_rescan,
@@ -357,6 +399,10 @@ def main() -> int:
             )
             for k in kinds
         }
+        rename = {
+            k: run_workload(k, "rename", base, latency_files, args.rate, args.max_concurrency, args.latency_rescan)
+            for k in kinds
+        }
         throughput = {
             k: run_workload(k, "throughput", base, args.files, None, args.max_concurrency, args.throughput_rescan)
             for k in kinds
@@ -366,23 +412,28 @@ def main() -> int:
         **latency,
         "hub_over_raw": {q: ratio(hub_l.get(f"{q}_ms"), raw_l.get(f"{q}_ms")) for q in ("p50", "p95", "p99", "max")},
     }
+    hub_r, raw_r = rename["hub"]["latency"], rename.get("raw", {}).get("latency", {})
+    report["rename"] = {
+        **rename,
+        "hub_over_raw": {q: ratio(hub_r.get(f"{q}_ms"), raw_r.get(f"{q}_ms")) for q in ("p50", "p95", "p99", "max")},
+    }
     report["throughput"] = {
         **throughput,
         "hub_over_raw": ratio(
             throughput["hub"].get("throughput_files_per_s"), throughput.get("raw", {}).get("throughput_files_per_s")
         ),
     }
-    p99 = hub_l.get("p99_ms")
     report["targets"] = {
-        "latency_p99_ms_at_100_per_s": {
+        f"{name}_p99_ms_at_100_per_s": {
             "target": f"< {TARGET_LATENCY_P99_MS:g}",
-            "hub": p99,
-            "met": p99 is not None and p99 < TARGET_LATENCY_P99_MS and latency["hub"]["missing"] == 0,
+            "hub": (p99 := run["hub"]["latency"].get("p99_ms")),
+            "met": p99 is not None and p99 < TARGET_LATENCY_P99_MS and run["hub"]["missing"] == 0,
             "comparable": args.rate == TARGET_RATE,
         }
+        for name, run in (("latency", latency), ("rename_latency", rename))
     }
     problems = []
-    for workload, runs in (("latency", latency), ("throughput", throughput)):
+    for workload, runs in (("latency", latency), ("rename", rename), ("throughput", throughput)):
         for kind, run in runs.items():
             if run["missing"]:
                 problems.append(f"{workload}/{kind}: {run['missing']} of {run['files']} files never received")

@@ -3,6 +3,8 @@
 | destination | what it receives                                                                              |
 | ----------- | --------------------------------------------------------------------------------------------- |
 | `sqs`       | one message per given-up batch: AWS's failure record, metadata only (as AWS sends to SQS/SNS) |
+| `sqs` (DLQ) | as a dead-letter queue: one message per event, the event as its body and the dead letter's   |
+|             | attributes as message attributes (a text body, such as a schedule's text `input`, as it is) |
 | `s3`        | one object per given-up batch: the failure record plus the whole event as `payload`, under    |
 |             | `aws/lambda/<mapping>/<shardId>/YYYY/MM/DD/YYYY-MM-DDTHH.MM.SS-<uuid>` (AWS's layout, with the |
 |             | mapping's name where AWS writes the event source mapping's UUID)                              |
@@ -36,7 +38,7 @@ def _json(body: Any) -> str:
 
 
 class SqsDestinationConfig(BaseModel):
-    """Send AWS's failure records to an SQS queue."""
+    """Send AWS's failure records (or, as a dead-letter queue, the events themselves) to an SQS queue."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -112,8 +114,8 @@ class SqsDestination:
     async def send(self, documents: Sequence[Document]) -> None:
         sqs = await self._clients.get()
         url = await self._queue_url(sqs)
-        for chunk in _chunks([_json(d.body) for d in documents]):
-            entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(chunk)]
+        for chunk in _chunks([_entry(d) for d in documents]):
+            entries = [{"Id": str(i), **entry} for i, entry in enumerate(chunk)]
             answer = await sqs.send_message_batch(QueueUrl=url, Entries=entries)
             failed = answer.get("Failed") or []
             if failed:
@@ -126,16 +128,27 @@ class SqsDestination:
         await self._clients.close()
 
 
-def _chunks(bodies: list[str]) -> list[list[str]]:
-    """Groups of at most 10 messages and 256 KiB, as SendMessageBatch takes them."""
-    out: list[list[str]] = []
+def _entry(document: Document) -> dict[str, Any]:
+    """A SendMessageBatch entry (without its Id): a dead letter's text body goes as it is, anything else as JSON."""
+    if document.attributes is None:
+        return {"MessageBody": _json(document.body)}
+    body = document.body if isinstance(document.body, str) else _json(document.body)
+    return {"MessageBody": body, "MessageAttributes": document.attributes}
+
+
+def _chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Groups of at most 10 messages and 256 KiB (bodies and attributes), as SendMessageBatch takes them."""
+    out: list[list[dict[str, Any]]] = []
     size = 0
-    for body in bodies:
-        length = len(body.encode())
+    for entry in entries:
+        length = len(entry["MessageBody"].encode()) + sum(
+            len(name) + len(value["DataType"]) + len(value["StringValue"].encode())
+            for name, value in entry.get("MessageAttributes", {}).items()
+        )
         if not out or len(out[-1]) == SQS_BATCH or size + length > SQS_BATCH_BYTES:
             out.append([])
             size = 0
-        out[-1].append(body)
+        out[-1].append(entry)
         size += length
     return out
 
@@ -192,7 +205,12 @@ def _safe(part: str) -> str:
 
 
 SQS_DESTINATION = DestinationSpec(
-    type="sqs", config=SqsDestinationConfig, build=SqsDestination, requires=("aioboto3",), extra="aws"
+    type="sqs",
+    config=SqsDestinationConfig,
+    build=SqsDestination,
+    requires=("aioboto3",),
+    extra="aws",
+    dead_letter=True,
 )
 S3_DESTINATION = DestinationSpec(
     type="s3", config=S3DestinationConfig, build=S3Destination, requires=("aioboto3",), extra="aws"

@@ -143,6 +143,13 @@ class FunctionConfig(Model):
     )
     function_name: str | None = Field(None, description="lambda: the function's name or ARN.")
     qualifier: str | None = Field(None, description="lambda: a version or alias.")
+    dead_letter_config: Any = Field(
+        None,
+        description="Lambda's DeadLetterConfig: where the event of an asynchronous invocation (files, schedule, s3 "
+        "sources) goes when it is given up, unmodified, with the message attributes RequestID, ErrorCode and "
+        "ErrorMessage: `{type: sqs, queue_url: ...}`, or `{type: file, path: ...}` for JSON lines "
+        '`{"Body": event, "MessageAttributes": {...}}`. Also sent when the mapping has an on_failure destination.',
+    )
     description: str = ""
 
     @field_validator("runtime", mode="before")
@@ -595,9 +602,12 @@ class HubConfig(Model):
 
 
 @cache
-def config_model(types: tuple[str, ...], destinations: tuple[str, ...] = ()) -> type[HubConfig]:
-    """HubConfig whose `mappings[].source` is the union of the named connectors' models, and whose
-    `destination_config.on_failure` is the union of `file` and the named connectors' destinations."""
+def config_model(
+    types: tuple[str, ...], destinations: tuple[str, ...] = (), dead_letters: tuple[str, ...] = ()
+) -> type[HubConfig]:
+    """HubConfig whose `mappings[].source` is the union of the named connectors' models, whose
+    `destination_config.on_failure` is the union of `file` and the named connectors' destinations, and whose
+    `functions[].dead_letter_config` is the union of `file` and the named dead-letter destinations."""
     models = tuple(registry.get(t).config for t in types)
     dest_models: tuple[Any, ...] = (FileDestination, *tuple(registry.get_destination(t).config for t in destinations))
     source_type: Any = _union(models)
@@ -610,7 +620,16 @@ def config_model(types: tuple[str, ...], destinations: tuple[str, ...] = ()) -> 
         source=(source_type, ...),
         destination_config=(destination, Field(default_factory=destination)),
     )
-    return create_model("HubConfig", __base__=HubConfig, mappings=(list[mapping], []))
+    dlq_models: tuple[Any, ...] = (FileDestination, *tuple(registry.get_destination(t).config for t in dead_letters))
+    function = create_model(
+        "FunctionConfig", __base__=FunctionConfig, dead_letter_config=(_union(dlq_models) | None, None)
+    )
+    return create_model(
+        "HubConfig",
+        __base__=HubConfig,
+        mappings=(list[mapping], []),
+        functions=(dict[str, function], Field(default_factory=dict)),
+    )
 
 
 def _union(models: tuple[Any, ...]) -> Any:
@@ -624,6 +643,7 @@ def full_model() -> type[HubConfig]:
     return config_model(
         tuple(spec.type for spec in registry.all_specs(installed_only=True)),
         tuple(spec.type for spec in registry.all_destination_specs()),
+        tuple(spec.type for spec in registry.all_destination_specs() if spec.dead_letter),
     )
 
 
@@ -666,10 +686,15 @@ def validate(located: Located) -> HubConfig:
                 missing = _missing(registry.get_destination(dest_kind))
                 if missing:
                     errors.append(f"{located.where(dest_at)}: {dotted(dest_at)}: {missing}")
+    dead_letters = _dead_letter_types(located, errors)
     if errors:
         raise ConfigError(errors)
     _resolve_code_uris(data, Path(located.path).parent)
-    model = config_model(tuple(sorted(types)), tuple(sorted(destinations))) if types else HubConfig
+    model = (
+        config_model(tuple(sorted(types)), tuple(sorted(destinations)), tuple(sorted(dead_letters)))
+        if types or dead_letters
+        else HubConfig
+    )
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -685,6 +710,30 @@ def _resolve_code_uris(data: dict[str, Any], folder: Path) -> None:
         code_uri = function.get("code_uri") if isinstance(function, dict) else None
         if isinstance(code_uri, str) and code_uri and not Path(code_uri).is_absolute():
             function["code_uri"] = str((folder / code_uri).resolve())
+
+
+def _dead_letter_types(located: Located, errors: list[str]) -> set[str]:
+    """The destination types the functions' `dead_letter_config` name (besides `file`); problems go to `errors`."""
+    functions = located.data.get("functions")
+    found: set[str] = set()
+    for name, function in functions.items() if isinstance(functions, dict) else ():
+        target = function.get("dead_letter_config") if isinstance(function, dict) else None
+        kind = target.get("type") if isinstance(target, dict) else None
+        if kind is None or kind == "file":
+            continue
+        at: tuple[Any, ...] = ("functions", name, "dead_letter_config", "type")
+        usable = [spec.type for spec in registry.all_destination_specs() if spec.dead_letter]
+        if kind not in usable:
+            errors.append(
+                f"{located.where(at)}: {dotted(at)}: {kind!r} cannot be a dead-letter queue: it has no message "
+                f"attributes to carry RequestID, ErrorCode and ErrorMessage (one of: file, {', '.join(usable)})"
+            )
+            continue
+        found.add(kind)
+        missing = _missing(registry.get_destination(kind))
+        if missing:
+            errors.append(f"{located.where(at)}: {dotted(at)}: {missing}")
+    return found
 
 
 def _missing(spec: Any) -> str:
@@ -713,7 +762,11 @@ def _describe(located: Located, err: Any) -> str:
     if err["type"] == "extra_forbidden":
         message = "unknown setting (check its spelling; settings are AWS's names in snake_case)"
     # drop pydantic's union tags (`source.files.path` -> `source.path`, `on_failure.sqs.queue_url` -> ...)
-    tags = {"source": set(registry.names()), "on_failure": set(registry.destination_names())}
+    tags = {
+        "source": set(registry.names()),
+        "on_failure": set(registry.destination_names()),
+        "dead_letter_config": {"file", *registry.destination_names()},
+    }
     shown = tuple(
         p for i, p in enumerate(loc) if not (i and isinstance(loc[i - 1], str) and p in tags.get(loc[i - 1], ()))
     )

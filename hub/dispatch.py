@@ -5,7 +5,9 @@ the mapping's business and never counts as a function failure. One policy per so
 
 - async (files, schedules): Lambda's asynchronous invocation. Up to `maximum_retry_attempts` retries with
   exponential backoff and jitter; an event older than `maximum_event_age` is not retried; then the
-  asynchronous invocation record goes to the destination (or the event is dropped, as AWS drops it).
+  asynchronous invocation record goes to the destination, and the event to every dead-letter queue: the
+  function's (Lambda's DeadLetterConfig) and the source's own (a schedule's); with none of them the event is
+  dropped, as AWS drops it.
 - stream (Kafka, Kinesis, DynamoDB Streams): a failed batch blocks its lane and is retried until it succeeds,
   exceeds `maximum_retry_attempts` (-1: forever) or `maximum_record_age`; `bisect_batch_on_function_error`
   splits a failing batch in two without using up retries; with `ReportBatchItemFailures` the records before the
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hub.config import MappingConfig
+from hub.deadletter import GiveUp, dead_letter_queues
 from hub.failures import FailureRecords
 from hub.functions import Function
 from hub.logs import fields
@@ -122,6 +125,16 @@ class Dispatcher:
         self.max_receive_count = mapping.setting("max_receive_count")
         self.backoff = Backoff(mapping.retry_delay, mapping.maximum_retry_delay)
         self.failures = FailureRecords(function.arn, self.name, source, clock)
+        self.dead_letters = (
+            dead_letter_queues(function.config.dead_letter_config, source, function.region)
+            if self.family == "async"
+            else []
+        )
+
+    async def close(self) -> None:
+        """Close the dead-letter queues' clients (the mapping's destination is the hub's to close)."""
+        for queue in self.dead_letters:
+            await queue.destination.close()
 
     async def dispatch(self, records: Sequence[Record], window: Window | None = None) -> Outcome:
         """Invoke the function for a batch until its outcome is final (or the hub stops).
@@ -186,29 +199,45 @@ class Dispatcher:
         self.counters.failed_invoke += len(found)
         return sorted(found)
 
-    async def _hand_off(self, records: Sequence[Record], documents: list[Document], condition: str) -> bool:
-        """Give records to the destination, retrying until it takes them (or drop them if there is none).
+    async def _hand_off(
+        self,
+        records: Sequence[Record],
+        documents: list[Document],
+        condition: str,
+        dead_letters: Sequence[tuple[Destination, list[Document]]] = (),
+    ) -> bool:
+        """Give records to the destination and their dead letters to the dead-letter queues, retrying each until it
+        takes them (or drop them if there is none of them).
 
-        False when the hub stopped first: the records are then not settled.
+        False when the hub stopped first: the records are then not settled (and are given up again, to every
+        target, after a restart: at least once).
         """
         fields_ = fields(mapping=self.name, records=len(records), condition=condition)
-        if self.destination is None:
+        targets = [(self.destination, documents)] if self.destination is not None else []
+        targets.extend(dead_letters)
+        if not targets:
             self.counters.dropped += len(records)
             log.warning("gave up; no destination configured, dropped", extra=fields_)
             return True
+        for destination, sent in targets:
+            if not await self._send(destination, sent, fields_):
+                return False
+        self.counters.destination_delivered += len(records)
+        return True
+
+    async def _send(self, destination: Destination, documents: list[Document], fields_: dict[str, Any]) -> bool:
         attempt = 0
         while True:
             attempt += 1
             try:
-                await self.destination.send(documents)
+                await destination.send(documents)
             except Exception as exc:
                 self.counters.destination_errors += 1
-                log.warning("destination %s refused a record: %s", self.destination.name, exc, extra=fields_)
+                log.warning("destination %s refused a record: %s", destination.name, exc, extra=fields_)
                 if not await self._wait(Backoff(0.5, 30.0).delay(attempt)):
                     return False
                 continue
-            self.counters.destination_delivered += len(records)
-            log.warning("gave up; sent to %s", self.destination.name, extra=fields_)
+            log.warning("gave up; sent to %s", destination.name, extra=fields_)
             return True
 
     # ---- asynchronous invocation -----------------------------------------------------------------------------
@@ -233,8 +262,13 @@ class Dispatcher:
                 break
             if not await self._wait(self.backoff.delay(attempt)):
                 return Outcome(failed=tuple(records))  # stopping: unsettled, handled again after a restart
-        documents = self.failures.asynchronous(records, attempt, result, condition)
-        if await self._hand_off(records, documents, condition):
+        documents = self.failures.asynchronous(records, attempt, result, condition) if self.destination else []
+        give_up = GiveUp(attempt, result, condition, self.function.arn)
+        event = self.source.render(records, 1) if self.dead_letters else None  # the original event: attempt 1's
+        dead_letters = [
+            (queue.destination, [queue.document(records, event, give_up, self.name)]) for queue in self.dead_letters
+        ]
+        if await self._hand_off(records, documents, condition, dead_letters):
             return Outcome(given_up=tuple(records))
         return Outcome(failed=tuple(records))
 

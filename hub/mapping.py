@@ -211,6 +211,7 @@ class MappingRunner:
         if self._settling:
             await asyncio.gather(*self._settling, return_exceptions=True)
         await self._close_source()
+        await self.dispatcher.close()
 
     async def _stop_readers(self) -> None:
         for task in self._readers:

@@ -175,11 +175,12 @@ def markdown() -> str:
     specs: list[ConnectorSpec] = registry.all_specs(installed_only=True)
     for spec in specs:
         parts += [f"\n## source: type `{spec.type}` ({spec.family})\n", spec.summary + "\n", _table(spec.config)]
-    parts += ["\n## destination_config.on_failure: type `file`\n", _table(FileDestination)]
+    parts += ["\n## destination_config.on_failure: type `file` (also a dead_letter_config)\n", _table(FileDestination)]
     parts += [
         "\n## AwsConnection (the `connection:` of AWS sources and destinations, a lambda function's `aws:`)\n",
         _table(AwsConnection),
     ]
     for dest in registry.all_destination_specs():
-        parts += [f"\n## destination_config.on_failure: type `{dest.type}`\n", _table(dest.config)]
+        also = " (also a dead_letter_config)" if dest.dead_letter else ""
+        parts += [f"\n## destination_config.on_failure: type `{dest.type}`{also}\n", _table(dest.config)]
     return "\n".join(parts) + "\n"

@@ -126,12 +126,16 @@ class Document:
     key         the key to send it with where the broker has keys (a Kafka record's original key)
     mapping     the mapping's name (an S3 destination uses it where AWS uses the ESM's UUID)
     lane        the lane the records came from (a shard id, `topic-partition`, a folder)
+    attributes  a dead letter's message attributes in SQS's shape, `{name: {"DataType", "StringValue"}}`
+                (hub.deadletter); None for a failure record. Only destinations whose spec says `dead_letter`
+                receive documents with attributes.
     """
 
     body: Any
     key: bytes | None = None
     mapping: str = ""
     lane: str = ""
+    attributes: dict[str, dict[str, str]] | None = None
 
 
 class Destination(Protocol):
@@ -171,6 +175,9 @@ class DestinationSpec:
     of the source's validated config that says so. Leave it False if every process would read the same records."""
     minimum_pollers: int = 1
     """The least `provisioned_poller_config.minimum_pollers` it accepts, and the default (AWS: 2 for SQS)."""
+    dead_letter: bool = False
+    """True: it can be a dead-letter queue (a function's `dead_letter_config`): its `send` delivers a document's
+    `attributes` with its body, as SQS message attributes do."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@
 | ordering | none between files (S3 gives none); each file is its own asynchronous invocation               |
 
 A file is complete when the writer closes it (inotify's close-after-write) or, where no close is seen, when
-its size and mtime have not changed for `settle_time`. A file moved into the folder is complete at once. Files
+its size and mtime have not changed for `settle_time`. A file renamed into place is complete at once, whether it
+was renamed within the folder or moved in from another folder (as are the files of a folder moved in). Files
 that arrived while the hub was down are found by the scan at start; a periodic rescan catches anything the
 watcher missed. A symlink that leads outside the folder is refused with a log line.
 

@@ -24,6 +24,9 @@ class FilesConfig(BaseModel):
         ["created"], min_length=1, description="`created` (ObjectCreated:Put) and/or `removed` (ObjectRemoved:Delete)."
     )
     settle_time: Duration = Field(
-        1.0, ge=0, description="A file not closed yet is complete once its size has been stable this long."
+        1.0,
+        ge=0,
+        description="A file not closed yet is complete once its size has been stable this long "
+        "(a file renamed or moved into the folder never waits for it).",
     )
     rescan_interval: Duration = Field(30.0, ge=0, description="Rescan the folder this often (0: only at start).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -78,15 +79,13 @@ class FilesSource:
     # ---- Source ----------------------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        from watchdog.observers import Observer
-
         self._closed.clear()
         self._loop = asyncio.get_running_loop()
         self.root.mkdir(parents=True, exist_ok=True)
         self._real_root = os.path.realpath(self.root)
         self._handled = await self.context.store.get_all(self.scope)
         handler = _Forwarder(self)
-        observer = Observer()
+        observer = _observer()
         # only the events that say a file changed: opens and read-only closes (our own MD5 reads among them)
         # would only fill the kernel's inotify queue
         observer.schedule(handler, str(self.root), recursive=self.config.recursive, event_filter=WATCHED_EVENTS)
@@ -211,9 +210,9 @@ class FilesSource:
             self._handled.pop(key, None)
             self._spawn(self.context.store.delete(self.scope, key))
 
-    def on_directory(self, path: str) -> None:
-        """A folder appeared (created or moved in): its files may never send events of their own."""
-        self._spawn(self._scan(under=path))
+    def on_directory(self, path: str, *, moved_in: bool) -> None:
+        """A folder appeared: its files may never send events of their own. Moved in, its files are complete."""
+        self._spawn(self._scan(under=path, complete=moved_in))
 
     def _cancel_pending(self, path: str) -> None:
         entry = self._pending.pop(path, None)
@@ -301,15 +300,22 @@ class FilesSource:
         self._in_flight[key] = "-"
         self._queue.put_nowait(Record(self.key, (key, None), payload, timestamp=now, size=512, item_id=key))
 
-    async def _scan(self, *, startup: bool = False, under: str | None = None) -> None:
-        """Queue every complete, unhandled file; at start also notice files removed while the hub was down."""
+    async def _scan(self, *, startup: bool = False, under: str | None = None, complete: bool = False) -> None:
+        """Queue every complete, unhandled file; at start also notice files removed while the hub was down.
+
+        `complete`: every file found is complete (a folder moved in), even one whose size is still being watched.
+        """
         found = await asyncio.to_thread(self._walk, under or str(self.root))
         settle = self.config.settle_time
         now = time.time()
         for path, key, mtime, identity in found:
-            if self._handled.get(key) == identity or key in self._in_flight or path in self._pending:
+            if self._handled.get(key) == identity or key in self._in_flight:
                 continue
-            if now - mtime >= settle:
+            if complete:
+                self._cancel_pending(path)
+            elif path in self._pending:
+                continue
+            if complete or now - mtime >= settle:
                 self._spawn(self._ready(path, key))
             else:
                 self._watch_until_stable(path, None)
@@ -349,6 +355,22 @@ class FilesSource:
         return out
 
 
+def _observer() -> Any:
+    """A watchdog observer that tells a file moved in from outside the folder from a file created in it.
+
+    On Linux, inotify's IN_MOVED_TO without its IN_MOVED_FROM (a move from an unwatched folder) is a `moved`
+    event with no source (watchdog's full events) rather than `created`: the file is complete at once, where a
+    created file waits for its close or for `settle_time`. Elsewhere a move in from outside is `created`.
+    """
+    if sys.platform.startswith("linux"):
+        from watchdog.observers.inotify import InotifyObserver
+
+        return InotifyObserver(generate_full_events=True)
+    from watchdog.observers import Observer
+
+    return Observer()
+
+
 def _position(record: Record) -> tuple[str, str | None]:
     """A file record's position: its key and identity (None for a removal)."""
     return cast(tuple[str, str | None], record.position)
@@ -368,19 +390,23 @@ class _Forwarder(FileSystemEventHandler):
         src = os.fsdecode(event.src_path)
         call = self.loop.call_soon_threadsafe
         try:
+            # a move's missing side is "": from outside the folder (no src) or out of it (no dest)
+            dest = os.fsdecode(event.dest_path) if kind == "moved" else ""
             if event.is_directory:
-                if kind in ("created", "moved"):
-                    target = os.fsdecode(event.dest_path) if kind == "moved" else src
-                    call(self.source.on_directory, target)
+                if kind == "created":
+                    call(lambda: self.source.on_directory(src, moved_in=False))
+                elif kind == "moved" and dest:
+                    call(lambda: self.source.on_directory(dest, moved_in=True))
                 return
             if kind == "closed":
                 call(lambda: self.source.on_change(src, complete=True))
             elif kind in ("created", "modified"):
                 call(lambda: self.source.on_change(src, complete=False))
             elif kind == "moved":
-                dest = os.fsdecode(event.dest_path)
-                call(self.source.on_removed, src)
-                call(lambda: self.source.on_change(dest, complete=True))
+                if src:
+                    call(self.source.on_removed, src)
+                if dest:  # a rename is a complete file: it never waits for settle_time
+                    call(lambda: self.source.on_change(dest, complete=True))
             elif kind == "deleted":
                 call(self.source.on_removed, src)
         except RuntimeError:  # the loop is closed: the hub is stopping

@@ -19,25 +19,40 @@ AWS's `Input` is for a Lambda target: the function receives the JSON value it ho
 
 After downtime the misfire policy decides what runs: `run_once` (the newest missed fire, the default),
 `run_all` (every missed fire, oldest first) or `skip`.
+
+`dead_letter_config` is EventBridge Scheduler's target DeadLetterConfig. The hub has one retry layer between a
+schedule and its function, so the mapping's `maximum_retry_attempts` and `maximum_event_age` stand for the
+schedule's RetryPolicy (MaximumRetryAttempts, MaximumEventAgeInSeconds): when the mapping gives up on a fire, the
+queue gets Scheduler's dead-letter event: the request body (the input, or the Scheduled Event) with Scheduler's
+attributes (`dead_letter`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from connectors.aws_destinations import SqsDestinationConfig
 from connectors.schedule.expressions import Schedule, ScheduleError, fires_between, parse_schedule
+from hub.config import FileDestination
+from hub.deadletter import GiveUp, number, string
 from hub.records import ContiguousTracker, Outcome, Record
-from hub.source import ConnectorSpec, LaneEnded, SourceContext
+from hub.source import ConnectorSpec, Document, LaneEnded, SourceContext
 
 MISFIRE_LIMIT = 10_000
+PAYLOAD_LIMIT = 256 * 1024 - 4096
+"""The most bytes of a dead letter's body: SQS takes 256 KiB for a message, its attributes included."""
+EXHAUSTED = {"RetriesExhausted": "MaximumRetryAttempts", "EventAgeExceeded": "MaximumEventAgeInSeconds"}
+"""Scheduler's EXHAUSTED_RETRY_CONDITION for a retryable failure (a throttled invoke is not retried)."""
 
 
 class ScheduleConfig(BaseModel):
@@ -75,6 +90,21 @@ class ScheduleConfig(BaseModel):
         description="The rule's or schedule's name in the event's ARNs (`rule/<name>`, "
         "`schedule/default/<name>`). Default: the mapping's name.",
     )
+    dead_letter_config: Annotated[FileDestination | SqsDestinationConfig, Field(discriminator="type")] | None = Field(
+        None,
+        description="EventBridge Scheduler's target DeadLetterConfig: where a fire goes when the mapping gives up on "
+        "it (its maximum_retry_attempts and maximum_event_age are the schedule's RetryPolicy): the request body with "
+        "Scheduler's attributes ERROR_CODE, ERROR_MESSAGE, EXECUTION_ID, EXHAUSTED_RETRY_CONDITION, "
+        "IS_PAYLOAD_TRUNCATED, RETRY_ATTEMPTS, SCHEDULED_TIME, SCHEDULE_ARN, TARGET_ARN. `{type: sqs, queue_url: "
+        '...}`, or `{type: file, path: ...}` for JSON lines `{"Body": ..., "MessageAttributes": {...}}`.',
+    )
+
+    @field_validator("dead_letter_config")
+    @classmethod
+    def _dead_letter_client(cls, value: Any) -> Any:
+        if isinstance(value, SqsDestinationConfig) and importlib.util.find_spec("aioboto3") is None:
+            raise ValueError("an sqs dead-letter queue needs aioboto3: pip install 'eventhub[aws]'")
+        return value
 
     @field_validator("expression")
     @classmethod
@@ -146,6 +176,11 @@ class ScheduleSource:
         self._cursor = datetime.now(UTC)
         self._anchor = self._cursor
         self._closed = asyncio.Event()
+        self._salt = secrets.token_hex(8)  # execution ids differ from one run of the hub to the next
+
+    @property
+    def dead_letter_config(self) -> Any:
+        return self.config.dead_letter_config
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.context.clock.time(), UTC)
@@ -242,11 +277,40 @@ class ScheduleSource:
             value = self._substitute(value, record.position, attempt)  # type: ignore[arg-type]
         return json.loads(value) if isinstance(value, str) else value
 
+    def execution_id(self, fire: datetime, attempt: int) -> str:
+        """Scheduler's execution id: unique per attempted invocation (the same in its dead letter)."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.schedule_arn}#{fire.isoformat()}#{attempt}#{self._salt}"))
+
+    def dead_letter(self, records: Sequence[Record], give_up: GiveUp) -> Document:
+        """EventBridge Scheduler's dead-letter event for a fire the mapping gave up on: the last attempt's request
+        body (cut to fit SQS, marked by IS_PAYLOAD_TRUNCATED) and Scheduler's message attributes."""
+        (record,) = records
+        fire: datetime = record.position  # type: ignore[assignment]
+        attempt = max(1, give_up.attempts)
+        body = self.render(records, attempt)
+        text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
+        truncated = len(text.encode()) > PAYLOAD_LIMIT
+        if truncated:
+            body = text.encode()[:PAYLOAD_LIMIT].decode(errors="ignore")
+        attributes = {
+            "ERROR_CODE": string(give_up.error_type),
+            "ERROR_MESSAGE": string(give_up.error_message),
+            "EXECUTION_ID": string(self.execution_id(fire, attempt)),
+            "IS_PAYLOAD_TRUNCATED": string("true" if truncated else "false"),
+            "RETRY_ATTEMPTS": number(max(0, give_up.attempts - 1)),
+            "SCHEDULED_TIME": string(iso_seconds(fire)),
+            "SCHEDULE_ARN": string(self.schedule_arn),
+            "TARGET_ARN": string(give_up.function_arn),
+        }
+        if give_up.condition in EXHAUSTED:
+            attributes["EXHAUSTED_RETRY_CONDITION"] = string(EXHAUSTED[give_up.condition])
+        return Document(body, mapping=self.context.mapping, lane=self.key, attributes=dict(sorted(attributes.items())))
+
     def _substitute(self, value: Any, fire: datetime, attempt: int) -> Any:
         values = {
             "<aws.scheduler.schedule-arn>": self.schedule_arn,
             "<aws.scheduler.scheduled-time>": iso_seconds(fire),
-            "<aws.scheduler.execution-id>": str(uuid.uuid4()),
+            "<aws.scheduler.execution-id>": self.execution_id(fire, attempt),
             "<aws.scheduler.attempt-number>": str(attempt),
         }
         text = value if isinstance(value, str) else json.dumps(value)

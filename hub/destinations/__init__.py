@@ -19,7 +19,11 @@ from hub.source import Destination, Document
 
 
 class FileSink:
-    """Appends one JSON document per line, fsynced before `send` returns."""
+    """Appends one JSON document per line, fsynced before `send` returns.
+
+    A dead letter (a document with attributes) is the line `{"Body": <the event>, "MessageAttributes": {...}}`:
+    SQS's SendMessage shape, with the event itself (not its JSON text) as the body.
+    """
 
     per_record = False
     includes_payload = False
@@ -39,12 +43,18 @@ class FileSink:
             os.close(fd)
 
     async def send(self, documents: Sequence[Document]) -> None:
-        data = b"".join((json.dumps(d.body, separators=(",", ":"), default=str) + "\n").encode() for d in documents)
+        data = b"".join((json.dumps(_line(d), separators=(",", ":"), default=str) + "\n").encode() for d in documents)
         async with self._lock:
             await asyncio.to_thread(self._append, data)
 
     async def close(self) -> None:
         pass
+
+
+def _line(document: Document) -> Any:
+    if document.attributes is None:
+        return document.body
+    return {"Body": document.body, "MessageAttributes": document.attributes}
 
 
 def build_destination(config: Any, region: str) -> Destination | None:

@@ -225,3 +225,43 @@ def test_filtered_files_are_settled_counted_and_never_invoked(tmp_path: Path, ou
         assert keys_seen(out) == ["keep-me.txt", "keep-marker.txt"]
         assert hub.stop() == 0
         assert "filtered_out=0" in hub.log()
+
+
+def test_file_renamed_within_the_folder_fires_without_waiting_settle_time(tmp_path: Path, out: Path) -> None:
+    """A rename is a complete file: it fires at once, even with a settle_time far longer than the wait."""
+    config = files_config(tmp_path, source={"suffix": ".jpg", "settle_time": "30s", "rescan_interval": 0})
+    config["functions"]["fn"]["environment"] = {"RECORDER_OUT": str(out)}
+    inbox = tmp_path / "inbox"
+    with HubProcess(tmp_path, config, {"RECORDER_OUT": str(out)}) as hub:
+        hub.start()
+        hub.wait_log("watching")
+        drop(inbox / "upload.jpg.tmp", b"the whole upload")  # filtered out by the suffix
+        (inbox / "upload.jpg.tmp").rename(inbox / "upload.jpg")
+        wait_for(lambda: keys_seen(out), timeout=10, what="the renamed file, well before settle_time")
+        (event,) = events_of(out)
+        assert event["Records"][0]["s3"]["object"]["key"] == "upload.jpg"
+        assert event["Records"][0]["s3"]["object"]["size"] == len(b"the whole upload")
+        assert hub.stop() == 0
+        assert keys_seen(out) == ["upload.jpg"]
+
+
+def test_file_moved_in_from_another_folder_fires_without_waiting_settle_time(tmp_path: Path, out: Path) -> None:
+    config = files_config(tmp_path, source={"settle_time": "30s", "rescan_interval": 0})
+    config["functions"]["fn"]["environment"] = {"RECORDER_OUT": str(out)}
+    staging = tmp_path / "staging"
+    with HubProcess(tmp_path, config, {"RECORDER_OUT": str(out)}) as hub:
+        hub.start()
+        hub.wait_log("watching")
+        drop(staging / "report.csv", b"a,b\n1,2\n")
+        (staging / "report.csv").rename(tmp_path / "inbox" / "report.csv")
+        drop(staging / "photos" / "p.jpg", b"jpeg")  # a whole folder moved in: its files are complete too
+        (staging / "photos").rename(tmp_path / "inbox" / "photos")
+        wait_for(lambda: len(keys_seen(out)) >= 2, timeout=10, what="the moved-in files, well before settle_time")
+        assert sorted(keys_seen(out)) == ["photos/p.jpg", "report.csv"]
+        # moved out: a removal, which fires nothing here (events: [created])
+        (tmp_path / "inbox" / "report.csv").rename(staging / "report.csv")
+        drop(staging / "marker.csv", b"m")
+        (staging / "marker.csv").rename(tmp_path / "inbox" / "marker.csv")
+        wait_for(lambda: "marker.csv" in keys_seen(out), timeout=10, what="the marker")
+        assert hub.stop() == 0
+        assert sorted(keys_seen(out)) == ["marker.csv", "photos/p.jpg", "report.csv"]
