@@ -10,8 +10,10 @@ Prints ONE JSON object on stdout; progress goes to stderr. One tansu broker (in 
     raw  a bare aiokafka consumer (this file run with `--raw-consumer`): getmany + commit of what it got, the
          ceiling one process of a client that builds nothing can reach, measured on the same machine and broker
          in the same run;
-    hub  `python -m hub run` with one kafka mapping -> functions.recorder.noop (python runtime), in one process;
-    hub-2-pollers  the same mapping with `provisioned_poller_config` of 2 pollers: two processes of the group.
+    hub  `python -m hub run` with one kafka mapping -> functions.recorder.noop, in one process, in the default
+         configuration (runtime `python`: the function's execution environments are worker processes);
+    hub-2-pollers  the same mapping with `provisioned_poller_config` of 2 pollers: two processes of the group;
+    hub-in-process  `hub` with the opt-in `runtime: in-process` (the handler on a thread of the hub's process).
   All are timed the same way, from outside: this process polls the group's committed offsets and measures
   from the first commit that moved to the moment everything is committed. `process_cpu_us_per_record` is the
   CPU of the consumer's whole process tree (start-up included) per record: the cost of a record, whatever the
@@ -295,7 +297,14 @@ def hub_config(folder: Path, bootstrap: str, topic: str, group: str, handler: st
     config = {
         "checkpoints": "memory://",
         "shutdown_grace": "5s",
-        "functions": {"fn": {"handler": handler, "timeout": "30s"}},
+        "functions": {
+            "fn": {
+                "handler": handler,
+                "timeout": "30s",
+                "runtime": mapping.pop("runtime", "python"),
+                "environment": {"RECORDER_OUT": "${RECORDER_OUT:-}"},
+            }
+        },
         "mappings": [{"name": "bench", "function": "fn", "source": source, **mapping}],
     }
     path = folder / "hub.yaml"
@@ -403,8 +412,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 argv = [PYTHON, __file__, "--raw-consumer", bootstrap, topic, group, str(args.records)]
                 return spawn(argv, ROOT, child_env({}), folder / "raw.log")
 
-            def hub(group: str, pollers: int = 1) -> subprocess.Popen[bytes]:
-                scaling = {}
+            def hub(group: str, pollers: int = 1, runtime: str = "python") -> subprocess.Popen[bytes]:
+                scaling: dict[str, Any] = {"runtime": runtime}
                 if pollers > 1:
                     scaling["provisioned_poller_config"] = {"minimum_pollers": pollers, "maximum_pollers": pollers}
                 config = hub_config(
@@ -420,7 +429,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 return start_hub(folder, config)
 
-            runs: dict[str, list[dict[str, Any]]] = {"raw": [], "hub": [], "pollers": []}
+            runs: dict[str, list[dict[str, Any]]] = {"raw": [], "hub": [], "pollers": [], "in_process": []}
             for round_ in range(1, args.rounds + 1):  # interleaved: a burst of load elsewhere hits all alike
                 progress(f"round {round_} of {args.rounds}")
                 runs["raw"].append(await measure("raw", bootstrap, topic, args.records, folder, raw, timeout))
@@ -436,12 +445,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         timeout,
                     )
                 )
+                runs["in_process"].append(
+                    await measure(
+                        "hub-in-process",
+                        bootstrap,
+                        topic,
+                        args.records,
+                        folder,
+                        lambda g: hub(g, runtime="in-process"),
+                        timeout,
+                    )
+                )
 
             def best(name: str) -> dict[str, Any]:
                 fastest = max(runs[name], key=lambda r: r["records_per_s"] or 0)
                 return {**fastest, "records_per_s_per_round": [r["records_per_s"] for r in runs[name]]}
 
             raw_result, hub_result, pollers_result = best("raw"), best("hub"), best("pollers")
+            in_process_result = best("in_process")
             paired = sorted(
                 round(h["records_per_s"] / r["records_per_s"], 3)
                 for r, h in zip(runs["raw"], runs["hub"], strict=True)
@@ -474,7 +495,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "hub_settings": {
                         "batch_size": HUB_BATCH_SIZE,
                         "maximum_batching_window": 0,
-                        "function": "functions.recorder.noop (python runtime)",
+                        "function": "functions.recorder.noop (the default runtime, python: execution "
+                        "environments in worker processes)",
                     },
                     "raw": raw_result,
                     "hub": hub_result,
@@ -482,12 +504,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "ratio_per_round": paired,
                     f"hub_{POLLERS}_pollers": pollers_result,
                     f"ratio_{POLLERS}_pollers": ratio(pollers_result),
+                    "hub_in_process": in_process_result,
+                    "ratio_in_process": ratio(in_process_result),
                     "event_build_cpu": build,
                     "one_process_ratio_ceiling_building_aws_events": ceiling,
                     "target_ratio": TARGET_RATIO,
                     "meets_target": {
                         "one_process": (ratio(hub_result) or 0) >= TARGET_RATIO,
                         f"{POLLERS}_pollers": (ratio(pollers_result) or 0) >= TARGET_RATIO,
+                        "one_process_in_process": (ratio(in_process_result) or 0) >= TARGET_RATIO,
                     },
                 },
                 "latency": {

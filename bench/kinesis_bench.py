@@ -106,7 +106,9 @@ def hub_reader(url: str, work: Path) -> Callable[[str, Path], list[str]]:
         config = {
             "checkpoints": f"sqlite:///{work / 'state.db'}",
             "shutdown_grace": "5s",
-            "functions": {"rec": {"handler": "functions.recorder.record"}},
+            "functions": {
+                "rec": {"handler": "functions.recorder.record", "environment": {"RECORDER_OUT": "${RECORDER_OUT}"}}
+            },
             "mappings": [
                 {
                     "name": "bench",

@@ -9,15 +9,16 @@ script starts on a free loopback port (persistence off), in the same run:
 - throughput: N entries are preloaded into a fresh stream, then a consumer starts and drains it through a
   consumer group. `raw` is this file run with `--raw-consumer`: an asyncio loop of XREADGROUP COUNT 100, each
   batch XACKed while the next is read: the ceiling of a client that does nothing with what it reads. `hub` is
-  `python -m hub run` with one `redis` mapping -> functions.recorder.noop (batch_size 100), in one process;
-  `hub-pollers` is the same mapping with `provisioned_poller_config` of 2 pollers (two consumer processes of the
-  group); `hub-async` is one process with functions.recorder.noop_async, an `async def` handler, which runs on
-  the hub's event loop where a sync handler is handed to a worker thread and back (the difference between the two
-  is that hand-off); `hub-pinned` is `hub` with `cpu_affinity: true` (the hub's threads on one CPU, so that the
-  hand-off stays there). All are subprocesses, timed the same way by polling XINFO GROUPS from here: from the
-  first entry read to the moment nothing is left unread or pending. Rounds alternate raw, hub, hub-pollers,
-  hub-async and hub-pinned (the machine may be shared); a ratio is best hub over best raw, and every round's
-  figures are printed too. Target: hub/raw >= 0.8.
+  `python -m hub run` with one `redis` mapping -> functions.recorder.noop (batch_size 100), in one process, in
+  the default configuration (the default runtime, `python`: the function's execution environments are worker
+  processes); `hub-pollers` is the same mapping with `provisioned_poller_config` of 2 pollers (two consumer
+  processes of the group). The opt-in `runtime: in-process`: `hub-in-process` (the sync handler on a worker thread
+  of the hub), `hub-async` (functions.recorder.noop_async, an `async def` handler, on the hub's event loop: no
+  hand-off at all) and `hub-pinned` (`hub-in-process` with `cpu_affinity: true`: the hub's threads on one CPU, so
+  that the hand-off stays there). All are subprocesses, timed the same way by polling XINFO GROUPS from here: from
+  the first entry read to the moment nothing is left unread or pending. Rounds alternate the variants (the machine
+  may be shared); a ratio is best hub over best raw, and every round's figures are printed too. Target for the
+  default configuration: hub/raw >= 0.8.
 - latency: the hub (functions.recorder.record) reads a stream to which this process appends one entry every
   10 ms, each carrying the time it was sent; latency is the handler's arrival time minus that. Target p99 < 10 ms.
 """
@@ -40,6 +41,8 @@ from typing import Any
 
 from common import PYTHON, Child, child_env, free_port, progress, read_jsonl, summary_ms, work_dir
 
+IN_PROCESS = {"hub-in-process", "hub-async", "hub-pinned"}
+"""The variants whose function runs with `runtime: in-process` (the others: the default, `python`)."""
 TARGET_RATIO = 0.8
 POLLERS = 2
 """The second hub figure: the mapping with `provisioned_poller_config` of this many pollers (consumer processes)."""
@@ -62,7 +65,13 @@ def start_redis(work: Path) -> tuple[Child, str]:
 
 
 def hub_config(
-    url: str, stream: str, handler: str, max_concurrency: int, pollers: int = 1, pinned: bool = False
+    url: str,
+    stream: str,
+    handler: str,
+    max_concurrency: int,
+    pollers: int = 1,
+    pinned: bool = False,
+    runtime: str = "python",
 ) -> str:
     scaling = ""
     if pollers > 1:
@@ -72,7 +81,7 @@ cpu_affinity: {"true" if pinned else "false"}
 checkpoints: "memory://"
 shutdown_grace: 5s
 functions:
-  fn: {{handler: {handler}, timeout: 10s}}
+  fn: {{handler: {handler}, runtime: {runtime}, timeout: 10s, environment: {{RECORDER_OUT: "${{RECORDER_OUT:-}}"}}}}
 mappings:
   - name: bench
     function: fn
@@ -91,9 +100,10 @@ def start_hub(
     env: dict[str, str],
     pollers: int = 1,
     pinned: bool = False,
+    runtime: str = "python",
 ) -> Child:
     config = work / f"hub-{stream}.yaml"
-    config.write_text(hub_config(url, stream, handler, max_concurrency, pollers, pinned))
+    config.write_text(hub_config(url, stream, handler, max_concurrency, pollers, pinned, runtime))
     name = f"hub-{stream}"
     child = Child(name, [PYTHON, "-m", "hub", "run", str(config)], work, child_env(env), work / f"{name}.log")
     child.wait_log("reading ", 30)
@@ -145,7 +155,10 @@ def throughput(kind: str, work: Path, url: str, count: int, max_concurrency: int
     else:
         pollers = POLLERS if kind == "hub-pollers" else 1
         handler = "functions.recorder.noop_async" if kind == "hub-async" else "functions.recorder.noop"
-        child = start_hub(work, url, stream, handler, max_concurrency, {}, pollers, pinned=kind == "hub-pinned")
+        runtime = "in-process" if kind in IN_PROCESS else "python"
+        child = start_hub(
+            work, url, stream, handler, max_concurrency, {}, pollers, pinned=kind == "hub-pinned", runtime=runtime
+        )
     try:
         seconds, _ = drain_seconds(client, stream, count)
     finally:
@@ -244,11 +257,12 @@ def main() -> int:
     with work_dir("redis-bench-") as work:
         server, url = start_redis(work)
         try:
-            raws, hubs, scaled, asyncs, pinned = [], [], [], [], []
+            raws, hubs, scaled, inproc, asyncs, pinned = [], [], [], [], [], []
             for round_ in range(1, rounds + 1):  # interleaved, so a burst of load elsewhere hits all alike
                 raws.append(throughput("raw", work, url, entries, args.max_concurrency, round_))
                 hubs.append(throughput("hub", work, url, entries, args.max_concurrency, round_))
                 scaled.append(throughput("hub-pollers", work, url, entries, args.max_concurrency, round_))
+                inproc.append(throughput("hub-in-process", work, url, entries, args.max_concurrency, round_))
                 asyncs.append(throughput("hub-async", work, url, entries, args.max_concurrency, round_))
                 pinned.append(throughput("hub-pinned", work, url, entries, args.max_concurrency, round_))
             lat = latency(work, url, args.rate, latency_seconds, args.max_concurrency)
@@ -257,6 +271,8 @@ def main() -> int:
     best_raw, best_hub = max(r["per_s"] for r in raws), max(h["per_s"] for h in hubs)
     best_scaled = max(h["per_s"] for h in scaled)
     best_async = max(h["per_s"] for h in asyncs)
+    best_inproc = max(h["per_s"] for h in inproc)
+    ratio_inproc = round(best_inproc / best_raw, 3)
     best_pinned = max(h["per_s"] for h in pinned)
     ratio_pinned = round(best_pinned / best_raw, 3)
     ratio = round(best_hub / best_raw, 3)
@@ -291,6 +307,12 @@ def main() -> int:
             "ratio_cpu_affinity_per_round": sorted(
                 round(h["per_s"] / r["per_s"], 3) for r, h in zip(raws, pinned, strict=True)
             ),
+            "hub_in_process_per_s": [h["per_s"] for h in inproc],
+            "best_hub_in_process_per_s": best_inproc,
+            "ratio_in_process": ratio_inproc,
+            "ratio_in_process_per_round": sorted(
+                round(h["per_s"] / r["per_s"], 3) for r, h in zip(raws, inproc, strict=True)
+            ),
             "hub_async_handler_per_s": [h["per_s"] for h in asyncs],
             "best_hub_async_handler_per_s": best_async,
             "ratio_async_handler": ratio_async,
@@ -298,6 +320,7 @@ def main() -> int:
             "meets_target": {
                 "one_process": ratio >= TARGET_RATIO,
                 f"{POLLERS}_pollers": ratio_scaled >= TARGET_RATIO,
+                "one_process_in_process": ratio_inproc >= TARGET_RATIO,
                 "one_process_async_handler": ratio_async >= TARGET_RATIO,
                 "one_process_cpu_affinity": ratio_pinned >= TARGET_RATIO,
             },

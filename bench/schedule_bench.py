@@ -106,7 +106,7 @@ async def run(args: argparse.Namespace, base: Path) -> dict[str, Any]:
 checkpoints: sqlite:///{work / "state.db"}
 shutdown_grace: 5s
 functions:
-  fn: {{handler: functions.recorder.record, timeout: 10s}}
+  fn: {{handler: functions.recorder.record, timeout: 10s, environment: {{RECORDER_OUT: "${{RECORDER_OUT}}"}}}}
 mappings:
   - name: tick
     function: fn
