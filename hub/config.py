@@ -421,8 +421,8 @@ class MappingConfig(Model):
     @property
     def shares_work(self) -> bool:
         """True when the source's broker shares the work between several processes reading this mapping: the
-        connector says so (ConnectorSpec.shares_work). Folders, schedules and shards would need leases to be shared
-        between processes (DESIGN.md, "Scaling out"), which the hub has not yet."""
+        connector says so (ConnectorSpec.shares_work). Folders, schedules and shards would need leases in the checkpoint
+        store to be shared between processes, which the hub has not yet."""
         shares = self.spec.shares_work
         return shares(self.source) if callable(shares) else shares
 

@@ -62,7 +62,9 @@ def function_setup(
     )
 
 
-def build_runtime(setup: FunctionSetup, config: FunctionConfig, *, shared: bool = False) -> Runtime:
+def build_runtime(
+    setup: FunctionSetup, config: FunctionConfig, *, shared: bool = False, log_stream: str = ""
+) -> Runtime:
     """The runtime of a function. `shared`: other in-process functions share this process's environment, so only
     the variables that are the same for all of them are set (each one's `environment` is refused at load if it
     differs from another's)."""
@@ -89,14 +91,14 @@ def build_runtime(setup: FunctionSetup, config: FunctionConfig, *, shared: bool 
         setup.handler,
         task_root=setup.task_root,
         concurrency=config.in_process_concurrency,
-        variables=in_process_variables(setup, shared=shared),
+        variables=in_process_variables(setup, shared=shared, log_stream=log_stream or log_stream_name()),
     )
 
 
-def in_process_variables(setup: FunctionSetup, *, shared: bool) -> dict[str, str]:
+def in_process_variables(setup: FunctionSetup, *, shared: bool, log_stream: str) -> dict[str, str]:
     """What an in-process function adds to the hub's own environment (the only one it can see)."""
     variables = dict(setup.environment)
-    reserved = setup.reserved(log_stream_name())
+    reserved = setup.reserved(log_stream)
     if shared:  # several in-process functions: only what is the same for each of them
         reserved = {k: reserved[k] for k in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV") if k in reserved}
     variables.update(reserved)
@@ -121,9 +123,9 @@ class Function:
         self.account_id = account_id
         self.arn = f"arn:aws:lambda:{region}:{account_id}:function:{name}"
         self.setup = function_setup(name, config, region, defaults, extra_environment)
-        self.runtime: Runtime = build_runtime(self.setup, config, shared=shared)
+        self._log_stream = log_stream_name()  # in-process: its one environment's (`python`: each its own)
+        self.runtime: Runtime = build_runtime(self.setup, config, shared=shared, log_stream=self._log_stream)
         self._slots = asyncio.Semaphore(config.concurrency) if config.concurrency else None
-        self._log_stream = log_stream_name()
         self._summaries: dict[str, _Summary] = {}
 
     @classmethod

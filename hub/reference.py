@@ -56,7 +56,7 @@ SQS takes 2 to 200 pollers (2 by default), as on AWS. A connector of your own al
 - The hub restarts a poller that exits, after a jittered backoff that grows while it keeps failing, and logs
   the exit status as an error. On SIGTERM or SIGINT it stops every poller (SIGTERM, then SIGKILL after
   `shutdown_grace` + 10s) before it exits; a poller whose hub died stops by itself.
-- Limits are per process: `max_concurrency`, a function's `concurrency` and a `process` runtime's pool apply
+- Limits are per process: `max_concurrency` and a function's `concurrency` (its execution environments) apply
   in each poller, so N pollers may run N times as many invocations.
 - Delivery does not change: at least once, in order per Kafka partition (a partition belongs to one process at
   a time); the records a killed poller had not settled are delivered again by whichever process reads them next.
@@ -68,11 +68,11 @@ SQS takes 2 to 200 pollers (2 by default), as on AWS. A connector of your own al
 `cpu_affinity: true` (top level, Linux) pins each process to a CPU of its own: the hub to the first CPU it may
 use, its pollers to the next ones in turn (or `cpu_affinity: [2, 3, 4]` to choose them). A process runs Python
 on one CPU at a time anyway; pinned, the hand-offs between its event loop and the worker threads of sync
-handlers stay on that CPU instead of waking threads elsewhere, which pays off for many small batches (Redis
-with batches of 100: a fifth more entries a second on 2 CPUs, `bench/redis_bench.py`). The process then never
-uses a second CPU, not even for handlers that release the GIL, and the system cannot move it off a CPU that
-gets busy; so it is off by default. The `process` runtime's workers still run on every CPU; what a handler
-starts itself runs on its hub's CPU.
+`in-process` handlers stay on that CPU instead of waking threads elsewhere, which pays off for many small batches
+(`bench/redis_bench.py` measures it). The process then never uses a second CPU, not even for in-process handlers
+that release the GIL, and the system cannot move it off a CPU that gets busy; so it is off by default. The
+execution environments of the default runtime still run on every CPU; what an in-process handler starts itself
+runs on its hub's CPU.
 """
 
 

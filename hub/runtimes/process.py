@@ -35,7 +35,7 @@ from hub.runtimes.variables import FunctionSetup
 log = logging.getLogger("hub.function")
 _HEADER = struct.Struct(">I")
 _PIPE_BYTES = 1 << 20  # a batch of a thousand records is written in one go (Linux; 64 KiB where it cannot be set)
-_encode = msgspec.json.Encoder().encode  # the event is the hub's own JSON values: encoded in C
+_encode_into = msgspec.json.Encoder().encode_into  # the event is the hub's own JSON values: encoded in C
 
 
 class Worker:
@@ -133,7 +133,8 @@ class Worker:
     async def call(self, event: Any, context: LambdaContext) -> Result:
         started = time.perf_counter()
         self.request_id = context.aws_request_id
-        body = _encode(
+        frame = bytearray(_HEADER.size)  # the frame's length goes in front of the body, written in one go
+        _encode_into(
             {
                 "event": event,
                 "context": {
@@ -145,15 +146,17 @@ class Worker:
                     "log_stream_name": self.log_stream_name,
                     "deadline": time.time() + context.get_remaining_time_in_millis() / 1000,
                 },
-            }
+            },
+            frame,
+            _HEADER.size,
         )
+        _HEADER.pack_into(frame, 0, len(frame) - _HEADER.size)
         assert self.writer is not None
         try:
             async with asyncio.timeout(context.timeout):
                 if self.writer.is_closing():
                     raise ConnectionResetError
-                self.writer.write(_HEADER.pack(len(body)))
-                self.writer.write(body)
+                self.writer.write(frame)
                 response = await self._read()
         except TimeoutError:
             await self.kill()

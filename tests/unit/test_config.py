@@ -175,3 +175,59 @@ def test_a_connector_whose_library_is_missing_is_a_config_error(tmp_path: Path) 
     (error,) = caught.value.errors
     assert f"{tmp_path / 'hub.yaml'}:5:" in error
     assert "needs no_such_module_for_the_hub, which is not installed: pip install 'eventhub[needy]'" in error
+
+
+def test_environment_values_are_text_as_cloudformation_reads_them(tmp_path: Path) -> None:
+    text = "functions:\n  f:\n    handler: app.handler\n    environment: {SIMULATE_FAILURE: false, N: 3, RATE: 1.5}\n"
+    config = load_config(write(tmp_path, text))
+    assert config.functions["f"].environment == {"SIMULATE_FAILURE": "false", "N": "3", "RATE": "1.5"}
+
+
+@pytest.mark.parametrize(
+    "handler", ["app.handler", "kinesis-consumer-fn.lambda_handler", "src/app.handler", "functions.resize.handler"]
+)
+def test_handlers_as_lambda_takes_them(tmp_path: Path, handler: str) -> None:
+    config = load_config(write(tmp_path, f"functions:\n  f: {{handler: {handler}}}\n"))
+    assert config.functions["f"].handler == handler
+
+
+@pytest.mark.parametrize("handler", ["handler", "app.", "app.2nd", "a b.handler"])
+def test_a_handler_lambda_would_refuse_is_refused(tmp_path: Path, handler: str) -> None:
+    with pytest.raises(ConfigError, match=r"hub.yaml:2:\d+: functions.f.handler: .* not a handler as Lambda takes it"):
+        load_config(write(tmp_path, f"functions:\n  f: {{handler: '{handler}'}}\n"))
+
+
+def test_lambdas_reserved_variables_are_refused_as_lambda_refuses_them(tmp_path: Path) -> None:
+    text = "functions:\n  f:\n    handler: app.handler\n    environment: {AWS_REGION: eu-west-1, OWN: x}\n"
+    with pytest.raises(ConfigError, match=r"functions\.f\.environment: AWS_REGION: reserved by Lambda"):
+        load_config(write(tmp_path, text))
+
+
+def test_code_uri_is_a_folder_next_to_the_configuration(tmp_path: Path) -> None:
+    (tmp_path / "src" / "orders").mkdir(parents=True)
+    text = (
+        "functions:\n  f: {handler: app.handler, code_uri: src/orders}\n  g: {handler: app.handler, code_uri: nope}\n"
+    )
+    with pytest.raises(ConfigError, match=r"hub.yaml:3:\d+: functions.g.code_uri: no folder"):
+        load_config(write(tmp_path, text))
+    config = load_config(write(tmp_path, text.rsplit("  g:", 1)[0]))
+    assert config.functions["f"].code_uri == str(tmp_path / "src" / "orders")
+
+
+def test_in_process_functions_cannot_give_one_variable_two_values(tmp_path: Path) -> None:
+    text = (
+        "functions:\n"
+        "  a: {handler: app.a, runtime: in-process, environment: {TABLE_NAME: orders}}\n"
+        "  b: {handler: app.b, runtime: in-process, environment: {TABLE_NAME: users}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"hub.yaml:3:\d+: functions.b.environment.TABLE_NAME: in-process functions"):
+        load_config(write(tmp_path, text))
+    # each in its own execution environments (the default runtime), the same variable is no conflict
+    assert load_config(write(tmp_path, text.replace("runtime: in-process, ", "")))
+
+
+def test_process_is_an_older_name_of_the_default_runtime(tmp_path: Path) -> None:
+    config = load_config(
+        write(tmp_path, "functions:\n  f: {handler: app.handler, runtime: process}\n  g: {handler: a.b}\n")
+    )
+    assert config.functions["f"].runtime == config.functions["g"].runtime == "python"

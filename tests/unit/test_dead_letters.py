@@ -107,9 +107,9 @@ def test_the_exhausted_condition_names_the_retry_policy_limit_and_only_for_retry
 
 
 def test_a_body_too_large_for_sqs_is_truncated_and_says_so(tmp_path: Path) -> None:
-    source = schedule(tmp_path, input="x" * (PAYLOAD_LIMIT + 10))
+    source = schedule(tmp_path, input={"blob": "x" * (PAYLOAD_LIMIT + 10)})
     document = source.dead_letter([source._record(FIRE)], GiveUp(1, failed(), "RetriesExhausted", ARN))
-    assert document.body == "x" * PAYLOAD_LIMIT
+    assert document.body == ('{"blob":"' + "x" * PAYLOAD_LIMIT)[:PAYLOAD_LIMIT]
     assert (document.attributes or {})["IS_PAYLOAD_TRUNCATED"]["StringValue"] == "true"
 
 
