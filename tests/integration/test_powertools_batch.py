@@ -88,16 +88,20 @@ def processed(calls: list[dict[str, Any]]) -> set[int]:
 
 def given_up(calls: list[dict[str, Any]], batches: list[Batch], where: Where) -> set[int]:
     """The records of the batches at the destination. The destination names a batch by its lane, first and last
-    positions and size, not its records (with parallelization_factor a batch skips the positions of the other
-    sub-lanes): it is what the invocation that gave it up held, whose records start and end there."""
+    positions and size, not by its records (with parallelization_factor a batch skips the positions of the other
+    sub-lanes); a given-up batch is what the last invocation of it held, from the lowest failure it reported on:
+    the run of an invocation's records that starts and ends there."""
     records: set[int] = set()
     for lane, first, last, size in batches:
-        ends = (where.get((lane, first)), where.get((lane, last)))
-        held = [
-            call["seen"] for call in calls if len(call["seen"]) == size and (call["seen"][0], call["seen"][-1]) == ends
-        ]
-        assert held, f"no invocation held the given-up batch {lane} {first}..{last} of {size} records"
-        records.update(held[-1])
+        runs = []
+        for call in calls:
+            seen = call["seen"]
+            start = seen.index(where[(lane, first)]) if where[(lane, first)] in seen else len(seen)
+            run = seen[start : start + size]
+            if len(run) == size and run[-1] == where[(lane, last)]:
+                runs.append(run)
+        assert runs, f"no invocation held the given-up batch {lane} {first}..{last} of {size} records"
+        records.update(runs[-1])
     return records
 
 
