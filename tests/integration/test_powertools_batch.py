@@ -7,6 +7,13 @@ the module, as in a Lambda execution environment (`functions/powertools_batch.py
 of them poison (`"fail": true`), with `ReportBatchItemFailures`, a file on-failure destination and settings that
 keep several batches in flight: SQS batches of 5 with the default `max_concurrency` (5); Kinesis with 2 shards and
 `parallelization_factor: 2`; DynamoDB Streams with `parallelization_factor: 3`; Kafka with 3 partitions.
+
+Each test waits until the hub has settled every record (SQS: an empty queue; streams: every record seen and no batch
+in flight), then checks what happened: (a) each invocation's reported failures are the poison records of its own
+batch; (b) every good record was processed (SQS: exactly once); (c) the destination holds the poison records (SQS:
+exactly them, each after max_receive_count deliveries) and the lanes moved past them (the queue is empty, the Kafka
+group committed the end of every partition, a restarted hub delivers only a new record); (d) the invocations ran in
+several execution environments at once.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fixtures_aws import boto, create_queue, create_stream, create_table, free_port, moto, put_records  # noqa: F401
-from tests.fixtures_kafka import create_topic, produce, tansu, unique  # noqa: F401
+from tests.fixtures_kafka import committed_offsets, create_topic, produce, tansu, unique  # noqa: F401
 from tests.helpers import HubProcess, read_jsonl, wait_for
 from tests.integration.test_dynamodb import hub_config as dynamodb_config
 from tests.integration.test_kafka import hub_config as kafka_config
@@ -141,6 +148,17 @@ def assert_streams_gave_up_exactly_after_the_poison(
         assert failure["requestContext"]["approximateInvokeCount"] == 2  # the first attempt and the one retry
 
 
+def assert_restart_resumes_after_every_record(hub: HubProcess, out: Path, add_one: Callable[[], None]) -> None:
+    """The lanes were checkpointed past every record, the poison ones included: a restarted hub delivers only a
+    record added after them."""
+    before = len(read_jsonl(out))
+    add_one()
+    hub.start()
+    wait_for(lambda: any(TOTAL in call["seen"] for call in read_jsonl(out)), 30, "the new record")
+    assert hub.stop() == 0
+    assert [call["seen"] for call in read_jsonl(out)[before:]] == [[TOTAL]]
+
+
 def shard_batches(key: str) -> Callable[[list[dict[str, Any]]], list[Batch]]:
     """The given-up batches of KinesisBatchInfo or DDBStreamBatchInfo records."""
 
@@ -212,6 +230,9 @@ def test_kinesis_checkpoints_and_gives_up_exactly_what_each_batch_reported(tmp_p
         assert_each_invocation_reported_its_own_poison(calls)
         assert_streams_gave_up_exactly_after_the_poison(calls, given, batches(given), where)
         assert_several_environments(calls, hub)
+        assert_restart_resumes_after_every_record(
+            hub, out, lambda: put_records(moto, stream, [("p0", json.dumps(item(TOTAL)).encode())])
+        )
 
 
 # ---- DynamoDB Streams ------------------------------------------------------------------------------------------
@@ -255,6 +276,8 @@ def test_dynamodb_checkpoints_and_gives_up_exactly_what_each_batch_reported(tmp_
         assert_each_invocation_reported_its_own_poison(calls)
         assert_streams_gave_up_exactly_after_the_poison(calls, given, batches(given), where)
         assert_several_environments(calls, hub)
+        new = {"id": {"S": f"item-{TOTAL}"}, "n": {"N": str(TOTAL)}, "fail": {"BOOL": False}}
+        assert_restart_resumes_after_every_record(hub, out, lambda: dynamodb.put_item(TableName=table, Item=new))
 
 
 # ---- Kafka -----------------------------------------------------------------------------------------------------
@@ -284,6 +307,8 @@ def test_kafka_commits_and_gives_up_exactly_what_each_batch_reported(tmp_path: P
     with HubProcess(tmp_path, config) as hub:
         hub.start()
         wait_for(quiet, 40, "every record settled")
+        ends = dict.fromkeys(range(3), TOTAL // 3)  # the offset after the last record of each partition
+        wait_for(lambda: committed_offsets(tansu, group, topic, 3) == ends, 10, "commits past every record")
         calls, given = read_jsonl(out), read_jsonl(failures)
         assert hub.stop() == 0
         assert_each_invocation_reported_its_own_poison(calls)
