@@ -40,7 +40,7 @@ def error_payload(error_type: str, message: str, stack: list[str] | None = None)
 def check_serialisable(value: Any) -> str | None:
     """None if `value` is a valid Lambda response (JSON-serialisable as Lambda's runtime serialises it), else
     Lambda's message for it."""
-    from hub.runtimes.worker import to_json
+    from hub.worker import to_json
 
     try:
         to_json(value)

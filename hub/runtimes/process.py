@@ -64,7 +64,7 @@ class Worker:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "hub.runtimes.worker",
+                "hub.worker",
                 setup.handler,
                 str(requests_r),
                 str(responses_w),

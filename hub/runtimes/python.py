@@ -25,7 +25,7 @@ from typing import Any
 
 from hub.affinity import Nearby
 from hub.runtimes import LambdaContext, Result, check_serialisable, error_payload
-from hub.runtimes.worker import LoadFault, find_handler, handler_frames
+from hub.worker import LoadFault, find_handler, handler_frames
 
 
 class HandlerLoadError(Exception):
