@@ -175,5 +175,5 @@ def window_recorder(event, context):
 
 
 def blocks_forever(event, context):
-    """A sync handler that never returns (in the python runtime its thread cannot be killed)."""
+    """A sync handler that never returns (in-process, its thread cannot be killed)."""
     threading.Event().wait()

@@ -9,7 +9,7 @@ busy. So it is off by default; with several pollers each process gets its own CP
 
 Slots: the hub's own process is slot 0, its pollers 1, 2, ... in the order they are listed; slot k runs on the
 k-th CPU of the setting (modulo their number): the CPUs the hub may use when the setting is `true`, else the
-list given. What the hub starts for its functions (the `process` runtime's workers) is put back on every CPU the
+list given. What the hub starts for its functions (the execution environments of the default runtime) is put back on every CPU the
 hub could use; what a handler starts itself inherits the handler's CPU.
 """
 
@@ -106,7 +106,7 @@ def current_cpu() -> int:
 
 class Nearby:
     """Keeps the worker threads of sync handlers on the CPU where the event loop's thread runs, while their calls
-    are short (Linux; python runtime).
+    are short (Linux; in-process runtime).
 
     A call handed to a thread asleep on another CPU costs a cross-CPU wake-up each way, about a tenth of a
     millisecond on a busy machine: for a handler that returns in microseconds, most of what the invocation costs

@@ -122,7 +122,7 @@ def run(ctx: click.Context, config: str, poller: str | None, poller_index: int, 
 
 
 def leave(code: int) -> NoReturn:
-    """Exit now. Everything is settled and closed; a sync handler still hung in its thread (python runtime:
+    """Exit now. Everything is settled and closed; a sync handler still hung in its thread (in-process runtime:
     threads cannot be killed) would keep the interpreter from exiting, so do not wait for such threads."""
     logging.shutdown()
     sys.stdout.flush()
