@@ -9,8 +9,8 @@ busy. So it is off by default; with several pollers each process gets its own CP
 
 Slots: the hub's own process is slot 0, its pollers 1, 2, ... in the order they are listed; slot k runs on the
 k-th CPU of the setting (modulo their number): the CPUs the hub may use when the setting is `true`, else the
-list given. What the hub starts for its functions (the execution environments of the default runtime) is put back on every CPU the
-hub could use; what a handler starts itself inherits the handler's CPU.
+list given. What the hub starts for its functions (the execution environments of the default runtime) is put
+back on every CPU the hub could use; what an in-process handler starts itself inherits the handler's CPU.
 """
 
 from __future__ import annotations
