@@ -64,13 +64,21 @@ def test_good_config_loads_with_defaults(tmp_path: Path) -> None:
     assert config.checkpoints == "sqlite:///.hub/state.db"
 
 
-def test_unquoted_variable_takes_the_type_yaml_would_give(tmp_path: Path) -> None:
+def test_a_substituted_value_is_text_exactly_as_given(tmp_path: Path) -> None:
+    """The old rule re-parsed an unquoted `${VAR}` as YAML (`0123` a number, `yes` a bool, `pass #2` cut at the
+    comment, `@x` or `[x` a crash that printed the value). Now the value is text, never YAML; a field that wants
+    a number still converts the text, as it would a quoted "256"."""
     text = GOOD.replace(
         "  f: {handler: functions.recorder.record, timeout: 500ms}",
-        "  f:\n    handler: functions.recorder.record\n    memory: ${MEM}",
+        "  f:\n    handler: functions.recorder.record\n    memory: ${MEM}\n    environment:\n"
+        + "".join(f"      V{i}: ${{V{i}}}\n" for i in range(7))
+        + "      MIXED: pre-${V0}-post\n",
     )
-    config = load_config(write(tmp_path, text), env={"MEM": "256"})
-    assert config.functions["f"].memory == 256
+    values = ["@S3CR3T", "[x", "pass #2", "0123", "yes", "{a: 1}", "  padded  "]
+    config = load_config(write(tmp_path, text), env={"MEM": "256"} | {f"V{i}": v for i, v in enumerate(values)})
+    function = config.functions["f"]
+    assert function.memory == 256
+    assert function.environment == {f"V{i}": v for i, v in enumerate(values)} | {"MIXED": "pre-@S3CR3T-post"}
 
 
 @pytest.mark.parametrize(
@@ -88,7 +96,7 @@ def test_unquoted_variable_takes_the_type_yaml_would_give(tmp_path: Path) -> Non
         (
             ("path: ./inbox", "path: ./inbox\n    filter_criteria: [{detail: {n: [{numeric: ['>']}]}}]"),
             8,
-            "mappings[0].filter_criteria:",
+            "mappings[0].filter_criteria[0].detail.n[0].numeric[1]: the value of > must be a number",
         ),
         (("timeout: 500ms", "memory: 64"), 2, "functions.f.memory: Input should be greater than or equal to 128"),
     ],
