@@ -29,7 +29,12 @@ def _load(path: str) -> Any:
     try:
         return load_config(path)
     except ConfigError as exc:
-        fail("\n".join(f"error: {line}" for line in exc.errors) + f"\n{path}: configuration not valid")
+        fail(_invalid(path, exc))
+
+
+def _invalid(path: str, exc: Any) -> str:
+    """What a configuration error prints: each problem on an `error:` line, then the file's verdict."""
+    return "\n".join(f"error: {line}" for line in exc.errors) + f"\n{path}: configuration not valid"
 
 
 def _read_text(value: str, what: str) -> str:
@@ -161,14 +166,28 @@ def leave(code: int) -> NoReturn:
 
 
 @main.command()
-@click.argument("config", type=click.Path(dir_okay=False))
-def validate(config: str) -> None:
-    """Check CONFIG and print a summary; exit 2 naming file, line and field if it is not valid."""
-    cfg = _load(config)
-    click.echo(f"{config}: valid: {len(cfg.functions)} functions, {len(cfg.mappings)} mappings")
-    for mapping in cfg.mappings:
-        state = "" if mapping.enabled else " (disabled)"
-        click.echo(f"  {mapping.display_name}: {mapping.source.type} -> {mapping.function}{state}")
+@click.argument("configs", metavar="CONFIG...", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def validate(configs: tuple[str, ...]) -> None:
+    """Check each CONFIG and print a summary; exit 2 naming file, line and field if any is not valid.
+
+    Nothing is started and no broker is contacted.
+    """
+    from hub.config import ConfigError, load_config
+
+    invalid = False
+    for config in configs:
+        try:
+            cfg = load_config(config)
+        except ConfigError as exc:
+            click.echo(_invalid(config, exc), err=True)
+            invalid = True
+            continue
+        click.echo(f"{config}: valid: {len(cfg.functions)} functions, {len(cfg.mappings)} mappings")
+        for mapping in cfg.mappings:
+            state = "" if mapping.enabled else " (disabled)"
+            click.echo(f"  {mapping.display_name}: {mapping.source.type} -> {mapping.function}{state}")
+    if invalid:
+        sys.exit(EXIT_CONFIG)
 
 
 @main.command()

@@ -15,8 +15,10 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     SecretStr,
+    Tag,
     ValidationError,
     create_model,
     field_validator,
@@ -337,9 +339,14 @@ class MappingConfig(Model):
         1.0, ge=0, description="First retry delay; doubles each attempt, with jitter (AWS async uses 60s)."
     )
     maximum_retry_delay: Duration = Field(300.0, ge=0, description="Cap on the retry delay.")
-    filter_criteria: FilterCriteria | list[Any] | None = Field(
-        None, description="EventBridge patterns, ORed: a list, or AWS's {filters: [{pattern: ...}]}."
-    )
+    filter_criteria: (
+        Annotated[
+            Annotated[FilterCriteria, Tag("FilterCriteria")] | Annotated[list[Any], Tag("list")],
+            # a mapping is AWS's form, anything else the list: one branch, so errors speak of the form written
+            Discriminator(lambda value: "FilterCriteria" if isinstance(value, dict | FilterCriteria) else "list"),
+        ]
+        | None
+    ) = Field(None, description="EventBridge patterns, ORed: a list, or AWS's {filters: [{pattern: ...}]}.")
     destination_config: DestinationConfig = Field(
         default_factory=lambda: DestinationConfig(), description="`on_failure`: where given-up records go."
     )
@@ -616,7 +623,7 @@ def config_model(
     `functions[].dead_letter_config` is the union of `file` and the named dead-letter destinations."""
     models = tuple(registry.get(t).config for t in types)
     dest_models: tuple[Any, ...] = (FileDestination, *tuple(registry.get_destination(t).config for t in destinations))
-    source_type: Any = _union(models)
+    source_type: Any = _union(models) if models else Any  # no mappings (validate reports sources without a type)
     destination = create_model(
         "DestinationConfig", __base__=DestinationConfig, on_failure=(_union(dest_models) | None, None)
     )
@@ -695,11 +702,8 @@ def validate(located: Located) -> HubConfig:
     if errors:
         raise ConfigError(errors)
     _resolve_code_uris(data, Path(located.path).parent)
-    model = (
-        config_model(tuple(sorted(types)), tuple(sorted(destinations)), tuple(sorted(dead_letters)))
-        if types or dead_letters
-        else HubConfig
-    )
+    # always the joined model, even without mappings: a function's dead_letter_config is checked too
+    model = config_model(tuple(sorted(types)), tuple(sorted(destinations)), tuple(sorted(dead_letters)))
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -794,6 +798,7 @@ def _describe(located: Located, err: Any) -> str:
         "source": set(registry.names()),
         "on_failure": set(registry.destination_names()),
         "dead_letter_config": {"file", *registry.destination_names()},
+        "filter_criteria": {"FilterCriteria", "list"},
     }
     shown = tuple(
         p for i, p in enumerate(loc) if not (i and isinstance(loc[i - 1], str) and p in tags.get(loc[i - 1], ()))

@@ -153,7 +153,7 @@ class _Converter:
 
     def _mapping(self, node: yaml.MappingNode, at: tuple[Any, ...]) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
-        lines: dict[Any, int] = {}
+        first: dict[Any, str] = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 self.errors.append(f"{self._where(key_node)}: {_dotted(at)}: YAML merge keys (<<) are not supported")
@@ -162,15 +162,15 @@ class _Converter:
                 self.errors.append(f"{self._where(key_node)}: {_dotted(at)}: a key must be plain text")
                 continue
             key = self._scalar(key_node, at)
-            line = key_node.start_mark.line + 1
-            if key in lines:
+            here = f"{key_node.start_mark.line + 1}:{key_node.start_mark.column + 1}"
+            if key in first:
                 # YAML would keep the last value silently: a function or setting written twice is a mistake
                 self.errors.append(
-                    f"{self._where(key_node)}: {_dotted((*at, key))}: given twice, at lines {lines[key]} and "
-                    f"{line}: keep one"
+                    f"{self._where(key_node)}: {_dotted((*at, key))}: given twice, at line:column {first[key]} and "
+                    f"{here}: keep one"
                 )
                 continue
-            lines[key] = line
+            first[key] = here
             out[key] = self._value(value_node, (*at, key))
         return out
 
