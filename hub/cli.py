@@ -57,10 +57,18 @@ def _read_text(value: str, what: str) -> str:
 
 
 def _read_json(value: str, what: str) -> Any:
-    """The JSON value of an option (see _read_text); JSON5 is accepted (comments, trailing commas)."""
+    """The JSON value of an option (see _read_text). JSON is read as JSON (json5 would decode an escaped
+    surrogate pair such as `\\ud83d\\ude80` into two lone surrogates, not the one character); only text that
+    is not JSON is tried as JSON5 (comments, trailing commas)."""
     import json5
 
     text = _read_text(value, what)
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    except RecursionError:
+        fail(f"error: {what} is nested too deeply to read")
     try:
         return json5.loads(text)
     except ValueError as exc:
