@@ -542,6 +542,8 @@ class HubConfig(Model):
     def _cpus(cls, value: Any) -> Any:
         if isinstance(value, bool):
             return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):  # text from a `${VAR}`
+            return value.lower() == "true"
         if isinstance(value, list) and value and all(type(cpu) is int and cpu >= 0 for cpu in value):
             return value
         if isinstance(value, list) and not value:

@@ -239,3 +239,65 @@ def test_process_is_an_older_name_of_the_default_runtime(tmp_path: Path) -> None
         write(tmp_path, "functions:\n  f: {handler: app.handler, runtime: process}\n  g: {handler: a.b}\n")
     )
     assert config.functions["f"].runtime == config.functions["g"].runtime == "python"
+
+
+def test_mappings_that_are_not_a_list_are_an_error_where_they_are(tmp_path: Path) -> None:
+    """`mappings: 5` once crashed with a TypeError; `mappings:` written as a mapping once read as
+    `mappings[0].source: required`."""
+    number = write(tmp_path, GOOD.split("mappings:")[0] + "mappings: 5\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(number)
+    assert caught.value.errors == [
+        f"{number}:3:11: mappings: must be a list (items written `- ...`, or `[a, b]`), not a number"
+    ]
+    keyed = write(tmp_path, GOOD.replace("  - function: f\n    source:", "  uploads:\n    function: f\n    source:"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(keyed)
+    (error,) = caught.value.errors
+    assert error.startswith(f"{keyed}:4:3: mappings: must be a list") and error.endswith("not a mapping")
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "functions:\n  f: {handler: a.one}\n  g: {handler: a.two}\n  f: {handler: a.three}\n",
+            "4:3: functions.f: given twice, at line:column 2:3 and 4:3",
+        ),
+        (
+            "functions:\n  f:\n    handler: a.b\n    timeout: 3s\n    timeout: 30s\n",
+            "5:5: functions.f.timeout: given twice",
+        ),
+        (GOOD + "    function: f\n", "8:5: mappings[0].function: given twice, at line:column 4:5 and 8:5"),
+        (
+            GOOD.split("mappings:")[0] + "mappings:\n  - {function: f, source: {type: files, path: a, path: b}}\n",
+            "4:50: mappings[0].source.path: given twice, at line:column 4:41 and 4:50",
+        ),
+    ],
+)
+def test_a_key_given_twice_is_refused_naming_both_places(tmp_path: Path, text: str, error: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (message,) = caught.value.errors
+    assert message.startswith(f"{path}:{error}") and "given twice" in message
+
+
+def test_an_invalid_filter_is_reported_at_the_value_itself(tmp_path: Path) -> None:
+    """The error once pointed at `filter_criteria:`, the line above the offending filter."""
+    text = GOOD + "    filter_criteria:\n      - {a: [1]}\n      - {b: [{numeric: ['>', x]}]}\n"
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (message,) = caught.value.errors
+    assert message.startswith(f"{path}:10:30: mappings[0].filter_criteria[1].b[0].numeric[1]: "), message
+
+
+def test_settings_that_want_a_bool_or_a_number_take_the_text_of_a_variable(tmp_path: Path) -> None:
+    text = "cpu_affinity: ${PIN}\nshutdown_grace: ${GRACE}\n" + GOOD.replace(
+        "path: ./inbox", "path: ./inbox\n    enabled: ${ON}"
+    )
+    config = load_config(write(tmp_path, text), env={"PIN": "false", "GRACE": "10", "ON": "false"})
+    assert config.cpu_affinity is False
+    assert config.shutdown_grace == 10
+    assert config.mappings[0].enabled is False
