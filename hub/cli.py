@@ -29,26 +29,69 @@ def _load(path: str) -> Any:
     try:
         return load_config(path)
     except ConfigError as exc:
-        fail("\n".join(f"error: {line}" for line in exc.errors) + f"\n{path}: configuration not valid")
+        fail(_invalid(path, exc))
+
+
+def _invalid(path: str, exc: Any) -> str:
+    """What a configuration error prints: each problem on an `error:` line, then the file's verdict."""
+    return "\n".join(f"error: {line}" for line in exc.errors) + f"\n{path}: configuration not valid"
+
+
+def _read_text(value: str, what: str) -> str:
+    """The JSON text an option gives: `-` reads standard input; text that starts as a JSON object, array or
+    string (`{`, `[`, `"`) is itself, and is never taken as a file name, however long; anything else is the
+    file it names when there is one, else itself (`42`, `null`). Any problem exits 2, never with a traceback."""
+    if value == "-":
+        return sys.stdin.read()
+    if value.lstrip().startswith(("{", "[", '"')):
+        return value
+    text = _read_file(value, what)
+    if text is not None:
+        return text
+    try:
+        json.loads(value)  # a bare JSON value: 42, true, null
+    except ValueError:
+        shown = value if len(value) <= 80 else f"{value[:77]}..."
+        fail(f"error: {what}: no file {shown!r}, and it is not inline JSON either")
+    return value
 
 
 def _read_json(value: str, what: str) -> Any:
-    """JSON from a file path, from `-` (stdin), or inline."""
+    """The JSON value of an option (see _read_text). JSON is read as JSON (json5 would decode an escaped
+    surrogate pair such as `\\ud83d\\ude80` into two lone surrogates, not the one character); only text that
+    is not JSON is tried as JSON5 (comments, trailing commas)."""
     import json5
 
-    text = sys.stdin.read() if value == "-" else None
-    if text is None:
-        path = Path(value)
-        if path.is_file():
-            text = path.read_text(encoding="utf-8")
-        elif value.lstrip().startswith(("{", "[")):
-            text = value
-        else:
-            fail(f"error: {what} {value!r} is neither a file nor inline JSON")
+    text = _read_text(value, what)
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    except RecursionError:
+        fail(f"error: {what} is nested too deeply to read")
     try:
         return json5.loads(text)
     except ValueError as exc:
         fail(f"error: {what} is not valid JSON: {exc}")
+    except RecursionError:
+        fail(f"error: {what} is nested too deeply to read")
+
+
+def _read_file(name: str, what: str) -> str | None:
+    """The text of file `name`, or None when there is no such file or the text cannot name one (too long)."""
+    path = Path(name)
+    try:
+        if path.is_dir():
+            fail(f"error: {what}: {name!r} is a folder, not a JSON file")
+        if not path.is_file():
+            return None
+    except OSError:  # ENAMETOOLONG and the like: no file can have this name
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        fail(f"error: {what}: cannot read {name!r}: {reason}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -131,14 +174,28 @@ def leave(code: int) -> NoReturn:
 
 
 @main.command()
-@click.argument("config", type=click.Path(dir_okay=False))
-def validate(config: str) -> None:
-    """Check CONFIG and print a summary; exit 2 naming file, line and field if it is not valid."""
-    cfg = _load(config)
-    click.echo(f"{config}: valid: {len(cfg.functions)} functions, {len(cfg.mappings)} mappings")
-    for mapping in cfg.mappings:
-        state = "" if mapping.enabled else " (disabled)"
-        click.echo(f"  {mapping.display_name}: {mapping.source.type} -> {mapping.function}{state}")
+@click.argument("configs", metavar="CONFIG...", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def validate(configs: tuple[str, ...]) -> None:
+    """Check each CONFIG and print a summary; exit 2 naming file, line and field if any is not valid.
+
+    Nothing is started and no broker is contacted.
+    """
+    from hub.config import ConfigError, load_config
+
+    invalid = False
+    for config in configs:
+        try:
+            cfg = load_config(config)
+        except ConfigError as exc:
+            click.echo(_invalid(config, exc), err=True)
+            invalid = True
+            continue
+        click.echo(f"{config}: valid: {len(cfg.functions)} functions, {len(cfg.mappings)} mappings")
+        for mapping in cfg.mappings:
+            state = "" if mapping.enabled else " (disabled)"
+            click.echo(f"  {mapping.display_name}: {mapping.source.type} -> {mapping.function}{state}")
+    if invalid:
+        sys.exit(EXIT_CONFIG)
 
 
 @main.command()
@@ -208,7 +265,7 @@ def events(source: str | None, variant: str | None) -> None:
 
 
 @main.command("test-pattern")
-@click.option("--pattern", required=True, help="An EventBridge pattern: a JSON file or inline JSON.")
+@click.option("--pattern", required=True, help="An EventBridge pattern: a JSON file, inline JSON, or -.")
 @click.option("--event", "event_arg", required=True, help="An event: a JSON file, inline JSON, or -.")
 def test_pattern(pattern: str, event_arg: str) -> None:
     """Print true if the pattern matches the event, false if not (exit 2 if the pattern is invalid).
@@ -217,8 +274,11 @@ def test_pattern(pattern: str, event_arg: str) -> None:
     """
     from hub.filtering import PatternError, compile_pattern
 
+    if pattern == "-" and event_arg == "-":
+        fail("error: only one of --pattern and --event can be read from standard input (-)")
     try:
-        compiled = compile_pattern(_read_json(pattern, "--pattern"))
+        # the text itself, not a parse of it: the pattern compiler reads JSON as EventBridge does
+        compiled = compile_pattern(_read_text(pattern, "--pattern"))
     except PatternError as exc:
         fail(f"error: invalid pattern: {exc}")
     click.echo("true" if compiled.matches(_read_json(event_arg, "--event")) else "false")

@@ -15,8 +15,10 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     SecretStr,
+    Tag,
     ValidationError,
     create_model,
     field_validator,
@@ -337,9 +339,14 @@ class MappingConfig(Model):
         1.0, ge=0, description="First retry delay; doubles each attempt, with jitter (AWS async uses 60s)."
     )
     maximum_retry_delay: Duration = Field(300.0, ge=0, description="Cap on the retry delay.")
-    filter_criteria: FilterCriteria | list[Any] | None = Field(
-        None, description="EventBridge patterns, ORed: a list, or AWS's {filters: [{pattern: ...}]}."
-    )
+    filter_criteria: (
+        Annotated[
+            Annotated[FilterCriteria, Tag("FilterCriteria")] | Annotated[list[Any], Tag("list")],
+            # a mapping is AWS's form, anything else the list: one branch, so errors speak of the form written
+            Discriminator(lambda value: "FilterCriteria" if isinstance(value, dict | FilterCriteria) else "list"),
+        ]
+        | None
+    ) = Field(None, description="EventBridge patterns, ORed: a list, or AWS's {filters: [{pattern: ...}]}.")
     destination_config: DestinationConfig = Field(
         default_factory=lambda: DestinationConfig(), description="`on_failure`: where given-up records go."
     )
@@ -411,7 +418,13 @@ class MappingConfig(Model):
             try:
                 FilterSet.compile(self.patterns)
             except PatternError as exc:
-                raise _AtError(("filter_criteria",), f"mapping {self.display_name!r}: {exc}") from None
+                # point at the offending value itself: the filter, and the place inside its pattern
+                at: tuple[Any, ...] = ("filter_criteria",)
+                if exc.index is not None:
+                    wrapped = isinstance(self.filter_criteria, FilterCriteria)
+                    at = (*at, "filters", exc.index, "pattern") if wrapped else (*at, exc.index)
+                inside = "" if exc.parts or exc.path in ("", "(root)") else f"{exc.path}: "
+                raise _AtError((*at, *exc.parts), f"{inside}{exc.reason}") from None
         return self
 
     @property
@@ -529,6 +542,8 @@ class HubConfig(Model):
     def _cpus(cls, value: Any) -> Any:
         if isinstance(value, bool):
             return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):  # text from a `${VAR}`
+            return value.lower() == "true"
         if isinstance(value, list) and value and all(type(cpu) is int and cpu >= 0 for cpu in value):
             return value
         if isinstance(value, list) and not value:
@@ -610,7 +625,7 @@ def config_model(
     `functions[].dead_letter_config` is the union of `file` and the named dead-letter destinations."""
     models = tuple(registry.get(t).config for t in types)
     dest_models: tuple[Any, ...] = (FileDestination, *tuple(registry.get_destination(t).config for t in destinations))
-    source_type: Any = _union(models)
+    source_type: Any = _union(models) if models else Any  # no mappings (validate reports sources without a type)
     destination = create_model(
         "DestinationConfig", __base__=DestinationConfig, on_failure=(_union(dest_models) | None, None)
     )
@@ -655,26 +670,25 @@ def validate(located: Located) -> HubConfig:
     errors: list[str] = []
     types: set[str] = set()
     destinations: set[str] = set()
-    for i, mapping in enumerate(data.get("mappings") or []):
-        source = mapping.get("source") if isinstance(mapping, dict) else None
-        kind = source.get("type") if isinstance(source, dict) else None
-        at = ("mappings", i, "source", "type") if isinstance(source, dict) else ("mappings", i, "source")
-        if kind is None:
-            errors.append(f"{located.where(at)}: {dotted(at)}: required (one of: {', '.join(registry.names())})")
-        elif kind not in registry.names():
-            errors.append(
-                f"{located.where(at)}: {dotted(at)}: unknown source type {kind!r} "
-                f"(installed: {', '.join(registry.names())})"
-            )
+    mappings = data.get("mappings")
+    # Only a list of mappings is looked into here; anything else is left to the model, which says what it wants.
+    for i, mapping in enumerate(mappings if isinstance(mappings, list) else []):
+        if not isinstance(mapping, dict):
+            continue
+        source = mapping.get("source")
+        if isinstance(source, dict):
+            _source_type(located, ("mappings", i, "source"), source.get("type"), types, errors)
         else:
-            types.add(kind)
-            missing = _missing(registry.get(kind))
-            if missing:
-                errors.append(f"{located.where(at)}: {dotted(at)}: {missing}")
-        dest = mapping.get("destination_config") if isinstance(mapping, dict) else None
+            at: tuple[Any, ...] = ("mappings", i, "source")
+            what = "required" if source is None else "must be a mapping"
+            errors.append(
+                f"{located.where(at)}: {dotted(at)}: {what}: `{{type: ..., ...}}` (types: "
+                f"{', '.join(registry.names())})"
+            )
+        dest = mapping.get("destination_config")
         target = dest.get("on_failure") if isinstance(dest, dict) else None
         dest_kind = target.get("type") if isinstance(target, dict) else None
-        if dest_kind is not None and dest_kind != "file":
+        if isinstance(dest_kind, str) and dest_kind != "file":
             dest_at: tuple[Any, ...] = ("mappings", i, "destination_config", "on_failure", "type")
             if dest_kind not in registry.destination_names():
                 errors.append(
@@ -690,15 +704,30 @@ def validate(located: Located) -> HubConfig:
     if errors:
         raise ConfigError(errors)
     _resolve_code_uris(data, Path(located.path).parent)
-    model = (
-        config_model(tuple(sorted(types)), tuple(sorted(destinations)), tuple(sorted(dead_letters)))
-        if types or dead_letters
-        else HubConfig
-    )
+    # always the joined model, even without mappings: a function's dead_letter_config is checked too
+    model = config_model(tuple(sorted(types)), tuple(sorted(destinations)), tuple(sorted(dead_letters)))
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError([_describe(located, err) for err in exc.errors()]) from None
+
+
+def _source_type(located: Located, at: tuple[Any, ...], kind: Any, types: set[str], errors: list[str]) -> None:
+    """Check a mapping's `source.type` (a source that is not a mapping is left to the model): add a usable one
+    to `types`, a problem to `errors`."""
+    at = (*at, "type")
+    if kind is None:
+        errors.append(f"{located.where(at)}: {dotted(at)}: required (one of: {', '.join(registry.names())})")
+    elif not isinstance(kind, str) or kind not in registry.names():
+        errors.append(
+            f"{located.where(at)}: {dotted(at)}: unknown source type {kind!r} "
+            f"(installed: {', '.join(registry.names())})"
+        )
+    else:
+        types.add(kind)
+        missing = _missing(registry.get(kind))
+        if missing:
+            errors.append(f"{located.where(at)}: {dotted(at)}: {missing}")
 
 
 def _resolve_code_uris(data: dict[str, Any], folder: Path) -> None:
@@ -761,20 +790,47 @@ def _describe(located: Located, err: Any) -> str:
         message = message.removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         message = "unknown setting (check its spelling; settings are AWS's names in snake_case)"
+    elif err["type"] in _CONTAINERS:
+        message = f"{_CONTAINERS[err['type']]}, not {_kind(err.get('input'))}"
+    show_input = err["type"] not in {"extra_forbidden", "missing", "value_error", *_CONTAINERS} and "input" in err
+    if loc and loc[-1] == "[key]":  # a key that is not text (`1:`, `true:`): pydantic adds this marker
+        loc, message, show_input = loc[:-1], "this key must be text (quote it)", False
     # drop pydantic's union tags (`source.files.path` -> `source.path`, `on_failure.sqs.queue_url` -> ...)
     tags = {
         "source": set(registry.names()),
         "on_failure": set(registry.destination_names()),
         "dead_letter_config": {"file", *registry.destination_names()},
+        "filter_criteria": {"FilterCriteria", "list"},
     }
     shown = tuple(
         p for i, p in enumerate(loc) if not (i and isinstance(loc[i - 1], str) and p in tags.get(loc[i - 1], ()))
     )
-    if err["type"] != "extra_forbidden" and "input" in err and err["type"] not in {"missing", "value_error"}:
+    if show_input:
         shown_input = err["input"]
         if not isinstance(shown_input, dict | list) and not _SENSITIVE.search(dotted(shown)):
             message = f"{message} (got {json.dumps(shown_input, default=str)})"
     return f"{located.where(loc)}: {dotted(shown)}: {message}"
+
+
+_CONTAINERS = {
+    "list_type": "must be a list (items written `- ...`, or `[a, b]`)",
+    "dict_type": "must be a mapping (`key: value` lines, or `{key: value}`)",
+    "model_type": "must be a mapping (`key: value` lines, or `{key: value}`)",
+    "model_attributes_type": "must be a mapping (`key: value` lines, or `{key: value}`)",
+}
+
+
+def _kind(value: Any) -> str:
+    """What a YAML value is, in words that never show the value itself (it may be a secret)."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number" if isinstance(value, int | float) else "text"
 
 
 def load_config(path: str | Path, env: dict[str, str] | None = None) -> HubConfig:

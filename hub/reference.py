@@ -25,7 +25,11 @@ Generated from the configuration models by `hub schema --markdown`; do not edit 
 (`hub schema`) is generated from the same models: point your editor's YAML support at `config/schema.json`.
 
 Durations accept `500ms`, `30s`, `5m`, `1h`, `1d` or a number of seconds. `${VAR}` and `${VAR:-default}` expand
-from the environment anywhere in the file. Settings marked *secret* are never printed.
+from the environment in any value (`$$` is a `$`; the default also replaces an empty variable). What a variable
+gives is text, exactly as it is: never read as YAML, so `0123` stays `0123`, `yes` stays `yes` and `a #b` is not
+cut at the `#`; a setting that wants a number or a boolean takes the text as it would a quoted `"500"`. A key
+given twice in one mapping, YAML tags (`!Ref`) and merge keys (`<<`) are refused, with both places named.
+Settings marked *secret* are never printed.
 """
 
 

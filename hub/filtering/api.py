@@ -104,7 +104,7 @@ class FilterSet:
             try:
                 compiled.append(compile_pattern(pattern))
             except PatternError as exc:
-                raise PatternError(exc.reason, exc.path, index=index) from None
+                raise PatternError(exc.reason, exc.path, index=index, parts=exc.parts) from None
         return cls(compiled)
 
     def matches(self, event: Any) -> bool:

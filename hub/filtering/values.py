@@ -37,12 +37,17 @@ _PathParts = tuple[str | int, ...]
 
 class PatternError(ValueError):
     """An invalid pattern. str() says where in the pattern (a JSON path like `detail.price[0].numeric`) and
-    what is wrong; `path` and `reason` hold the two parts, `index` the filter's position in a FilterSet."""
+    what is wrong; `path` and `reason` hold the two parts, `index` the filter's position in a FilterSet, and
+    `parts` the keys and indexes of `path` where they are known (empty otherwise), for a caller that locates the
+    offending value in its own source (the configuration's line and column)."""
 
-    def __init__(self, reason: str, path: str = "", *, index: int | None = None) -> None:
+    def __init__(
+        self, reason: str, path: str = "", *, index: int | None = None, parts: tuple[str | int, ...] = ()
+    ) -> None:
         self.reason = reason
         self.path = path
         self.index = index
+        self.parts = parts
         text = f"{path}: {reason}" if path else reason
         if index is not None:
             text = f"filter {index}: {text}"
@@ -60,7 +65,7 @@ def _format_path(parts: _PathParts) -> str:
 
 
 def _fail(parts: _PathParts, reason: str) -> NoReturn:
-    raise PatternError(reason, _format_path(parts))
+    raise PatternError(reason, _format_path(parts), parts=parts)
 
 
 # ---- value helpers -----------------------------------------------------------------------------------------

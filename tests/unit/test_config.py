@@ -64,13 +64,21 @@ def test_good_config_loads_with_defaults(tmp_path: Path) -> None:
     assert config.checkpoints == "sqlite:///.hub/state.db"
 
 
-def test_unquoted_variable_takes_the_type_yaml_would_give(tmp_path: Path) -> None:
+def test_a_substituted_value_is_text_exactly_as_given(tmp_path: Path) -> None:
+    """The old rule re-parsed an unquoted `${VAR}` as YAML (`0123` a number, `yes` a bool, `pass #2` cut at the
+    comment, `@x` or `[x` a crash that printed the value). Now the value is text, never YAML; a field that wants
+    a number still converts the text, as it would a quoted "256"."""
     text = GOOD.replace(
         "  f: {handler: functions.recorder.record, timeout: 500ms}",
-        "  f:\n    handler: functions.recorder.record\n    memory: ${MEM}",
+        "  f:\n    handler: functions.recorder.record\n    memory: ${MEM}\n    environment:\n"
+        + "".join(f"      V{i}: ${{V{i}}}\n" for i in range(7))
+        + "      MIXED: pre-${V0}-post\n",
     )
-    config = load_config(write(tmp_path, text), env={"MEM": "256"})
-    assert config.functions["f"].memory == 256
+    values = ["@S3CR3T", "[x", "pass #2", "0123", "yes", "{a: 1}", "  padded  "]
+    config = load_config(write(tmp_path, text), env={"MEM": "256"} | {f"V{i}": v for i, v in enumerate(values)})
+    function = config.functions["f"]
+    assert function.memory == 256
+    assert function.environment == {f"V{i}": v for i, v in enumerate(values)} | {"MIXED": "pre-@S3CR3T-post"}
 
 
 @pytest.mark.parametrize(
@@ -88,7 +96,7 @@ def test_unquoted_variable_takes_the_type_yaml_would_give(tmp_path: Path) -> Non
         (
             ("path: ./inbox", "path: ./inbox\n    filter_criteria: [{detail: {n: [{numeric: ['>']}]}}]"),
             8,
-            "mappings[0].filter_criteria:",
+            "mappings[0].filter_criteria[0].detail.n[0].numeric[1]: the value of > must be a number",
         ),
         (("timeout: 500ms", "memory: 64"), 2, "functions.f.memory: Input should be greater than or equal to 128"),
     ],
@@ -231,3 +239,65 @@ def test_process_is_an_older_name_of_the_default_runtime(tmp_path: Path) -> None
         write(tmp_path, "functions:\n  f: {handler: app.handler, runtime: process}\n  g: {handler: a.b}\n")
     )
     assert config.functions["f"].runtime == config.functions["g"].runtime == "python"
+
+
+def test_mappings_that_are_not_a_list_are_an_error_where_they_are(tmp_path: Path) -> None:
+    """`mappings: 5` once crashed with a TypeError; `mappings:` written as a mapping once read as
+    `mappings[0].source: required`."""
+    number = write(tmp_path, GOOD.split("mappings:")[0] + "mappings: 5\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(number)
+    assert caught.value.errors == [
+        f"{number}:3:11: mappings: must be a list (items written `- ...`, or `[a, b]`), not a number"
+    ]
+    keyed = write(tmp_path, GOOD.replace("  - function: f\n    source:", "  uploads:\n    function: f\n    source:"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(keyed)
+    (error,) = caught.value.errors
+    assert error.startswith(f"{keyed}:4:3: mappings: must be a list") and error.endswith("not a mapping")
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "functions:\n  f: {handler: a.one}\n  g: {handler: a.two}\n  f: {handler: a.three}\n",
+            "4:3: functions.f: given twice, at line:column 2:3 and 4:3",
+        ),
+        (
+            "functions:\n  f:\n    handler: a.b\n    timeout: 3s\n    timeout: 30s\n",
+            "5:5: functions.f.timeout: given twice",
+        ),
+        (GOOD + "    function: f\n", "8:5: mappings[0].function: given twice, at line:column 4:5 and 8:5"),
+        (
+            GOOD.split("mappings:")[0] + "mappings:\n  - {function: f, source: {type: files, path: a, path: b}}\n",
+            "4:50: mappings[0].source.path: given twice, at line:column 4:41 and 4:50",
+        ),
+    ],
+)
+def test_a_key_given_twice_is_refused_naming_both_places(tmp_path: Path, text: str, error: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (message,) = caught.value.errors
+    assert message.startswith(f"{path}:{error}") and "given twice" in message
+
+
+def test_an_invalid_filter_is_reported_at_the_value_itself(tmp_path: Path) -> None:
+    """The error once pointed at `filter_criteria:`, the line above the offending filter."""
+    text = GOOD + "    filter_criteria:\n      - {a: [1]}\n      - {b: [{numeric: ['>', x]}]}\n"
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (message,) = caught.value.errors
+    assert message.startswith(f"{path}:10:30: mappings[0].filter_criteria[1].b[0].numeric[1]: "), message
+
+
+def test_settings_that_want_a_bool_or_a_number_take_the_text_of_a_variable(tmp_path: Path) -> None:
+    text = "cpu_affinity: ${PIN}\nshutdown_grace: ${GRACE}\n" + GOOD.replace(
+        "path: ./inbox", "path: ./inbox\n    enabled: ${ON}"
+    )
+    config = load_config(write(tmp_path, text), env={"PIN": "false", "GRACE": "10", "ON": "false"})
+    assert config.cpu_affinity is False
+    assert config.shutdown_grace == 10
+    assert config.mappings[0].enabled is False
