@@ -15,7 +15,8 @@ from hub.config import HubConfig
 from hub.destinations import build_destination
 from hub.dispatch import Counters, Dispatcher
 from hub.functions import Function
-from hub.logs import fields
+from hub.health import Health
+from hub.logs import fields, flush_repeats
 from hub.mapping import MappingRunner
 from hub.source import Clock, SourceContext, SystemClock
 
@@ -73,6 +74,7 @@ class Hub:
                 continue
             spec = mapping.spec
             max_in_flight = int(mapping.setting("max_concurrency") or 1)
+            health = Health(mapping.display_name)
             context = SourceContext(
                 mapping=mapping.display_name,
                 store=self.store,
@@ -81,6 +83,7 @@ class Hub:
                 clock=self.clock,
                 log=logging.getLogger(f"hub.source.{spec.type}"),
                 max_in_flight=max_in_flight,
+                health=health,
             )
             source = spec.build(mapping.source, context)
             destination = build_destination(mapping.destination_config.on_failure, self.config.region)
@@ -91,7 +94,9 @@ class Hub:
             dispatcher = Dispatcher(
                 mapping, self.functions[mapping.function], source, destination, self.clock, stopping, counters
             )
-            self.runners.append(MappingRunner(mapping, source, dispatcher, counters, max_in_flight=max_in_flight))
+            self.runners.append(
+                MappingRunner(mapping, source, dispatcher, counters, max_in_flight=max_in_flight, health=health)
+            )
 
     async def _start_s3_endpoint(self) -> None:
         """Serve the folders as S3 buckets before any function starts, so that its URL can be handed to them."""
@@ -193,6 +198,7 @@ class Hub:
         for name, counters in self.counters.items():
             totals = {k: v for k, v in vars(counters).items() if isinstance(v, int)}
             log.info("mapping totals", extra=fields(mapping=name, **totals))
+        flush_repeats(final=True)  # how often client libraries repeated what they last said
         log.info("hub stopped")
 
     def stop(self) -> None:

@@ -6,10 +6,14 @@ every line of the process (a mapping's extra poller processes tag theirs with `p
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import sys
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -75,7 +79,9 @@ def setup(level: str = "info", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Client libraries log every reconnect attempt (aiormq as errors); the mapping logs once per change of state.
+    # Client libraries log every reconnect attempt (aiormq as errors, aiokafka hundreds a second); the mapping logs
+    # once per change of state (hub.health): their INFO chatter is cut here, and RepeatGate lets through one line of
+    # each kind of theirs, then counts the repeats.
     quiet = {
         "watchdog": logging.WARNING,
         "asyncio": logging.WARNING,
@@ -85,7 +91,103 @@ def setup(level: str = "info", fmt: str = "text") -> None:
         "aiobotocore": logging.WARNING,
         "aio_pika": logging.WARNING,
         "aiormq": logging.CRITICAL,
-        "aiokafka.client": logging.CRITICAL,
     }
     for name, floor in quiet.items():
         logging.getLogger(name).setLevel(max(floor, root.level))
+    handler.addFilter(_repeats)
+
+
+# ---- client libraries: one line per kind of trouble, then a count -------------------------------------------------
+
+LIBRARIES = frozenset(
+    {"aiokafka", "aio_pika", "aiormq", "botocore", "aiobotocore", "boto3", "s3transfer", "urllib3", "redis"}
+    | {"watchdog", "asyncio", "apscheduler", "aiohttp", "aiosqlite", "kafka"}
+)
+"""Top-level loggers of the client libraries the hub uses: RepeatGate governs their lines (and only theirs)."""
+QUIET_AFTER = 5.0
+"""A kind of line not seen for this long has stopped: its repeats are summed up in one line."""
+SUMMARY_EVERY = 60.0
+"""A kind that goes on is summed up this often."""
+
+
+@dataclass(slots=True)
+class _Kind:
+    first: float
+    last: float
+    record: logging.LogRecord
+    repeats: int = 0
+
+
+class RepeatGate(logging.Filter):
+    """The hub's rule for client libraries' loggers: one line per change of state, with a count.
+
+    A line's kind is its logger, level and message template (`Unable connect to node with id %s: %s`, whatever the
+    node). The first line of a kind passes; its repeats are counted and dropped; once the kind has been quiet for
+    `quiet` seconds (it stopped), or every `every` seconds while it goes on, one line says how often it repeated
+    (`... (repeated 731 times in 21s)`), and a kind that stopped passes again the next time it starts. Lines of
+    the hub's own loggers pass untouched. `flush()` writes the counts that are due (the mappings' monitors call it
+    twice a second; every line that passes calls it too, at most as often; and it runs at exit for what is left).
+    """
+
+    def __init__(
+        self, quiet: float = QUIET_AFTER, every: float = SUMMARY_EVERY, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.quiet = quiet
+        self.every = every
+        self.clock = clock
+        self._kinds: dict[tuple[str, int, str], _Kind] = {}
+        self._lock = threading.Lock()  # libraries log from their own threads too (watchdog's observer)
+        self._next_flush = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "repeat_summary", False) or record.name.partition(".")[0] not in LIBRARIES:
+            if self._kinds and self.clock() >= self._next_flush:
+                self.flush()
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        now = self.clock()
+        with self._lock:
+            kind = self._kinds.get(key)
+            if kind is None:
+                self._kinds[key] = _Kind(now, now, record)
+                return True
+            kind.last, kind.record = now, record
+            kind.repeats += 1
+            return False
+
+    def flush(self, final: bool = False) -> None:
+        """Write the counts that are due (all of them if `final`)."""
+        now = self.clock()
+        due: list[logging.LogRecord] = []
+        with self._lock:
+            self._next_flush = now + 0.5
+            for key, kind in list(self._kinds.items()):
+                stopped = final or now - kind.last >= self.quiet
+                if stopped:
+                    del self._kinds[key]
+                if kind.repeats and (stopped or now - kind.first >= self.every):
+                    due.append(_summary(kind))
+                    kind.first, kind.repeats = now, 0
+        for record in due:  # outside the lock: handling a record runs this filter again
+            logging.getLogger(record.name).handle(record)
+
+
+def _summary(kind: _Kind) -> logging.LogRecord:
+    last = kind.record
+    times = "1 time" if kind.repeats == 1 else f"{kind.repeats} times"
+    text = f"{last.getMessage()} (repeated {times} in {max(kind.last - kind.first, 0.0):.0f}s)"
+    record = logging.makeLogRecord({**last.__dict__, "msg": text, "args": None, "exc_info": None, "exc_text": None})
+    record.created = time.time()
+    record.msecs = (record.created % 1) * 1000
+    record.repeat_summary = True
+    return record
+
+
+_repeats = RepeatGate()
+atexit.register(_repeats.flush, True)  # after logging's own exit hook, so it runs first (`hub run` says it itself)
+
+
+def flush_repeats(final: bool = False) -> None:
+    """Write the repeat counts of client libraries' lines that are due (all of them if `final`: see RepeatGate)."""
+    _repeats.flush(final)

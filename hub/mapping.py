@@ -3,6 +3,9 @@
 Back-pressure: a lane reads a new batch only when it has room in flight (one batch at a time for ordered
 lanes, `max_concurrency` for unordered ones). Stop: stop reading, let in-flight batches finish within the grace
 period, settle them, close the source. Connection trouble is retried with backoff and logged once per change.
+
+The mapping's `state` is `connecting`, `running`, `degraded` (open, but a read or a settle failed, or did not return
+within its bound: hub.health), `reconnecting` (opening the source failed; retrying) or `stopping`.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import logging
 import operator
 import time
 import zlib
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from hub.config import MappingConfig
 from hub.dispatch import Backoff, Counters, Dispatcher, sleep_unless
 from hub.filtering import FilterSet
+from hub.health import SETTLE_BOUND, STALL_GRACE, Health, monitor
 from hub.logs import fields
 from hub.records import Outcome, Record
 from hub.source import Lane, LaneEnded, Source
@@ -46,6 +50,7 @@ class Batcher:
         boundary: Callable[[Record], object] | None = None,
         counters: Counters | None = None,
         view: Callable[[Record], Any] | None = None,
+        health: Health | None = None,
     ) -> None:
         self.lane = lane
         self.size = size
@@ -57,8 +62,16 @@ class Batcher:
         self.counters = counters or Counters()
         self.view = view
         """The source's `filter_view(record)`, for records that carry no `filter_view` of their own."""
+        self.health = health
+        """Watches reads with a timeout (one that overruns it by STALL_GRACE: the source does not answer)."""
+        self._reading = f"reading lane {lane.key}"
         self._carry: list[Record] = []
         self._ended = False
+
+    def _read(self, limit: int, timeout: float | None) -> Awaitable[list[Record]]:
+        if self.health is None or timeout is None:  # a read for ever may wait for records for ever: no bound
+            return self.lane.read(limit, timeout)
+        return self.health.watch(self._reading, timeout + STALL_GRACE, self.lane.read(limit, timeout))
 
     def _keep(self, records: list[Record]) -> list[Record]:
         self.counters.polled += len(records)
@@ -87,7 +100,7 @@ class Batcher:
             raise LaneEnded(self.lane.key)
         while not batch:
             timeout = None if until is None else max(0.0, until - time.monotonic())
-            batch = self._keep(await self.lane.read(self.size, timeout))
+            batch = self._keep(await self._read(self.size, timeout))
             if not batch and until is not None and time.monotonic() >= until:
                 return []
         if self.window > 0:
@@ -98,7 +111,7 @@ class Batcher:
                 if remaining <= 0:
                     break
                 try:
-                    more = self._keep(await self.lane.read(self.size - len(batch), remaining))
+                    more = self._keep(await self._read(self.size - len(batch), remaining))
                 except LaneEnded:
                     self._ended = True  # dispatch what was gathered; the next call says the lane ended
                     break
@@ -135,6 +148,7 @@ class MappingRunner:
         counters: Counters,
         *,
         max_in_flight: int,
+        health: Health | None = None,
     ) -> None:
         self.mapping = mapping
         self.name = mapping.display_name
@@ -151,24 +165,42 @@ class MappingRunner:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Task[None]] = set()
         self._main: asyncio.Task[None] | None = None
-        self.state = "starting"
-        self.last_error = ""
+        self.health = health or Health(self.name)
+        self.phase = "starting"
+        """Where the lifecycle is: starting, connecting, running, reconnecting, stopping."""
         self.lanes: set[str] = set()
+
+    @property
+    def state(self) -> str:
+        """What /status and /healthz show: the lifecycle phase, `degraded` while running with a problem."""
+        return "degraded" if self.phase == "running" and self.health.degraded else self.phase
+
+    @property
+    def last_error(self) -> str:
+        return self.health.last_error
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Open the source and run its lanes until stop(); reopen with backoff when the source fails."""
+        watching = asyncio.ensure_future(monitor(self.health))
+        try:
+            await self._run()
+        finally:
+            watching.cancel()
+
+    async def _run(self) -> None:
         backoff = Backoff(0.5, 30.0)
         failures = 0
         while not self.stopping.is_set():
             try:
-                self.state = "connecting" if not failures else "reconnecting"
+                self.phase = "connecting" if not failures else "reconnecting"
                 await self.source.open()
                 if failures:
-                    log.info("source reconnected", extra=fields(mapping=self.name))
+                    log.info("source reconnected", extra=fields(mapping=self.name, state="running"))
                 failures = 0
-                self.state = "running"
+                self.health.clear()
+                self.phase = "running"
                 async for lane in self.source.lanes():
                     self._start(self._run_lane(lane), self._readers)
                 await self.stopping.wait()
@@ -176,10 +208,15 @@ class MappingRunner:
                 raise
             except Exception as exc:
                 failures += 1
-                self.state, self.last_error = "reconnecting", f"{type(exc).__name__}: {exc}"
+                self.phase = "reconnecting"
+                self.health.clear()
+                self.health.record(f"{type(exc).__name__}: {exc}")
                 if failures == 1:
                     log.error(
-                        "source failed: %s: %s; retrying", type(exc).__name__, exc, extra=fields(mapping=self.name)
+                        "source failed: %s: %s; retrying",
+                        type(exc).__name__,
+                        exc,
+                        extra=fields(mapping=self.name, state="reconnecting"),
                     )
                 else:
                     log.debug("source still failing: %s", exc, extra=fields(mapping=self.name))
@@ -194,7 +231,7 @@ class MappingRunner:
     async def stop(self, grace: float) -> None:
         """Stop reading, let in-flight batches finish (at most `grace` seconds), settle, close the source."""
         self.stopping.set()
-        self.state = "stopping"
+        self.phase = "stopping"
         await self._stop_readers()
         if self._in_flight:
             _done, pending = await asyncio.wait(self._in_flight, timeout=grace)
@@ -247,6 +284,7 @@ class MappingRunner:
             boundary=boundary,
             counters=self.counters,
             view=getattr(self.source, "filter_view", None),
+            health=self.health if reading is None else None,  # a sub-lane's reads wait on the lane's reader
         )
 
     async def _run_lane(self, lane: Lane) -> None:
@@ -303,33 +341,25 @@ class MappingRunner:
         await self._settle(lane, outcome)
 
     async def read_failed(self, lane: Lane, exc: Exception, failures: int) -> None:
-        """A lane's read raised (broker away, throttled): log once per change, then back off."""
-        if failures == 1:
-            log.error(
-                "reading lane %s failed: %s: %s; retrying",
-                lane.key,
-                type(exc).__name__,
-                exc,
-                extra=fields(mapping=self.name),
-            )
-        await sleep_unless(self.stopping, Backoff(0.2, 30.0).delay(failures))
+        """A lane's read raised (broker away, throttled): the mapping is degraded (logged once per change of
+        state); back off, at most 5 s so that a broker that is back is noticed within seconds."""
+        what = f"reading lane {lane.key}"
+        self.health.fail(what, f"{what} failed: {type(exc).__name__}: {exc}; retrying")
+        await sleep_unless(self.stopping, Backoff(0.2, 5.0).delay(failures))
 
     def read_recovered(self, lane: Lane, failures: int) -> int:
         if failures:
-            log.info("lane %s reading again", lane.key, extra=fields(mapping=self.name))
+            self.health.ok(f"reading lane {lane.key}")
         return 0
 
     async def _settle(self, lane: Lane, outcome: Outcome) -> None:
+        what = f"settling lane {lane.key}"
         try:
-            await lane.settle(outcome)
+            await self.health.watch(what, SETTLE_BOUND, lane.settle(outcome))
         except Exception as exc:
-            log.error(
-                "settling %d records on lane %s failed: %s; they will be delivered again",
-                len(outcome),
-                lane.key,
-                exc,
-                extra=fields(mapping=self.name),
-            )
+            error = f"settling {len(outcome)} records on lane {lane.key} failed: {type(exc).__name__}: {exc}"
+            if not self.health.fail(what, error + "; they will be delivered again"):
+                log.debug("%s", error, extra=fields(mapping=self.name))
 
     def _settle_filtered(self, lane: Lane, records: list[Record]) -> None:
         self.counters.filtered_out += len(records)
@@ -346,7 +376,7 @@ class MappingRunner:
         try:
             while not self.stopping.is_set():
                 try:
-                    records = await lane.read(self.batch_size, None)
+                    records = await lane.read(self.batch_size, None)  # for ever: a connector bounds its own calls
                 except LaneEnded:
                     break
                 except Exception as exc:

@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
+from hub.health import Health
 from hub.records import Outcome, Record
 
 Family = Literal["stream", "queue", "async"]
@@ -112,6 +113,9 @@ class SourceContext:
     clock: Clock = field(default_factory=SystemClock)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("hub.source"))
     max_in_flight: int = 1
+    health: Health = field(default_factory=Health)
+    """The mapping's health (hub.health). A connector whose client library retries inside and never raises reports
+    what it sees here (`fail`/`ok`), or bounds its own broker calls with `watch`, so that /healthz tells the truth."""
 
     def scope(self, *parts: str) -> str:
         """A checkpoint-store scope private to this mapping."""

@@ -34,14 +34,19 @@ def answers_ping(port: int) -> bool:
 
 
 class RedisServer:
-    """`redis-server --port <free> --save '' --appendonly no` on 127.0.0.1, in `workdir`."""
+    """`redis-server --port <free> --save '' --appendonly no` on 127.0.0.1, in `workdir`.
 
-    def __init__(self, workdir: Path) -> None:
+    With `persist`, every write is in an append-only file first (`--appendonly yes --appendfsync always`), so that a
+    server killed and started again (`kill()`, `start(same_port=True)`) still has its streams and groups.
+    """
+
+    def __init__(self, workdir: Path, *, persist: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.binary = binary
         self.workdir = workdir
+        self.persist = persist
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -49,14 +54,16 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> RedisServer:
+    def start(self, same_port: bool = False) -> RedisServer:
+        """Start on a free port, or on the port it had (`same_port`: after `kill()`)."""
         last = ""
-        for _ in range(3):  # another process may take the free port between our probe and redis binding it
-            self.port = free_port()
+        durable = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else ["--appendonly", "no"]
+        for _ in range(1 if same_port else 3):  # another process may take the free port before redis binds it
+            self.port = self.port if same_port else free_port()
             log = self.workdir / f"redis-{self.port}.log"
-            with log.open("wb") as out:
+            with log.open("ab") as out:
                 self.proc = subprocess.Popen(
-                    [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                    [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *durable],
                     cwd=self.workdir,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -69,6 +76,13 @@ class RedisServer:
             last = log.read_text(errors="replace")
             self.stop()
         raise RuntimeError(f"redis-server did not answer PING within {START_TIMEOUT}s:\n{last}")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: nothing is flushed that was not already."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
 
     def stop(self) -> None:
         if self.proc is None:

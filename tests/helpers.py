@@ -212,18 +212,32 @@ class TcpProxy:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self._writers -= {writer, up_writer}
 
-    def cut(self) -> None:
+    def cut(self, refuse: bool = False) -> None:
+        """Close every connection; with `refuse`, stop listening too, so that connecting is refused at once, as by a
+        host whose broker is down (else connections are accepted and closed)."""
+
         async def close_all() -> None:
             self._open = False
             for writer in list(self._writers):
                 writer.transport.abort()
             self._writers.clear()
+            if refuse and self._server is not None:
+                self._server.close()
+                self._server = None
 
         self._call(close_all())
 
     def restore(self) -> None:
         async def reopen() -> None:
+            import asyncio
+            import socket
+
             self._open = True
+            if self._server is None:  # refused: listen again on the same port
+                self._sock = socket.socket()
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                self._sock.bind(("127.0.0.1", self.port))
+                self._server = await asyncio.start_server(self._handle, sock=self._sock)
 
         self._call(reopen())
 

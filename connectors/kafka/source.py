@@ -20,6 +20,9 @@ login make it raise KafkaAuthenticationError, which names the user and the mecha
 of configuration (a CA that does not sign the brokers' certificates, a client certificate missing or refused, TLS
 on one side only) makes it raise KafkaTlsError, which names the setting to look at. Once the group is joined,
 aiokafka reconnects by itself, and a commit that does not go through within COMMIT_TIMEOUT raises from `settle`.
+Since aiokafka retries inside and never tells, the source asks the brokers for metadata every PROBE_EVERY seconds
+and reports to the mapping's health: brokers that are down, or hang without closing their connections, make the
+mapping `degraded` within seconds (PROBE_BOUND), and their first answer makes it `running` again.
 Anything that breaks the consumer ends `lanes()` with that error, so the mapping closes and reopens the source.
 """
 
@@ -42,6 +45,10 @@ from hub.source import LaneEnded, SourceContext
 COMMIT_TIMEOUT = 30.0
 POLL_TIMEOUT_MS = 1000
 DRAIN_ALL = 1 << 30
+PROBE_EVERY = 2.0
+"""Seconds between two metadata requests that check the brokers answer."""
+PROBE_BOUND = 4.0
+"""Seconds a metadata request may take before the brokers count as not answering (aiokafka's own timeout is 40)."""
 _position = operator.attrgetter("position")
 
 
@@ -114,6 +121,7 @@ class KafkaSource:
         """The last offset committed per lane key (what the group will resume from)."""
         self._consumer: Any = None
         self._poller: asyncio.Task[None] | None = None
+        self._prober: asyncio.Task[None] | None = None
         self._lanes: dict[Any, PartitionLane] = {}
         self._buffers: dict[Any, Buffer] = {}
         self._paused: set[Any] = set()
@@ -175,6 +183,7 @@ class KafkaSource:
             raise
         self._poller = asyncio.create_task(self._poll(), name=f"kafka-poll:{self.context.mapping}")
         self._poller.add_done_callback(self._poller_done)
+        self._prober = asyncio.create_task(self._probe(), name=f"kafka-probe:{self.context.mapping}")
         self.log.info(
             "joined consumer group %s for %s",
             self.group_id,
@@ -226,15 +235,22 @@ class KafkaSource:
         self._pending.clear()
         self._changed.set()
         self._settled.set()
-        poller, self._poller = self._poller, None
-        if poller is not None:
-            poller.cancel()
-            with contextlib.suppress(BaseException):
-                await poller
+        for task in (self._poller, self._prober):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        self._poller = self._prober = None
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             try:
                 await consumer.stop()
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                # aiokafka's fetcher awaits the fetch tasks it cancels when its broker is away: not our cancellation
+                self.log.warning("closing the Kafka consumer was cut short", extra=self._fields())
             except Exception as exc:
                 self.log.warning("closing the Kafka consumer failed: %s", exc, extra=self._fields())
 
@@ -300,6 +316,18 @@ class KafkaSource:
                 if len(buffer) >= limit and tp not in self._paused:
                     self._paused.add(tp)
                     consumer.pause(tp)
+
+    async def _probe(self) -> None:
+        """Ask the brokers for metadata every PROBE_EVERY seconds, under a watch of PROBE_BOUND seconds; report a
+        failure or a silence to the mapping's health, and an answer as the end of it."""
+        health, consumer = self.context.health, self._consumer
+        what = f"kafka brokers {self.bootstrap_servers}"
+        while True:
+            try:
+                await health.watch(what, PROBE_BOUND, consumer.topics())
+            except Exception as exc:
+                health.fail(what, f"{what}: not answering: {type(exc).__name__}: {exc}")
+            await asyncio.sleep(PROBE_EVERY)
 
     def _poller_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:

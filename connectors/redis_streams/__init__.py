@@ -13,6 +13,9 @@ again (XREADGROUP id `0`); then new entries are read with blocking XREADGROUP `>
 `claim_idle_time` plays the part of SQS's visibility timeout: keep it above the function's timeout. The delivery
 count Redis keeps for each pending entry is the record's attempt (`ApproximateReceiveCount`), which the
 dispatcher compares with `max_receive_count`. The event shape is documented in docs/events/redis.md.
+
+Each read is watched (hub.health): one that takes longer than `block` + 3 s is a server that does not answer
+(paused, or a network that drops packets), and the mapping shows `degraded` until a read succeeds again.
 """
 
 from __future__ import annotations

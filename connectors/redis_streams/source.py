@@ -21,6 +21,7 @@ from connectors.redis_streams.events import (
     is_text,
     split_binary,
 )
+from hub.health import STALL_GRACE
 from hub.records import Outcome, Record
 from hub.source import LaneEnded, SourceContext
 
@@ -125,6 +126,8 @@ class StreamLane:
         self.stream = stream
         self.key = stream
         self.arn = f"{source.where}/{stream}"
+        self._reading = f"reading lane {self.key}"  # as the mapping names it: a read that succeeds clears its failure
+        self._bound = source.config.block + STALL_GRACE
         # entry ids read and not settled yet; kept across
         # reopens, as batches may still run while the source reconnects
         self.in_flight: set[Hashable] = set()
@@ -175,7 +178,10 @@ class StreamLane:
             if self.source._closed.is_set() or self.source.client is None:
                 raise LaneEnded(self.key)
             try:
-                records = await self._read_once(limit, deadline)
+                # each call blocks at most `block`: one that takes longer is a server that does not answer
+                records = await self.source.context.health.watch(
+                    self._reading, self._bound, self._read_once(limit, deadline)
+                )
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc) or recreated:
                     raise
