@@ -1,6 +1,7 @@
 """The admin HTTP endpoint: `/status` (JSON), `/metrics` (Prometheus text format), `/healthz`.
 
-It shows names, states, lanes and counts; never a source's settings, so no credential can appear in it. Counts
+It shows names, states, lanes and counts; never a source's settings. A mapping's last error is a broker's or
+client's message, which may quote a URL or a setting: both pages are masked as log lines are (hub/redact.py). Counts
 are this process's: a mapping with several pollers lists their pids under `pollers`, each counting its own.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 import os
 import time
 from typing import TYPE_CHECKING, Any
+
+from hub import redact
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -86,10 +89,10 @@ async def serve(hub: Hub, host: str, port: int) -> web.AppRunner:
     from aiohttp import web
 
     async def status_view(request: web.Request) -> web.Response:
-        return web.json_response(status(hub))
+        return web.json_response(redact.data(status(hub)))
 
     async def metrics_view(request: web.Request) -> web.Response:
-        return web.Response(text=metrics(hub), content_type="text/plain", charset="utf-8")
+        return web.Response(text=redact.text(metrics(hub)), content_type="text/plain", charset="utf-8")
 
     async def health_view(request: web.Request) -> web.Response:
         down = [r.name for r in hub.runners if r.state != "running"]

@@ -10,6 +10,7 @@ import time
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
+from hub import redact
 from hub.checkpoints import CheckpointStore, open_store, redacted
 from hub.config import HubConfig
 from hub.destinations import build_destination
@@ -44,6 +45,7 @@ class Hub:
         only: str | None = None,
         pollers: Pollers | None = None,
     ):
+        redact.remember(redact.secrets_of(config))  # also when the hub is embedded, not started by `hub run`
         self.config = config
         self.only = only
         self.pollers = pollers
@@ -114,6 +116,7 @@ class Hub:
             region=self.config.region,
             also_accept=self._role_credentials(),
         )
+        redact.remember([endpoint.secret_access_key])  # a random one when none is configured
         host, _, port = settings.listen.rpartition(":")
         # a poller process serves its own copy on any free port: the configured one belongs to the main process
         await endpoint.start(host, 0 if self.only is not None else int(port))

@@ -12,24 +12,45 @@ from typing import Any, NoReturn
 
 import click
 
-from hub import logs
+from hub import logs, redact
 
 DEFAULT_CONFIG = "config/hub.yaml"
 EXIT_CONFIG = 2
 
 
 def fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
-    click.echo(message, err=True)
+    click.echo(redact.text(message), err=True)
     sys.exit(code)
 
 
 def _load(path: str) -> Any:
-    from hub.config import ConfigError, load_config
+    """The validated configuration; its secrets are masked in everything this process writes from here on (those
+    of a configuration that does not validate too, for its error messages)."""
+    from hub.config import ConfigError
 
     try:
-        return load_config(path)
+        return _load_masked(path)
     except ConfigError as exc:
         fail(_invalid(path, exc))
+
+
+def _load_masked(path: str) -> Any:
+    """load_config, remembering the document's secrets before it is validated. Raises ConfigError."""
+    from hub.config import validate
+    from hub.yamlsource import load
+
+    document = load(path)
+    redact.remember(redact.secrets_in(document.data))
+    config = validate(document)
+    redact.remember(redact.secrets_of(config))
+    return config
+
+
+def _masked_excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """An error that escapes every command prints its traceback with the secrets masked."""
+    import traceback
+
+    sys.stderr.write(redact.text("".join(traceback.format_exception(kind, exc, tb))))
 
 
 def _invalid(path: str, exc: Any) -> str:
@@ -119,6 +140,7 @@ def main(log_level: str, log_format: str) -> None:
       hub events files             print the event a function receives from a source
     """
     logs.setup(log_level, log_format)
+    sys.excepthook = _masked_excepthook
 
 
 @main.command()
@@ -180,14 +202,14 @@ def validate(configs: tuple[str, ...]) -> None:
 
     Nothing is started and no broker is contacted.
     """
-    from hub.config import ConfigError, load_config
+    from hub.config import ConfigError
 
     invalid = False
     for config in configs:
         try:
-            cfg = load_config(config)
+            cfg = _load_masked(config)
         except ConfigError as exc:
-            click.echo(_invalid(config, exc), err=True)
+            click.echo(redact.text(_invalid(config, exc)), err=True)
             invalid = True
             continue
         click.echo(f"{config}: valid: {len(cfg.functions)} functions, {len(cfg.mappings)} mappings")
@@ -230,7 +252,8 @@ def invoke(function: str, event_arg: str, config: str) -> None:
         result = asyncio.run(once())
     except HandlerLoadError as exc:
         fail(f"error: {exc}")
-    click.echo(json.dumps(result.payload, indent=2, default=str))
+    # a failed invocation's message may quote what a server answered (http runtime): mask it like a log line
+    click.echo(redact.text(json.dumps(result.payload, indent=2, default=str)))
     leave(0 if result.ok else 1)
 
 

@@ -1,7 +1,8 @@
 """Logging: readable lines by default, one JSON object per line with `--log-format json`.
 
 Call sites pass structured fields as `extra={"fields": {...}}`; both formats show them. `tag(...)` adds fields to
-every line of the process (a mapping's extra poller processes tag theirs with `poller=<i>`).
+every line of the process (a mapping's extra poller processes tag theirs with `poller=<i>`). Both formats mask the
+configuration's secrets (hub/redact.py) in the whole line: message, fields and traceback, whatever carried them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from hub import redact
 
 
 def fields(**values: Any) -> dict[str, Any]:
@@ -51,7 +54,7 @@ class TextFormatter(logging.Formatter):
             line += "  " + tail
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redact.text(line)
 
 
 class JsonFormatter(logging.Formatter):
@@ -65,7 +68,11 @@ class JsonFormatter(logging.Formatter):
         out.update(getattr(record, "fields", None) or {})
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
+        line = json.dumps(out, default=str)
+        if redact.active().found_in(line):
+            # masked value by value, not in the encoded line, so that the line stays valid JSON
+            line = json.dumps(redact.data(out), default=str)
+        return line
 
 
 def _show(value: Any) -> str:

