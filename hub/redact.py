@@ -90,6 +90,12 @@ def remember(secrets: Iterable[str]) -> None:
     _active.add(secrets)
 
 
+def forget() -> None:
+    """Forget every remembered secret (a test, or a process that will load another configuration from scratch)."""
+    global _active
+    _active = Redactor()
+
+
 def text(value: str) -> str:
     """`value` with every remembered secret masked."""
     return _active.text(value)

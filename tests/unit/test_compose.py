@@ -124,7 +124,7 @@ def test_the_stack_runs_every_kind_of_source_on_resources_it_creates() -> None:
     config_path = hub["command"][-1]
     env = {k: re.sub(r"\$\{(\w+):-([^}]*)\}", r"\2", str(v)) for k, v in hub["environment"].items()}
     config = load_config(ROOT / config_path, env=env)
-    assert {m.source.type for m in config.mappings} == set(registry.names())
+    assert {m.source.type for m in config.mappings} == {spec.type for spec in registry.all_specs(installed_only=True)}
     assert all(m.enabled for m in config.mappings)
 
     script = (ROOT / "config" / "stack-init.sh").read_text()
