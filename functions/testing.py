@@ -177,3 +177,12 @@ def window_recorder(event, context):
 def blocks_forever(event, context):
     """A sync handler that never returns (in-process, its thread cannot be killed)."""
     threading.Event().wait()
+
+
+def sleeps_and_tells_its_pid(event, context):
+    """Sleep `sleep` seconds, then say which process (execution environment) ran the invocation."""
+    import os
+    import time
+
+    time.sleep(event.get("sleep", 0))
+    return os.getpid()

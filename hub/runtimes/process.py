@@ -22,6 +22,7 @@ import signal
 import struct
 import sys
 import time
+from collections import deque
 from typing import Any
 
 import msgspec
@@ -215,13 +216,30 @@ class Worker:
             self.writer.close()
 
 
+SCALE_UP_AFTER = 0.01
+"""How long an invocation that finds every environment busy waits for one to finish before it starts another: a
+cold start costs tens of milliseconds of CPU (the interpreter and the handler's imports), far more than waiting for
+a short invocation to end, so a burst of short invocations does not start an environment per invocation in
+flight; work that keeps environments busy longer than this still gets a new one, as on Lambda."""
+
+
+def _stop_waiting(handed: asyncio.Future[Worker]) -> None:
+    if not handed.done():
+        handed.set_exception(TimeoutError())
+
+
 class ProcessRuntime:
-    """A function's execution environments: up to `environments` worker processes, one invocation each at a time."""
+    """A function's execution environments: up to `environments` worker processes, one invocation each at a time.
+
+    An invocation takes an idle environment; when there is none, it waits up to SCALE_UP_AFTER for one to be
+    handed back, then starts a new one (a cold start) if the function has fewer than `environments`.
+    """
 
     def __init__(self, setup: FunctionSetup, *, environments: int, timeout: float) -> None:
         self.setup = setup
         self.init_timeout = max(10.0, timeout)
         self._idle: list[Worker] = []
+        self._waiting: deque[asyncio.Future[Worker]] = deque()
         self._slots = asyncio.Semaphore(environments)
         self._all: set[Worker] = set()
 
@@ -239,34 +257,66 @@ class ProcessRuntime:
             raise
         return worker
 
+    def _take_idle(self) -> Worker | None:
+        while self._idle:
+            candidate = self._idle.pop()
+            if candidate.alive:
+                return candidate
+            self._all.discard(candidate)
+        return None
+
+    async def _acquire(self) -> Worker:
+        """An environment for one invocation (the caller holds a slot, so there is room for one more)."""
+        worker = self._take_idle()
+        if worker is not None:
+            return worker
+        if self._all:  # busy ones may be handed back before a new one could start
+            loop = asyncio.get_running_loop()
+            handed: asyncio.Future[Worker] = loop.create_future()
+            self._waiting.append(handed)
+            timer = loop.call_later(SCALE_UP_AFTER, _stop_waiting, handed)  # cheaper than asyncio.wait_for
+            try:
+                return await handed
+            except TimeoutError:
+                pass
+            except asyncio.CancelledError:  # handed an environment just as this invocation was cancelled
+                if handed.done() and not handed.cancelled():
+                    self._release(handed.result())
+                raise
+            finally:
+                timer.cancel()
+        return await self._spawn()
+
+    def _release(self, worker: Worker) -> None:
+        """Hand a finished environment to the invocation waiting longest, else keep it idle."""
+        if not worker.alive:
+            self._all.discard(worker)
+            return
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(worker)
+                return
+        self._idle.append(worker)
+
     async def invoke(self, event: Any, context: LambdaContext) -> Result:
         async with self._slots:
-            worker = None
-            while self._idle and worker is None:
-                candidate = self._idle.pop()
-                if candidate.alive:
-                    worker = candidate
-                else:
-                    self._all.discard(candidate)
-            if worker is None:
-                try:
-                    worker = await self._spawn()
-                except HandlerLoadError as exc:
-                    return Result(
-                        False, error_payload(exc.error_type, str(exc)), 0.0, context.aws_request_id, "Unhandled"
-                    )
+            try:
+                worker = await self._acquire()
+            except HandlerLoadError as exc:
+                return Result(False, error_payload(exc.error_type, str(exc)), 0.0, context.aws_request_id, "Unhandled")
             try:
                 result = await worker.call(event, context)
             except asyncio.CancelledError:
                 await worker.kill()
                 self._all.discard(worker)
                 raise
-            if worker.alive:
-                self._idle.append(worker)
-            else:
-                self._all.discard(worker)
+            self._release(worker)
             return result
 
     async def close(self) -> None:
         workers, self._all, self._idle = list(self._all), set(), []
+        for waiter in self._waiting:
+            waiter.cancel()
+        self._waiting.clear()
         await asyncio.gather(*(w.kill() for w in workers), return_exceptions=True)

@@ -328,3 +328,16 @@ async def test_sync_handler_threads_stay_on_the_loops_cpu_while_calls_are_short(
         assert slow[-1].payload == everything, "long calls may run anywhere"
     finally:
         await fn.close()
+
+
+async def test_invocations_that_keep_every_environment_busy_get_new_ones_up_to_the_concurrency() -> None:
+    fn = process_fn("sleeps_and_tells_its_pid", concurrency=3)
+    await fn.start()
+    try:
+        results = await asyncio.gather(*(fn.invoke({"sleep": 0.3}) for _ in range(6)))
+        assert all(r.ok for r in results)
+        pids = [r.payload for r in results]
+        assert len(set(pids)) == 3  # three at once, each in an environment of its own; never a fourth
+        assert all(pids.count(pid) == 2 for pid in set(pids))  # then each environment ran one more, warm
+    finally:
+        await fn.close()
