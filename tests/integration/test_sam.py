@@ -54,3 +54,80 @@ def test_sqs_partial_batch_template_runs_end_to_end(tmp_path: Path, moto: str) -
     assert (
         int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"]) == 1
     )
+
+
+def drain(url: str, queue_url: str, count: int, timeout: float = 60.0) -> list[str]:
+    """Receive (and delete) bodies from a queue until `count` have arrived."""
+    sqs = boto(url, "sqs")
+    bodies: list[str] = []
+
+    def enough() -> bool:
+        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+            bodies.append(message["Body"])
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return len(bodies) >= count
+
+    wait_for(enough, timeout, f"{count} messages on {queue_url}", every=0.1)
+    return bodies
+
+
+def test_kinesis_bisect_template_sends_the_poison_record_to_the_on_failure_queue(
+    tmp_path: Path,
+    moto: str,  # noqa: F811
+) -> None:
+    prefix = unique("clicks")
+    kinesis, sqs = boto(moto, "kinesis"), boto(moto, "sqs")
+    kinesis.create_stream(StreamName=f"{prefix}-stream", ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName=f"{prefix}-stream", WaiterConfig={"Delay": 0.05})
+    failures = sqs.create_queue(QueueName=f"{prefix}-failures")["QueueUrl"]
+    output = sqs.create_queue(QueueName=f"{prefix}-output")["QueueUrl"]
+    records = [{"page": "/a"}, {"page": "/b"}, {"oops": 1}, {"page": "/c"}]
+    kinesis.put_records(
+        StreamName=f"{prefix}-stream",
+        Records=[{"PartitionKey": "k", "Data": json.dumps(r).encode()} for r in records],
+    )
+    env = {**bindings(tmp_path, moto), "HUB_SAM_PARAMETER_OVERRIDES": f"Prefix={prefix}"}
+    with HubProcess(tmp_path, SAM / "kinesis-bisect/template.yaml", env) as hub:
+        hub.start()
+        (failure,) = [json.loads(b) for b in drain(moto, failures, 1)]
+        assert failure["KinesisBatchInfo"]["batchSize"] == 1  # bisected down to the malformed record alone
+        pages = drain(moto, output, 3)
+        assert {"/a", "/b", "/c"} <= set(pages)
+        assert hub.stop() == 0
+
+
+def test_dynamodb_filter_template_invokes_only_for_matching_inserts(tmp_path: Path, moto: str) -> None:  # noqa: F811
+    prefix = unique("shop")
+    dynamodb, sqs = boto(moto, "dynamodb"), boto(moto, "sqs")
+    dynamodb.create_table(
+        TableName=f"{prefix}-orders",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    notify = sqs.create_queue(QueueName=f"{prefix}-notify")["QueueUrl"]
+    for order, status in (("o1", "OLD"), ("o2", "NEW"), ("o3", "SHIPPED"), ("o4", "NEW")):
+        dynamodb.put_item(TableName=f"{prefix}-orders", Item={"id": {"S": order}, "status": {"S": status}})
+    env = {**bindings(tmp_path, moto), "HUB_SAM_PARAMETER_OVERRIDES": f"Prefix={prefix}"}
+    with HubProcess(tmp_path, SAM / "dynamodb-filter/template.yaml", env) as hub:
+        hub.start()
+        assert sorted(drain(moto, notify, 2)) == ["o2", "o4"]
+        # a marker put after the others arrives, and nothing filtered out arrived before it
+        dynamodb.put_item(TableName=f"{prefix}-orders", Item={"id": {"S": "o5"}, "status": {"S": "NEW"}})
+        assert drain(moto, notify, 1) == ["o5"]
+        assert hub.stop() == 0
+
+
+def test_s3_resize_template_reads_the_upload_and_writes_the_thumbnail_bucket(tmp_path: Path) -> None:
+    env = {**bindings(tmp_path, "http://127.0.0.1:9"), "HUB_SAM_PARAMETER_OVERRIDES": ""}
+    with HubProcess(tmp_path, SAM / "s3-resize/template.yaml", env) as hub:
+        hub.start()
+        uploads = tmp_path / "buckets/s3-resize-images"
+        (uploads / "cat.jpg").write_bytes(b"JPEG" * 100)
+        (uploads / "notes.txt").write_bytes(b"not an image")  # the suffix rule keeps it out
+        thumb = tmp_path / "buckets/ThumbnailBucket/thumb-cat.jpg"
+        wait_for(thumb.exists, 30, "the thumbnail")
+        assert thumb.read_bytes() == (b"JPEG" * 100)[:16]
+        assert hub.stop() == 0
+    assert not (tmp_path / "buckets/ThumbnailBucket/thumb-notes.txt").exists()

@@ -53,15 +53,15 @@ def test_sqs_template_with_parameters_conditions_and_intrinsics() -> None:
 
 def test_stream_templates_keep_every_event_source_mapping_setting() -> None:
     (kinesis,) = config("kinesis-bisect")["mappings"]
-    assert kinesis["source"]["stream_name"] == "Stream"
+    assert kinesis["source"]["stream_name"] == "clicks-stream"
     assert kinesis["source"]["starting_position"] == "TRIM_HORIZON"
     assert kinesis["bisect_batch_on_function_error"] is True
     assert (kinesis["maximum_retry_attempts"], kinesis["maximum_record_age"]) == (2, 3600)
     assert kinesis["parallelization_factor"] == 2
-    assert kinesis["destination_config"]["on_failure"]["queue_name"] == "FailuresQueue"
+    assert kinesis["destination_config"]["on_failure"]["queue_name"] == "clicks-failures"
     (dynamo,) = config("dynamodb-filter")["mappings"]
-    assert dynamo["source"]["table_name"] == "orders"
-    assert dynamo["tumbling_window"] == 60
+    assert dynamo["source"]["table_name"] == "shop-orders"
+    assert dynamo["function_response_types"] == ["ReportBatchItemFailures"]
     assert '"INSERT"' in dynamo["filter_criteria"]["filters"][0]["pattern"]
 
 
