@@ -4,16 +4,19 @@ written for Lambda (never edited for the hub), the resources bound through a bin
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tests.fixtures_aws import REGION, boto, moto, unique  # noqa: F401
+from tests.fixtures_kafka import create_topic, produce, tansu  # noqa: F401
 from tests.helpers import ROOT, HubProcess, wait_for
 
 SAM = ROOT / "tests/sam"
 MOTO_ACCOUNT = "123456789012"
+AMQP_URL = os.environ.get("HUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
 def bindings(tmp_path: Path, url: str, **more: Any) -> dict[str, str]:
@@ -131,3 +134,61 @@ def test_s3_resize_template_reads_the_upload_and_writes_the_thumbnail_bucket(tmp
         assert thumb.read_bytes() == (b"JPEG" * 100)[:16]
         assert hub.stop() == 0
     assert not (tmp_path / "buckets/ThumbnailBucket/thumb-notes.txt").exists()
+
+
+def test_msk_filter_template_reads_the_topic_and_invokes_for_large_payments(
+    tmp_path: Path,
+    moto: str,  # noqa: F811
+    tansu: str,  # noqa: F811
+) -> None:
+    topic = unique("payments")
+    create_topic(tansu, topic)
+    output = boto(moto, "sqs").create_queue(QueueName=f"{topic}-large")["QueueUrl"]
+    payments = [
+        (0, b"k", json.dumps({"id": f"p{n}", "amount": amount}).encode())
+        for n, amount in enumerate([50, 150, 99, 1000])
+    ]
+    produce(tansu, topic, payments)
+    env = {
+        **bindings(tmp_path, moto, kafka={"bootstrap_servers": tansu}),
+        "HUB_SAM_PARAMETER_OVERRIDES": f"Topic={topic}",
+    }
+    with HubProcess(tmp_path, SAM / "msk-filter/template.yaml", env) as hub:
+        hub.start()
+        assert sorted(drain(moto, output, 2)) == ["p1", "p3"]
+        produce(tansu, topic, [(0, b"k", json.dumps({"id": "marker", "amount": 101}).encode())])
+        assert drain(moto, output, 1) == ["marker"]  # nothing filtered out arrived before it
+        assert hub.stop() == 0
+
+
+def test_mq_template_consumes_the_rabbitmq_queue(tmp_path: Path, moto: str) -> None:  # noqa: F811
+    import asyncio
+
+    import aio_pika
+
+    queue = unique("orders")
+    output = boto(moto, "sqs").create_queue(QueueName=f"{queue}-out")["QueueUrl"]
+
+    async def publish(bodies: list[str]) -> None:
+        connection = await aio_pika.connect_robust(AMQP_URL)
+        async with connection:
+            channel = await connection.channel()
+            await channel.declare_queue(queue, durable=True)
+            for body in bodies:
+                await channel.default_exchange.publish(aio_pika.Message(body.encode()), routing_key=queue)
+
+    asyncio.run(publish(["first", "second"]))
+    env = {**bindings(tmp_path, moto, rabbitmq={"url": AMQP_URL}), "HUB_SAM_PARAMETER_OVERRIDES": f"QueueName={queue}"}
+    try:
+        with HubProcess(tmp_path, SAM / "mq-rabbit/template.yaml", env) as hub:
+            hub.start()
+            assert sorted(drain(moto, output, 2)) == ["first", "second"]
+            assert hub.stop() == 0
+    finally:
+
+        async def delete() -> None:
+            connection = await aio_pika.connect_robust(AMQP_URL)
+            async with connection:
+                await (await connection.channel()).queue_delete(queue)
+
+        asyncio.run(delete())

@@ -1,7 +1,15 @@
+import base64
 import json
+import os
+
+import boto3
+
+sqs = boto3.client("sqs")
 
 
 def lambda_handler(event, context):
-    """Echoes what it received."""
-    records = event.get("Records", [])
-    return {"statusCode": 200, "body": json.dumps({"records": len(records)})}
+    """Flags large payments (the mapping's filter passes only amounts over 100)."""
+    for records in event["records"].values():
+        for record in records:
+            payment = json.loads(base64.b64decode(record["value"]))
+            sqs.send_message(QueueUrl=os.environ["OUTPUT_QUEUE_URL"], MessageBody=payment["id"])
