@@ -53,7 +53,7 @@ def translate(path: str | Path, overrides: dict[str, str] | None = None, binding
             [f"{name}:{p.linenumber}:{p.columnnumber}: {p.message}" for p in problems or []]
             or [f"{name}: not a template"]
         )
-    located = Located(name, None)
+    located = SamLocated(name, None)
     try:
         globals_ = Globals(template)
     except InvalidGlobalsSectionException as exc:
@@ -61,6 +61,7 @@ def translate(path: str | Path, overrides: dict[str, str] | None = None, binding
     builder = _Builder(name, template, overrides or {}, _bindings(name, template, bindings), globals_)
     located.data = _plain(builder.build())
     located.marks = {out: _line(template, at) for out, at in builder.marks.items()}
+    located.labels = builder.labels
     if builder.errors:
         raise ConfigError(builder.errors)
     return located
@@ -107,10 +108,13 @@ def _line(template: Any, at: tuple[Any, ...]) -> tuple[int, int]:
     best, node = (1, 1), template
     for part in at:
         try:
-            node = node[part]
+            child = node[part]
         except (KeyError, IndexError, TypeError):
             break
-        mark = getattr(node, "start_mark", None)
+        # a number or boolean carries no mark; its key (a text node) does
+        key = next((k for k in node if k == part), None) if isinstance(node, dict) else None
+        mark = getattr(child, "start_mark", None) or getattr(key, "start_mark", None)
+        node = child
         if mark is not None:
             best = (mark.line + 1, mark.column + 1)
     return best
@@ -119,6 +123,17 @@ def _line(template: Any, at: tuple[Any, ...]) -> tuple[int, int]:
 def _where(template: Any, name: str, at: tuple[Any, ...]) -> str:
     line, column = _line(template, at)
     return f"{name}:{line}:{column}"
+
+
+class SamLocated(Located):
+    """The hub configuration of a template: where() names the template's line and the logical id the setting
+    came from (`template.yaml:12:5 (Fn.Events.Queue)`), so that the hub's own errors point into the template."""
+
+    labels: dict[tuple[Any, ...], str]
+
+    def where(self, loc: tuple[Any, ...]) -> str:
+        label = getattr(self, "labels", {}).get(tuple(loc[:2]))
+        return super().where(loc) + (f" ({label})" if label else "")
 
 
 class _Builder:
@@ -131,6 +146,7 @@ class _Builder:
         self.globals = globals_
         self.errors: list[str] = []
         self.marks: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self.labels: dict[tuple[Any, ...], str] = {}  # ("functions", id) / ("mappings", i) -> logical id
         self.resources: dict[str, Any] = template.get("Resources") or {}
         pseudo = {
             **_PSEUDO,
@@ -245,10 +261,12 @@ class _Builder:
         if isinstance(invoke, dict) and (invoke.get("DestinationConfig") or {}).get("OnSuccess"):
             raise SamError((*here, "EventInvokeConfig"), "OnSuccess destinations are not supported by the hub")
         self.marks[("functions", logical_id)] = at
+        self.labels[("functions", logical_id)] = logical_id
         config["functions"][logical_id] = out
         url = values.get("FunctionUrlConfig")
         if isinstance(url, dict):
             self.marks[("mappings", len(config["mappings"]))] = (*here, "FunctionUrlConfig")
+            self.labels[("mappings", len(config["mappings"]))] = f"{logical_id}.FunctionUrlConfig"
             config["mappings"].append(
                 {
                     "name": f"{logical_id}-Url",
@@ -288,6 +306,7 @@ class _Builder:
         mapping = events.mapping(item)
         index = len(config["mappings"])
         self.marks[("mappings", index)] = at
+        self.labels[("mappings", index)] = f"{function}.Events.{event_id}"
         for field, where in item.marks.items():
             self.marks[("mappings", index, *field)] = where
         config["mappings"].append(mapping)

@@ -167,3 +167,24 @@ def test_hub_sam_prints_a_configuration_the_hub_validates(tmp_path: Path) -> Non
         kept.unlink()
     assert check.returncode == 0, check.stderr
     assert "queue_name: p1-queue" in result.stdout
+
+
+def test_the_hubs_own_checks_name_the_template_line_and_logical_id(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: src/\n"
+        "      Handler: app.handler\n      Runtime: python3.12\n      Timeout: 901\n      Events:\n"
+        "        Q:\n          Type: SQS\n          Properties:\n            Queue: arn:aws:sqs:us-east-1:1:q\n"
+        "            BatchSize: 20000\n",
+    )
+    result = run_cli("validate", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{path}:10:7 (Fn): functions.Fn.timeout" in result.stderr
+    assert f"{path}:16:13 (Fn.Events.Q): mappings[0].batch_size" in result.stderr
+
+
+def test_a_yaml_error_in_a_template_names_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "  Fn:\n    Type: AWS::Serverless::Function\n    Properties: [unclosed\n")
+    result = run_cli("validate", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{path}:" in result.stderr
