@@ -7,7 +7,6 @@ import copy
 import json
 import logging
 import os
-import shlex
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -42,7 +41,7 @@ def sam_options(command: Any) -> Any:
 
 def _sam_environment(parameter_overrides: tuple[str, ...], bindings: str | None) -> None:
     if parameter_overrides:
-        os.environ[SAM_OVERRIDES] = " ".join(shlex.quote(v) for v in parameter_overrides)
+        os.environ[SAM_OVERRIDES] = " ".join(parameter_overrides)  # each is `Key=Value ...`, as sam takes it
     if bindings:
         os.environ[SAM_BINDINGS] = bindings
 
@@ -72,7 +71,7 @@ def _load_masked(path: str) -> Any:
     if sam.is_template(path):
         from hub.sam.translate import parse_overrides, translate
 
-        overrides = parse_overrides(shlex.split(os.environ.get(SAM_OVERRIDES, "")))
+        overrides = parse_overrides([os.environ.get(SAM_OVERRIDES, "")])
         document = translate(path, overrides, os.environ.get(SAM_BINDINGS) or None)
     else:
         document = load(path)

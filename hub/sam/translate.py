@@ -89,6 +89,19 @@ def _bindings(name: str, template: dict[str, Any], path: str | None) -> Bindings
     return Bindings(settings, dict(resources or {}), str(settings.aws.get("region") or "us-east-1"))
 
 
+def _number(text: str, at: tuple[Any, ...], builder: _Builder) -> int | float | str:
+    """A Number parameter's value as a number (settings such as MaximumRetryAttempts take it so)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        builder.fail(SamError(at, f"{text!r} is not a number (the parameter's Type is Number)"))
+        return text
+
+
 def _plain(value: Any) -> Any:
     """Plain dicts, lists and scalars (the loader's nodes are subclasses that carry marks)."""
     if isinstance(value, dict):
@@ -185,7 +198,12 @@ class _Builder:
             if isinstance(allowed, list) and str(value) not in [str(a) for a in allowed]:
                 self.fail(SamError(at, f"{value!r} is not one of AllowedValues {allowed}"))
             kind = str(spec.get("Type", "String"))
-            values[key] = str(value).split(",") if kind.startswith(("CommaDelimitedList", "List<")) else str(value)
+            if kind.startswith(("CommaDelimitedList", "List<")):
+                values[key] = str(value).split(",")
+            elif kind == "Number":
+                values[key] = _number(str(value), at, self)
+            else:
+                values[key] = str(value)
         return values
 
     def build(self) -> dict[str, Any]:

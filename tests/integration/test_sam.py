@@ -192,3 +192,16 @@ def test_mq_template_consumes_the_rabbitmq_queue(tmp_path: Path, moto: str) -> N
                 await (await connection.channel()).queue_delete(queue)
 
         asyncio.run(delete())
+
+
+def test_schedule_template_gives_a_failed_fire_to_its_dead_letter_queue(tmp_path: Path, moto: str) -> None:  # noqa: F811
+    prefix = unique("reports")
+    dlq = boto(moto, "sqs").create_queue(QueueName=f"{prefix}-dlq")["QueueUrl"]
+    # no reports queue: the handler's SendMessage fails, so every fire fails and goes to the dead-letter queue
+    overrides = f"Prefix={prefix} 'NightlySchedule=rate(1 second)' Retries=0"
+    env = {**bindings(tmp_path, moto), "HUB_SAM_PARAMETER_OVERRIDES": overrides}
+    with HubProcess(tmp_path, SAM / "schedule-dlq/template.yaml", env) as hub:
+        hub.start()
+        (letter, *_) = drain(moto, dlq, 1)
+        assert json.loads(letter) == {"report": "daily"}  # the schedule's Input, as the target received it
+        assert hub.stop() == 0

@@ -79,7 +79,7 @@ def test_s3_schedule_msk_and_mq_templates() -> None:
     assert s3["s3_endpoint"] == {"buckets": {"ThumbnailBucket": "buckets/ThumbnailBucket"}}
     nightly, hourly = config("schedule-dlq")["mappings"]
     assert nightly["source"]["service"] == "rule" and nightly["source"]["rule_name"] == "nightly-report"
-    assert nightly["source"]["dead_letter_config"]["queue_name"] == "ScheduleDLQ"
+    assert nightly["source"]["dead_letter_config"]["queue_name"] == "reports-dlq"
     assert (nightly["maximum_retry_attempts"], nightly["maximum_event_age"]) == (3, 3600)
     assert hourly["source"]["service"] == "scheduler" and hourly["source"]["timezone"] == "Europe/Paris"
     assert hourly["enabled"] is False
@@ -188,3 +188,12 @@ def test_a_yaml_error_in_a_template_names_its_line(tmp_path: Path) -> None:
     result = run_cli("validate", str(path))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{path}:" in result.stderr
+
+
+def test_validate_takes_parameter_overrides_with_quoted_values() -> None:
+    template = str(SAM / "schedule-dlq/template.yaml")
+    result = run_cli("validate", template, "--parameter-overrides", "Prefix=x 'NightlySchedule=rate(5 minutes)'")
+    assert result.returncode == 0, result.stderr
+    bad = run_cli("validate", template, "--parameter-overrides", "'NightlySchedule=rate(5 lightyears)'")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "(NightlyReport.Events.Nightly)" in bad.stderr
