@@ -330,7 +330,9 @@ def _http(event: Event, api: str) -> dict[str, Any]:
     api_id = event.take("RestApiId" if api == "rest" else "ApiId")
     if api_id is not None:
         source["api_id"] = str(api_id)
-        stage = event.bindings.resources.get(str(api_id), {}).get("Properties", {}).get("StageName")
+        stage = (event.bindings.resources.get(str(api_id), {}).get("Properties") or {}).get("StageName")
+        if stage is not None and not isinstance(stage, str) and event.bindings.resolve is not None:
+            stage = event.bindings.resolve(stage, ("Resources", str(api_id), "Properties", "StageName"))
         if isinstance(stage, str):
             source["stage"] = stage
     elif api == "rest":
