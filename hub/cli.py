@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import os
@@ -16,6 +17,33 @@ from hub import logs, redact
 
 DEFAULT_CONFIG = "config/hub.yaml"
 EXIT_CONFIG = 2
+# A SAM template's --parameter-overrides and --bindings travel in the environment, so that the poller processes
+# `hub run` starts (hub/pollers.py) translate the template exactly as the hub did.
+SAM_OVERRIDES = "HUB_SAM_PARAMETER_OVERRIDES"
+SAM_BINDINGS = "HUB_SAM_BINDINGS"
+
+
+def sam_options(command: Any) -> Any:
+    """--parameter-overrides and --bindings, for commands that take a SAM template."""
+    command = click.option(
+        "--bindings",
+        envvar=SAM_BINDINGS,
+        type=click.Path(dir_okay=False, exists=True),
+        help="SAM templates: where the template's resources live here (default: hub-bindings.yaml next to it).",
+    )(command)
+    return click.option(
+        "--parameter-overrides",
+        "parameter_overrides",
+        multiple=True,
+        help="SAM templates: Key=Value parameter values, as `sam deploy` takes them.",
+    )(command)
+
+
+def _sam_environment(parameter_overrides: tuple[str, ...], bindings: str | None) -> None:
+    if parameter_overrides:
+        os.environ[SAM_OVERRIDES] = " ".join(parameter_overrides)  # each is `Key=Value ...`, as sam takes it
+    if bindings:
+        os.environ[SAM_BINDINGS] = bindings
 
 
 def fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
@@ -36,10 +64,17 @@ def _load(path: str) -> Any:
 
 def _load_masked(path: str) -> Any:
     """load_config, remembering the document's secrets before it is validated. Raises ConfigError."""
+    from hub import sam
     from hub.config import validate
     from hub.yamlsource import load
 
-    document = load(path)
+    if sam.is_template(path):
+        from hub.sam.translate import parse_overrides, translate
+
+        overrides = parse_overrides([os.environ.get(SAM_OVERRIDES, "")])
+        document = translate(path, overrides, os.environ.get(SAM_BINDINGS) or None)
+    else:
+        document = load(path)
     redact.remember(redact.secrets_in(document.data))
     config = validate(document)
     redact.remember(redact.secrets_of(config))
@@ -148,19 +183,29 @@ def main(log_level: str, log_format: str) -> None:
 @click.option("--poller", "poller", hidden=True, help="Run only this mapping, as one of its extra pollers.")
 @click.option("--poller-index", type=click.IntRange(min=2), default=2, hidden=True, help="Which poller this is.")
 @click.option("--parent-pid", type=int, hidden=True, help="Stop when this process (the hub) is gone.")
+@sam_options
 @click.pass_context
-def run(ctx: click.Context, config: str, poller: str | None, poller_index: int, parent_pid: int | None) -> None:
+def run(
+    ctx: click.Context,
+    config: str,
+    poller: str | None,
+    poller_index: int,
+    parent_pid: int | None,
+    parameter_overrides: tuple[str, ...],
+    bindings: str | None,
+) -> None:
     """Run every mapping in CONFIG (default: config/hub.yaml) until Ctrl-C or SIGTERM.
 
     On a stop, reading ends, in-flight invocations get `shutdown_grace` to finish, positions are
     checkpointed and the hub exits 0. A bad configuration exits 2 before anything starts. A mapping with
     `provisioned_poller_config` runs in `minimum_pollers` processes: this one and child processes it
-    starts, restarts and stops.
+    starts, restarts and stops. CONFIG may be a SAM template (docs/sam.md).
     """
     from hub import pollers
     from hub.app import Hub
     from hub.runtimes.python import HandlerLoadError
 
+    _sam_environment(parameter_overrides, bindings)
     cfg = _load(config)
     if poller is not None:
         # a child started by the hub (hub/pollers.py): one mapping, every log line tagged with its index
@@ -197,13 +242,16 @@ def leave(code: int) -> NoReturn:
 
 @main.command()
 @click.argument("configs", metavar="CONFIG...", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def validate(configs: tuple[str, ...]) -> None:
-    """Check each CONFIG and print a summary; exit 2 naming file, line and field if any is not valid.
+@sam_options
+def validate(configs: tuple[str, ...], parameter_overrides: tuple[str, ...], bindings: str | None) -> None:
+    """Check each CONFIG (a hub configuration or a SAM template) and print a summary; exit 2 naming file, line
+    and field if any is not valid.
 
     Nothing is started and no broker is contacted.
     """
     from hub.config import ConfigError
 
+    _sam_environment(parameter_overrides, bindings)
     invalid = False
     for config in configs:
         try:
@@ -218,6 +266,39 @@ def validate(configs: tuple[str, ...]) -> None:
             click.echo(f"  {mapping.display_name}: {mapping.source.type} -> {mapping.function}{state}")
     if invalid:
         sys.exit(EXIT_CONFIG)
+
+
+@main.command("sam")
+@click.argument("template", type=click.Path(dir_okay=False))
+@sam_options
+def sam_command(template: str, parameter_overrides: tuple[str, ...], bindings: str | None) -> None:
+    """Print the hub configuration a SAM TEMPLATE stands for (what `hub run TEMPLATE` runs), as YAML to keep.
+
+    It is validated first: a template the hub cannot run exits 2 naming file, line and logical id.
+    """
+    import yaml
+
+    from hub.config import ConfigError
+    from hub.sam import is_template
+    from hub.sam.translate import parse_overrides, translate
+
+    if not is_template(template):
+        fail(f"error: {template}: not a SAM template (no `Transform: AWS::Serverless-2016-10-31`)")
+    try:
+        document = translate(template, parse_overrides(parameter_overrides), bindings)
+        redact.remember(redact.secrets_in(document.data))
+        _validated(document)
+    except ConfigError as exc:
+        fail(_invalid(template, exc))
+    text = yaml.safe_dump(document.data, sort_keys=False, width=120)
+    click.echo(f"# The hub configuration of the SAM template {Path(template).name} (hub sam); keep it next to it.")
+    click.echo(redact.text(text), nl=False)
+
+
+def _validated(document: Any) -> Any:
+    from hub.config import validate as validate_config
+
+    return validate_config(copy.deepcopy(document))
 
 
 @main.command()
