@@ -1,0 +1,211 @@
+"""The hub's HTTP server (`http_server:`): uvicorn running a Starlette app that routes every `http` mapping.
+
+One server for every `http` mapping, as one API Gateway host serves many routes. A request is matched to a route
+(connectors.http.routes), checked (size, signature), rendered as the route's event, handed to the function as a
+synchronous invocation, and the result is mapped back as API Gateway maps it (connectors.http.events).
+
+Stop: the server stops accepting, requests in flight finish within the hub's grace period, then it closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import Response as StarletteResponse
+from starlette.routing import Route as StarletteRoute
+
+from connectors.http.config import HttpConfig
+from connectors.http.events import ApiInfo, Request, Response, RouteMatch, error, render, response
+from connectors.http.routes import Route, Router
+from hub.logs import fields
+from hub.sync import SyncContext, SyncMapping
+
+log = logging.getLogger("hub.source.http")
+
+REST_TIMEOUT = 29.0
+"""API Gateway REST API's integration timeout: a longer invocation answers 504 (the function runs on)."""
+MAX_BODY = {"rest": 10 * 1024 * 1024, "http": 10 * 1024 * 1024, "url": 6 * 1024 * 1024}
+"""Request payload limits: API Gateway's 10 MB; a function URL's 6 MB (Lambda's synchronous payload)."""
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+class Trigger:
+    """One `http` mapping: its route, its API's identity and its signature check."""
+
+    def __init__(self, config: HttpConfig, mapping: str, account_id: str, region: str) -> None:
+        self.config = config
+        self.lane = f"{config.method} {config.path}"
+        self.api = ApiInfo(config.api, config.api_id or _api_id(mapping), config.stage_name, account_id, region)
+        self.secret: bytes | None = None
+        if config.signature is not None:
+            value = os.environ.get(config.signature.secret_env)
+            if not value:
+                raise RuntimeError(
+                    f"mapping {mapping}: signature.secret_env names {config.signature.secret_env}, which is not set "
+                    "in the hub's environment"
+                )
+            self.secret = value.encode()
+
+    def signed(self, request: Request) -> bool:
+        """Whether the request carries the HMAC of its raw body under the configured header (constant-time)."""
+        signature = self.config.signature
+        if signature is None or self.secret is None:
+            return True
+        given = request.header(signature.header)
+        if given is None or not given.startswith(signature.prefix):
+            return False
+        digest = hmac.new(self.secret, request.body, signature.algorithm).hexdigest()
+        return hmac.compare_digest(given[len(signature.prefix) :].strip().lower().encode(), digest.encode())
+
+
+def _api_id(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c == "-" else "-" for c in name).strip("-")
+    return cleaned[:63] or "api"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling (the hub handles SIGTERM/SIGINT and stops the server itself)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+class HttpServer:
+    """Serves every `http` mapping of the hub on `http_server.listen`."""
+
+    def __init__(self, context: SyncContext) -> None:
+        self.mappings = context.mappings
+        routes: list[Route[SyncMapping]] = []
+        for mapping in context.mappings:
+            trigger: Trigger = mapping.source
+            routes.append(Route(trigger.config.method, trigger.config.path, mapping))
+        self.router = Router(routes)
+        self.all_rest = all(m.source.config.api == "rest" for m in context.mappings)
+        host, _, port = context.config.http_server.listen.rpartition(":")
+        self.host, self.port = host, int(port)
+        app = Starlette(routes=[StarletteRoute("/{path:path}", self._endpoint, methods=ALL_METHODS)])
+        self._server = _Server(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=self.port,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                server_header=False,
+            )
+        )
+        self._task: asyncio.Task[None] | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server.serve())
+        ready = asyncio.create_task(self._server.ready.wait())
+        await asyncio.wait([self._task, ready], return_when=asyncio.FIRST_COMPLETED)
+        if not self._server.ready.is_set():
+            ready.cancel()
+            await self._task  # raises what stopped it (an address in use ends in SystemExit: say so)
+            raise OSError(f"the HTTP server could not listen on {self.host}:{self.port}")
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://{self.host}:{port}"
+        log.info("http server", extra=fields(url=self.url, routes=len(self.mappings)))
+
+    async def stop(self, grace: float) -> None:
+        if self._task is None:
+            return
+        self._server.config.timeout_graceful_shutdown = int(grace) if grace >= 1 else 1
+        self._server.should_exit = True
+        task, self._task = self._task, None
+        try:
+            await task
+        except (Exception, SystemExit) as exc:
+            log.warning("the HTTP server stopped with %s", type(exc).__name__)
+
+    async def _endpoint(self, incoming: StarletteRequest) -> StarletteResponse:
+        started = time.monotonic()
+        method = incoming.method
+        path = incoming.url.path
+        found = self.router.find(method, path)
+        if found is None:
+            answer = error(403, "Missing Authentication Token") if self.all_rest else error(404, "Not Found")
+            return _to_starlette(answer, method)
+        route, params = found
+        mapping = route.target
+        answer = await self._answer(mapping, incoming, RouteMatch(route.method, route.path, params))
+        mapping.answered(answer.status, started)
+        return _to_starlette(answer, method)
+
+    async def _answer(self, mapping: SyncMapping, incoming: StarletteRequest, match: RouteMatch) -> Response:
+        trigger: Trigger = mapping.source
+        limit = MAX_BODY[trigger.config.api]
+        length = incoming.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return error(413, "Request Too Long")
+        body = bytearray()
+        try:
+            async for chunk in incoming.stream():
+                body += chunk
+                if len(body) > limit:
+                    return error(413, "Request Too Long")
+        except ClientDisconnect:
+            return error(400, "Bad Request")
+        client = incoming.client
+        request = Request(
+            method=incoming.method,
+            path=incoming.url.path,
+            query=incoming.url.query,
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in incoming.scope["headers"]],
+            body=bytes(body),
+            source_ip=client.host if client is not None else "127.0.0.1",
+            protocol=f"HTTP/{incoming.scope.get('http_version', '1.1')}",
+        )
+        if not trigger.signed(request):
+            log.warning("signature missing or wrong: refused", extra=fields(mapping=mapping.name))
+            return error(401, "Unauthorized")
+        event = render(request, match, trigger.api)
+        kind = trigger.config.api
+        try:
+            if kind == "rest":
+                result = await asyncio.wait_for(mapping.invoke(event), REST_TIMEOUT)
+            else:
+                result = await mapping.invoke(event)
+        except TimeoutError:
+            return error(504, "Endpoint request timed out")
+        if result.error == "Timeout":
+            return error(504, "Endpoint request timed out" if kind == "rest" else "Gateway Timeout")
+        if not result.ok:
+            return error(502, "Internal server error" if kind == "rest" else "Internal Server Error")
+        return response(kind, result.payload)
+
+
+def _to_starlette(answer: Response, method: str) -> StarletteResponse:
+    out = StarletteResponse(content=b"" if method == "HEAD" else answer.body, status_code=answer.status)
+    # the length is the server's to say (a HEAD answer tells the GET's); a function's own would be wrong or twice
+    out.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers if k not in _FRAMING]
+    out.raw_headers.append((b"content-length", str(len(answer.body)).encode()))
+    return out
+
+
+def serve(context: SyncContext) -> HttpServer:
+    return HttpServer(context)
