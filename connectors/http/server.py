@@ -52,9 +52,11 @@ class Trigger:
         if config.signature is not None:
             value = os.environ.get(config.signature.secret_env)
             if not value:
-                raise RuntimeError(
-                    f"mapping {mapping}: signature.secret_env names {config.signature.secret_env}, which is not set "
-                    "in the hub's environment"
+                from hub.runtimes.python import HandlerLoadError  # what `hub run` reports as a one-line error
+
+                raise HandlerLoadError(
+                    f"mapping {mapping!r}: environment variable {config.signature.secret_env} "
+                    "(signature.secret_env) is not set"
                 )
             self.secret = value.encode()
 
@@ -87,7 +89,11 @@ class _Server(uvicorn.Server):
         yield
 
     async def startup(self, sockets: Any = None) -> None:
-        await super().startup(sockets)
+        try:
+            await super().startup(sockets)
+        except SystemExit:  # uvicorn's answer to a failed bind, after logging why: let serve() return instead
+            self.should_exit = True
+            return
         self.ready.set()
 
 
@@ -124,9 +130,12 @@ class HttpServer:
         ready = asyncio.create_task(self._server.ready.wait())
         await asyncio.wait([self._task, ready], return_when=asyncio.FIRST_COMPLETED)
         if not self._server.ready.is_set():
+            from hub.runtimes.python import HandlerLoadError  # what `hub run` reports as a one-line error
+
             ready.cancel()
-            await self._task  # raises what stopped it (an address in use ends in SystemExit: say so)
-            raise OSError(f"the HTTP server could not listen on {self.host}:{self.port}")
+            await self._task  # uvicorn has logged why (an address in use)
+            self._task = None
+            raise HandlerLoadError(f"http_server: cannot listen on {self.host}:{self.port} (see the error above)")
         port = self._server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://{self.host}:{port}"
         log.info("http server", extra=fields(url=self.url, routes=len(self.mappings)))

@@ -335,3 +335,28 @@ def test_timeouts_answer_504_and_a_stop_lets_requests_in_flight_finish(tmp_path:
         client.join(30)
         assert hub.proc.wait(30) == 0
         assert replies and replies[0][0] == 200 and replies[0][2] == b"late"
+
+
+def test_an_unset_secret_variable_or_a_busy_port_stops_the_hub_with_one_line(tmp_path: Path) -> None:
+    source = {"type": "http", "path": "/hook", "signature": {"header": "X-Sig", "secret_env": "UNSET_SECRET_9f2"}}
+    config: dict[str, Any] = {
+        "checkpoints": "memory://",
+        "http_server": {"listen": "127.0.0.1:0"},
+        "functions": {"hook": {"handler": "functions.http_testing.echo"}},
+        "mappings": [{"function": "hook", "source": source}],
+    }
+    with HubProcess(tmp_path, config) as hub:
+        hub.start(ready=None)
+        assert hub.proc is not None and hub.proc.wait(30) == 2
+        assert "error: mapping 'hook-http': environment variable UNSET_SECRET_9f2" in hub.log()
+        assert "Traceback" not in hub.log()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        config["http_server"]["listen"] = f"127.0.0.1:{busy.getsockname()[1]}"
+        source.pop("signature")
+        with HubProcess(tmp_path, config) as hub:
+            hub.start(ready=None)
+            assert hub.proc is not None and hub.proc.wait(30) == 2
+            assert f"error: http_server: cannot listen on {config['http_server']['listen']}" in hub.log()
+            assert "Traceback" not in hub.log()
