@@ -186,3 +186,13 @@ def test_a_rest_api_has_no_default_route(tmp_path: Path) -> None:
     path.write_text(config_text('{type: http, path: "$$default", api: rest}'))
     with pytest.raises(ConfigError, match=r"hub.yaml:\d+:\d+: mappings\[0\]\.source: .*no \$default route"):
         load_config(path)
+
+
+def test_the_value_secret_env_names_is_a_secret(tmp_path: Path) -> None:
+    from hub import redact
+
+    path = tmp_path / "hub.yaml"
+    signature = "{header: X-Sig, secret_env: HOOK_SECRET_REDACT}"
+    path.write_text(config_text(f"{{type: http, path: /hook, signature: {signature}}}"))
+    config = load_config(path)
+    assert redact.secrets_of(config, {"HOOK_SECRET_REDACT": "hunter2-hook"}) == {"hunter2-hook"}
