@@ -123,6 +123,8 @@ class HttpServer:
             )
         )
         self._task: asyncio.Task[None] | None = None
+        self._detached: set[asyncio.Future[Any]] = set()
+        """REST invocations API Gateway stopped waiting for (29 s), running on to the function's own timeout."""
         self.url = ""
 
     async def start(self) -> None:
@@ -194,13 +196,17 @@ class HttpServer:
             return error(401, "Unauthorized")
         event = render(request, match, trigger.api)
         kind = trigger.config.api
-        try:
-            if kind == "rest":
-                result = await asyncio.wait_for(mapping.invoke(event), REST_TIMEOUT)
-            else:
-                result = await mapping.invoke(event)
-        except TimeoutError:
-            return error(504, "Endpoint request timed out")
+        if kind == "rest":
+            # API Gateway stops waiting after 29 s; the function runs on to its own timeout, as on AWS
+            invocation = asyncio.ensure_future(mapping.invoke(event))
+            try:
+                result = await asyncio.wait_for(asyncio.shield(invocation), REST_TIMEOUT)
+            except TimeoutError:
+                self._detached.add(invocation)
+                invocation.add_done_callback(self._detached.discard)
+                return error(504, "Endpoint request timed out")
+        else:
+            result = await mapping.invoke(event)
         if result.error == "Timeout":
             return error(504, "Endpoint request timed out" if kind == "rest" else "Gateway Timeout")
         if not result.ok:
