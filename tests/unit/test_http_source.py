@@ -196,3 +196,22 @@ def test_the_value_secret_env_names_is_a_secret(tmp_path: Path) -> None:
     path.write_text(config_text(f"{{type: http, path: /hook, signature: {signature}}}"))
     config = load_config(path)
     assert redact.secrets_of(config, {"HOOK_SECRET_REDACT": "hunter2-hook"}) == {"hunter2-hook"}
+
+
+def test_without_uvicorn_and_starlette_the_configuration_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    absent = {"uvicorn", "starlette"}
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *rest: None if name in absent else find_spec(name, *rest)
+    )
+    path = tmp_path / "hub.yaml"
+    path.write_text(config_text("{type: http, path: /x}"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (error,) = caught.value.errors
+    assert f"{path}:5:" in error
+    assert "needs uvicorn, starlette, which is not installed: pip install 'eventhub[http]'" in error
