@@ -5,8 +5,10 @@ Three servers, one after the other, each a process of its own, each driven by th
 connections, `--concurrency` requests in flight, for `--seconds`):
 
 - `bare`: the ceiling: a Starlette app on uvicorn that answers 200 with an empty body (`--bare-app PORT`);
-- `hub_in_process`: the hub, an `http` route (HTTP API, payload 2.0) to a no-op function, `runtime: in-process`:
-  what routing, the event, the invocation log and the response mapping cost;
+- `hub_in_process_async`: the hub, an `http` route (HTTP API, payload 2.0) to a no-op `async def` function,
+  `runtime: in-process`: what the http source itself costs (routing, the event, the invocation and its log, the
+  response mapping);
+- `hub_in_process`: the same with a plain `def` handler (each invocation hops to a thread, as sync handlers do);
 - `hub_python`: the same with the default runtime (`python`: an execution environment in a worker process).
 
 Prints one JSON object: requests/s, p50/p99 latency and the ratio to the bare app for each hub run.
@@ -92,8 +94,16 @@ async def drive(url: str, seconds: float, concurrency: int) -> dict[str, Any]:
     }
 
 
-def hub_config(port: int, runtime: str) -> dict[str, Any]:
-    function: dict[str, Any] = {"handler": "functions.http_testing.noop", "runtime": runtime}
+RUNS = {
+    "hub_in_process_async": ("in-process", "functions.http_testing.noop_async"),
+    "hub_in_process": ("in-process", "functions.http_testing.noop"),
+    "hub_python": ("python", "functions.http_testing.noop"),
+}
+"""Hub runs: (runtime, handler)."""
+
+
+def hub_config(port: int, runtime: str, handler: str) -> dict[str, Any]:
+    function: dict[str, Any] = {"handler": handler, "runtime": runtime}
     return {
         "checkpoints": "memory://",
         "http_server": {"listen": f"127.0.0.1:{port}"},
@@ -102,15 +112,16 @@ def hub_config(port: int, runtime: str) -> dict[str, Any]:
     }
 
 
-def run_hub(work: Path, runtime: str, args: argparse.Namespace, problems: list[str]) -> dict[str, Any]:
+def run_hub(work: Path, name: str, args: argparse.Namespace, problems: list[str]) -> dict[str, Any]:
     import yaml
 
+    runtime, handler = RUNS[name]
     port = free_port()
-    folder = work / runtime
+    folder = work / name
     folder.mkdir()
-    (folder / "hub.yaml").write_text(yaml.safe_dump(hub_config(port, runtime)))
+    (folder / "hub.yaml").write_text(yaml.safe_dump(hub_config(port, runtime, handler)))
     hub = Child(
-        f"hub ({runtime})",
+        name,
         [PYTHON, "-m", "hub", "run", "hub.yaml"],
         folder,
         child_env({}),
@@ -118,13 +129,13 @@ def run_hub(work: Path, runtime: str, args: argparse.Namespace, problems: list[s
     )
     try:
         hub.wait_log("hub running")
-        progress(f"hub ({runtime}): {args.seconds}s at concurrency {args.concurrency}")
+        progress(f"{name}: {args.seconds}s at concurrency {args.concurrency}")
         result = asyncio.run(drive(f"http://127.0.0.1:{port}/bench/1", args.seconds, args.concurrency))
     finally:
         code = hub.stop()
     if code != 0:
-        problems.append(f"hub ({runtime}) exited {code} after SIGTERM")
-    problems += [f"hub ({runtime}): {line}" for line in log_problems(hub.log())]
+        problems.append(f"{name} exited {code} after SIGTERM")
+    problems += [f"{name}: {line}" for line in log_problems(hub.log())]
     return result
 
 
@@ -165,15 +176,15 @@ def main() -> None:
         "benchmark": "http_bench",
         "seconds": args.seconds,
         "concurrency": args.concurrency,
-        "function": "functions.http_testing.noop (GET /bench/{id}, HTTP API payload 2.0)",
+        "function": "the no-op handlers of functions/http_testing.py (GET /bench/{id}, HTTP API payload 2.0)",
     }
     with work_dir("http_bench_", args.keep) as work:
         report["bare"] = run_bare(work, args, problems)
-        for runtime in ("in-process", "python"):
-            measured = run_hub(work, runtime, args, problems)
+        for name in RUNS:
+            measured = run_hub(work, name, args, problems)
             measured["ratio_to_bare"] = ratio(measured["requests_per_s"], report["bare"]["requests_per_s"])
-            report[f"hub_{runtime.replace('-', '_')}"] = measured
-    for name in ("bare", "hub_in_process", "hub_python"):
+            report[name] = measured
+    for name in ("bare", *RUNS):
         if report[name]["errors"]:
             problems.append(f"{name}: {report[name]['errors']} answers were not 200")
     report["problems"] = problems

@@ -46,3 +46,8 @@ def slow(event, context):
 
 def noop(event, context):
     return {"statusCode": 200, "body": ""}
+
+
+async def noop_async(event, context):
+    """The same on the event loop (the benchmark: the hub's HTTP path without the thread hop of sync handlers)."""
+    return {"statusCode": 200, "body": ""}
