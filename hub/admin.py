@@ -47,7 +47,9 @@ def status(hub: Hub) -> dict[str, Any]:
                 "state": runner.state,
                 "last_error": runner.last_error or None,
                 "lanes": sorted(runner.lanes),
-                "in_flight_batches": len(runner._in_flight),
+                "in_flight_batches": runner.sync.in_flight
+                if isinstance(runner, SyncRunner)
+                else len(runner._in_flight),  # sync sources: requests being answered
                 "counters": {k: v for k, v in vars(runner.counters).items() if isinstance(v, int)},
                 **(
                     {"responses": {str(k): v for k, v in sorted(runner.sync.stats.by_status.items())}}

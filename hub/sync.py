@@ -108,10 +108,6 @@ class SyncRunner:
     def state(self) -> str:
         return self.phase
 
-    @property
-    def _in_flight(self) -> range:  # hub.admin counts the batches in flight: here, requests being answered
-        return range(self.sync.in_flight)
-
     async def run(self) -> None:
         await self._stopped.wait()
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote
 
 Api = Literal["rest", "http", "url"]
 
@@ -36,8 +37,8 @@ is never mangled.)"""
 
 @dataclass(slots=True)
 class Request:
-    """An HTTP request as the server read it. `headers` keep their order and repeats; names are lower-case (as
-    HTTP/2 and ASGI servers give them)."""
+    """An HTTP request as the server read it. `path` is percent-encoded, as the client sent it; `headers` keep their
+    order and repeats; names are lower-case (as HTTP/2 and ASGI servers give them)."""
 
     method: str
     path: str
@@ -103,8 +104,6 @@ def _body(request: Request) -> tuple[str | None, bool]:
 
 
 def _query_pairs(query: str) -> list[tuple[str, str]]:
-    from urllib.parse import parse_qsl
-
     return parse_qsl(query, keep_blank_values=True)
 
 
@@ -136,7 +135,7 @@ def rest_event(request: Request, match: RouteMatch, api: ApiInfo) -> dict[str, A
     resource = "/" if match.resource == "$default" else match.resource
     return {
         "resource": resource,
-        "path": request.path,
+        "path": unquote(request.path),
         "httpMethod": request.method,
         "headers": headers,
         "multiValueHeaders": multi_headers,
@@ -150,7 +149,7 @@ def rest_event(request: Request, match: RouteMatch, api: ApiInfo) -> dict[str, A
             "httpMethod": request.method,
             "extendedRequestId": _request_id()[:16],
             "requestTime": _rest_time(epoch),
-            "path": f"/{api.stage}{request.path}",
+            "path": f"/{api.stage}{unquote(request.path)}",
             "accountId": api.account_id,
             "protocol": request.protocol,
             "stage": api.stage,

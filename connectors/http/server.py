@@ -156,7 +156,7 @@ class HttpServer:
     async def _endpoint(self, incoming: StarletteRequest) -> StarletteResponse:
         started = time.monotonic()
         method = incoming.method
-        path = incoming.url.path
+        path = _raw_path(incoming)
         found = self.router.find(method, path)
         if found is None:
             answer = error(403, "Missing Authentication Token") if self.all_rest else error(404, "Not Found")
@@ -184,7 +184,7 @@ class HttpServer:
         client = incoming.client
         request = Request(
             method=incoming.method,
-            path=incoming.url.path,
+            path=_raw_path(incoming),
             query=incoming.url.query,
             headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in incoming.scope["headers"]],
             body=bytes(body),
@@ -212,6 +212,13 @@ class HttpServer:
         if not result.ok:
             return error(502, "Internal server error" if kind == "rest" else "Internal Server Error")
         return response(kind, result.payload)
+
+
+def _raw_path(incoming: StarletteRequest) -> str:
+    """The path as the client sent it (percent-encoded): routing decodes each segment once, so an encoded `/` stays
+    inside its segment, and 2.0's `rawPath` is raw, as AWS's is."""
+    raw = incoming.scope.get("raw_path")
+    return raw.decode("latin-1").partition("?")[0] if raw else str(incoming.scope["path"])
 
 
 def _to_starlette(answer: Response, method: str) -> StarletteResponse:

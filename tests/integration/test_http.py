@@ -147,6 +147,15 @@ def test_http_api_event_with_cookies_and_a_binary_body(served: tuple[str, str]) 
     assert event["requestContext"]["http"]["method"] == "POST" and event["requestContext"]["stage"] == "$default"
 
 
+def test_encoded_paths_are_routed_segment_by_segment(served: tuple[str, str]) -> None:
+    url, _ = served
+    event = echoed(call(url, "GET", "/shop/orders/a%2Fb%20c"))  # an encoded slash stays inside its segment
+    assert event["resource"] == "/shop/orders/{id}" and event["pathParameters"] == {"id": "a/b c"}
+    assert event["path"] == "/shop/orders/a/b c"
+    event = echoed(call(url, "POST", "/v2/files/my%20photo.png"))
+    assert event["rawPath"] == "/v2/files/my%20photo.png" and event["pathParameters"] == {"proxy": "my photo.png"}
+
+
 def test_a_json_body_reaches_the_function_as_text(served: tuple[str, str]) -> None:
     url, _ = served
     event = echoed(call(url, "POST", "/v2/files/x", b'{"a": 1}', [("Content-Type", "application/json")]))
