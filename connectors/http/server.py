@@ -13,6 +13,7 @@ import asyncio
 import hmac
 import logging
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ REST_TIMEOUT = 29.0
 """API Gateway REST API's integration timeout: a longer invocation answers 504 (the function runs on)."""
 MAX_BODY = {"rest": 10 * 1024 * 1024, "http": 10 * 1024 * 1024, "url": 6 * 1024 * 1024}
 """Request payload limits: API Gateway's 10 MB; a function URL's 6 MB (Lambda's synchronous payload)."""
+_ADDED = frozenset({"x-forwarded-for", "x-forwarded-port", "x-forwarded-proto", "x-amzn-trace-id"})
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
@@ -182,13 +184,14 @@ class HttpServer:
         except ClientDisconnect:
             return error(400, "Bad Request")
         client = incoming.client
+        source_ip = client.host if client is not None else "127.0.0.1"
         request = Request(
             method=incoming.method,
             path=_raw_path(incoming),
             query=incoming.url.query,
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in incoming.scope["headers"]],
+            headers=_forwarded(incoming, source_ip),
             body=bytes(body),
-            source_ip=client.host if client is not None else "127.0.0.1",
+            source_ip=source_ip,
             protocol=f"HTTP/{incoming.scope.get('http_version', '1.1')}",
         )
         if not trigger.signed(request):
@@ -212,6 +215,22 @@ class HttpServer:
         if not result.ok:
             return error(502, "Internal server error" if kind == "rest" else "Internal Server Error")
         return response(kind, result.payload)
+
+
+def _forwarded(incoming: StarletteRequest, source_ip: str) -> list[tuple[str, str]]:
+    """The request's headers plus those API Gateway adds: X-Forwarded-For (the client appended), -Port, -Proto and
+    an X-Amzn-Trace-Id, which handlers read as they do behind AWS."""
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in incoming.scope["headers"]]
+    forwarded = [v for k, v in headers if k == "x-forwarded-for"]
+    headers = [(k, v) for k, v in headers if k not in _ADDED]
+    server = incoming.scope.get("server") or ("127.0.0.1", 0)
+    headers += [
+        ("x-forwarded-for", ", ".join([*forwarded, source_ip])),
+        ("x-forwarded-port", str(server[1])),
+        ("x-forwarded-proto", incoming.url.scheme),
+        ("x-amzn-trace-id", f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)}"),
+    ]
+    return headers
 
 
 def _raw_path(incoming: StarletteRequest) -> str:

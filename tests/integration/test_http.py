@@ -114,6 +114,8 @@ def test_rest_api_event_with_path_parameters_and_repeated_headers_and_query(serv
     assert event["queryStringParameters"] == {"tag": "b", "one": "1"}
     assert event["multiValueQueryStringParameters"] == {"tag": ["a", "b"], "one": ["1"]}
     assert event["headers"]["x-multi"] == "2" and event["multiValueHeaders"]["x-multi"] == ["1", "2"]
+    assert event["headers"]["x-forwarded-for"] == "127.0.0.1" and event["headers"]["x-forwarded-proto"] == "http"
+    assert event["headers"]["x-amzn-trace-id"].startswith("Root=1-")
     context = event["requestContext"]
     assert context["apiId"] == "shop-api" and context["stage"] == "Prod" and context["path"] == "/Prod/shop/orders/42"
     assert event["body"] is None and event["isBase64Encoded"] is False
