@@ -5,6 +5,7 @@ Functions run in the default runtime (`python`)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -371,3 +372,49 @@ def test_an_unset_secret_variable_or_a_busy_port_stops_the_hub_with_one_line(tmp
             assert hub.proc is not None and hub.proc.wait(30) == 2
             assert f"error: http_server: cannot listen on {config['http_server']['listen']}" in hub.log()
             assert "Traceback" not in hub.log()
+
+
+async def until(condition: Any, what: str, timeout: float = 20.0) -> None:
+    """tests.helpers.wait_for for a test on the event loop: poll without blocking the loop the hub runs on."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_a_rest_route_stops_waiting_at_its_integration_timeout_and_the_function_runs_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """API Gateway's 29 s cap, shortened for the test (a hub in this process, a real server and client)."""
+    import aiohttp
+    import yaml
+
+    from connectors.http import server
+    from hub.app import Hub
+    from hub.config import load_config
+
+    monkeypatch.setattr(server, "REST_TIMEOUT", 0.5)
+    path = tmp_path / "hub.yaml"
+    config = {
+        "checkpoints": "memory://",
+        "http_server": {"listen": "127.0.0.1:0"},
+        "functions": {"slow": {"handler": "functions.http_testing.slow", "timeout": "10s", "runtime": "in-process"}},
+        "mappings": [{"function": "slow", "source": {"type": "http", "path": "/slow", "api": "rest"}}],
+    }
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("SLOW_SECONDS", "2")
+    hub = Hub(load_config(path))
+    running = asyncio.ensure_future(hub.run(install_signals=False))
+    try:
+        await until(lambda: hub.runners, "the server to listen")  # start() adds the runners once it does
+        url = hub.runners[0].server.url  # type: ignore[union-attr]
+        async with aiohttp.ClientSession() as session, session.get(f"{url}/slow") as response:
+            assert response.status == 504 and await response.json() == {"message": "Endpoint request timed out"}
+        counters = hub.counters["slow-http"]
+        # the invocation API Gateway stopped waiting for runs to its end, as on AWS
+        await until(lambda: counters.by_outcome.get("success"), "the detached invocation to finish")
+        assert counters.invoked == 1 and counters.failed_invoke == 0
+    finally:
+        hub.stop()
+        await asyncio.wait_for(running, 30)
