@@ -114,7 +114,7 @@ class Hub:
         for served in synchronous.values():
             spec = served[0].mapping.spec
             assert spec.serve is not None, f"sync connector {spec.type} has no serve"
-            server: SyncServer = spec.serve(SyncContext(self.config, served, self.only))
+            server: SyncServer = spec.serve(SyncContext(self.config, served))
             await server.start()
             self._stack.push_async_callback(server.stop, 0.0)  # already stopped after a graceful stop
             self.runners.extend(SyncRunner(mapping, server) for mapping in served)

@@ -86,8 +86,6 @@ class SyncContext:
 
     config: HubConfig
     mappings: list[SyncMapping]
-    only: str | None = None
-    """Set in a poller process of another mapping: sync sources are served by the main process only."""
 
 
 class SyncRunner:
