@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hub import redact
+from hub.sync import SyncRunner
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -46,8 +47,15 @@ def status(hub: Hub) -> dict[str, Any]:
                 "state": runner.state,
                 "last_error": runner.last_error or None,
                 "lanes": sorted(runner.lanes),
-                "in_flight_batches": len(runner._in_flight),
+                "in_flight_batches": runner.sync.in_flight
+                if isinstance(runner, SyncRunner)
+                else len(runner._in_flight),  # sync sources: requests being answered
                 "counters": {k: v for k, v in vars(runner.counters).items() if isinstance(v, int)},
+                **(
+                    {"responses": {str(k): v for k, v in sorted(runner.sync.stats.by_status.items())}}
+                    if isinstance(runner, SyncRunner)
+                    else {}
+                ),
                 "pollers": pollers.get(
                     runner.name, [{"poller": 1, "pid": os.getpid(), "restarts": 0, "running": True}]
                 ),
@@ -77,7 +85,30 @@ def metrics(hub: Hub) -> str:
     lines += [f'hub_lanes{{mapping="{_label(r.name)}"}} {len(r.lanes)}' for r in hub.runners]
     lines += ["# HELP hub_mapping_up 1 while the mapping's source is connected.", "# TYPE hub_mapping_up gauge"]
     lines += [f'hub_mapping_up{{mapping="{_label(r.name)}"}} {int(r.state == "running")}' for r in hub.runners]
+    lines += _request_metrics(hub)
     return "\n".join(lines) + "\n"
+
+
+def _request_metrics(hub: Hub) -> list[str]:
+    """Sync sources (`http`): responses by status code and their latency, from request received to answer sent."""
+    served = [(r.name, r.sync.stats) for r in hub.runners if isinstance(r, SyncRunner)]
+    if not served:
+        return []
+    lines = [
+        "# HELP hub_http_requests_total Requests answered, by status code.",
+        "# TYPE hub_http_requests_total counter",
+    ]
+    for name, stats in served:
+        for code, count in sorted(stats.by_status.items()):
+            lines.append(f'hub_http_requests_total{{mapping="{_label(name)}",code="{code}"}} {count}')
+    lines += [
+        "# HELP hub_http_request_duration_seconds Time from a request's arrival to its answer.",
+        "# TYPE hub_http_request_duration_seconds summary",
+    ]
+    for name, stats in served:
+        lines.append(f'hub_http_request_duration_seconds_sum{{mapping="{_label(name)}"}} {stats.seconds_sum:.6f}')
+        lines.append(f'hub_http_request_duration_seconds_count{{mapping="{_label(name)}"}} {stats.count}')
+    return lines
 
 
 def _label(value: str) -> str:

@@ -20,6 +20,7 @@ from hub.health import Health
 from hub.logs import fields, flush_repeats
 from hub.mapping import MappingRunner
 from hub.source import Clock, SourceContext, SystemClock
+from hub.sync import SyncContext, SyncMapping, SyncRunner, SyncServer
 
 if TYPE_CHECKING:
     from hub.pollers import Pollers
@@ -52,7 +53,7 @@ class Hub:
         self.clock = clock or SystemClock()
         self.store = store or open_store(config.checkpoints)
         self.functions: dict[str, Function] = {}
-        self.runners: list[MappingRunner] = []
+        self.runners: list[MappingRunner | SyncRunner] = []
         self.counters: dict[str, Counters] = {}
         self.stopping = asyncio.Event()
         self.started = time.monotonic()
@@ -70,6 +71,7 @@ class Hub:
                 await function.start()
                 self._stack.push_async_callback(function.close)
             self.functions[name] = function
+        synchronous: dict[str, list[SyncMapping]] = {}
         for mapping in mappings:
             if not mapping.enabled:
                 log.info("mapping disabled", extra=fields(mapping=mapping.display_name))
@@ -88,6 +90,11 @@ class Hub:
                 health=health,
             )
             source = spec.build(mapping.source, context)
+            if spec.family == "sync":
+                counters = self.counters.setdefault(mapping.display_name, Counters())
+                served = SyncMapping(mapping, source, self.functions[mapping.function], counters)
+                synchronous.setdefault(spec.type, []).append(served)
+                continue
             destination = build_destination(mapping.destination_config.on_failure, self.config.region)
             if destination is not None:
                 self._stack.push_async_callback(destination.close)
@@ -99,6 +106,18 @@ class Hub:
             self.runners.append(
                 MappingRunner(mapping, source, dispatcher, counters, max_in_flight=max_in_flight, health=health)
             )
+        await self._start_servers(synchronous)
+
+    async def _start_servers(self, synchronous: dict[str, list[SyncMapping]]) -> None:
+        """One server per sync connector type (every `http` mapping on `http_server`), listening before `hub
+        running` is logged; stopped by its runners' stop (in-flight requests finish within shutdown_grace)."""
+        for served in synchronous.values():
+            spec = served[0].mapping.spec
+            assert spec.serve is not None, f"sync connector {spec.type} has no serve"
+            server: SyncServer = spec.serve(SyncContext(self.config, served))
+            await server.start()
+            self._stack.push_async_callback(server.stop, 0.0)  # already stopped after a graceful stop
+            self.runners.extend(SyncRunner(mapping, server) for mapping in served)
 
     async def _start_s3_endpoint(self) -> None:
         """Serve the folders as S3 buckets before any function starts, so that its URL can be handed to them."""

@@ -253,7 +253,7 @@ class FilterCriteria(Model):
     filters: list[FilterEntry] = Field(default_factory=list, max_length=10)
 
 
-ALL_FAMILIES: frozenset[Family] = frozenset({"stream", "queue", "async"})
+ALL_FAMILIES: frozenset[Family] = frozenset({"stream", "queue", "async", "sync"})
 # Which mapping settings apply to which source family (AWS allows exactly these per kind of source).
 APPLIES: dict[str, frozenset[Family]] = {
     "batch_size": frozenset({"stream", "queue"}),
@@ -271,7 +271,10 @@ FAMILY_DEFAULTS: dict[Family, dict[str, Any]] = {
     "stream": {"batch_size": 100, "maximum_batching_window": 0.0, "maximum_retry_attempts": -1},
     "queue": {"batch_size": 10, "maximum_batching_window": 0.0, "max_concurrency": 5},
     "async": {"batch_size": 1, "maximum_batching_window": 0.0, "maximum_retry_attempts": 2, "max_concurrency": 10},
+    "sync": {"batch_size": 1, "maximum_batching_window": 0.0},
 }
+SYNC_REFUSES = ("max_concurrency", "retry_delay", "maximum_retry_delay", "filter_criteria", "destination_config")
+"""Settings of a mapping that a synchronous source does not take: AWS invokes RequestResponse once per request."""
 
 
 class ProvisionedPollerConfig(Model):
@@ -392,6 +395,10 @@ class MappingConfig(Model):
         for name, families in APPLIES.items():
             if name in self.model_fields_set and spec.family not in families:
                 raise _AtError((name,), f"does not apply to {spec.type} sources ({_FAMILY_WORDS[spec.family]})")
+        if spec.family == "sync":
+            for name in SYNC_REFUSES:
+                if name in self.model_fields_set:
+                    raise _AtError((name,), f"does not apply to {spec.type} sources ({_FAMILY_WORDS['sync']})")
         if (provisioned := self.provisioned_poller_config) is not None:
             if not self.shares_work:
                 raise _AtError(("provisioned_poller_config",), self._not_shared())
@@ -465,6 +472,7 @@ _FAMILY_WORDS = {
     "async": "each event is its own asynchronous invocation, as S3 and EventBridge invoke Lambda",
     "queue": "a queue source",
     "stream": "a stream source",
+    "sync": "each request is one synchronous invocation: no batching, retries, filters or destinations",
 }
 
 
@@ -505,6 +513,14 @@ class S3EndpointConfig(Model):
         return value
 
 
+class HttpServerConfig(Model):
+    """The one HTTP server every `http` mapping is served on, as one API Gateway host serves many routes."""
+
+    listen: str = Field(
+        "127.0.0.1:3000", pattern=r"^[^:]+:\d+$", description="`host:port` to listen on; port 0 takes any free port."
+    )
+
+
 class HubConfig(Model):
     """The whole hub."""
 
@@ -533,6 +549,10 @@ class HubConfig(Model):
         default_factory=lambda: S3EndpointConfig(),
         description="The S3-compatible endpoint over the `files` folders that functions reach with boto3 (on by "
         "default, on loopback, when there is a folder to serve).",
+    )
+    http_server: HttpServerConfig = Field(
+        default_factory=lambda: HttpServerConfig(),
+        description="Where `http` mappings are served (started only when there is one).",
     )
     functions: dict[str, FunctionConfig] = Field(default_factory=dict)
     mappings: list[MappingConfig] = Field(default_factory=list)

@@ -113,7 +113,7 @@ def active() -> Redactor:
 def secrets_of(config: BaseModel, environ: Mapping[str, str] | None = None) -> set[str]:
     """Every secret value of a validated configuration: SecretStr fields of any model, URL passwords, sensitive
     header values, and the values of the environment variables (`environ`, default os.environ) that an
-    `authorization_env` names."""
+    `authorization_env` or a `secret_env` names."""
     return _collect(config, os.environ if environ is None else environ, by_name=False)
 
 
@@ -141,7 +141,7 @@ def _collect(root: Any, environ: Mapping[str, str], *, by_name: bool) -> set[str
             for item in value:
                 walk(item, name)
         elif isinstance(value, str):
-            if name == "authorization_env":
+            if name in ("authorization_env", "secret_env"):
                 found.add(environ.get(value, ""))
             elif by_name and _SECRET_NAME.search(name):
                 found.add(value)

@@ -28,6 +28,7 @@ BUILTIN = {
     "rabbitmq": "connectors.rabbitmq:CONNECTOR",
     "sqs": "connectors.sqs:CONNECTOR",
     "s3": "connectors.s3:CONNECTOR",
+    "http": "connectors.http:CONNECTOR",
 }
 BUILTIN_DESTINATIONS = {
     "sqs": "connectors.aws_destinations:SQS_DESTINATION",

@@ -20,9 +20,10 @@ from pydantic import BaseModel
 from hub.health import Health
 from hub.records import Outcome, Record
 
-Family = Literal["stream", "queue", "async"]
+Family = Literal["stream", "queue", "async", "sync"]
 """How AWS invokes functions for a source: stream (ordered lanes, blocking retries), queue (redelivery by the
-broker), async (asynchronous invocation: retries then the destination, as S3 and EventBridge do)."""
+broker), async (asynchronous invocation: retries then the destination, as S3 and EventBridge do), sync (one
+synchronous RequestResponse invocation per request, whose result is the answer: API Gateway, function URLs)."""
 
 
 class LaneEnded(Exception):
@@ -220,3 +221,6 @@ class ConnectorSpec:
     buckets: Callable[[Any], dict[str, str]] | None = None
     """The local folders a source's validated config presents as S3 buckets, {bucket name: absolute folder}: the
     hub's S3 endpoint serves them, so functions can read the objects their events name (`files`)."""
+    serve: Callable[[Any], Any] | None = None
+    """Sync sources only: makes the one server (hub.sync.SyncServer) that serves every mapping of this type, from
+    a hub.sync.SyncContext; `build` then makes what that server needs of one mapping (its route)."""

@@ -25,6 +25,9 @@ MODELS: dict[tuple[str, str | None], type[BaseModel]] = {
     ("dynamodb", None): models.DynamoDBStreamModel,
     ("kafka", None): models.KafkaSelfManagedEventModel,
     ("kafka", "msk"): models.KafkaMskEventModel,
+    ("http", None): models.APIGatewayProxyEventModel,
+    ("http", "http"): models.APIGatewayProxyEventV2Model,
+    ("http", "url"): models.LambdaFunctionUrlModel,
 }
 """(source type, `hub events` variant) -> the Powertools model of the event AWS sends for it."""
 
