@@ -7,6 +7,7 @@ A bindings file (`hub-bindings.yaml` next to the template, or `--bindings FILE`)
     buckets: ./buckets               # a bucket is the folder buckets/<BucketName or logical id>
     kafka: {bootstrap_servers: "127.0.0.1:9092"}                     # MSK clusters, SelfManagedKafka
     rabbitmq: {url: "amqp://guest:guest@127.0.0.1:5672/"}            # Amazon MQ brokers
+    http_server: {listen: "127.0.0.1:3000"}  # where Api, HttpApi and function URL routes are served (as sam local)
     resources:                       # per logical id, overriding the above
       OrdersQueue: {name: orders-local}
       Photos: {folder: /srv/photos}
@@ -67,6 +68,7 @@ class BindingsFile(_Model):
     buckets: str = "./buckets"
     kafka: KafkaBinding = Field(default_factory=KafkaBinding)
     rabbitmq: RabbitBinding = Field(default_factory=RabbitBinding)
+    http_server: dict[str, Any] | None = None
     resources: dict[str, ResourceBinding] = Field(default_factory=dict)
 
 

@@ -233,6 +233,8 @@ class _Builder:
                     buckets[bucket] = self.bindings.folder(bucket)
         if buckets:
             config["s3_endpoint"] = {"buckets": buckets}
+        if self.bindings.settings.http_server is not None:
+            config["http_server"] = self.bindings.settings.http_server
         return config
 
     def _function(self, config: dict[str, Any], logical_id: str, resource: dict[str, Any], at: tuple[Any, ...]) -> None:

@@ -205,3 +205,52 @@ def test_schedule_template_gives_a_failed_fire_to_its_dead_letter_queue(tmp_path
         (letter, *_) = drain(moto, dlq, 1)
         assert json.loads(letter) == {"report": "daily"}  # the schedule's Input, as the target received it
         assert hub.stop() == 0
+
+
+def get(url: str) -> tuple[int, dict[str, Any]]:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, json.loads(response.read())
+
+
+def serve(tmp_path: Path, template: str) -> tuple[HubProcess, str]:
+    from tests.fixtures_aws import free_port
+
+    port = free_port()
+    env = {**bindings(tmp_path, "http://127.0.0.1:9", http_server={"listen": f"127.0.0.1:{port}"})}
+    env["HUB_SAM_PARAMETER_OVERRIDES"] = ""
+    return HubProcess(tmp_path, SAM / template / "template.yaml", env), f"http://127.0.0.1:{port}"
+
+
+def test_http_api_template_serves_its_route_with_path_parameters(tmp_path: Path) -> None:
+    hub, url = serve(tmp_path, "http-api-path")
+    with hub:
+        hub.start()
+        status, body = get(f"{url}/orders/42?expand=items")
+        assert status == 200
+        assert body["version"] == "2.0" and body["routeKey"] == "GET /orders/{id}"
+        assert body["pathParameters"] == {"id": "42"} and body["query"] == {"expand": "items"}
+        assert body["function"] == "GetOrder"
+        assert hub.stop() == 0
+
+
+def test_rest_api_template_serves_a_proxy_route_for_any_method(tmp_path: Path) -> None:
+    hub, url = serve(tmp_path, "rest-proxy")
+    with hub:
+        hub.start()
+        status, body = get(f"{url}/a/b/c")
+        assert status == 200
+        assert body["version"] == "1.0" and body["routeKey"] == "/{proxy+}" and body["method"] == "GET"
+        assert body["pathParameters"] == {"proxy": "a/b/c"}
+        assert hub.stop() == 0
+
+
+def test_function_url_template_answers_every_path(tmp_path: Path) -> None:
+    hub, url = serve(tmp_path, "function-url")
+    with hub:
+        hub.start()
+        status, body = get(f"{url}/anything/here")
+        assert status == 200
+        assert body["version"] == "2.0" and body["routeKey"] == "$default" and body["path"] == "/anything/here"
+        assert hub.stop() == 0

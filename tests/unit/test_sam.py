@@ -16,7 +16,6 @@ from hub.sam.translate import parse_overrides, translate
 from tests.helpers import ROOT, run_cli
 
 SAM = ROOT / "tests/sam"
-HTTP = {"http-api-path", "function-url", "rest-proxy"}  # the http source is being built elsewhere
 
 
 def config(name: str, **overrides: str) -> dict[str, Any]:
@@ -30,8 +29,7 @@ def test_every_template_of_the_corpus_is_a_sam_template_and_translates(name: str
     assert is_template(path)
     document = translate(path)
     assert document.data["mappings"], name
-    if name not in HTTP:  # the hub's own validation: every check applies
-        validate(copy.deepcopy(document))
+    validate(copy.deepcopy(document))  # the hub's own validation: every check applies
 
 
 def test_sqs_template_with_parameters_conditions_and_intrinsics() -> None:
