@@ -186,3 +186,12 @@ def sleeps_and_tells_its_pid(event, context):
 
     time.sleep(event.get("sleep", 0))
     return os.getpid()
+
+
+def says_it_started_then_blocks(event, context):
+    """Create the file STARTED_FILE names, then never return."""
+    import os
+
+    with open(os.environ["STARTED_FILE"], "w") as f:
+        f.write(str(os.getpid()))
+    threading.Event().wait()

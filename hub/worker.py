@@ -1,7 +1,7 @@
 """An execution environment of `runtime: python`: a worker process that imports the handler once, then runs
 invocations one at a time, as a Lambda execution environment does.
 
-`python -m hub.worker HANDLER REQUEST_FD RESPONSE_FD MEMORY_MB`. It sits at the top of the package, and
+`python -m hub.worker HANDLER REQUEST_FD RESPONSE_FD MEMORY_MB HUB_PID`. It sits at the top of the package, and
 imports asyncio only for an `async def` handler, so that starting an environment costs the interpreter, msgspec
 and the handler's own imports, nothing of the hub's. The memory limit is set on the process
 (RLIMIT_DATA: the heap and every private mapping) before the handler is imported. Frames (4-byte big-endian
@@ -166,8 +166,23 @@ def _answer(ok: bool, payload: str, replace: bool = False) -> bytes:
     )
 
 
+def _die_with_the_hub(hub: int) -> None:
+    """An environment never outlives its hub: one left running would finish an invocation the hub never settles,
+    while the restarted hub delivers the same records again (out of order, twice at once). Linux: the kernel
+    kills this process when the hub's process ends (PR_SET_PDEATHSIG); a hub gone before that was set is seen
+    here."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != hub:
+        os._exit(1)
+
+
 def main() -> None:
     handler_path, requests, responses, memory_mb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    _die_with_the_hub(int(sys.argv[5]))
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[%(levelname)s] %(name)s: %(message)s")

@@ -70,6 +70,7 @@ class Worker:
                 str(requests_r),
                 str(responses_w),
                 str(setup.memory_mb),
+                str(os.getpid()),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

@@ -182,3 +182,42 @@ def test_a_handler_that_fails_to_import_is_lambdas_import_error(tmp_path: Path) 
     result = run_cli("invoke", "f", "--config", str(config), cwd=tmp_path)
     assert result.returncode == 2
     assert "Runtime.ImportModuleError: Unable to import module 'missing-module'" in result.stderr
+
+
+def test_an_environment_never_outlives_its_hub(tmp_path: Path) -> None:
+    """A hub killed with SIGKILL takes its execution environments with it: none finishes an invocation that the
+    restarted hub delivers again."""
+    from tests.helpers import HubProcess, wait_for
+
+    def children(pid: int) -> set[int]:
+        found = set()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == pid:
+                    found.add(int(entry.name))
+        return found
+
+    config = {
+        "checkpoints": "memory://",
+        "functions": {
+            "f": {
+                "handler": "functions.testing.says_it_started_then_blocks",
+                "timeout": "60s",
+                "environment": {"STARTED_FILE": str(tmp_path / "started")},
+            }
+        },
+        "mappings": [{"function": "f", "source": {"type": "files", "path": str(tmp_path / "in")}}],
+        "s3_endpoint": {"enabled": False},
+    }
+    with HubProcess(tmp_path, config) as hub:
+        hub.start()
+        assert hub.proc is not None
+        environments = wait_for(lambda: children(hub.proc.pid), what="the first execution environment")  # type: ignore[union-attr]
+        (tmp_path / "in" / "upload.txt").write_text("x")
+        wait_for((tmp_path / "started").exists, what="the invocation to start")  # and it never returns
+        hub.kill()
+        wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in environments), 10, "the environment to end")
