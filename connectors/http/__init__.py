@@ -24,9 +24,9 @@ def _build(config: HttpConfig, context: SourceContext) -> Any:
 
 
 def _serve(context: Any) -> Any:
-    from connectors.http.server import HttpServer
+    from connectors.http.server import HttpServers
 
-    return HttpServer(context)
+    return HttpServers(context)
 
 
 def _sample(kind: str) -> dict[str, Any]:

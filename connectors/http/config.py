@@ -50,6 +50,12 @@ class HttpConfig(BaseModel):
     signature: SignatureConfig | None = Field(
         None, description="Check an HMAC signature header before invoking; 401 when it is missing or wrong."
     )
+    listen: str | None = Field(
+        None,
+        pattern=r"^[^:]+:\d+$",
+        description="`host:port` of a server of this route's own (port 0: any free port), as a function URL is a "
+        "host of its own. Default: `http_server.listen`, shared by every route without one.",
+    )
 
     @field_validator("method")
     @classmethod

@@ -99,10 +99,38 @@ class _Server(uvicorn.Server):
         self.ready.set()
 
 
-class HttpServer:
-    """Serves every `http` mapping of the hub on `http_server.listen`."""
+class HttpServers:
+    """One HttpServer per address: `http_server.listen` for every route without a `listen` of its own, and one for
+    each address routes name themselves (a function URL is a host of its own)."""
 
     def __init__(self, context: SyncContext) -> None:
+        groups: dict[str, list[SyncMapping]] = {}
+        for mapping in context.mappings:
+            listen = mapping.source.config.listen or context.config.http_server.listen
+            groups.setdefault(listen, []).append(mapping)
+        self.servers = [HttpServer(SyncContext(context.config, group), listen) for listen, group in groups.items()]
+        self.url = ""
+
+    async def start(self) -> None:
+        started: list[HttpServer] = []
+        try:
+            for server in self.servers:
+                await server.start()
+                started.append(server)
+        except BaseException:
+            for server in started:
+                await server.stop(0)
+            raise
+        self.url = self.servers[0].url if self.servers else ""
+
+    async def stop(self, grace: float) -> None:
+        await asyncio.gather(*(server.stop(grace) for server in self.servers))
+
+
+class HttpServer:
+    """Serves `http` mappings on one address (`listen`)."""
+
+    def __init__(self, context: SyncContext, listen: str) -> None:
         self.mappings = context.mappings
         routes: list[Route[SyncMapping]] = []
         for mapping in context.mappings:
@@ -110,7 +138,7 @@ class HttpServer:
             routes.append(Route(trigger.config.method, trigger.config.path, mapping))
         self.router = Router(routes)
         self.all_rest = all(m.source.config.api == "rest" for m in context.mappings)
-        host, _, port = context.config.http_server.listen.rpartition(":")
+        host, _, port = listen.rpartition(":")
         self.host, self.port = host, int(port)
         app = Starlette(routes=[StarletteRoute("/{path:path}", self._endpoint, methods=ALL_METHODS)])
         self._server = _Server(
@@ -139,7 +167,7 @@ class HttpServer:
             ready.cancel()
             await self._task  # uvicorn has logged why (an address in use)
             self._task = None
-            raise HandlerLoadError(f"http_server: cannot listen on {self.host}:{self.port} (see the error above)")
+            raise HandlerLoadError(f"http: cannot listen on {self.host}:{self.port} (see the error above)")
         port = self._server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://{self.host}:{port}"
         log.info("http server", extra=fields(url=self.url, routes=len(self.mappings)))
@@ -246,7 +274,3 @@ def _to_starlette(answer: Response, method: str) -> StarletteResponse:
     out.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers if k not in _FRAMING]
     out.raw_headers.append((b"content-length", str(len(answer.body)).encode()))
     return out
-
-
-def serve(context: SyncContext) -> HttpServer:
-    return HttpServer(context)

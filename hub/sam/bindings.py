@@ -12,6 +12,8 @@ A bindings file (`hub-bindings.yaml` next to the template, or `--bindings FILE`)
       OrdersQueue: {name: orders-local}
       Photos: {folder: /srv/photos}
       Cluster: {bootstrap_servers: "kafka:9092"}
+      Hello: {listen: "127.0.0.1:3005"}   # a function URL (each is a host of its own: the http_server's port + 1,
+                                          # + 2, ... in the template's order, unless given here)
 
 Every key is optional; the defaults are the ones shown. A resource's name is its `QueueName`, `StreamName`
 (`Name`), `TableName` or `BucketName` property, else its logical id, unless `resources.<id>.name` says otherwise.
@@ -52,6 +54,7 @@ class ResourceBinding(_Model):
     folder: str | None = Field(None, description="A bucket: its folder.")
     bootstrap_servers: str | list[str] | None = Field(None, description="An MSK cluster: its brokers.")
     url: str | None = Field(None, description="An Amazon MQ broker: its RabbitMQ URL.")
+    listen: str | None = Field(None, description="A function with a FunctionUrlConfig: the host:port of its URL.")
 
 
 class KafkaBinding(_Model):
@@ -74,6 +77,15 @@ class BindingsFile(_Model):
 
 class Bindings:
     """What the template's resources are here: names, ARNs, URLs and folders."""
+
+    def function_url(self, logical_id: str, index: int) -> str:
+        """`host:port` of the index-th function URL (from 0): its own server, as a function URL is a host."""
+        own = self.settings.resources.get(logical_id)
+        if own is not None and own.listen:
+            return own.listen
+        shared = str((self.settings.http_server or {}).get("listen") or "127.0.0.1:3000")
+        host, _, port = shared.rpartition(":")
+        return f"{host}:{int(port) + 1 + index if int(port) else 0}"
 
     def __init__(self, settings: BindingsFile, resources: dict[str, Any], region: str) -> None:
         self.settings = settings

@@ -160,6 +160,7 @@ class _Builder:
         self.errors: list[str] = []
         self.marks: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self.labels: dict[tuple[Any, ...], str] = {}  # ("functions", id) / ("mappings", i) -> logical id
+        self.function_urls = 0  # each is served on an address of its own (Bindings.function_url)
         self.resources: dict[str, Any] = template.get("Resources") or {}
         pseudo = {
             **_PSEUDO,
@@ -294,12 +295,14 @@ class _Builder:
                     "source": {
                         "type": "http",
                         "method": "ANY",
-                        "path": "/{proxy+}",
+                        "path": "$default",
                         "api": "url",
-                        "api_id": logical_id,
+                        "api_id": logical_id.lower(),
+                        "listen": self.bindings.function_url(logical_id, self.function_urls),
                     },
                 }
             )
+            self.function_urls += 1
         for event_id, event in raw_events.items():
             event_at = (*here, "Events", event_id)
             try:

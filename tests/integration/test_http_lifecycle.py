@@ -123,7 +123,7 @@ def test_an_unset_secret_variable_or_a_busy_port_stops_the_hub_with_one_line(tmp
         with HubProcess(tmp_path, config) as hub:
             hub.start(ready=None)
             assert hub.proc is not None and hub.proc.wait(30) == 2
-            assert f"error: http_server: cannot listen on {config['http_server']['listen']}" in hub.log()
+            assert f"error: http: cannot listen on {config['http_server']['listen']}" in hub.log()
             assert "Traceback" not in hub.log()
 
 

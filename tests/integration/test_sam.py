@@ -214,11 +214,11 @@ def get(url: str) -> tuple[int, dict[str, Any]]:
         return response.status, json.loads(response.read())
 
 
-def serve(tmp_path: Path, template: str) -> tuple[HubProcess, str]:
+def serve(tmp_path: Path, template: str, **more: Any) -> tuple[HubProcess, str]:
     from tests.fixtures_aws import free_port
 
     port = free_port()
-    env = {**bindings(tmp_path, "http://127.0.0.1:9", http_server={"listen": f"127.0.0.1:{port}"})}
+    env = {**bindings(tmp_path, "http://127.0.0.1:9", http_server={"listen": f"127.0.0.1:{port}"}, **more)}
     env["HUB_SAM_PARAMETER_OVERRIDES"] = ""
     return HubProcess(tmp_path, SAM / template / "template.yaml", env), f"http://127.0.0.1:{port}"
 
@@ -246,11 +246,18 @@ def test_rest_api_template_serves_a_proxy_route_for_any_method(tmp_path: Path) -
         assert hub.stop() == 0
 
 
-def test_function_url_template_answers_every_path(tmp_path: Path) -> None:
-    hub, url = serve(tmp_path, "function-url")
+def test_function_url_template_gives_each_function_a_url_of_its_own(tmp_path: Path) -> None:
+    from tests.fixtures_aws import free_port
+
+    ports = {"Hello": free_port(), "Goodbye": free_port()}
+    resources = {name: {"listen": f"127.0.0.1:{port}"} for name, port in ports.items()}
+    hub, _ = serve(tmp_path, "function-url", resources=resources)
     with hub:
         hub.start()
-        status, body = get(f"{url}/anything/here")
-        assert status == 200
-        assert body["version"] == "2.0" and body["routeKey"] == "$default" and body["path"] == "/anything/here"
+        for name, port in ports.items():
+            status, body = get(f"http://127.0.0.1:{port}/anything/here")
+            assert status == 200
+            assert body["version"] == "2.0" and body["routeKey"] == "$default" and body["path"] == "/anything/here"
+            assert body["function"] == name
+        assert get(f"http://127.0.0.1:{ports['Hello']}/")[1]["path"] == "/"  # a URL answers its root too
         assert hub.stop() == 0

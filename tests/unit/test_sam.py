@@ -96,8 +96,16 @@ def test_s3_schedule_msk_and_mq_templates() -> None:
 def test_http_templates_emit_the_http_source_of_the_contract() -> None:
     (get,) = config("http-api-path")["mappings"]
     assert get["source"] == {"type": "http", "method": "GET", "path": "/orders/{id}", "api": "http"}
-    (url,) = config("function-url")["mappings"]
-    assert url["source"]["api"] == "url" and url["source"]["api_id"] == "Hello"
+    hello, goodbye = config("function-url")["mappings"]
+    assert hello["source"] == {
+        "type": "http",
+        "method": "ANY",
+        "path": "$default",
+        "api": "url",
+        "api_id": "hello",
+        "listen": "127.0.0.1:3001",  # each function URL a host of its own, after the shared server's port
+    }
+    assert goodbye["source"]["listen"] == "127.0.0.1:3002"
     (proxy,) = config("rest-proxy")["mappings"]
     assert proxy["source"] == {
         "type": "http",
