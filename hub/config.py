@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -85,6 +87,21 @@ def environment_values(value: Any) -> Any:
     return out
 
 
+def check_not_reserved(environment: dict[str, str]) -> dict[str, str]:
+    reserved = sorted(RESERVED_VARIABLES.intersection(environment))
+    if reserved:
+        raise ValueError(
+            f"{', '.join(reserved)}: reserved by Lambda, which sets {'them' if len(reserved) > 1 else 'it'} itself "
+            "(the hub does too: region from `region` or `aws.region`, credentials from `aws:`, the rest from the "
+            "function's settings)"
+        )
+    return environment
+
+
+Environment = Annotated[dict[str, str], BeforeValidator(environment_values), AfterValidator(check_not_reserved)]
+"""A function's `environment`: text values, as CloudFormation reads them, and none of Lambda's reserved names."""
+
+
 class FunctionConfig(Model):
     """A function: what runs it (`runtime`) and Lambda's per-function limits, the same for every runtime."""
 
@@ -126,7 +143,7 @@ class FunctionConfig(Model):
         "tasks, for `async def` handlers) at once: only for handlers written for that (module-level state such as "
         "a Powertools BatchProcessor is not).",
     )
-    environment: dict[str, str] = Field(
+    environment: Environment = Field(
         default_factory=dict,
         description="The function's environment variables (Lambda's `Environment.Variables`). A YAML boolean or "
         "number is taken as its text, as CloudFormation does. Lambda's reserved variables are set by the hub.",
@@ -169,16 +186,6 @@ class FunctionConfig(Model):
             )
         return value
 
-    @field_validator("environment", mode="before")
-    @classmethod
-    def _environment_text(cls, value: Any) -> Any:
-        return environment_values(value)
-
-    @field_validator("environment")
-    @classmethod
-    def _not_reserved(cls, value: dict[str, str]) -> dict[str, str]:
-        return check_not_reserved(value)
-
     @field_validator("code_uri")
     @classmethod
     def _code_folder(cls, value: str | None) -> str | None:
@@ -199,21 +206,10 @@ class FunctionConfig(Model):
         return self
 
 
-def check_not_reserved(environment: dict[str, str]) -> dict[str, str]:
-    reserved = sorted(RESERVED_VARIABLES.intersection(environment))
-    if reserved:
-        raise ValueError(
-            f"{', '.join(reserved)}: reserved by Lambda, which sets {'them' if len(reserved) > 1 else 'it'} itself "
-            "(the hub does too: region from `region` or `aws.region`, credentials from `aws:`, the rest from the "
-            "function's settings)"
-        )
-    return environment
-
-
 class FunctionDefaults(Model):
     """Settings every function shares unless it sets its own (SAM's `Globals: Function`)."""
 
-    environment: dict[str, str] = Field(
+    environment: Environment = Field(
         default_factory=dict,
         description="Variables every function gets; a function's own `environment` wins over these.",
     )
@@ -222,16 +218,6 @@ class FunctionDefaults(Model):
         description="The credentials, endpoint and region handed to every function (each field a function's "
         "`aws` does not set).",
     )
-
-    @field_validator("environment", mode="before")
-    @classmethod
-    def _environment_text(cls, value: Any) -> Any:
-        return environment_values(value)
-
-    @field_validator("environment")
-    @classmethod
-    def _not_reserved(cls, value: dict[str, str]) -> dict[str, str]:
-        return check_not_reserved(value)
 
 
 class FileDestination(Model):
