@@ -696,16 +696,7 @@ def validate(located: Located) -> HubConfig:
         dest_kind = target.get("type") if isinstance(target, dict) else None
         if isinstance(dest_kind, str) and dest_kind != "file":
             dest_at: tuple[Any, ...] = ("mappings", i, "destination_config", "on_failure", "type")
-            if dest_kind not in registry.destination_names():
-                errors.append(
-                    f"{located.where(dest_at)}: {dotted(dest_at)}: unknown destination type {dest_kind!r} "
-                    f"(one of: {', '.join(registry.destination_names())})"
-                )
-            else:
-                destinations.add(dest_kind)
-                missing = _missing(registry.get_destination(dest_kind))
-                if missing:
-                    errors.append(f"{located.where(dest_at)}: {dotted(dest_at)}: {missing}")
+            _usable(located, dest_at, dest_kind, "destination type", "one of", DESTINATIONS, destinations, errors)
     dead_letters = _dead_letter_types(located, errors)
     if errors:
         raise ConfigError(errors)
@@ -724,16 +715,34 @@ def _source_type(located: Located, at: tuple[Any, ...], kind: Any, types: set[st
     at = (*at, "type")
     if kind is None:
         errors.append(f"{located.where(at)}: {dotted(at)}: required (one of: {', '.join(registry.names())})")
-    elif not isinstance(kind, str) or kind not in registry.names():
-        errors.append(
-            f"{located.where(at)}: {dotted(at)}: unknown source type {kind!r} "
-            f"(installed: {', '.join(registry.names())})"
-        )
     else:
-        types.add(kind)
-        missing = _missing(registry.get(kind))
-        if missing:
-            errors.append(f"{located.where(at)}: {dotted(at)}: {missing}")
+        _usable(located, at, kind, "source type", "installed", SOURCES, types, errors)
+
+
+SOURCES = (registry.names, registry.get)
+DESTINATIONS = (registry.destination_names, registry.get_destination)
+
+
+def _usable(
+    located: Located,
+    at: tuple[Any, ...],
+    kind: Any,
+    noun: str,
+    listed: str,
+    lookup: tuple[Any, Any],
+    found: set[str],
+    errors: list[str],
+) -> None:
+    """A connector or destination `type` at `at`: add a usable one to `found`; an unknown one, or one whose
+    optional library is missing, is a problem in `errors`."""
+    names, get = lookup
+    if not isinstance(kind, str) or kind not in names():
+        errors.append(f"{located.where(at)}: {dotted(at)}: unknown {noun} {kind!r} ({listed}: {', '.join(names())})")
+        return
+    found.add(kind)
+    missing = _missing(get(kind))
+    if missing:
+        errors.append(f"{located.where(at)}: {dotted(at)}: {missing}")
 
 
 def _resolve_code_uris(data: dict[str, Any], folder: Path) -> None:

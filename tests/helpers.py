@@ -31,6 +31,22 @@ def wait_for(condition: Callable[[], T], timeout: float = 20.0, what: str = "con
         time.sleep(every)
 
 
+class MovableClock:
+    """The hub's Clock (hub.source) for unit tests: time stands still until a sleep moves it to the wake-up time."""
+
+    def __init__(self, now: float | None = None) -> None:
+        self.now = time.time() if now is None else now
+
+    def time(self) -> float:
+        return self.now
+
+    async def sleep_until(self, when: float) -> None:
+        import asyncio
+
+        self.now = max(self.now, when)
+        await asyncio.sleep(0)
+
+
 def read_jsonl(path: Path) -> list[Any]:
     if not path.exists():
         return []

@@ -21,7 +21,7 @@ from hub.functions import Function
 from hub.mapping import Batcher
 from hub.records import ContiguousTracker, Outcome, Record
 from hub.runtimes import LambdaContext
-from tests.helpers import read_jsonl
+from tests.helpers import MovableClock, read_jsonl
 
 
 class ListLane:
@@ -208,17 +208,6 @@ def test_backoff_grows_with_jitter_and_is_capped() -> None:
 # ---- the dispatcher's asynchronous policy ---------------------------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def time(self) -> float:
-        return self.now
-
-    async def sleep_until(self, when: float) -> None:
-        self.now = max(self.now, when)
-
-
 class StubSource:
     def render(self, records: Sequence[Record], attempt: int) -> Any:
         return {"Records": [r.payload for r in records], "attempt": attempt}
@@ -246,7 +235,7 @@ async def dispatcher(tmp_path: Path, handler: str, **settings: Any) -> tuple[Dis
         fn,
         StubSource(),
         FileSink(FileDestination(type="file", path=str(path))),
-        FakeClock(),
+        MovableClock(),
         asyncio.Event(),
         Counters(),
     )

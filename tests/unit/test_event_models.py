@@ -4,7 +4,6 @@ from real brokers are checked in tests/integration/test_event_models.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ from hub import registry
 from hub.checkpoints import MemoryStore
 from hub.source import SourceContext
 from tests.event_models import MODELS, NO_MODEL, conforms, undeclared
+from tests.helpers import MovableClock
 
 CONFORMANCE = Path(__file__).resolve().parent.parent / "conformance" / "events"
 CLUSTER_ARN = "arn:aws:kafka:eu-west-1:123456789012:cluster/orders/751d2973-a626-431c-9d4e-d7975eb44dd7-2"
@@ -170,23 +170,11 @@ def test_a_cluster_arn_that_is_not_an_msk_arn_is_refused() -> None:
             KafkaConfig.model_validate({**base, "cluster_arn": wrong})
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-    async def sleep_until(self, when: float) -> None:
-        self.now = max(self.now, when)
-        await asyncio.sleep(0)
-
-
 async def fire(**config: Any) -> tuple[ScheduleSource, Any]:
     """The first fire of a schedule (rate(1 minute) from T0, named `nightly`), rendered for attempt 1."""
     cfg = ScheduleConfig.model_validate({"type": "schedule", "expression": "rate(1 minute)", **config})
     context = SourceContext(mapping="nightly", store=MemoryStore(), region="eu-west-1", account_id="123456789012")
-    context.clock = Clock(T0)
+    context.clock = MovableClock(T0)
     source = ScheduleSource(cfg, context)
     await source.open()
     records = await source.read(1, None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -11,23 +10,12 @@ from connectors.schedule.source import ScheduleConfig, ScheduleSource
 from hub.checkpoints import MemoryStore
 from hub.records import Outcome
 from hub.source import SourceContext
+from tests.helpers import MovableClock
 
 T0 = datetime(2026, 3, 7, 12, 0, tzinfo=UTC).timestamp()
 
 
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-    async def sleep_until(self, when: float) -> None:
-        self.now = max(self.now, when)
-        await asyncio.sleep(0)
-
-
-def make(store: MemoryStore, clock: FakeClock, **config: object) -> ScheduleSource:
+def make(store: MemoryStore, clock: MovableClock, **config: object) -> ScheduleSource:
     cfg = ScheduleConfig.model_validate({"type": "schedule", **config})
     return ScheduleSource(
         cfg, SourceContext(mapping="m", store=store, region="us-east-1", account_id="123456789012", clock=clock)
@@ -39,7 +27,7 @@ def times(records: list) -> list[str]:
 
 
 async def test_rate_fires_in_order_and_checkpoints_the_newest_contiguous_fire() -> None:
-    store, clock = MemoryStore(), FakeClock(T0)
+    store, clock = MemoryStore(), MovableClock(T0)
     source = make(store, clock, expression="rate(5 minutes)")
     await source.open()
     first = await source.read(1, None)
@@ -60,7 +48,7 @@ async def test_rate_fires_in_order_and_checkpoints_the_newest_contiguous_fire() 
     ],
 )
 async def test_misfire_policy_after_downtime(policy: str, expected: list[str]) -> None:
-    store, clock = MemoryStore(), FakeClock(T0)
+    store, clock = MemoryStore(), MovableClock(T0)
     source = make(store, clock, expression="rate(5 minutes)", misfire=policy)
     await source.open()
     fired = await source.read(1, None)
@@ -75,7 +63,7 @@ async def test_misfire_policy_after_downtime(policy: str, expected: list[str]) -
 
 
 async def test_unsettled_fire_runs_again_after_a_restart() -> None:
-    store, clock = MemoryStore(), FakeClock(T0)
+    store, clock = MemoryStore(), MovableClock(T0)
     source = make(store, clock, expression="cron(0/5 * * * ? *)")
     await source.open()
     await source.read(1, None)  # 12:05 fires but never settles (the hub was killed)
@@ -87,7 +75,7 @@ async def test_unsettled_fire_runs_again_after_a_restart() -> None:
 
 async def test_cron_in_a_time_zone_skips_the_missing_hour() -> None:
     store = MemoryStore()
-    clock = FakeClock(datetime(2026, 3, 7, 0, 0, tzinfo=UTC).timestamp())
+    clock = MovableClock(datetime(2026, 3, 7, 0, 0, tzinfo=UTC).timestamp())
     source = make(store, clock, expression="cron(30 2 * * ? *)", timezone="America/New_York")
     await source.open()
     fired = [await source.read(1, None) for _ in range(2)]
@@ -96,7 +84,7 @@ async def test_cron_in_a_time_zone_skips_the_missing_hour() -> None:
 
 
 async def test_input_placeholders_change_per_attempt() -> None:
-    store, clock = MemoryStore(), FakeClock(T0)
+    store, clock = MemoryStore(), MovableClock(T0)
     source = make(
         store,
         clock,
