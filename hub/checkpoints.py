@@ -7,7 +7,14 @@ only once it is durable, so a source may settle (and so never deliver again) wha
                     transaction (WAL, synchronous=NORMAL: durable against a killed process).
 - `redis://host:port/db` shared by several hub processes, and kept off the machine's disk: one hash per scope,
                     written with MULTI/EXEC (Redis's own durability settings apply: use appendonly for crash safety).
+- `postgresql://user@host:port/db` the store for several hubs (hub/postgres_store.py).
 - `memory://`       for tests; forgets everything on exit.
+
+Shared stores (`shared = True`: PostgreSQL, Redis) also keep **leases** and **members** for hubs that share work
+the brokers do not coordinate (hub/leases.py). Every lease time is reckoned in the store's own clock, never a
+hub's: a lease row holds its owner, a fencing token that grows by one at each new owner, and its expiry. A write
+that carries a `Fence` is refused (LeaseLost) unless the lease still has that owner and token and has not expired:
+an owner paused past its lease can move no checkpoint once it wakes.
 """
 
 from __future__ import annotations
@@ -15,14 +22,60 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 
+class LeaseLost(Exception):
+    """A fenced write was refused: the lease has another owner, a newer token, or has expired."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """What a write carries to prove its writer still holds a lease: the lease, its owner and its token."""
+
+    lease: str
+    owner: str
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRow:
+    """A lease as the store sees it now. `owner` is None for a lease nobody holds (never taken, or released);
+    `remaining` is the seconds left before it expires, in the store's clock (<= 0: expired, free to take)."""
+
+    name: str
+    group: str
+    owner: str | None
+    token: int
+    remaining: float
+
+    @property
+    def held(self) -> bool:
+        return self.owner is not None and self.remaining > 0
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    """A live hub process: its id, the groups (mapping names) whose leases it may hold, and what `/status` shows
+    of it (`info`: host, pid; never a setting)."""
+
+    member: str
+    groups: tuple[str, ...]
+    remaining: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
 class CheckpointStore(ABC):
+    shared = False
+    """True for a store several hub processes coordinate through (leases and members below); False for a store
+    of one process, whose leases hub/leases.py grants at once without asking it."""
+
     @abstractmethod
     async def get(self, scope: str, key: str) -> str | None: ...
 
@@ -30,22 +83,76 @@ class CheckpointStore(ABC):
     async def get_all(self, scope: str) -> dict[str, str]: ...
 
     @abstractmethod
-    async def put_many(self, scope: str, items: Mapping[str, str | None]) -> None:
-        """Write (or, for a None value, delete) every item, atomically, durably."""
+    async def put_many(self, scope: str, items: Mapping[str, str | None], fence: Fence | None = None) -> None:
+        """Write (or, for a None value, delete) every item, atomically, durably.
 
-    async def put(self, scope: str, key: str, value: str) -> None:
-        await self.put_many(scope, {key: value})
+        With a `fence`, only while that lease has that owner and token and has not expired in the store's clock;
+        otherwise nothing is written and LeaseLost is raised. A store that is not `shared` ignores the fence."""
 
-    async def delete(self, scope: str, key: str) -> None:
-        await self.put_many(scope, {key: None})
+    async def put(self, scope: str, key: str, value: str, fence: Fence | None = None) -> None:
+        await self.put_many(scope, {key: value}, fence)
+
+    async def delete(self, scope: str, key: str, fence: Fence | None = None) -> None:
+        await self.put_many(scope, {key: None}, fence)
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass
 
 
-class MemoryStore(CheckpointStore):
-    def __init__(self) -> None:
+class LeaseStore(CheckpointStore):
+    """A store that also keeps leases and members, for several hub processes (hub/leases.py drives it)."""
+
+    shared = True
+
+    @abstractmethod
+    async def heartbeat(
+        self, member: str, groups: Sequence[str], ttl: float, info: Mapping[str, Any]
+    ) -> list[MemberRow]:
+        """Say `member` is alive for `ttl` more seconds (store clock), serving `groups`; return every live member,
+        this one included, sorted by id."""
+
+    @abstractmethod
+    async def leave(self, member: str) -> None:
+        """Forget the member at once (a graceful stop), so that the others rebalance without waiting for it."""
+
+    @abstractmethod
+    async def register(self, leases: Mapping[str, str]) -> None:
+        """Make sure a lease row exists for every name (name -> group); existing rows are left as they are."""
+
+    @abstractmethod
+    async def leases(self) -> list[LeaseRow]:
+        """Every lease, sorted by name."""
+
+    @abstractmethod
+    async def acquire(self, name: str, member: str, ttl: float) -> int | None:
+        """Take the lease if nobody holds it (free, or expired in the store's clock): owner = member, token + 1,
+        expiry = now + ttl. Returns the new token, or None if another member holds it or it does not exist."""
+
+    @abstractmethod
+    async def renew(self, member: str, held: Mapping[str, int], ttl: float) -> set[str]:
+        """Extend every lease of `held` (name -> token) that still has this owner and token and has not expired to
+        now + ttl. Returns the names renewed; the others are lost (an expired lease is lost even if nobody took it
+        since: its owner may already have been told to stop)."""
+
+    @abstractmethod
+    async def release(self, fence: Fence) -> None:
+        """Give the lease back (owner None, expired), if the fence still holds; else do nothing."""
+
+    @abstractmethod
+    async def forget(self, fence: Fence) -> None:
+        """Delete the lease row (its work is over: a finished shard), if the fence still holds; else do nothing."""
+
+
+class MemoryStore(LeaseStore):
+    """In this process only. `MemoryStore(shared=True)` keeps leases too, on `clock` (default: time.monotonic),
+    so that tests can run several hubs in one process against one store."""
+
+    def __init__(self, *, shared: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
+        self.shared = shared
+        self.now = clock
         self._data: dict[str, dict[str, str]] = {}
+        self._leases: dict[str, dict[str, Any]] = {}
+        self._members: dict[str, tuple[tuple[str, ...], float, dict[str, Any]]] = {}
 
     async def get(self, scope: str, key: str) -> str | None:
         return self._data.get(scope, {}).get(key)
@@ -53,13 +160,77 @@ class MemoryStore(CheckpointStore):
     async def get_all(self, scope: str) -> dict[str, str]:
         return dict(self._data.get(scope, {}))
 
-    async def put_many(self, scope: str, items: Mapping[str, str | None]) -> None:
+    async def put_many(self, scope: str, items: Mapping[str, str | None], fence: Fence | None = None) -> None:
+        if fence is not None and self.shared and not self._holds(fence):
+            raise LeaseLost(fence.lease)
         bucket = self._data.setdefault(scope, {})
         for key, value in items.items():
             if value is None:
                 bucket.pop(key, None)
             else:
                 bucket[key] = value
+
+    def _holds(self, fence: Fence) -> bool:
+        row = self._leases.get(fence.lease)
+        return (
+            row is not None
+            and row["owner"] == fence.owner
+            and row["token"] == fence.token
+            and row["expires"] > self.now()
+        )
+
+    async def heartbeat(
+        self, member: str, groups: Sequence[str], ttl: float, info: Mapping[str, Any]
+    ) -> list[MemberRow]:
+        now = self.now()
+        self._members[member] = (tuple(groups), now + ttl, dict(info))
+        return [
+            MemberRow(m, g, expires - now, dict(i))
+            for m, (g, expires, i) in sorted(self._members.items())
+            if expires > now
+        ]
+
+    async def leave(self, member: str) -> None:
+        self._members.pop(member, None)
+
+    async def register(self, leases: Mapping[str, str]) -> None:
+        for name, group in leases.items():
+            self._leases.setdefault(name, {"group": group, "owner": None, "token": 0, "expires": float("-inf")})
+
+    async def leases(self) -> list[LeaseRow]:
+        now = self.now()
+        return [
+            LeaseRow(name, row["group"], row["owner"], row["token"], max(-1e9, row["expires"] - now))
+            for name, row in sorted(self._leases.items())
+        ]
+
+    async def acquire(self, name: str, member: str, ttl: float) -> int | None:
+        row = self._leases.get(name)
+        now = self.now()
+        if row is None or (row["owner"] is not None and row["expires"] > now):
+            return None
+        row.update(owner=member, token=row["token"] + 1, expires=now + ttl)
+        return int(row["token"])
+
+    async def renew(self, member: str, held: Mapping[str, int], ttl: float) -> set[str]:
+        now = self.now()
+        kept = set()
+        for name, token in held.items():
+            row = self._leases.get(name)
+            if row is not None and row["owner"] == member and row["token"] == token and row["expires"] > now:
+                row["expires"] = now + ttl
+                kept.add(name)
+        return kept
+
+    async def release(self, fence: Fence) -> None:
+        row = self._leases.get(fence.lease)
+        if row is not None and row["owner"] == fence.owner and row["token"] == fence.token:
+            row.update(owner=None, expires=float("-inf"))
+
+    async def forget(self, fence: Fence) -> None:
+        row = self._leases.get(fence.lease)
+        if row is not None and row["owner"] == fence.owner and row["token"] == fence.token:
+            del self._leases[fence.lease]
 
 
 class SqliteStore(CheckpointStore):
@@ -96,7 +267,7 @@ class SqliteStore(CheckpointStore):
         rows = await asyncio.to_thread(self._query, "SELECT key, value FROM checkpoints WHERE scope = ?", (scope,))
         return dict(rows)
 
-    async def put_many(self, scope: str, items: Mapping[str, str | None]) -> None:
+    async def put_many(self, scope: str, items: Mapping[str, str | None], fence: Fence | None = None) -> None:
         if self._closed:
             raise RuntimeError("checkpoint store is closed")
         loop = asyncio.get_running_loop()
