@@ -225,4 +225,5 @@ CONNECTOR = ConnectorSpec(
     defaults={"batch_size": 100, "maximum_batching_window": 0.0},
     requires=("aioboto3",),
     extra="aws",
+    leases="lanes",  # a lease per shard
 )

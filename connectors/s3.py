@@ -389,4 +389,5 @@ CONNECTOR = ConnectorSpec(
     requires=("aioboto3",),
     extra="aws",
     shares_work=lambda config: config.mode == "notifications",  # a bucket listing is not shared
+    leases=lambda config: "source" if config.mode == "poll" else None,
 )

@@ -59,9 +59,15 @@ def status(hub: Hub) -> dict[str, Any]:
                 "pollers": pollers.get(
                     runner.name, [{"poller": 1, "pid": os.getpid(), "restarts": 0, "running": True}]
                 ),
+                **({"leases": sorted(held)} if (held := hub.leases.held(runner.name)) else {}),
             }
             for runner in hub.runners
         ],
+        "cluster": {
+            **hub.leases.status(),
+            "state": "degraded" if hub.cluster_health.degraded else "running",
+            "last_error": hub.cluster_health.last_error or None,
+        },
         "functions": [
             {
                 "name": name,
@@ -127,6 +133,8 @@ async def serve(hub: Hub, host: str, port: int) -> web.AppRunner:
 
     async def health_view(request: web.Request) -> web.Response:
         down = [r.name for r in hub.runners if r.state != "running"]
+        if hub.cluster_health.degraded:
+            down.append("cluster")  # the lease store does not answer: leases may be lost
         return web.json_response({"ok": not down, "not_running": down}, status=200 if not down else 503)
 
     app = web.Application()

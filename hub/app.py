@@ -12,14 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 from hub import redact
 from hub.checkpoints import CheckpointStore, open_store, redacted
-from hub.config import HubConfig
+from hub.config import HubConfig, MappingConfig
 from hub.destinations import build_destination
 from hub.dispatch import Counters, Dispatcher
+from hub.exclusive import FencedStore, LeasedSource
 from hub.functions import Function
 from hub.health import Health
+from hub.leases import Coordinator, Leases, LocalLeases, leases_for
 from hub.logs import fields, flush_repeats
 from hub.mapping import MappingRunner
-from hub.source import Clock, SourceContext, SystemClock
+from hub.source import Clock, Source, SourceContext, SystemClock
 from hub.sync import SyncContext, SyncMapping, SyncRunner, SyncServer
 
 if TYPE_CHECKING:
@@ -58,6 +60,9 @@ class Hub:
         self.stopping = asyncio.Event()
         self.started = time.monotonic()
         self.s3_endpoint: S3Endpoint | None = None
+        self.cluster_health = Health("cluster")
+        """The lease store as this hub sees it (a shared store that does not answer degrades it)."""
+        self.leases: Leases = LocalLeases()
         self._stack = AsyncExitStack()
 
     async def start(self) -> None:
@@ -71,6 +76,12 @@ class Hub:
                 await function.start()
                 self._stack.push_async_callback(function.close)
             self.functions[name] = function
+        leased = [m.display_name for m in mappings if m.enabled and m.leases is not None]
+        self.leases = leases_for(self.store, leased, self.config.cluster.failover_time, self.cluster_health)
+        if isinstance(self.leases, Coordinator):
+            await self.leases.start()  # joins the cluster: raises if the store does not answer
+            self._stack.push_async_callback(self.leases.stop)
+            log.info("joined the cluster", extra=fields(member=self.leases.member, leased_mappings=len(leased)))
         synchronous: dict[str, list[SyncMapping]] = {}
         for mapping in mappings:
             if not mapping.enabled:
@@ -88,8 +99,9 @@ class Hub:
                 log=logging.getLogger(f"hub.source.{spec.type}"),
                 max_in_flight=max_in_flight,
                 health=health,
+                leases=self.leases,
             )
-            source = spec.build(mapping.source, context)
+            source = self._build_source(mapping, context)
             if spec.family == "sync":
                 counters = self.counters.setdefault(mapping.display_name, Counters())
                 served = SyncMapping(mapping, source, self.functions[mapping.function], counters)
@@ -107,6 +119,16 @@ class Hub:
                 MappingRunner(mapping, source, dispatcher, counters, max_in_flight=max_in_flight, health=health)
             )
         await self._start_servers(synchronous)
+
+    def _build_source(self, mapping: MappingConfig, context: SourceContext) -> Source:
+        """The mapping's source; with a shared store, one whose whole work is one unit runs under a lease."""
+        spec = mapping.spec
+        if mapping.leases != "source" or not isinstance(self.leases, Coordinator):
+            return spec.build(mapping.source, context)
+        fenced = FencedStore(self.store)
+        context.store = fenced
+        name = context.scope("source")
+        return LeasedSource(spec.build(mapping.source, context), fenced, self.leases, mapping.display_name, name)
 
     async def _start_servers(self, synchronous: dict[str, list[SyncMapping]]) -> None:
         """One server per sync connector type (every `http` mapping on `http_server`), listening before `hub

@@ -95,6 +95,15 @@ class CheckpointStore(ABC):
     async def delete(self, scope: str, key: str, fence: Fence | None = None) -> None:
         await self.put_many(scope, {key: None}, fence)
 
+    async def put_absent(self, scope: str, items: Mapping[str, str]) -> dict[str, str]:
+        """Write each item whose key has no value yet (the first writer wins), and return the scope as it is now.
+        Shared stores do it atomically, so that two hubs starting at once agree."""
+        present = await self.get_all(scope)
+        missing = {k: v for k, v in items.items() if k not in present}
+        if missing:
+            await self.put_many(scope, missing)
+        return {**present, **missing}
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass
 

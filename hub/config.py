@@ -386,7 +386,7 @@ class MappingConfig(Model):
                 if name in self.model_fields_set:
                     raise _AtError((name,), f"does not apply to {spec.type} sources ({_FAMILY_WORDS['sync']})")
         if (provisioned := self.provisioned_poller_config) is not None:
-            if not self.shares_work:
+            if not self.shares_work and self.leases is None:
                 raise _AtError(("provisioned_poller_config",), self._not_shared())
             least = spec.minimum_pollers
             if provisioned.minimum_pollers is None and provisioned.maximum_pollers < least:
@@ -427,10 +427,18 @@ class MappingConfig(Model):
     @property
     def shares_work(self) -> bool:
         """True when the source's broker shares the work between several processes reading this mapping: the
-        connector says so (ConnectorSpec.shares_work). Folders, schedules and shards would need leases in the checkpoint
-        store to be shared between processes, which the hub has not yet."""
+        connector says so (ConnectorSpec.shares_work)."""
         shares = self.spec.shares_work
         return shares(self.source) if callable(shares) else shares
+
+    @property
+    def leases(self) -> Literal["source", "lanes"] | None:
+        """How hubs sharing a store share this mapping's work through leases (ConnectorSpec.leases): `source`, one
+        lease for the whole source; `lanes`, one per lane; None when the broker shares it, or nothing can."""
+        if self.shares_work:
+            return None
+        leases = self.spec.leases
+        return leases(self.source) if callable(leases) else leases
 
     @property
     def pollers(self) -> int:
@@ -441,16 +449,10 @@ class MappingConfig(Model):
         return self.spec.minimum_pollers if config.minimum_pollers is None else config.minimum_pollers
 
     def _not_shared(self) -> str:
-        kind = self.source.type
-        sources, what = f"{kind} sources", {"files": "a watched folder", "schedule": "a schedule"}
-        if kind == "s3":
-            sources, unit = "s3 sources with mode: poll", "a bucket listing"
-        else:
-            unit = what.get(kind, "a shard" if kind in {"kinesis", "dynamodb"} else f"a {kind} source")
         return (
-            f"does not apply to {sources}: pollers share a mapping's work through the broker's own consumer "
-            f"coordination (kafka, sqs, redis, rabbitmq, s3 with mode: notifications), and {unit} is not shared "
-            "between processes yet (folders, schedules and shards would need leases)"
+            f"does not apply to {self.source.type} sources: pollers share a mapping's work through the broker's own "
+            "consumer coordination (kafka, sqs, redis, rabbitmq, s3 with mode: notifications) or through leases in a "
+            "shared checkpoint store (kinesis, dynamodb, schedule, files, s3 with mode: poll)"
         )
 
 
@@ -507,6 +509,19 @@ class HttpServerConfig(Model):
     )
 
 
+class ClusterConfig(Model):
+    """Several hubs sharing one checkpoint store (PostgreSQL or Redis): how they share leases."""
+
+    failover_time: Duration = Field(
+        10.0,
+        ge=1.0,
+        le=600.0,
+        description="A hub that dies loses its leases (shards, schedules, folders, polled buckets), and the others "
+        "take them over from the last checkpoint, within this time. A lease lasts 0.7 x this after each renewal, and "
+        "hubs renew and rebalance every 0.1 x. Shorter fails over faster and writes to the store more often.",
+    )
+
+
 class HubConfig(Model):
     """The whole hub."""
 
@@ -539,6 +554,11 @@ class HubConfig(Model):
     http_server: HttpServerConfig = Field(
         default_factory=lambda: HttpServerConfig(),
         description="Where `http` mappings are served (started only when there is one).",
+    )
+    cluster: ClusterConfig = Field(
+        default_factory=lambda: ClusterConfig(),
+        description="Several hubs on one shared store (`checkpoints: postgresql://...` or `redis://...`): they share "
+        "shards, schedules, folders and polled buckets through leases. Ignored with sqlite and memory stores.",
     )
     functions: dict[str, FunctionConfig] = Field(default_factory=dict)
     mappings: list[MappingConfig] = Field(default_factory=list)
@@ -583,9 +603,21 @@ class HubConfig(Model):
                     "distinct `name:` (checkpoints are kept under it)",
                 )
             seen[name] = i
+            if mapping.pollers > 1 and mapping.leases is not None and not self.shared_store:
+                raise _AtError(
+                    ("mappings", i, "provisioned_poller_config"),
+                    f"{mapping.source.type} pollers share the work through leases in the checkpoint store, and "
+                    f"{self.checkpoints.partition(':')[0]} is a store of one process: use checkpoints: "
+                    "postgresql://... or redis://...",
+                )
         self._in_process_variables_agree()
         self.s3_buckets()
         return self
+
+    @property
+    def shared_store(self) -> bool:
+        """True when the checkpoint store is one several hub processes share (PostgreSQL, Redis)."""
+        return self.checkpoints.startswith(("redis://", "rediss://", "postgresql://", "postgres://"))
 
     def _in_process_variables_agree(self) -> None:
         """In-process functions share the hub's environment: one variable cannot hold two functions' values."""

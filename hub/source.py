@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel
 
 from hub.health import Health
+from hub.leases import Leases, LocalLeases
 from hub.records import Outcome, Record
 
 Family = Literal["stream", "queue", "async", "sync"]
@@ -114,6 +115,9 @@ class SourceContext:
     clock: Clock = field(default_factory=SystemClock)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("hub.source"))
     max_in_flight: int = 1
+    leases: Leases = field(default_factory=LocalLeases)
+    """This hub's leases (hub.leases): a source with `leases="lanes"` takes one per lane. Over a store of one
+    process, every lease is granted at once."""
     health: Health = field(default_factory=Health)
     """The mapping's health (hub.health). A connector whose client library retries inside and never raises reports
     what it sees here (`fail`/`ok`), or bounds its own broker calls with `watch`, so that /healthz tells the truth."""
@@ -215,6 +219,12 @@ class ConnectorSpec:
     of the source's validated config that says so. Leave it False if every process would read the same records."""
     minimum_pollers: int = 1
     """The least `provisioned_poller_config.minimum_pollers` it accepts, and the default (AWS: 2 for SQS)."""
+    leases: Literal["source", "lanes"] | None | Callable[[Any], Literal["source", "lanes"] | None] = None
+    """How hubs that share a store share this source's work when its broker does not (`shares_work` False):
+    `source`, its whole work is one unit that one hub at a time runs under a lease (a schedule, a folder: the hub
+    wraps it in hub.exclusive.LeasedSource); `lanes`, it takes a lease per lane itself through
+    `SourceContext.leases` and writes its checkpoints with each lease's fence (shards); or a function of the
+    validated config that says which. None: every hub would read the same records (and pollers are refused)."""
     sample_variants: dict[str, Callable[[], Any]] = field(default_factory=dict)
     """The other forms of the event the source emits, by name, as settings choose them (kafka's `msk`, schedule's
     `scheduler`): `hub events SOURCE NAME` prints one."""

@@ -34,6 +34,7 @@ CONNECTOR = ConnectorSpec(
     summary="A local folder as an S3 bucket: complete files become S3 ObjectCreated events.",
     sample_event=sample_event,
     buckets=lambda config: {config.bucket or Path(config.path).absolute().name: str(Path(config.path).absolute())},
+    leases="source",  # several hubs on a shared file system: the one holding the folder's lease watches it
 )
 
 __all__ = [

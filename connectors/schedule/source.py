@@ -368,4 +368,5 @@ CONNECTOR = ConnectorSpec(
     summary="EventBridge rules' and EventBridge Scheduler's schedules: rate(), cron(), at(), DST-aware, checkpointed.",
     sample_event=sample_event,
     sample_variants={"scheduler": scheduler_sample_event},
+    leases="source",  # several hubs: the one holding the schedule's lease fires it
 )

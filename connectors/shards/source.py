@@ -14,12 +14,15 @@ from typing import Any
 
 from connectors.shards.config import ShardReaderConfig
 from connectors.shards.service import IteratorExpired, Page, ShardGone, ShardInfo, ShardService, Start
+from hub.leases import Lease, Leases
 from hub.logs import fields
 from hub.records import ContiguousTracker, Outcome, Record
 from hub.source import LaneEnded, SourceContext
 
 SHARD_END = "SHARD_END"
 LATEST_MARK = "LATEST@"
+PARENT_RECHECK = 1.0
+"""Seconds between looks at the store while a shard this hub holds waits for a parent another hub reads."""
 
 
 def iso(ts: float, *, millis: bool = True) -> str:
@@ -35,9 +38,10 @@ class ShardLane:
 
     ordered = True
 
-    def __init__(self, source: StreamSource, shard_id: str, start: Start) -> None:
+    def __init__(self, source: StreamSource, shard_id: str, start: Start, lease: Lease) -> None:
         self.key = shard_id
         self.source = source
+        self.lease = lease
         self._start = start
         self._iterator: str | None = None
         self._last_read: str | None = None
@@ -59,12 +63,17 @@ class ShardLane:
         while True:
             if self._finished or source.closed:
                 raise LaneEnded(self.key)
+            if not self.lease.valid() or self.lease.ended.is_set():
+                source.lease_ended(self)
+                raise LaneEnded(self.key)
             if self._at_end:
-                if await source.wait(self._idle, deadline):
+                if await source.wait(self._idle, deadline, self.lease.ended):
                     await self._finish()
                     raise LaneEnded(self.key)
                 return []
             page = await self._fetch(max(1, min(limit, source.service.max_limit)))
+            if not self.lease.valid():  # woken past the lease: hand nothing on; the next owner reads them
+                continue
             records = self._accept(page.records)
             if records:
                 return records
@@ -77,7 +86,7 @@ class ShardLane:
             if page.records or page.millis_behind:
                 continue  # not caught up: an empty page does not mean the shard is drained
             pause = source.settings.poll_interval if left is None else min(left, source.settings.poll_interval)
-            await source.wait(source.closing, time.monotonic() + pause)
+            await source.wait(source.closing, time.monotonic() + pause, self.lease.ended)
 
     async def _fetch(self, limit: int) -> Page:
         service = self.source.service
@@ -153,17 +162,22 @@ class ShardLane:
             target = self._pending
             if target is None or self._finished or (self._written is not None and target <= self._written):
                 return
-            await self.source.store.put(self.source.scope, self.key, str(target))
+            await self.source.store.put(self.source.scope, self.key, str(target), self.lease.fence)
             self._written = target
 
     async def _finish(self) -> None:
         async with self._write_lock:
             if self._finished:
                 return
-            await self.source.store.put(self.source.scope, self.key, SHARD_END)
+            await self.source.store.put(self.source.scope, self.key, SHARD_END, self.lease.fence)
             self._finished = True
         self.source.log.info("shard finished", extra=self._f())
-        self.source.shard_finished(self.key)
+        await self.source.shard_finished(self)
+
+    @property
+    def idle(self) -> asyncio.Event:
+        """Set while nothing read from this lane is unsettled."""
+        return self._idle
 
     def _f(self) -> dict[str, Any]:
         return fields(mapping=self.source.context.mapping, shard=self.key)
@@ -197,6 +211,8 @@ class StreamSource:
         self._finished: set[str] = set()
         self._marked: set[str] = set()  # LATEST marks written by this process
         self._ready: list[ShardLane] = []
+        self.leases: Leases = context.leases
+        self._handing_over: set[asyncio.Task[None]] = set()
 
     @property
     def closed(self) -> bool:
@@ -213,6 +229,7 @@ class StreamSource:
         identity = await self.service.connect(self._stack)
         self.scope = self.context.scope(self.service.kind, identity)
         self._state = await self.store.get_all(self.scope)
+        self._waiting = False
         self._ready = await self._discover()
         self.log.info(
             "reading %s",
@@ -223,14 +240,18 @@ class StreamSource:
     async def lanes(self) -> AsyncIterator[ShardLane]:
         ready, self._ready = self._ready, []
         failures = 0
+        changed = self.leases.changed(self.context.mapping)
         while not self.closed:
             for lane in ready:
                 self.log.info("reading shard", extra=lane._f())
                 yield lane
-            await self.wait(self._wake, time.monotonic() + self.settings.shard_discovery_interval)
+            # a held shard whose parent another hub reads is looked at again each second
+            interval = PARENT_RECHECK if self._waiting else self.settings.shard_discovery_interval
+            await self.wait(self._wake, time.monotonic() + interval, changed)
             if self.closed:
                 return
             self._wake.clear()
+            changed.clear()
             try:
                 ready = await self._discover()
             except Exception as exc:  # the lanes keep reading; the next discovery tries again
@@ -276,11 +297,16 @@ class StreamSource:
 
     # ---- shards ----------------------------------------------------------------------------------------------
 
-    async def wait(self, event: asyncio.Event, deadline: float | None) -> bool:
-        """Wait for `event` until `deadline` (monotonic; None: no limit) or until the source closes."""
+    async def wait(self, event: asyncio.Event, deadline: float | None, also: asyncio.Event | None = None) -> bool:
+        """Wait for `event` until `deadline` (monotonic; None: no limit), until the source closes, or until `also`
+        is set."""
         if event.is_set():
             return True
+        if also is not None and also.is_set():
+            return False
         waiters = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(self.closing.wait())}
+        if also is not None:
+            waiters.add(asyncio.ensure_future(also.wait()))
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -289,33 +315,66 @@ class StreamSource:
                 waiter.cancel()
         return event.is_set()
 
-    def shard_finished(self, shard_id: str) -> None:
-        self._finished.add(shard_id)
-        self._state[shard_id] = SHARD_END
+    async def shard_finished(self, lane: ShardLane) -> None:
+        self._finished.add(lane.key)
+        self._state[lane.key] = SHARD_END
+        self._lanes.pop(lane.key, None)
+        await self.leases.finish(lane.lease)
+        self._wake.set()
+
+    def lease_ended(self, lane: ShardLane) -> None:
+        """The lane's lease was lost (stop now) or revoked (give it back once what was read has settled)."""
+        if self._lanes.get(lane.key) is not lane:
+            return
+        del self._lanes[lane.key]
+        task = asyncio.ensure_future(self._hand_over(lane))
+        self._handing_over.add(task)
+        task.add_done_callback(self._handing_over.discard)
+
+    async def _hand_over(self, lane: ShardLane) -> None:
+        if lane.lease.revoked:
+            await self.wait(lane.idle, None, None)
+        self.log.info("shard handed over" if lane.lease.revoked else "shard lease lost", extra=lane._f())
+        await self.leases.give_back(lane.lease)
         self._wake.set()
 
     async def _discover(self) -> list[ShardLane]:
         """List the shards; return lanes for those that may start now (not finished, parents all finished)."""
         listed = await self.service.shards()
         self._listed = {s.shard_id: s for s in listed}
+        if self.store.shared:  # other hubs read other shards: their checkpoints tell which parents finished
+            self._state = await self.store.get_all(self.scope)
         if self.starting_position == "LATEST" and not self._state and listed:
-            # A new LATEST mapping: open shards start now; closed ones are history.
+            # A new LATEST mapping: open shards start now; closed ones are history. The first hub to write wins.
             now = self.context.clock.time()
             marks = {s.shard_id: SHARD_END if s.closed else f"{LATEST_MARK}{now!r}" for s in listed}
-            await self.store.put_many(self.scope, marks)
-            self._state.update(marks)
-            self._marked.update(k for k, v in marks.items() if v != SHARD_END)
+            self._state = await self.store.put_absent(self.scope, marks)
+            self._marked.update(k for k, v in marks.items() if v != SHARD_END and self._state.get(k) == v)
         self._finished.update(k for k, v in self._state.items() if v == SHARD_END)
+        group = self.context.mapping
+        self.leases.want(group, [self._lease_name(s.shard_id) for s in listed if s.shard_id not in self._finished])
+        held = self.leases.held(group)
         ready = []
+        self._waiting = False
         for shard in sorted(listed, key=lambda s: s.shard_id):
             if shard.shard_id in self._lanes or shard.shard_id in self._finished:
                 continue
+            lease = held.get(self._lease_name(shard.shard_id))
+            if lease is None or lease.ended.is_set():
+                continue  # another hub reads it
             if any((p in self._listed or p in self._lanes) and p not in self._finished for p in shard.parents):
+                self._waiting = True
                 continue  # a parent is still being read (a parent gone from the list has expired: done)
-            lane = ShardLane(self, shard.shard_id, self._start_for(shard.shard_id))
+            if self._state.get(shard.shard_id) == SHARD_END:
+                await self.leases.finish(lease)
+                continue
+            lane = ShardLane(self, shard.shard_id, self._start_for(shard.shard_id), lease)
             self._lanes[shard.shard_id] = lane
             ready.append(lane)
         return ready
+
+    def _lease_name(self, shard_id: str) -> str:
+        return f"{self.scope}/{shard_id}"
 
     def _start_for(self, shard_id: str) -> Start:
         state = self._state.get(shard_id)

@@ -61,22 +61,35 @@ def test_allowed_where_the_broker_shares_the_work(tmp_path: Path, source: str) -
     assert mapping.provisioned_poller_config.maximum_pollers == 10
 
 
-@pytest.mark.parametrize(
-    ("source", "shown", "why"),
-    [
-        ("files", "files sources", "a watched folder is not shared between processes yet"),
-        ("schedule", "schedule sources", "a schedule is not shared between processes yet"),
-        ("kinesis", "kinesis sources", "a shard is not shared between processes yet"),
-        ("dynamodb", "dynamodb sources", "a shard is not shared between processes yet"),
-        ("s3-poll", "s3 sources with mode: poll", "a bucket listing is not shared between processes yet"),
-    ],
-)
-def test_refused_elsewhere_naming_file_line_field_and_why(tmp_path: Path, source: str, shown: str, why: str) -> None:
+LEASED = ["files", "schedule", "kinesis", "dynamodb", "s3-poll"]
+
+
+@pytest.mark.parametrize("source", LEASED)
+def test_leased_sources_refused_on_a_store_of_one_process(tmp_path: Path, source: str) -> None:
     path = write(tmp_path, source)
     error = error_of(path)
     assert error.startswith(f"{path}:6:"), error
-    assert f"mappings[0].provisioned_poller_config: does not apply to {shown}: " in error
-    assert why in error and "kafka, sqs, redis, rabbitmq, s3 with mode: notifications" in error
+    assert "mappings[0].provisioned_poller_config: " in error
+    assert "through leases in the checkpoint store, and sqlite is a store of one process" in error
+    assert "use checkpoints: postgresql://... or redis://..." in error
+
+
+@pytest.mark.parametrize("source", LEASED)
+@pytest.mark.parametrize("store", ["redis://127.0.0.1:6379/0", "postgresql://postgres@127.0.0.1/hub"])
+def test_leased_sources_accepted_on_a_shared_store(tmp_path: Path, source: str, store: str) -> None:
+    path = write(tmp_path, source, "{minimum_pollers: 3}")
+    path.write_text(f"checkpoints: {store}\n" + path.read_text())
+    config = load_config(path, env={})
+    (mapping,) = config.mappings
+    assert mapping.leases is not None and not mapping.shares_work
+    assert mapping.pollers == 3
+    assert config.shared_store
+
+
+def test_refused_where_neither_broker_nor_lease_shares(tmp_path: Path) -> None:
+    path = write(tmp_path, "{type: http, path: /hook}")
+    error = error_of(path)
+    assert "provisioned_poller_config" in error, error
 
 
 @pytest.mark.parametrize(

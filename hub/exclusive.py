@@ -1,0 +1,161 @@
+"""Sources whose whole work is one unit (a schedule, a watched folder, a polled bucket), run under a lease.
+
+With a shared store, every hub builds the mapping, but only the hub that holds the mapping's lease runs its source:
+`LeasedSource` waits for the lease, opens the real source, passes its one lane on, and closes it again when the
+lease ends. A revoked lease (the cluster moved it to another hub) is given back only once every record read under
+it has settled, so the next owner starts from a checkpoint that nothing in flight will move again. A lost lease
+(expired, taken over) stops the lane at once: the next owner reads again what was not checkpointed.
+
+Everything the source writes to the store goes through `FencedStore`, which adds the lease's fence, so a hub woken
+from a pause past its lease moves no checkpoint; and its lane hands on no record once the lease's local bound has
+passed, so it fires no schedule either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from hub.checkpoints import CheckpointStore, Fence
+from hub.leases import Lease, Leases
+from hub.records import Outcome, Record
+from hub.source import Lane, LaneEnded, Source
+
+
+class FencedStore(CheckpointStore):
+    """The checkpoint store as a leased source sees it: its writes carry the current lease's fence."""
+
+    def __init__(self, store: CheckpointStore) -> None:
+        self.store = store
+        self.fence: Fence | None = None
+
+    async def get(self, scope: str, key: str) -> str | None:
+        return await self.store.get(scope, key)
+
+    async def get_all(self, scope: str) -> dict[str, str]:
+        return await self.store.get_all(scope)
+
+    async def put_many(self, scope: str, items: Mapping[str, str | None], fence: Fence | None = None) -> None:
+        await self.store.put_many(scope, items, fence or self.fence)
+
+
+class LeasedLane:
+    """The source's lane while the lease is held: reads end when the lease ends; settles are counted, so that a
+    revoked lease is given back only once nothing read under it is still in flight."""
+
+    def __init__(self, lane: Lane, lease: Lease) -> None:
+        self.lane = lane
+        self.lease = lease
+        self.key = lane.key
+        self.ordered = lane.ordered
+        self.in_flight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        lease = self.lease
+        if lease.ended.is_set() or not lease.valid():
+            raise LaneEnded(self.key)
+        reading = asyncio.ensure_future(self.lane.read(limit, timeout))
+        ending = asyncio.ensure_future(lease.ended.wait())
+        try:
+            await asyncio.wait((reading, ending), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ending.cancel()
+            if not reading.done():
+                reading.cancel()  # cancelling a read loses nothing (the Lane contract)
+                with contextlib.suppress(BaseException):
+                    await reading
+        if not reading.done() or reading.cancelled():
+            raise LaneEnded(self.key)
+        records = reading.result()
+        if not lease.valid():  # woken past the lease: these were never handed on, the next owner reads them
+            raise LaneEnded(self.key)
+        if records:
+            self.in_flight += len(records)
+            self.idle.clear()
+        return records
+
+    async def settle(self, outcome: Outcome) -> None:
+        try:
+            await self.lane.settle(outcome)
+        finally:
+            self.in_flight -= len(outcome)
+            if self.in_flight <= 0:
+                self.in_flight = 0
+                self.idle.set()
+
+
+class LeasedSource:
+    """`source` (one lane) run only while this hub holds the lease `name` of `group`; `store` is the FencedStore
+    the source was built with."""
+
+    def __init__(self, source: Source, store: FencedStore, leases: Leases, group: str, name: str) -> None:
+        self.source = source
+        self.store = store
+        self.leases = leases
+        self.group = group
+        self.name = name
+        self.lane: LeasedLane | None = None
+        self._closing = asyncio.Event()
+
+    def __getattr__(self, attribute: str) -> Any:  # render's companions: batch_info, filter_view, dead_letter...
+        return getattr(self.source, attribute)
+
+    async def open(self) -> None:
+        self._closing.clear()
+        self.leases.want(self.group, [self.name])
+
+    async def lanes(self) -> AsyncIterator[Lane]:
+        while not self._closing.is_set():
+            lease = await self._wait(self.leases.wait_for(self.group, self.name))
+            if lease is None:
+                return
+            self.store.fence = lease.fence
+            try:
+                await self.source.open()
+                inner: AsyncGenerator[Lane, None] = self.source.lanes()  # type: ignore[assignment]
+                lane = LeasedLane(await anext(inner), lease)
+            except BaseException:
+                await self._end(lease)
+                raise
+            self.lane = lane
+            try:
+                yield lane
+                await self._wait(lease.ended.wait())
+                if lease.revoked:  # hand over only what has settled: wait for what is in flight
+                    await self._wait(lane.idle.wait())
+            finally:
+                self.lane = None
+                await inner.aclose()
+                await self._end(lease)
+
+    async def _wait(self, awaitable: Any) -> Any:
+        """Await `awaitable` unless the source is closed first (then None)."""
+        task = asyncio.ensure_future(awaitable)
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait((task, closing), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        return task.result() if task.done() and not task.cancelled() else None
+
+    async def _end(self, lease: Lease) -> None:
+        try:
+            await self.source.close()
+        finally:
+            self.store.fence = None
+            await self.leases.give_back(lease)
+
+    def render(self, records: Sequence[Record], attempt: int) -> Any:
+        return self.source.render(records, attempt)
+
+    async def close(self) -> None:
+        self._closing.set()
+        await self.source.close()
