@@ -209,7 +209,8 @@ class Hub:
             host, _, port = self.config.admin.listen.rpartition(":")
             admin_runner = await admin.serve(self, host, int(port))
             self._stack.push_async_callback(admin_runner.cleanup)
-            log.info("admin endpoint", extra=fields(url=f"http://{self.config.admin.listen}/status"))
+            bound = admin_runner.addresses[0] if admin_runner.addresses else (host, port)  # port 0: the one taken
+            log.info("admin endpoint", extra=fields(url=f"http://{host}:{bound[1]}/status"))
         grace = self.config.shutdown_grace
         try:
             if self.pollers is not None:

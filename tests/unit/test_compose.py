@@ -30,6 +30,7 @@ PUBLISHED_TAGS = {
     "rabbitmq": r"\d+(\.\d+){0,2}(-management)?(-alpine)?",  # official image: 4.0, 4.0.5, -management, -alpine
     "motoserver/moto": r"\d+\.\d+\.\d+",  # moto releases: 5.1.0
     "amazon/aws-cli": r"\d+\.\d+\.\d+",  # AWS CLI v2 releases: 2.22.0
+    "postgres": r"\d+(\.\d+)?(-alpine|-bookworm)?",  # official image: 17, 17.2, each also -alpine
 }
 
 
@@ -157,3 +158,39 @@ def test_the_stack_runs_every_kind_of_source_on_resources_it_creates() -> None:
     for mapping in config.mappings:
         handler = config.functions[mapping.function].handler
         assert handler is not None and (ROOT / (handler.rsplit(".", 1)[0].replace(".", "/") + ".py")).is_file()
+
+
+CLUSTER_FILE = ROOT / "docker-compose.cluster.yml"
+
+
+def test_the_cluster_example_runs_three_hubs_on_one_postgresql_store() -> None:
+    result = compose_config(CLUSTER_FILE)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    hubs = {name: service for name, service in services.items() if name.startswith("hub-")}
+    assert len(hubs) == 3
+    stores = {hub["environment"]["CHECKPOINTS"] for hub in hubs.values()}
+    commands = {tuple(hub["command"]) for hub in hubs.values()}
+    assert len(stores) == 1 and len(commands) == 1  # the same configuration and store: nothing names a hub
+    (store,) = stores
+    assert store.startswith("postgresql://hub:") and store.endswith("@postgres:5432/hub")
+    password = services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    assert f"hub:{password}@" in store
+    for hub in hubs.values():
+        assert hub["depends_on"]["postgres"]["condition"] == "service_healthy"
+    images = yaml.safe_load(CLUSTER_FILE.read_text())["services"]
+    for name, service in images.items():
+        if "image" in service and not name.startswith("hub-"):
+            repository, _, tag = service["image"].partition(":")
+            assert repository in PUBLISHED_TAGS and re.fullmatch(PUBLISHED_TAGS[repository], tag), name
+
+    (command,) = commands
+    config = load_config(ROOT / command[-1], env={"CHECKPOINTS": store})
+    assert config.shared_store
+    leased = {m.source.type for m in config.mappings if m.leases is not None}
+    assert leased == {"kinesis", "dynamodb", "schedule", "files"}
+    created = stack_resources((ROOT / "config" / "stack-init.sh").read_text())
+    for mapping in config.mappings:
+        for field, kind in (("queue_name", "queue"), ("stream_name", "stream"), ("table_name", "table")):
+            if getattr(mapping.source, field, None):
+                assert getattr(mapping.source, field) in created[kind]
