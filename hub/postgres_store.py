@@ -31,7 +31,7 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from hub.checkpoints import Fence, LeaseLost, LeaseRow, LeaseStore, MemberRow, redacted
 
@@ -96,8 +96,8 @@ class PostgresStore(LeaseStore):
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         message = f"{type(exc).__name__}: {exc}"
         password = urlsplit(self.url).password
-        if password:
-            message = message.replace(password, "***")
+        for form in {password, unquote(password or "")} - {None, ""}:  # as written in the URL, and decoded
+            message = message.replace(str(form), "***")
         return StoreUnavailable(f"checkpoint store {redacted(self.url)}: {message}")
 
     async def _ready(self) -> Any:
