@@ -5,9 +5,12 @@ only once it is durable, so a source may settle (and so never deliver again) wha
 
 - `sqlite:///path`  the embedded default. One writer thread; concurrent writes are group-committed in one
                     transaction (WAL, synchronous=NORMAL: durable against a killed process).
-- `redis://host:port/db` shared by several hub processes, and kept off the machine's disk: one hash per scope,
-                    written with MULTI/EXEC (Redis's own durability settings apply: use appendonly for crash safety).
-- `postgresql://user@host:port/db` the store for several hubs (hub/postgres_store.py).
+- `postgresql://user@host:port/db[?schema=NAME]` (or `postgres://`) the store for several hubs
+                    (hub/postgres_store.py): tables created on first use, fenced writes group-committed in one
+                    transaction that holds their lease rows.
+- `redis://host:port/db` also shared by several hub processes, and kept off the machine's disk
+                    (hub/redis_store.py): one hash per scope, written with MULTI/EXEC, or by a Lua script that checks
+                    the fence (Redis's own durability settings apply: use appendonly for crash safety).
 - `memory://`       for tests; forgets everything on exit.
 
 Shared stores (`shared = True`: PostgreSQL, Redis) also keep **leases** and **members** for hubs that share work
@@ -360,42 +363,6 @@ def _resolve(futures: list[asyncio.Future[None]], error: BaseException | None) -
             future.set_exception(error)
 
 
-class RedisStore(CheckpointStore):
-    """Checkpoints in Redis: scope `s` is the hash `hub:checkpoints:s`. redis-py is imported only when used."""
-
-    PREFIX = "hub:checkpoints:"
-
-    def __init__(self, url: str) -> None:
-        import redis.asyncio
-
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            url, max_connections=8, timeout=30, decode_responses=True, socket_timeout=10
-        )
-        self._client = redis.asyncio.Redis(connection_pool=pool)
-
-    async def get(self, scope: str, key: str) -> str | None:
-        value = await self._client.hget(self.PREFIX + scope, key)
-        return None if value is None else str(value)
-
-    async def get_all(self, scope: str) -> dict[str, str]:
-        raw = await self._client.hgetall(self.PREFIX + scope)
-        return {str(k): str(v) for k, v in raw.items()}
-
-    async def put_many(self, scope: str, items: Mapping[str, str | None]) -> None:
-        name = self.PREFIX + scope
-        upserts: dict[Any, Any] = {k: v for k, v in items.items() if v is not None}
-        deletes = [k for k, v in items.items() if v is None]
-        async with self._client.pipeline(transaction=True) as pipe:
-            if upserts:
-                pipe.hset(name, mapping=upserts)
-            if deletes:
-                pipe.hdel(name, *deletes)
-            await pipe.execute()
-
-    async def close(self) -> None:
-        await self._client.aclose()
-
-
 def redacted(url: str) -> str:
     """The store's URL fit for a log line: any password replaced by ***."""
     from urllib.parse import urlsplit, urlunsplit
@@ -410,10 +377,18 @@ def redacted(url: str) -> str:
 
 
 def open_store(url: str) -> CheckpointStore:
+    """The store a `checkpoints:` URL names. Redis and PostgreSQL are imported only when named (their clients are
+    extras); neither connects before its first use."""
     if url == "memory://":
         return MemoryStore()
     if url.startswith(("redis://", "rediss://")):
+        from hub.redis_store import RedisStore
+
         return RedisStore(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        from hub.postgres_store import PostgresStore
+
+        return PostgresStore(url)
     if url.startswith("sqlite:///"):
         return SqliteStore(url.removeprefix("sqlite:///"))
     raise ValueError(f"unknown checkpoint store {url!r}")

@@ -527,8 +527,9 @@ class HubConfig(Model):
 
     checkpoints: str = Field(
         "sqlite:///.hub/state.db",
-        description="`sqlite:///path` (default), `redis://host:port/db` (shared, off this disk; a password in "
-        "the URL is a secret), or `memory://` (forgets on exit).",
+        description="`sqlite:///path` (default: one hub), `postgresql://user:password@host:port/db` (the store "
+        "that several hubs share; `?schema=NAME` keeps its tables in that schema), `redis://host:port/db` (also "
+        "shared, off this disk), or `memory://` (forgets on exit). A password in the URL is a secret.",
     )
     region: str = Field("us-east-1", description="AWS region written into events and ARNs.")
     account_id: str = Field("000000000000", pattern=r"^\d{12}$", description="AWS account id for ARNs.")
@@ -579,13 +580,21 @@ class HubConfig(Model):
     @field_validator("checkpoints")
     @classmethod
     def _store_url(cls, value: str) -> str:
-        if not (value.startswith(("sqlite:///", "redis://", "rediss://")) or value == "memory://"):
-            raise ValueError("use sqlite:///path/to/state.db, redis://host:6379/0 or memory://")
-        if value.startswith(("redis://", "rediss://")):
-            import importlib.util
+        import importlib.util
 
-            if importlib.util.find_spec("redis") is None:
-                raise ValueError("a redis checkpoint store needs redis-py: pip install 'eventhub[redis]'")
+        shared = ("redis://", "rediss://", "postgresql://", "postgres://")
+        if not (value.startswith(("sqlite:///", *shared)) or value == "memory://"):
+            raise ValueError(
+                "use sqlite:///path/to/state.db, postgresql://user@host:5432/db, redis://host:6379/0 or memory://"
+            )
+        if value.startswith(("redis://", "rediss://")) and importlib.util.find_spec("redis") is None:
+            raise ValueError("a redis checkpoint store needs redis-py: pip install 'eventhub[redis]'")
+        if value.startswith(("postgresql://", "postgres://")):
+            if importlib.util.find_spec("asyncpg") is None:
+                raise ValueError("a postgresql checkpoint store needs asyncpg: pip install 'eventhub[postgres]'")
+            from hub.postgres_store import split_url
+
+            split_url(value)  # a bad ?schema= is refused at load, not at the first write
         return value
 
     @model_validator(mode="after")
