@@ -389,4 +389,3 @@ def leases_for(
     if isinstance(store, LeaseStore) and store.shared:
         return Coordinator(store, groups, failover_time, health=health)
     return LocalLeases()
-

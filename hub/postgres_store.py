@@ -168,6 +168,15 @@ class PostgresStore(LeaseStore):
             rows = await conn.fetch("SELECT key, value FROM checkpoints WHERE scope = $1", scope)
         return {str(row["key"]): str(row["value"]) for row in rows}
 
+    async def put_absent(self, scope: str, items: Mapping[str, str]) -> dict[str, str]:
+        """The first writer wins: one INSERT ... ON CONFLICT DO NOTHING, then the scope as it is now."""
+        async with self._connection() as conn:
+            await conn.executemany(
+                "INSERT INTO checkpoints (scope, key, value) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                [(scope, k, v) for k, v in items.items()],
+            )
+        return await self.get_all(scope)
+
     async def put_many(self, scope: str, items: Mapping[str, str | None], fence: Fence | None = None) -> None:
         if self._closed:
             raise RuntimeError("checkpoint store is closed")

@@ -176,6 +176,16 @@ class RedisStore(LeaseStore):
         raw = await self._client.hgetall(self.checkpoints + scope)
         return {str(k): str(v) for k, v in raw.items()}
 
+    async def put_absent(self, scope: str, items: Mapping[str, str]) -> dict[str, str]:
+        """The first writer wins: HSETNX for each item in one transaction, then the scope as it is now."""
+        name = self.checkpoints + scope
+        async with self._client.pipeline(transaction=True) as pipe:
+            for key, value in items.items():
+                pipe.hsetnx(name, key, value)
+            pipe.hgetall(name)
+            *_, raw = await pipe.execute()
+        return {str(k): str(v) for k, v in raw.items()}
+
     async def put_many(self, scope: str, items: Mapping[str, str | None], fence: Fence | None = None) -> None:
         name = self.checkpoints + scope
         upserts: dict[Any, Any] = {k: v for k, v in items.items() if v is not None}

@@ -219,7 +219,7 @@ class ConnectorSpec:
     of the source's validated config that says so. Leave it False if every process would read the same records."""
     minimum_pollers: int = 1
     """The least `provisioned_poller_config.minimum_pollers` it accepts, and the default (AWS: 2 for SQS)."""
-    leases: Literal["source", "lanes"] | None | Callable[[Any], Literal["source", "lanes"] | None] = None
+    leases: Literal["source", "lanes"] | Callable[[Any], Literal["source", "lanes"] | None] | None = None
     """How hubs that share a store share this source's work when its broker does not (`shares_work` False):
     `source`, its whole work is one unit that one hub at a time runs under a lease (a schedule, a folder: the hub
     wraps it in hub.exclusive.LeasedSource); `lanes`, it takes a lease per lane itself through

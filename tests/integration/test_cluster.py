@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.fixtures_aws import boto, connection, create_stream, create_table, moto, put_records  # noqa: F401
-from tests.fixtures_postgres import postgres_url  # noqa: F401
 from tests.helpers import HubProcess, read_jsonl, wait_for
+
+pytest_plugins = ["tests.fixtures_postgres"]
 
 SCHEDULES = 20
 FAILOVER = 3.0
@@ -120,7 +121,7 @@ def kinesis_seen(out: Path) -> list[dict[str, Any]]:
 def test_three_hubs_share_shards_schedules_and_a_folder_through_a_kill(
     tmp_path: Path,
     moto: str,  # noqa: F811
-    postgres_url: str,  # noqa: F811
+    postgres_url: str,
 ) -> None:
     stream = create_stream(moto, shards=4)
     table = create_table(moto)
@@ -167,7 +168,9 @@ def test_three_hubs_share_shards_schedules_and_a_folder_through_a_kill(
         produce("two")
         wait_for(all_seen, 60, "every record of phase two, the killed hub's shards included")
         taken_over = min(
-            r["received"] for r in kinesis_seen(out) if r["eventID"].split(":")[0] in victim_shards and r["received"] > killed_at
+            r["received"]
+            for r in kinesis_seen(out)
+            if r["eventID"].split(":")[0] in victim_shards and r["received"] > killed_at
         )
         print(json.dumps({"takeover_seconds": round(taken_over - killed_at, 3), "failover_time": FAILOVER}))
         assert taken_over - killed_at < FAILOVER * 3  # a bound against a hang, not a timing target
@@ -213,7 +216,7 @@ def test_three_hubs_share_shards_schedules_and_a_folder_through_a_kill(
 def test_a_hub_paused_past_its_leases_fires_nothing_when_it_wakes(
     tmp_path: Path,
     moto: str,  # noqa: F811
-    postgres_url: str,  # noqa: F811
+    postgres_url: str,
 ) -> None:
     stream = create_stream(moto, shards=1)
     table = create_table(moto)

@@ -140,6 +140,15 @@ async def test_checkpoints_round_trip(any_store: CheckpointStore) -> None:
     assert await any_store.get("orders", "lane-1") is None
 
 
+async def test_put_absent_lets_the_first_writer_win(any_store: CheckpointStore) -> None:
+    await any_store.put("stream", "shard-0", "12")
+    now = await any_store.put_absent("stream", {"shard-0": "LATEST@1", "shard-1": "LATEST@1"})
+    assert now == {"shard-0": "12", "shard-1": "LATEST@1"}
+    again = await any_store.put_absent("stream", {"shard-1": "LATEST@2", "shard-2": "SHARD_END"})
+    assert again == {"shard-0": "12", "shard-1": "LATEST@1", "shard-2": "SHARD_END"}
+    assert await any_store.get_all("stream") == again
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "memory-unshared"])
 async def test_a_store_of_one_process_ignores_the_fence(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
