@@ -113,6 +113,19 @@ def shard_keys(kinesis: Any, stream: str, shards: int) -> dict[str, str]:
     raise RuntimeError("could not find a key for every shard")
 
 
+def taken_over(out: Path, shards: set[str], killed: float, pid: int) -> dict[str, float] | None:
+    """{shard: when another hub's function first saw a record of it after the kill}, once every shard has one."""
+    seen: dict[str, float] = {}
+    for call in read_jsonl(out):
+        if call["received"] <= killed or call["pid"] == pid:
+            continue
+        for record in call["event"]["Records"]:
+            shard = record["eventID"].split(":")[0]
+            if shard in shards:
+                seen[shard] = min(seen.get(shard, call["received"]), call["received"])
+    return seen if set(seen) == shards else None
+
+
 def takeover(work: Path, moto: str, store: str, rounds: int) -> dict[str, Any]:
     import boto3
 
@@ -167,19 +180,9 @@ def takeover(work: Path, moto: str, store: str, rounds: int) -> dict[str, Any]:
             hubs.hubs[victim].proc.wait()
             killed = time.time()
 
-            def taken() -> dict[str, float] | None:
-                seen: dict[str, float] = {}
-                for call in read_jsonl(out):
-                    if call["received"] <= killed or call["pid"] == pid:
-                        continue
-                    for record in call["event"]["Records"]:
-                        shard = record["eventID"].split(":")[0]
-                        if shard in held[victim]:
-                            seen[shard] = min(seen.get(shard, call["received"]), call["received"])
-                return seen if set(seen) == held[victim] else None
-
-            wait_until(taken, 60, "the killed hub's shards to be read by the others")
-            seen = taken() or {}
+            lost = held[victim]
+            wait_until(lambda: taken_over(out, lost, killed, pid), 60, "the killed hub's shards to be read again")
+            seen = taken_over(out, lost, killed, pid) or {}
             first.append(min(seen.values()) - killed)
             every.append(max(seen.values()) - killed)
             progress(f"kill {i + 1}/{rounds}: {len(seen)} shards taken over in {every[-1]:.2f}s")

@@ -27,8 +27,8 @@ SCHEDULES = 20
 FAILOVER = 3.0
 
 
-def cluster_config(tmp: Path, store: str, moto: str, stream: str, table: str) -> dict[str, Any]:
-    fast = {"poll_interval": "50ms", "shard_discovery_interval": "1s", "connection": connection(moto)}
+def cluster_config(tmp: Path, store: str, aws: str, stream: str, table: str) -> dict[str, Any]:
+    fast = {"poll_interval": "50ms", "shard_discovery_interval": "1s", "connection": connection(aws)}
     return {
         "checkpoints": store,
         "cluster": {"failover_time": f"{FAILOVER}s"},
