@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import re
@@ -181,7 +182,7 @@ def takeover(work: Path, moto: str, store: str, rounds: int) -> dict[str, Any]:
             killed = time.time()
 
             lost = held[victim]
-            wait_until(lambda: taken_over(out, lost, killed, pid), 60, "the killed hub's shards to be read again")
+            wait_until(functools.partial(taken_over, out, lost, killed, pid), 60, "the killed hub's shards read again")
             seen = taken_over(out, lost, killed, pid) or {}
             first.append(min(seen.values()) - killed)
             every.append(max(seen.values()) - killed)
