@@ -76,6 +76,7 @@ class Hubs:
 
     def __init__(self, work: Path, config: dict[str, Any], env: dict[str, str]) -> None:
         self.work = work
+        work.mkdir(exist_ok=True)
         self.path = work / "hub.yaml"
         self.path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.env = env
@@ -154,7 +155,6 @@ def takeover(work: Path, moto: str, store: str, rounds: int) -> dict[str, Any]:
         ],
     }
     hubs = Hubs(work / "takeover", config, {**AWS_TEST_ENV, "RECORDER_OUT": str(out)})
-    (work / "takeover").mkdir()
     stop = threading.Event()
 
     def produce() -> None:
@@ -215,12 +215,16 @@ def schedules(work: Path, store: str, count: int) -> dict[str, Any]:
             for i in range(count)
         ],
     }
-    (work / "schedules").mkdir()
     hubs = Hubs(work / "schedules", config, {"RECORDER_OUT": str(out)})
     try:
         for name in "abc":
             hubs.start(name, timeout=120)
-        wait_until(lambda: sum(len(hubs.held(n)) for n in "abc") == count, 120, f"{count} schedules to be held")
+
+        def even() -> bool:
+            held = sorted(len(hubs.held(n)) for n in "abc")
+            return sum(held) == count and held[-1] - held[0] <= 1
+
+        wait_until(even, 120, f"{count} schedules to be spread over the hubs")
         spread = sorted(len(hubs.held(n)) for n in "abc")
         progress(f"{count} schedules held by three hubs: {spread}; they fire at {fire_at:%H:%M:%S}")
         wait_until(lambda: len(read_jsonl(out)) >= count, fire_at.timestamp() - time.time() + 60, "every fire")

@@ -252,3 +252,54 @@ def test_a_hub_paused_past_its_leases_fires_nothing_when_it_wakes(
     for _, t in twice:  # only a fire in flight when a was paused can be fired again
         when = datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
         assert stopped_at - 2 <= when <= stopped_at + 1, twice
+
+
+def test_provisioned_pollers_share_a_stream_s_shards_through_leases(
+    tmp_path: Path,
+    moto: str,  # noqa: F811
+    postgres_url: str,  # noqa: F811
+) -> None:
+    import asyncio
+
+    from hub.postgres_store import PostgresStore
+
+    stream = create_stream(moto, shards=2)
+    out = tmp_path / "calls.jsonl"
+    config = {
+        "checkpoints": postgres_url,
+        "cluster": {"failover_time": f"{FAILOVER}s"},
+        "shutdown_grace": "5s",
+        "functions": {"rec": {"handler": "functions.recorder.record", "runtime": "in-process"}},
+        "mappings": [
+            {
+                "name": "clicks",
+                "function": "rec",
+                "provisioned_poller_config": {"minimum_pollers": 2},
+                "source": {
+                    "type": "kinesis",
+                    "stream_name": stream,
+                    "starting_position": "TRIM_HORIZON",
+                    "poll_interval": "50ms",
+                    "connection": connection(moto),
+                },
+            }
+        ],
+    }
+
+    async def owners() -> set[str]:
+        store = PostgresStore(postgres_url)
+        try:
+            return {row.owner for row in await store.leases() if row.held and row.owner}
+        finally:
+            await store.close()
+
+    with HubProcess(tmp_path, config, {"RECORDER_OUT": str(out)}) as hub:
+        hub.start()
+        wait_for(lambda: len(asyncio.run(owners())) == 2, 30, "each poller to hold a shard")
+        placed = put_records(moto, stream, [(f"key-{i}", f"r{i}".encode()) for i in range(40)])
+        wait_for(lambda: len(kinesis_seen(out)) >= len(placed), 30, "every record")
+        assert hub.stop() == 0
+    seen = kinesis_seen(out)
+    assert {r["kinesis"]["sequenceNumber"] for r in seen} == {seq for _, seq in placed}
+    readers = {(r["eventID"].split(":")[0], r["pid"]) for r in seen}
+    assert len(readers) == 2 and len({pid for _, pid in readers}) == 2  # two processes, a shard each
