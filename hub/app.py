@@ -77,9 +77,10 @@ class Hub:
                 self._stack.push_async_callback(function.close)
             self.functions[name] = function
         leased = [m.display_name for m in mappings if m.enabled and m.leases is not None]
-        self.leases = leases_for(self.store, leased, self.config.cluster.failover_time, self.cluster_health)
+        if leased:  # a hub with nothing to lease does not join the cluster
+            self.leases = leases_for(self.store, leased, self.config.cluster.failover_time, self.cluster_health)
         if isinstance(self.leases, Coordinator):
-            await self.leases.start()  # joins the cluster: raises if the store does not answer
+            await self.leases.start()
             self._stack.push_async_callback(self.leases.stop)
             log.info("joined the cluster", extra=fields(member=self.leases.member, leased_mappings=len(leased)))
         synchronous: dict[str, list[SyncMapping]] = {}

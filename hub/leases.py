@@ -284,11 +284,16 @@ class Coordinator(Leases):
     # ---- lifecycle --------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Join the cluster, then tick in the background. Raises if the store cannot be reached.
+        """Join the cluster, then tick in the background. A store that does not answer is not fatal: the hub runs
+        (its leased work waiting), reports the cluster degraded (/healthz, /status) and keeps trying, as it does
+        for a broker.
 
         The first tick only says this member is there: hubs started together see each other before any takes a
         lease, rather than the first taking everything and handing most of it over again a tick later."""
-        await self._tick(take=False)
+        try:
+            await asyncio.wait_for(self._tick(take=False), max(self.tick, 5.0))
+        except Exception as exc:
+            self._failed(exc)
         self._task = asyncio.create_task(self._run(), name="leases")
 
     async def stop(self) -> None:
@@ -315,13 +320,17 @@ class Coordinator(Leases):
             try:
                 await asyncio.wait_for(self._tick(), max(self.tick, 5.0))
             except Exception as exc:
-                self._failures += 1
-                self.health.fail("lease store", f"the lease store does not answer: {type(exc).__name__}: {exc}")
+                self._failed(exc)
                 self._expire_overdue()
             else:
                 if self._failures:
                     self.health.ok("lease store")
                 self._failures = 0
+
+    def _failed(self, exc: BaseException) -> None:
+        self._failures += 1
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        self.health.fail("lease store", f"the checkpoint store does not answer the cluster's calls: {what}; retrying")
 
     def _expire_overdue(self) -> None:
         """The store is out of reach: leases whose local bound passed are lost (another member may have them)."""

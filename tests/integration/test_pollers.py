@@ -285,11 +285,11 @@ def test_a_poller_whose_hub_died_stops(tmp_path: Path, tansu: str) -> None:  # n
 @pytest.mark.parametrize(
     ("source", "needle"),
     [
-        ({"type": "schedule", "expression": "rate(1 minute)"}, "a schedule is not shared between processes yet"),
-        ({"type": "files", "path": "./inbox"}, "a watched folder is not shared between processes yet"),
+        ({"type": "schedule", "expression": "rate(1 minute)"}, "schedule pollers share the work through leases"),
+        ({"type": "files", "path": "./inbox"}, "files pollers share the work through leases"),
     ],
 )
-def test_pollers_on_a_source_no_broker_shares_exit_2_naming_the_line(
+def test_pollers_of_a_leased_source_on_sqlite_exit_2_naming_the_line(
     tmp_path: Path, source: dict[str, Any], needle: str
 ) -> None:
     path = tmp_path / "hub.yaml"
@@ -304,8 +304,8 @@ def test_pollers_on_a_source_no_broker_shares_exit_2_naming_the_line(
     )
     result = run_cli("run", str(path), cwd=tmp_path)
     assert result.returncode == 2, result
-    assert f"{path}:7:" in result.stderr and "mappings[0].provisioned_poller_config: does not apply" in result.stderr
-    assert needle in result.stderr
+    assert f"{path}:7:" in result.stderr and "mappings[0].provisioned_poller_config: " in result.stderr
+    assert needle in result.stderr and "use checkpoints: postgresql://... or redis://..." in result.stderr
 
 
 def test_maximum_below_minimum_exits_2(tmp_path: Path) -> None:
