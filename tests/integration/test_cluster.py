@@ -257,7 +257,7 @@ def test_a_hub_paused_past_its_leases_fires_nothing_when_it_wakes(
 def test_provisioned_pollers_share_a_stream_s_shards_through_leases(
     tmp_path: Path,
     moto: str,  # noqa: F811
-    postgres_url: str,  # noqa: F811
+    postgres_url: str,
 ) -> None:
     import asyncio
 
