@@ -118,6 +118,9 @@ class SourceContext:
     leases: Leases = field(default_factory=LocalLeases)
     """This hub's leases (hub.leases): a source with `leases="lanes"` takes one per lane. Over a store of one
     process, every lease is granted at once."""
+    poller: int = 1
+    """Which of the mapping's pollers this process is (1: the hub's own; 2..N: `provisioned_poller_config`
+    children), for a source that must name each consumer apart and stably (an MQTT client id)."""
     health: Health = field(default_factory=Health)
     """The mapping's health (hub.health). A connector whose client library retries inside and never raises reports
     what it sees here (`fail`/`ok`), or bounds its own broker calls with `watch`, so that /healthz tells the truth."""
@@ -219,7 +222,7 @@ class ConnectorSpec:
     of the source's validated config that says so. Leave it False if every process would read the same records."""
     minimum_pollers: int = 1
     """The least `provisioned_poller_config.minimum_pollers` it accepts, and the default (AWS: 2 for SQS)."""
-    leases: Literal["source", "lanes"] | None | Callable[[Any], Literal["source", "lanes"] | None] = None
+    leases: Literal["source", "lanes"] | Callable[[Any], Literal["source", "lanes"] | None] | None = None
     """How hubs that share a store share this source's work when its broker does not (`shares_work` False):
     `source`, its whole work is one unit that one hub at a time runs under a lease (a schedule, a folder: the hub
     wraps it in hub.exclusive.LeasedSource); `lanes`, it takes a lease per lane itself through
