@@ -198,3 +198,15 @@ async def test_manual_acks_refuses_a_client_it_does_not_know() -> None:
 
     with pytest.raises(LibraryChanged, match="no longer wraps a paho-mqtt Client"):
         manual_acks(Wrapped())
+
+
+def test_the_example_telemetry_handler_reads_both_forms_of_the_event() -> None:
+    from functions import telemetry
+
+    assert telemetry.handler({"temperature": 31.5, "topic": "sensors/s-9/telemetry"}, None) == {
+        "device": "s-9",
+        "temperature": 31.5,
+    }
+    binary = iot_event(b"\x01\x02\x03", "sensors/s-2/telemetry", "topic")
+    assert telemetry.handler(binary, None) == {"device": "s-2", "bytes": 3}
+    assert telemetry.handler([1, 2], None) == {"ignored": "list"}
