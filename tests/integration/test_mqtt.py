@@ -350,13 +350,22 @@ def test_the_function_gets_json_and_binary_payloads_as_an_iot_rule_sends_them(
     base = unique("hub-iot")
     out = tmp_path / "out.jsonl"
     binary = bytes(range(250, 256)) + b"\x00raw"
-    config = hub_config(mosquitto.url, [f"{base}/+/telemetry"], topic_key="source_topic")
+    filters = {"filter_criteria": [{"test": [{"exists": False}]}]}  # a message marked as a test is no event
+    config = hub_config(mosquitto.url, [f"{base}/+/telemetry"], mapping=filters, topic_key="source_topic")
     with HubProcess(tmp_path, config, env={"RECORDER_OUT": str(out)}) as hub:
         start(hub)
-        asyncio.run(publish(mosquitto, [(f"{base}/s-1/telemetry", b'{"t": 20.5}'), (f"{base}/s-2/telemetry", binary)]))
+        published = [(f"{base}/s-0/telemetry", b'{"test": true}')]
+        published += [(f"{base}/s-1/telemetry", b'{"t": 20.5}'), (f"{base}/s-2/telemetry", binary)]
+        asyncio.run(publish(mosquitto, published))
         wait_for(lambda: len(read_jsonl(out)) == 2, 20, "two invocations")
         assert hub.stop() == 0
-    events = sorted((line["event"] for line in read_jsonl(out)), key=json.dumps)
+        assert "polled=3 filtered_out=1 invoked=2" in hub.log()
+        start(hub)  # the filtered message was acked too: the session sends nothing again
+        asyncio.run(publish(mosquitto, [(f"{base}/s-3/telemetry", b'{"t": "last"}')]))
+        wait_for(lambda: len(read_jsonl(out)) == 3, 20, "the last message")
+        assert hub.stop() == 0
+        assert "polled=1 filtered_out=0 invoked=1" in hub.log()
+    events = sorted((line["event"] for line in read_jsonl(out)[:2]), key=json.dumps)
     assert events == sorted(
         [
             {"t": 20.5, "source_topic": f"{base}/s-1/telemetry"},
@@ -364,7 +373,7 @@ def test_the_function_gets_json_and_binary_payloads_as_an_iot_rule_sends_them(
         ],
         key=json.dumps,
     )
-    assert len({line["request_id"] for line in read_jsonl(out)}) == 2  # one invocation per message
+    assert len({line["request_id"] for line in read_jsonl(out)}) == 3  # one invocation per message
 
 
 def test_messages_published_while_the_hub_is_down_arrive_after_it_starts(
