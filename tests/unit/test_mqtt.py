@@ -210,3 +210,14 @@ def test_the_example_telemetry_handler_reads_both_forms_of_the_event() -> None:
     binary = iot_event(b"\x01\x02\x03", "sensors/s-2/telemetry", "topic")
     assert telemetry.handler(binary, None) == {"device": "s-2", "bytes": 3}
     assert telemetry.handler([1, 2], None) == {"ignored": "list"}
+
+
+def test_its_credentials_are_secrets() -> None:
+    from hub import redact
+
+    assert redact.secrets_of(config(url="mqtts://hub:url-pw@h", ssl_certfile="c.pem", ssl_password="key-pw")) >= {
+        "url-pw",
+        "key-pw",
+    }
+    assert "field-pw" in redact.secrets_of(config(username="hub", password="field-pw"))
+    assert "field-pw" not in repr(config(username="hub", password="field-pw"))
