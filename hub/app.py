@@ -35,6 +35,7 @@ class Hub:
     """Every enabled mapping of a HubConfig, in this process.
 
     only     run just the mapping of this name (a poller process of that mapping: no admin endpoint)
+    poller   which poller of that mapping this process is (1: the hub itself), told to its source
     pollers  the extra poller processes of mappings with several pollers, started once this process runs
              and stopped with it
     """
@@ -46,11 +47,13 @@ class Hub:
         clock: Clock | None = None,
         store: CheckpointStore | None = None,
         only: str | None = None,
+        poller: int = 1,
         pollers: Pollers | None = None,
     ):
         redact.remember(redact.secrets_of(config))  # also when the hub is embedded, not started by `hub run`
         self.config = config
         self.only = only
+        self.poller = poller
         self.pollers = pollers
         self.clock = clock or SystemClock()
         self.store = store or open_store(config.checkpoints)
@@ -101,6 +104,7 @@ class Hub:
                 max_in_flight=max_in_flight,
                 health=health,
                 leases=self.leases,
+                poller=self.poller,
             )
             source = self._build_source(mapping, context)
             if spec.family == "sync":

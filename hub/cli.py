@@ -212,7 +212,7 @@ def run(
         logs.tag(poller=poller_index)
         if not any(m.display_name == poller and m.enabled for m in cfg.mappings):
             fail(f"error: {config}: no enabled mapping named {poller!r} to poll")
-        main_task = pollers.run_poller(Hub(cfg, only=poller), parent_pid)
+        main_task = pollers.run_poller(Hub(cfg, only=poller, poller=poller_index), parent_pid)
     else:
         from hub import affinity
 

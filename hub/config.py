@@ -346,8 +346,9 @@ class MappingConfig(Model):
         "at least minimum_pollers (default 200)}`: run the mapping in minimum_pollers OS processes (the hub's and "
         "minimum_pollers - 1 children it restarts and stops) that share the work through the broker's own "
         "coordination: kafka (consumer group), sqs and rabbitmq (competing consumers), redis (stream consumer group), "
-        "s3 with mode: notifications. The hub does not autoscale: maximum_pollers is validated, for AWS "
-        "compatibility, and not used. Kafka: pollers beyond the partition count stay idle.",
+        "s3 with mode: notifications, mqtt with a shared_group (an MQTT 5 shared subscription). The hub does not "
+        "autoscale: maximum_pollers is validated, for AWS compatibility, and not used. Kafka: pollers beyond the "
+        "partition count stay idle.",
     )
 
     source: Any = Field(description="The event source: `type:` names the connector.")
@@ -451,13 +452,13 @@ class MappingConfig(Model):
     def _not_shared(self) -> str:
         return (
             f"does not apply to {self.source.type} sources: pollers share a mapping's work through the broker's own "
-            "consumer coordination (kafka, sqs, redis, rabbitmq, s3 with mode: notifications) or through leases in a "
-            "shared checkpoint store (kinesis, dynamodb, schedule, files, s3 with mode: poll)"
+            "consumer coordination (kafka, sqs, redis, rabbitmq, s3 with mode: notifications, mqtt with shared_group) "
+            "or through leases in a shared checkpoint store (kinesis, dynamodb, schedule, files, s3 with mode: poll)"
         )
 
 
 _FAMILY_WORDS = {
-    "async": "each event is its own asynchronous invocation, as S3 and EventBridge invoke Lambda",
+    "async": "each event is its own asynchronous invocation, as S3, EventBridge and IoT rules invoke Lambda",
     "queue": "a queue source",
     "stream": "a stream source",
     "sync": "each request is one synchronous invocation: no batching, retries, filters or destinations",

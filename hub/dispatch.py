@@ -3,7 +3,7 @@
 Processing retries (bounded, then the destination) live here, as explicit policy values; connection trouble is
 the mapping's business and never counts as a function failure. One policy per source family, as AWS has:
 
-- async (files, schedules): Lambda's asynchronous invocation. Up to `maximum_retry_attempts` retries with
+- async (files, schedules, s3, mqtt): Lambda's asynchronous invocation. Up to `maximum_retry_attempts` retries with
   exponential backoff and jitter; an event older than `maximum_event_age` is not retried; then the
   asynchronous invocation record goes to the destination, and the event to every dead-letter queue: the
   function's (Lambda's DeadLetterConfig) and the source's own (a schedule's); with none of them the event is

@@ -118,6 +118,9 @@ class SourceContext:
     leases: Leases = field(default_factory=LocalLeases)
     """This hub's leases (hub.leases): a source with `leases="lanes"` takes one per lane. Over a store of one
     process, every lease is granted at once."""
+    poller: int = 1
+    """Which of the mapping's pollers this process is (1: the hub's own; 2..N: `provisioned_poller_config`
+    children), for a source that must name each consumer apart and stably (an MQTT client id)."""
     health: Health = field(default_factory=Health)
     """The mapping's health (hub.health). A connector whose client library retries inside and never raises reports
     what it sees here (`fail`/`ok`), or bounds its own broker calls with `watch`, so that /healthz tells the truth."""

@@ -30,7 +30,11 @@ PUBLISHED_TAGS = {
     "rabbitmq": r"\d+(\.\d+){0,2}(-management)?(-alpine)?",  # official image: 4.0, 4.0.5, -management, -alpine
     "motoserver/moto": r"\d+\.\d+\.\d+",  # moto releases: 5.1.0
     "amazon/aws-cli": r"\d+\.\d+\.\d+",  # AWS CLI v2 releases: 2.22.0
+<<<<<<< HEAD
     "postgres": r"\d+(\.\d+)?(-alpine|-bookworm)?",  # official image: 17, 17.2, each also -alpine
+=======
+    "eclipse-mosquitto": r"\d+(\.\d+){0,2}(-openssl)?",  # official image: 2, 2.0, 2.0.20, each also -openssl
+>>>>>>> wt-mqtt
 }
 
 
@@ -62,21 +66,25 @@ def test_docker_compose_validates_the_file() -> None:
     assert result.returncode == 0, result.stderr
     resolved = json.loads(result.stdout)
     services = resolved["services"]
-    assert set(services) == {"hub", "kafka", "redis", "rabbitmq", "aws", "aws-init"}
+    assert set(services) == {"hub", "kafka", "redis", "rabbitmq", "mosquitto", "aws", "aws-init"}
     conditions = {name: dep["condition"] for name, dep in services["hub"]["depends_on"].items()}
     assert conditions == {
         "kafka": "service_healthy",
         "redis": "service_healthy",
         "rabbitmq": "service_healthy",
+        "mosquitto": "service_healthy",
         "aws-init": "service_completed_successfully",
     }
-    for name in ("kafka", "redis", "rabbitmq"):
+    for name in ("kafka", "redis", "rabbitmq", "mosquitto"):
         assert services[name]["healthcheck"]["test"], name  # the hub waits for service_healthy
     # the same password on both sides, unless RABBITMQ_PASSWORD says otherwise
     password = services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_PASS"]
     assert services["hub"]["environment"]["RABBITMQ_URL"] == f"amqp://hub:{password}@rabbitmq:5672/"
     mount = services["aws-init"]["volumes"][0]
     assert Path(mount["source"]) == ROOT / "config" / "stack-init.sh" and mount["target"] == "/stack-init.sh"
+    mount = services["mosquitto"]["volumes"][0]  # a listener for the other containers, and persistence
+    assert Path(mount["source"]) == ROOT / "config" / "mosquitto.conf"
+    assert mount["target"] == "/mosquitto/config/mosquitto.conf"
 
 
 def test_docker_compose_refuses_a_broken_file(tmp_path: Path) -> None:
@@ -151,6 +159,11 @@ def test_the_stack_runs_every_kind_of_source_on_resources_it_creates() -> None:
     # nothing on RabbitMQ is created by the stack: the mapping declares its queue
     rabbitmq = next(m.source for m in config.mappings if m.source.type == "rabbitmq")
     assert rabbitmq.declare and rabbitmq.url.startswith("amqp://hub:")
+    # the broker's configuration listens for other containers and keeps sessions
+    mqtt = next(m.source for m in config.mappings if m.source.type == "mqtt")
+    assert (mqtt.host, mqtt.port) == ("mosquitto", 1883)
+    broker = (ROOT / "config" / "mosquitto.conf").read_text().splitlines()
+    assert {"listener 1883", "allow_anonymous true", "persistence true"} <= set(broker)
 
     dockerfile = (ROOT / "Dockerfile").read_text()
     for copied in re.findall(r"^COPY (\S+)", dockerfile, re.M):
