@@ -30,11 +30,8 @@ PUBLISHED_TAGS = {
     "rabbitmq": r"\d+(\.\d+){0,2}(-management)?(-alpine)?",  # official image: 4.0, 4.0.5, -management, -alpine
     "motoserver/moto": r"\d+\.\d+\.\d+",  # moto releases: 5.1.0
     "amazon/aws-cli": r"\d+\.\d+\.\d+",  # AWS CLI v2 releases: 2.22.0
-<<<<<<< HEAD
     "postgres": r"\d+(\.\d+)?(-alpine|-bookworm)?",  # official image: 17, 17.2, each also -alpine
-=======
     "eclipse-mosquitto": r"\d+(\.\d+){0,2}(-openssl)?",  # official image: 2, 2.0, 2.0.20, each also -openssl
->>>>>>> wt-mqtt
 }
 
 
