@@ -27,6 +27,7 @@ bench: $(VENV)/.test
 	$(BIN)/python bench/kinesis_bench.py
 	$(BIN)/python bench/sqs_bench.py
 	$(BIN)/python bench/http_bench.py
+	$(BIN)/python bench/cluster_bench.py
 	$(BIN)/python bench/store_bench.py
 
 $(BIN)/python:
