@@ -7,11 +7,14 @@ are this process's: a mapping with several pollers lists their pids under `polle
 
 from __future__ import annotations
 
+import hmac
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from hub import redact
+from hub.control import ControlError, Slot
 from hub.sync import SyncRunner
 
 if TYPE_CHECKING:
@@ -34,8 +37,14 @@ METRICS = {
 }
 
 
+def slot_view(slot: Slot) -> dict[str, Any]:
+    """A mapping as AWS's GetEventSourceMapping would describe its state (never a source setting)."""
+    return {"name": slot.name, "State": slot.state, "StateTransitionReason": slot.reason}
+
+
 def status(hub: Hub) -> dict[str, Any]:
     pollers = hub.pollers.status() if hub.pollers is not None else {}
+    states = {slot.name: slot for slot in hub.mappings.slots.values()}
     return {
         "uptime_s": round(time.monotonic() - hub.started, 3),
         "checkpoints": hub.config.checkpoints.split(":", 1)[0],
@@ -45,6 +54,8 @@ def status(hub: Hub) -> dict[str, Any]:
                 "function": runner.mapping.function,
                 "source": runner.mapping.source.type,
                 "state": runner.state,
+                "State": states[runner.name].state if runner.name in states else "Enabled",
+                "running_since": states[runner.name].since if runner.name in states else None,
                 "last_error": runner.last_error or None,
                 "lanes": sorted(runner.lanes),
                 "in_flight_batches": runner.sync.in_flight
@@ -63,6 +74,7 @@ def status(hub: Hub) -> dict[str, Any]:
             }
             for runner in hub.runners
         ],
+        "stopped_mappings": [slot_view(slot) for slot in hub.mappings.slots.values() if slot.runner is None],
         "cluster": {
             **hub.leases.status(),
             "state": "degraded" if hub.cluster_health.degraded else "running",
@@ -121,6 +133,10 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+async def _slot(operation: Awaitable[Slot]) -> dict[str, Any]:
+    return slot_view(await operation)
+
+
 async def serve(hub: Hub, host: str, port: int) -> web.AppRunner:
     """Start the endpoint; returns the runner to clean up at stop."""
     from aiohttp import web
@@ -137,7 +153,55 @@ async def serve(hub: Hub, host: str, port: int) -> web.AppRunner:
             down.append("cluster")  # the lease store does not answer: leases may be lost
         return web.json_response({"ok": not down, "not_running": down}, status=200 if not down else 503)
 
+    def allowed(request: web.Request) -> web.Response | None:
+        """None if the request may change something; else the answer that refuses it."""
+        token = hub.config.admin.token if hub.config.admin is not None else None
+        if token is None:
+            return None
+        given = request.headers.get("Authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {token.get_secret_value()}".encode()):
+            return None
+        return web.json_response({"error": "this needs the admin token: Authorization: Bearer <token>"}, status=401)
+
+    async def control(request: web.Request, action: Callable[[], Awaitable[Any]]) -> web.Response:
+        refused = allowed(request)
+        if refused is not None:
+            return refused
+        try:
+            answer = await action()
+        except ControlError as exc:
+            return web.json_response({"error": redact.text(str(exc))}, status=exc.status)
+        return web.json_response(redact.data(answer))
+
+    async def disable_view(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        return await control(request, lambda: _slot(hub.mappings.disable(name)))
+
+    async def enable_view(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        return await control(request, lambda: _slot(hub.mappings.enable(name)))
+
+    async def update_view(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        try:
+            changes = await request.json()
+        except ValueError:
+            return web.json_response({"error": "the body must be a JSON object of settings"}, status=400)
+        if not isinstance(changes, dict):
+            return web.json_response({"error": "the body must be a JSON object of settings"}, status=400)
+        return await control(request, lambda: _slot(hub.update_mapping(name, changes)))
+
+    async def reload_view(request: web.Request) -> web.Response:
+        async def run() -> Any:
+            return (await hub.reload()).as_dict()
+
+        return await control(request, run)
+
     app = web.Application()
+    app.router.add_post("/mappings/{name}/disable", disable_view)
+    app.router.add_post("/mappings/{name}/enable", enable_view)
+    app.router.add_patch("/mappings/{name}", update_view)
+    app.router.add_post("/reload", reload_view)
     app.router.add_get("/status", status_view)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/healthz", health_view)

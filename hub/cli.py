@@ -221,7 +221,7 @@ def run(
         options = ctx.find_root().params
         command = pollers.child_command(config, options["log_level"], options["log_format"])
         extra = pollers.Pollers(cfg, command)
-        main_task = Hub(cfg, pollers=extra if extra.children else None).run()
+        main_task = Hub(cfg, pollers=extra if extra.children else None, loader=lambda: _load_masked(config)).run()
     try:
         asyncio.run(main_task)
     except HandlerLoadError as exc:
@@ -402,3 +402,13 @@ def schema(markdown: bool) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _add_admin_commands() -> None:
+    from hub import cli_admin
+
+    for command in cli_admin.COMMANDS:
+        main.add_command(command)
+
+
+_add_admin_commands()

@@ -127,6 +127,8 @@ class Function:
         self.runtime: Runtime = build_runtime(self.setup, config, shared=shared, log_stream=self._log_stream)
         self._slots = asyncio.Semaphore(config.concurrency) if config.concurrency else None
         self._summaries: dict[str, _Summary] = {}
+        self.started = False
+        """True between start() and close(): the function's environments (or module) are loaded."""
 
     @classmethod
     def from_config(cls, name: str, hub: HubConfig, extra_environment: Mapping[str, str] | None = None) -> Function:
@@ -143,7 +145,9 @@ class Function:
         )
 
     async def start(self) -> None:
+        """Load the function (its first execution environment, or its module in-process). Raises if it cannot."""
         await self.runtime.start()
+        self.started = True
 
     def context(self) -> LambdaContext:
         return LambdaContext(
@@ -224,4 +228,5 @@ class Function:
         for mapping, summary in self._summaries.items():
             self._log_summary(mapping, summary)
         self._summaries.clear()
+        self.started = False
         await self.runtime.close()

@@ -85,6 +85,10 @@ class Leases:
         """The leases of `group` this process holds now (revoked ones included, lost ones not)."""
         raise NotImplementedError
 
+    def serve(self, groups: Iterable[str]) -> None:
+        """Take part in these groups' leases too (a mapping added at run time)."""
+        raise NotImplementedError
+
     def changed(self, group: str) -> asyncio.Event:
         """Set whenever a lease of `group` is taken, lost or revoked; the waiter clears it."""
         raise NotImplementedError
@@ -123,6 +127,9 @@ class LocalLeases(Leases):
 
     def held(self, group: str) -> dict[str, Lease]:
         return dict(self._held.get(group, {}))
+
+    def serve(self, groups: Iterable[str]) -> None:
+        pass  # every lease is granted at once
 
     def changed(self, group: str) -> asyncio.Event:
         return self._changed.setdefault(group, asyncio.Event())
@@ -234,6 +241,12 @@ class Coordinator(Leases):
 
     def held(self, group: str) -> dict[str, Lease]:
         return {name: lease for name, lease in self._held.items() if lease.group == group}
+
+    def serve(self, groups: Iterable[str]) -> None:
+        added = set(groups) - set(self.groups)
+        if added:
+            self.groups = tuple(sorted({*self.groups, *added}))
+            self._wake.set()
 
     def changed(self, group: str) -> asyncio.Event:
         return self._changed.setdefault(group, asyncio.Event())

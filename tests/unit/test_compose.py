@@ -195,7 +195,7 @@ def test_the_cluster_example_runs_three_hubs_on_one_postgresql_store() -> None:
             assert repository in PUBLISHED_TAGS and re.fullmatch(PUBLISHED_TAGS[repository], tag), name
 
     (command,) = commands
-    config = load_config(ROOT / command[-1], env={"CHECKPOINTS": store})
+    config = load_config(ROOT / command[-1], env={"CHECKPOINTS": store, "HUB_ADMIN_TOKEN": "t"})
     assert config.shared_store
     leased = {m.source.type for m in config.mappings if m.leases is not None}
     assert leased == {"kinesis", "dynamodb", "schedule", "files"}
