@@ -195,3 +195,9 @@ def says_it_started_then_blocks(event, context):
     with open(os.environ["STARTED_FILE"], "w") as f:
         f.write(str(os.getpid()))
     threading.Event().wait()
+
+
+async def sleeps_async(event, context):
+    """Sleep `seconds` on the event loop (in-process, invocations overlap), then return them."""
+    await asyncio.sleep(event.get("seconds", 0))
+    return event.get("seconds", 0)

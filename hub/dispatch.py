@@ -28,6 +28,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hub import tracing
 from hub.config import MappingConfig
 from hub.deadletter import GiveUp, dead_letter_queues
 from hub.failures import FailureRecords
@@ -74,6 +75,8 @@ class Counters:
     invoked: int = 0
     failed_invoke: int = 0
     dropped: int = 0
+    deleted: int = 0
+    """Queue sources: records deleted or acked once settled (AWS: DeletedEventCount)."""
     destination_delivered: int = 0
     destination_errors: int = 0
     by_outcome: dict[str, int] = field(default_factory=dict)
@@ -158,7 +161,10 @@ class Dispatcher:
         if window is not None:
             event = window.event(event)
         self.counters.invoked += len(records)
-        result = await self.function.invoke(event, mapping=self.name, records=len(records), attempt=attempt)
+        trace = tracing.carriers(self.source, records)  # [] unless tracing is on (the `otel` extra)
+        result = await self.function.invoke(
+            event, mapping=self.name, records=len(records), attempt=attempt, trace=trace
+        )
         if result.ok and window is not None:
             if isinstance(result.payload, dict) and "state" in result.payload:
                 window.state = result.payload["state"]

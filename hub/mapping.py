@@ -169,6 +169,7 @@ class MappingRunner:
         self.phase = "starting"
         """Where the lifecycle is: starting, connecting, running, reconnecting, stopping."""
         self.lanes: set[str] = set()
+        self._deletes = mapping.spec.family == "queue"
 
     @property
     def state(self) -> str:
@@ -361,6 +362,8 @@ class MappingRunner:
         what = f"settling lane {lane.key}"
         try:
             await self.health.watch(what, SETTLE_BOUND, lane.settle(outcome))
+            if self._deletes:  # the queue deleted (or acked) what settled: AWS's DeletedEventCount
+                self.counters.deleted += len(outcome.settled)
         except Exception as exc:
             error = f"settling {len(outcome)} records on lane {lane.key} failed: {type(exc).__name__}: {exc}"
             if not self.health.fail(what, error + "; they will be delivered again"):

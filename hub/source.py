@@ -11,9 +11,9 @@ import asyncio
 import builtins
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -128,6 +128,67 @@ class SourceContext:
     def scope(self, *parts: str) -> str:
         """A checkpoint-store scope private to this mapping."""
         return "/".join((self.mapping, *parts))
+
+
+# ---- lag and trace context: optional capabilities of a source, checked with isinstance -----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Lag:
+    """How far behind a lane is, as its broker tells it: each field None where the source does not know it.
+
+    /status shows it per lane and, per mapping, the largest of each field over its lanes; /metrics exports the
+    mapping's (hub.metrics); the history keeps it (hub.history).
+    """
+
+    offset_lag: int | None = None
+    """Records written and not yet processed (AWS: OffsetLag): a Kafka partition's high watermark minus the
+    group's committed offset."""
+    iterator_age_ms: float | None = None
+    """Streams (AWS: IteratorAge): how old the newest record read is now, or the broker's MillisBehindLatest of the
+    last read when larger; 0 once a read found the lane caught up."""
+    oldest_message_age_s: float | None = None
+    """Queues: the age of the oldest message waiting, as far as the queue tells it (the way each source estimates
+    it is in its docs: SQS's CloudWatch ApproximateAgeOfOldestMessage is not an attribute a client can read)."""
+    backlog: int | None = None
+    """Queues: messages waiting to be delivered (SQS ApproximateNumberOfMessages, a Redis group's `lag`, a
+    RabbitMQ queue's ready messages)."""
+
+    def as_dict(self) -> dict[str, float]:
+        """The fields the source knows, by name (what /status and /history show)."""
+        return {name: value for name in _LAG_FIELDS if (value := getattr(self, name)) is not None}
+
+
+_LAG_FIELDS = ("offset_lag", "iterator_age_ms", "oldest_message_age_s", "backlog")
+
+
+@runtime_checkable
+class LagSource(Protocol):
+    """A source that tells how far behind its lanes are. Without it a mapping shows no lag."""
+
+    async def lag(self) -> Mapping[str, Lag]:
+        """The lag of each lane read now, by lane key; or by the name of what the broker measures as one when the
+        lanes are finer than that (an SQS FIFO queue, whose lanes are message groups: its queue's name).
+
+        Only what the broker tells cheaply: what the reads already bring back (a high watermark,
+        MillisBehindLatest, a message's sent time: no work per record beyond a comparison) and a round trip or
+        two per lane or queue. The hub calls it every few seconds (hub.history.LAG_EVERY), never twice at
+        once, bounded by a timeout; {} while the source is not open. Raising means "unknown": nothing is shown,
+        and the mapping is not affected.
+        """
+        ...
+
+
+@runtime_checkable
+class TraceSource(Protocol):
+    """A source whose records may carry a trace context. With the `otel` extra each invocation is an
+    OpenTelemetry span that continues it (hub.tracing); without the extra this is never called."""
+
+    def trace_context(self, record: Record) -> Mapping[str, str] | None:
+        """The record's W3C trace context, `{"traceparent": ..., "tracestate": ...}` (tracestate optional), or
+        None when it carries none. A source whose broker uses another format converts it (SQS's X-Ray
+        `AWSTraceHeader`: hub.tracing.xray_to_traceparent)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from connectors.shards.service import IteratorExpired, Page, ShardGone, ShardInf
 from hub.leases import Lease, Leases
 from hub.logs import fields
 from hub.records import ContiguousTracker, Outcome, Record
-from hub.source import LaneEnded, SourceContext
+from hub.source import Lag, LaneEnded, SourceContext
 
 SHARD_END = "SHARD_END"
 LATEST_MARK = "LATEST@"
@@ -54,6 +54,12 @@ class ShardLane:
         self._written: int | None = None
         self._pending: int | None = None
         self._write_lock = asyncio.Lock()
+        self._behind_ms: int | None = None
+        """MillisBehindLatest of the last GetRecords (Kinesis tells it; DynamoDB Streams does not)."""
+        self._newest: float | None = None
+        """The arrival time of the newest record read; None once a read found the shard caught up."""
+        self._observed = False
+        """A read has answered: the lag is known."""
 
     # ---- reading ---------------------------------------------------------------------------------------------
 
@@ -75,6 +81,7 @@ class ShardLane:
             if not self.lease.valid():  # woken past the lease: hand nothing on; the next owner reads them
                 continue
             records = self._accept(page.records)
+            self._observe(page, records)
             if records:
                 return records
             if page.next_iterator is None:
@@ -106,6 +113,23 @@ class ShardLane:
             return Page([], None, 0)
         self._iterator = page.next_iterator
         return page
+
+    def _observe(self, page: Page, records: list[Record]) -> None:
+        """What the lane's lag is made of (`lag`): nothing more than what the read brought back."""
+        self._observed = True
+        self._behind_ms = page.millis_behind
+        if records:
+            self._newest = records[-1].timestamp
+        elif not page.millis_behind and not page.records:
+            self._newest = None  # caught up
+
+    def lag(self, now: float) -> Lag | None:
+        """IteratorAge: how old the newest record read is now (0 once caught up), or MillisBehindLatest when
+        larger; None before the first read answered."""
+        if not self._observed:
+            return None
+        age = 0.0 if self._newest is None else max(0.0, (now - self._newest) * 1000)
+        return Lag(iterator_age_ms=round(max(age, float(self._behind_ms or 0)), 3))
 
     def _resume(self) -> Start:
         if self._last_read is not None:
@@ -287,6 +311,12 @@ class StreamSource:
                 "streamArn": self.service.arn,
             }
         }
+
+    async def lag(self) -> dict[str, Lag]:
+        """IteratorAge of each shard read now (ShardLane.lag): no request of its own."""
+        now = time.time()
+        lags = {key: lane.lag(now) for key, lane in self._lanes.items()} if not self.closed else {}
+        return {key: lag for key, lag in lags.items() if lag is not None}
 
     async def close(self) -> None:
         self.closing.set()
