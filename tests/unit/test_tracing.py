@@ -11,9 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -25,21 +22,11 @@ from hub import redact, tracing
 from hub.config import FunctionConfig
 from hub.functions import Function
 from hub.records import Record
+from tests.fixtures_otel import spans_exporter
 from tests.helpers import ROOT
 
 XRAY = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 TRACEPARENT = "00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01"
-
-_exporter = InMemorySpanExporter()
-
-
-def spans_exporter() -> InMemorySpanExporter:
-    """The process's tracer provider writes to one in-memory exporter (a provider can be set only once)."""
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_exporter))
-        trace.set_tracer_provider(provider)
-    return _exporter
 
 
 @pytest.fixture
