@@ -35,6 +35,7 @@ BUILTIN_DESTINATIONS = {
     "sqs": "connectors.aws_destinations:SQS_DESTINATION",
     "s3": "connectors.aws_destinations:S3_DESTINATION",
     "kafka": "connectors.kafka:DESTINATION",
+    "redis": "connectors.redis_streams.destination:DESTINATION",
 }
 GROUP = "hub.connectors"
 DESTINATION_GROUP = "hub.destinations"
