@@ -100,6 +100,8 @@ class Hub:
                 max_in_flight=max_in_flight,
                 health=health,
                 leases=self.leases,
+                retry_delay=mapping.retry_delay,
+                maximum_retry_delay=mapping.maximum_retry_delay,
             )
             source = self._build_source(mapping, context)
             if spec.family == "sync":

@@ -51,8 +51,9 @@ mappings:
 (`hub run CONFIG --poller NAME`) that run only that mapping, with its function and destination. The processes
 share nothing; the broker shares the work among them, as among several hubs: a Kafka consumer group spreads the
 partitions (pollers beyond the partition count stay idle), SQS, RabbitMQ and S3-notification queues give each
-message to one of the competing consumers, and a Redis stream consumer group gives each entry to one consumer
-(leave `consumer_name` unset, so that each process is a consumer of its own). Watched folders, schedules and
+message to one of the competing consumers, a Redis stream consumer group gives each entry to one consumer
+(leave `consumer_name` unset, so that each process is a consumer of its own), and a NATS JetStream durable pull
+consumer gives each message to one of the processes pulling from it. Watched folders, schedules and
 Kinesis or DynamoDB shards are not shared between processes yet: `provisioned_poller_config` is refused there.
 SQS takes 2 to 200 pollers (2 by default), as on AWS. A connector of your own allows pollers by setting
 `shares_work` on its `ConnectorSpec` (True, or a function of its config) when its broker shares the work.

@@ -26,6 +26,7 @@ BUILTIN = {
     "dynamodb": "connectors.dynamodb:CONNECTOR",
     "redis": "connectors.redis_streams:CONNECTOR",
     "rabbitmq": "connectors.rabbitmq:CONNECTOR",
+    "nats": "connectors.nats:CONNECTOR",
     "sqs": "connectors.sqs:CONNECTOR",
     "s3": "connectors.s3:CONNECTOR",
     "http": "connectors.http:CONNECTOR",

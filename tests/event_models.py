@@ -34,6 +34,7 @@ MODELS: dict[tuple[str, str | None], type[BaseModel]] = {
 NO_MODEL = {
     "redis": "the hub's own shape (docs/events/redis.md): SQS-like, with `data` fields instead of SQS's `body`",
     "rabbitmq": "Powertools has no parser model for Amazon MQ; its RabbitMQEvent data class reads the event",
+    "nats": "AWS has no NATS source: the hub's own shape (docs/events/nats.md), SQS-like, with base64 `data`",
 }
 
 
