@@ -497,10 +497,12 @@ def test_a_restarted_hub_resumes_where_the_durable_consumer_stands(tmp_path: Pat
     out = tmp_path / "calls.jsonl"
     stream = sync_broker.stream()
     sync_broker.publish_many(stream, [f"a{i}".encode() for i in range(5)])
-    config = hub_config(sync_broker.url, stream, "functions.recorder.record")
+    # a pull request that waits a minute on the server: stopping must not wait for it (HubProcess.stop allows 30 s)
+    config = hub_config(sync_broker.url, stream, "functions.recorder.record", source={"pull_wait": "60s"})
     with HubProcess(tmp_path, config, {"RECORDER_OUT": str(out)}) as hub:
         hub.start()
         wait_for(lambda: len(bodies(out)) == 5, 20, "the first five")
+        wait_for(lambda: sync_broker.consumer(stream, "nats-e2e").num_waiting >= 1, 10, "a waiting pull request")
         assert hub.stop() == 0
         sync_broker.publish_many(stream, [f"b{i}".encode() for i in range(5)])
         hub.start()

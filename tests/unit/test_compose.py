@@ -30,6 +30,8 @@ PUBLISHED_TAGS = {
     "rabbitmq": r"\d+(\.\d+){0,2}(-management)?(-alpine)?",  # official image: 4.0, 4.0.5, -management, -alpine
     "motoserver/moto": r"\d+\.\d+\.\d+",  # moto releases: 5.1.0
     "amazon/aws-cli": r"\d+\.\d+\.\d+",  # AWS CLI v2 releases: 2.22.0
+    "nats": r"\d+(\.\d+){0,2}(-alpine(\d+\.\d+)?)?",  # official image: 2.10, 2.10.22, -alpine, -alpine3.20
+    "natsio/nats-box": r"\d+\.\d+\.\d+(-nonroot)?",  # nats-box releases: 0.14.5
 }
 
 
@@ -61,15 +63,17 @@ def test_docker_compose_validates_the_file() -> None:
     assert result.returncode == 0, result.stderr
     resolved = json.loads(result.stdout)
     services = resolved["services"]
-    assert set(services) == {"hub", "kafka", "redis", "rabbitmq", "aws", "aws-init"}
+    assert set(services) == {"hub", "kafka", "redis", "rabbitmq", "nats", "nats-init", "aws", "aws-init"}
     conditions = {name: dep["condition"] for name, dep in services["hub"]["depends_on"].items()}
     assert conditions == {
         "kafka": "service_healthy",
         "redis": "service_healthy",
         "rabbitmq": "service_healthy",
+        "nats-init": "service_completed_successfully",
         "aws-init": "service_completed_successfully",
     }
-    for name in ("kafka", "redis", "rabbitmq"):
+    assert services["nats-init"]["depends_on"] == {"nats": {"condition": "service_healthy", "required": True}}
+    for name in ("kafka", "redis", "rabbitmq", "nats"):
         assert services[name]["healthcheck"]["test"], name  # the hub waits for service_healthy
     # the same password on both sides, unless RABBITMQ_PASSWORD says otherwise
     password = services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_PASS"]
@@ -150,6 +154,11 @@ def test_the_stack_runs_every_kind_of_source_on_resources_it_creates() -> None:
     # nothing on RabbitMQ is created by the stack: the mapping declares its queue
     rabbitmq = next(m.source for m in config.mappings if m.source.type == "rabbitmq")
     assert rabbitmq.declare and rabbitmq.url.startswith("amqp://hub:")
+    # the JetStream stream the nats mapping reads is made by nats-init, with the subjects it filters on
+    nats = next(m.source for m in config.mappings if m.source.type == "nats")
+    command = services["nats-init"]["command"]
+    assert command[command.index("add") + 1] == nats.stream and nats.create_consumer
+    assert command[command.index("--subjects") + 1] == nats.filter_subject
 
     dockerfile = (ROOT / "Dockerfile").read_text()
     for copied in re.findall(r"^COPY (\S+)", dockerfile, re.M):
