@@ -261,14 +261,14 @@ class NatsSource:
         if status in ("404", "408"):  # a request ran out (expired, or found nothing)
             if self._requests:
                 self._requests.popleft()
-        elif status == "409":
+        elif status and status != "100":  # 100: an idle heartbeat
             description = " ".join(str(v) for k, v in headers.items() if k != "Status")
-            if "Deleted" in description or "push" in description:
+            if status == "409" and ("Deleted" in description or "push" in description):
                 self._lost = ConnectionError(f"{self.key}: {description}")
                 self._ended.set()
-            else:  # e.g. Exceeded MaxWaiting, Leadership Change: the next read reports it and backs off
+            else:  # 409 Exceeded MaxWaiting, Leadership Change, 400 Bad Request...: the next read reports it
                 self._requests.clear()
-                self._refused = description or "409"
+                self._refused = f"{status} {description}".strip()
         self._arrived.set()
 
     def _one_delivered(self) -> None:

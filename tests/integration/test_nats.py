@@ -298,6 +298,26 @@ async def test_a_deleted_consumer_ends_the_source_and_reopening_creates_it_again
         await source.read(1, 0.1)
 
 
+async def test_a_refused_pull_request_fails_the_read_and_the_next_one_goes_on(broker: Broker, nats_url: str) -> None:
+    stream = await broker.stream()
+    await broker.js.add_consumer(stream, ConsumerConfig(durable_name="narrow", max_waiting=1))
+    first, second = (make_source(nats_url, stream, consumer="narrow") for _ in range(2))
+    await first.open()
+    await second.open()
+    try:
+        assert await first.read(1, 0.2) == []  # its pull request waits on the server: the only one allowed
+        with pytest.raises(RuntimeError, match="refused a pull request .*409 .*Exceeded MaxWaiting"):
+            await second.read(1, 5.0)
+        await first.close()  # its request goes with its connection
+        await broker.publish(stream, b"then")
+        (record,) = await read_n(second, 1)
+        assert data(record) == b"then"
+        await second.settle(Outcome(succeeded=(record,)))
+    finally:
+        await first.close()
+        await second.close()
+
+
 async def test_tls_with_a_client_certificate_and_a_token(tmp_path: Path, make_nats: Callable[..., NatsServer]) -> None:
     files = make_tls_files(tmp_path)
     token = "tok-" + uuid.uuid4().hex
