@@ -306,7 +306,7 @@ async def test_a_refused_pull_request_fails_the_read_and_the_next_one_goes_on(br
     await second.open()
     try:
         assert await first.read(1, 0.2) == []  # its pull request waits on the server: the only one allowed
-        with pytest.raises(RuntimeError, match="refused a pull request .*409 .*Exceeded MaxWaiting"):
+        with pytest.raises(RuntimeError, match=r"refused a pull request .*409 .*Exceeded MaxWaiting"):
             await second.read(1, 5.0)
         await first.close()  # its request goes with its connection
         await broker.publish(stream, b"then")
