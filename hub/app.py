@@ -133,6 +133,8 @@ class Hub:
             health=Health(mapping.display_name),
             leases=self.leases,
             poller=self.poller,
+            retry_delay=mapping.retry_delay,
+            maximum_retry_delay=mapping.maximum_retry_delay,
         )
 
     async def _build_runner(

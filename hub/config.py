@@ -325,7 +325,10 @@ class MappingConfig(Model):
     )
     max_receive_count: int | None = Field(None, ge=1, description="Queues: deliveries before the destination.")
     retry_delay: Duration = Field(
-        1.0, ge=0, description="First retry delay; doubles each attempt, with jitter (AWS async uses 60s)."
+        1.0,
+        ge=0,
+        description="First retry delay; doubles each attempt, with jitter (AWS async uses 60s). `nats`: how long a "
+        "failed message is nak'd for before JetStream delivers it again.",
     )
     maximum_retry_delay: Duration = Field(300.0, ge=0, description="Cap on the retry delay.")
     filter_criteria: (
@@ -346,9 +349,9 @@ class MappingConfig(Model):
         "at least minimum_pollers (default 200)}`: run the mapping in minimum_pollers OS processes (the hub's and "
         "minimum_pollers - 1 children it restarts and stops) that share the work through the broker's own "
         "coordination: kafka (consumer group), sqs and rabbitmq (competing consumers), redis (stream consumer group), "
-        "s3 with mode: notifications, mqtt with a shared_group (an MQTT 5 shared subscription). The hub does not "
-        "autoscale: maximum_pollers is validated, for AWS compatibility, and not used. Kafka: pollers beyond the "
-        "partition count stay idle.",
+        "s3 with mode: notifications, mqtt with a shared_group (an MQTT 5 shared subscription), nats (a JetStream "
+        "durable pull consumer). The hub does not autoscale: maximum_pollers is validated, for AWS compatibility, "
+        "and not used. Kafka: pollers beyond the partition count stay idle.",
     )
 
     source: Any = Field(description="The event source: `type:` names the connector.")
@@ -400,6 +403,8 @@ class MappingConfig(Model):
                     ("provisioned_poller_config", "minimum_pollers"),
                     f"{spec.type} sources take {least} to 200 (as on AWS), not {provisioned.minimum_pollers}",
                 )
+        if spec.check is not None and (problem := spec.check(self)) is not None:
+            raise _AtError(*problem)
         if self.pollers > 1 and self.source.type == "redis" and getattr(self.source, "consumer_name", None):
             raise _AtError(
                 ("source", "consumer_name"),
@@ -452,8 +457,9 @@ class MappingConfig(Model):
     def _not_shared(self) -> str:
         return (
             f"does not apply to {self.source.type} sources: pollers share a mapping's work through the broker's own "
-            "consumer coordination (kafka, sqs, redis, rabbitmq, s3 with mode: notifications, mqtt with shared_group) "
-            "or through leases in a shared checkpoint store (kinesis, dynamodb, schedule, files, s3 with mode: poll)"
+            "consumer coordination (kafka, sqs, redis, rabbitmq, nats, s3 with mode: notifications, mqtt with "
+            "shared_group) or through leases in a shared checkpoint store (kinesis, dynamodb, schedule, files, s3 "
+            "with mode: poll)"
         )
 
 

@@ -13,8 +13,8 @@ the mapping's business and never counts as a function failure. One policy per so
   splits a failing batch in two without using up retries; with `ReportBatchItemFailures` the records before the
   lowest reported failure succeed and the rest is retried. Given-up records go to the destination with the
   source's batch info (KinesisBatchInfo, DDBStreamBatchInfo, KafkaBatchInfo) and the lane moves on.
-- queue (SQS, Redis streams, RabbitMQ): one invocation; failed records are left to the broker's redelivery,
-  except those delivered `max_receive_count` times, which go to the destination.
+- queue (SQS, Redis streams, RabbitMQ, NATS JetStream): one invocation; failed records are left to the broker's
+  redelivery, except those delivered `max_receive_count` times, which go to the destination.
 """
 
 from __future__ import annotations

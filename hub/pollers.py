@@ -5,7 +5,8 @@ One Python process is CPU-bound at a few hundred thousand records/s; a mapping t
 2..N as child processes (`python -m hub run CONFIG --poller NAME`), each running only that mapping, with its
 function and destination and no admin endpoint. The processes share nothing with each other: the broker shares
 the work (a Kafka consumer group rebalances the partitions among them, SQS and RabbitMQ consumers compete for
-messages, a Redis stream consumer group hands each entry to one consumer).
+messages, a Redis stream consumer group hands each entry to one consumer, a JetStream durable pull consumer each
+message to one pull request).
 
 What the parent promises:
 

@@ -124,6 +124,17 @@ class SourceContext:
     health: Health = field(default_factory=Health)
     """The mapping's health (hub.health). A connector whose client library retries inside and never raises reports
     what it sees here (`fail`/`ok`), or bounds its own broker calls with `watch`, so that /healthz tells the truth."""
+    retry_delay: float = 1.0
+    maximum_retry_delay: float = 300.0
+    """The mapping's `retry_delay` and `maximum_retry_delay`: see `retry_after`."""
+
+    def retry_after(self, attempt: int) -> float:
+        """How long a queue source whose broker can delay a redelivery (NATS's nak with a delay) keeps a record that
+        failed its `attempt`-th delivery away: the mapping's backoff, `retry_delay` doubled per attempt up to
+        `maximum_retry_delay`, with jitter (hub.dispatch.Backoff, as the dispatcher waits between retries)."""
+        from hub.dispatch import Backoff  # the dispatcher imports this module
+
+        return Backoff(self.retry_delay, self.maximum_retry_delay).delay(attempt)
 
     def scope(self, *parts: str) -> str:
         """A checkpoint-store scope private to this mapping."""
@@ -231,6 +242,11 @@ class ConnectorSpec:
     sample_variants: dict[str, Callable[[], Any]] = field(default_factory=dict)
     """The other forms of the event the source emits, by name, as settings choose them (kafka's `msk`, schedule's
     `scheduler`): `hub events SOURCE NAME` prints one."""
+    check: Callable[[Any], tuple[tuple[str | int, ...], str] | None] | None = None
+    """A rule that joins the source's settings with the mapping's, checked when a configuration loads: a function of
+    the validated mapping (hub.config.MappingConfig) that returns the path of the offending setting within the mapping
+    and the error, or None when the mapping is fine (`nats`: `max_deliver` needs a smaller `max_receive_count` and a
+    destination, so that JetStream never drops a message the destination did not take)."""
     buckets: Callable[[Any], dict[str, str]] | None = None
     """The local folders a source's validated config presents as S3 buckets, {bucket name: absolute folder}: the
     hub's S3 endpoint serves them, so functions can read the objects their events name (`files`)."""
