@@ -87,6 +87,8 @@ class Child:
     proc: asyncio.subprocess.Process | None = None
     started: float = 0.0
     restarts: int = 0
+    recycling: bool = False
+    """Stopped on purpose to start again with the configuration file as it is now (a reload)."""
 
     @property
     def running(self) -> bool:
@@ -183,6 +185,18 @@ class Pollers:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
+    async def recycle(self, mapping: str) -> int:
+        """Stop the children of `mapping` (SIGTERM: they finish in-flight work) so that each starts again at once
+        and reads the configuration file anew (a reload changed the mapping). Returns how many were asked."""
+        asked = 0
+        for child in self.children:
+            if child.mapping == mapping and child.running and child.proc is not None:
+                child.recycling = True
+                with contextlib.suppress(ProcessLookupError):
+                    child.proc.send_signal(signal.SIGTERM)
+                asked += 1
+        return asked
+
     def status(self) -> dict[str, list[dict[str, Any]]]:
         """Per mapping with several pollers: each poller's index, pid, restarts and whether it runs (this process
         is poller 1). Never a setting of the mapping or its source."""
@@ -226,6 +240,17 @@ class Pollers:
             code = await child.proc.wait()
             if self._stopping.is_set():
                 return
+            if child.recycling:
+                child.recycling = False
+                log.info(
+                    "mapping %s: poller %d stopped for the new configuration: starting it again",
+                    child.mapping,
+                    child.index,
+                    extra=fields(mapping=child.mapping),
+                )
+                if not await self._spawn(child):
+                    return
+                continue
             failures = 1 if time.monotonic() - child.started >= self.healthy_after else failures + 1
             delay = self.backoff.delay(failures)
             log.error(

@@ -67,6 +67,11 @@ async def apply(hub: Hub, new: HubConfig) -> Changes:
     if served != [m for m in new.mappings if m.spec.family == "sync"]:
         changes.needs_restart.append("http routes")
     hub.leases.serve(m.display_name for m in new.mappings if m.leases is not None and m.enabled)
+    pollers = {m.display_name: m.pollers for m in old.mappings}
+    if any(
+        m.pollers != pollers.get(m.display_name, 1) for m in new.mappings if m.pollers > 1 or m.display_name in pollers
+    ):
+        changes.needs_restart.append("provisioned_poller_config (the number of poller processes)")
 
     defaults_changed = old.function_defaults != new.function_defaults
     replaced: dict[str, Function] = {}
@@ -91,6 +96,8 @@ async def apply(hub: Hub, new: HubConfig) -> Changes:
         elif mapping != before[name] or mapping.function in replaced:
             await hub.mappings.replace(mapping)
             changes.updated.append(name)
+            if hub.pollers is not None and mapping.pollers == before[name].pollers:
+                await hub.pollers.recycle(name)
         else:
             changes.unchanged.append(name)
     for function in retired:
