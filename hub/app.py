@@ -8,7 +8,7 @@ import logging
 import signal
 import time
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hub import redact
 from hub.checkpoints import CheckpointStore, open_store, redacted
@@ -249,6 +249,3 @@ class Hub:
 
     def stop(self) -> None:
         self.stopping.set()
-
-    def status(self) -> dict[str, Any]:
-        return {name: vars(c) for name, c in self.counters.items()}

@@ -239,7 +239,6 @@ class FilterCriteria(Model):
     filters: list[FilterEntry] = Field(default_factory=list, max_length=10)
 
 
-ALL_FAMILIES: frozenset[Family] = frozenset({"stream", "queue", "async", "sync"})
 # Which mapping settings apply to which source family (AWS allows exactly these per kind of source).
 APPLIES: dict[str, frozenset[Family]] = {
     "batch_size": frozenset({"stream", "queue"}),

@@ -25,7 +25,7 @@ import operator
 import random
 from collections import deque
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hub.config import MappingConfig
@@ -76,7 +76,6 @@ class Counters:
     dropped: int = 0
     destination_delivered: int = 0
     destination_errors: int = 0
-    by_outcome: dict[str, int] = field(default_factory=dict)
 
 
 def item_key(identifier: Any) -> Hashable | None:

@@ -20,8 +20,8 @@ def iso(ts: float) -> str:
 
 @dataclass
 class FailureRecords:
-    """Builds the failure records of one mapping: the asynchronous invocation record (d.5) and the stream
-    on-failure records with the source's batch info (d.1-d.4)."""
+    """Builds the failure records of one mapping: AWS's asynchronous invocation record, and its stream on-failure
+    records with the source's batch info."""
 
     function_arn: str
     mapping: str

@@ -164,7 +164,6 @@ class MappingRunner:
         self._readers: set[asyncio.Task[None]] = set()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Task[None]] = set()
-        self._main: asyncio.Task[None] | None = None
         self.health = health or Health(self.name)
         self.phase = "starting"
         """Where the lifecycle is: starting, connecting, running, reconnecting, stopping."""

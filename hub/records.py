@@ -89,12 +89,11 @@ class ContiguousTracker:
     a thousand records costs a few dozen microseconds.
     """
 
-    __slots__ = ("_done", "_last", "_order", "_whole")
+    __slots__ = ("_done", "_order", "_whole")
 
     def __init__(self) -> None:
         self._order: list[Hashable] = []
         self._done: dict[Hashable, bool] = {}
-        self._last: Hashable | None = None
         self._whole = False
         """Every position in _order is settled, though _done does not say so (see `done`)."""
 
@@ -139,7 +138,6 @@ class ContiguousTracker:
             order.clear()
             self._done.clear()
             self._whole = False
-            self._last = newest
             return newest
         flags = list(map(self._done.__getitem__, order))
         try:
@@ -155,7 +153,6 @@ class ContiguousTracker:
         else:
             list(map(self._done.__delitem__, order[:moved]))
             del order[:moved]
-        self._last = newest
         return newest
 
     def __len__(self) -> int:

@@ -178,12 +178,6 @@ class DestinationSpec:
     """Python modules it needs (an optional dependency): checked when a configuration is loaded."""
     extra: str = ""
     """The pip extra that installs them (`pip install 'eventhub[kafka]'`)."""
-    shares_work: bool | Callable[[Any], bool] = False
-    """Whether its broker shares one mapping's work between several consumers (a consumer group, competing
-    consumers), so that the mapping may run in several processes (`provisioned_poller_config`): True, or a function
-    of the source's validated config that says so. Leave it False if every process would read the same records."""
-    minimum_pollers: int = 1
-    """The least `provisioned_poller_config.minimum_pollers` it accepts, and the default (AWS: 2 for SQS)."""
     dead_letter: bool = False
     """True: it can be a dead-letter queue (a function's `dead_letter_config`): its `send` delivers a document's
     `attributes` with its body, as SQS message attributes do."""

@@ -60,8 +60,6 @@ class SyncMapping:
             self.in_flight -= 1
         if not result.ok:
             self.counters.failed_invoke += 1
-        key = "success" if result.ok else (result.error or "error").lower()
-        self.counters.by_outcome[key] = self.counters.by_outcome.get(key, 0) + 1
         return result
 
     def answered(self, status: int, started: float) -> None:
