@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from hub.config import MappingConfig
-from hub.deadletter import GiveUp, dead_letter_queues
+from hub.deadletter import dead_letter_queues
 from hub.failures import FailureRecords
 from hub.functions import Function
 from hub.logs import fields
-from hub.records import Outcome, Record
+from hub.records import GiveUp, Outcome, Record
 from hub.runtimes import Result, error_payload
 from hub.source import Clock, Destination, Document, Source
 from hub.windows import Window
@@ -113,7 +113,7 @@ class Dispatcher:
         self.counters = counters
         self.family = mapping.spec.family
         self.retries = int(mapping.setting("maximum_retry_attempts") or 0)
-        cap = mapping.spec.defaults.get("maximum_retry_attempts_with_destination")
+        cap = mapping.spec.retries_with_destination
         if self.retries == -1 and destination is not None and cap is not None:
             self.retries = int(cap)  # AWS: Kafka's infinite retries become 10 once there is a destination
         self.max_event_age = mapping.setting("maximum_event_age") or 21600.0

@@ -11,7 +11,7 @@ from typing import Any
 
 from hub.records import Record
 from hub.runtimes import Result
-from hub.source import Clock, Destination, Document, Source
+from hub.source import BatchInfoSource, Clock, Destination, Document, Source
 
 
 def iso(ts: float) -> str:
@@ -64,7 +64,7 @@ class FailureRecords:
     ) -> list[Document]:
         """AWS's stream on-failure record: metadata and the source's batch info; S3 also gets the whole event as
         an escaped string in `payload`; a Kafka topic gets one message per record, keyed as the record was."""
-        batch_info = getattr(self.source, "batch_info", None)
+        batch_info = self.source.batch_info if isinstance(self.source, BatchInfoSource) else None
         if destination.per_record:
             documents = []
             for record in records:

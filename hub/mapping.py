@@ -24,7 +24,7 @@ from hub.filtering import FilterSet
 from hub.health import SETTLE_BOUND, STALL_GRACE, Health, monitor
 from hub.logs import fields
 from hub.records import Outcome, Record
-from hub.source import Lane, LaneEnded, Source
+from hub.source import FilterViewSource, Lane, LaneEnded, Source
 
 log = logging.getLogger("hub.mapping")
 _size = operator.attrgetter("size")
@@ -282,7 +282,7 @@ class MappingRunner:
             lambda records: self._settle_filtered(lane, records),
             boundary=boundary,
             counters=self.counters,
-            view=getattr(self.source, "filter_view", None),
+            view=self.source.filter_view if isinstance(self.source, FilterViewSource) else None,
             health=self.health if reading is None else None,  # a sub-lane's reads wait on the lane's reader
         )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from hub.config import HubConfig, MappingConfig
 from hub.dispatch import Counters
@@ -66,6 +66,15 @@ class SyncMapping:
         self.stats.answered(status, time.monotonic() - started)
 
 
+@runtime_checkable
+class SyncRoute(Protocol):
+    """What a sync connector's `build` makes of one mapping: whatever its server needs, and the lane /status
+    lists for it."""
+
+    lane: str
+    """The mapping's route as /status shows it (`POST /orders`)."""
+
+
 class SyncServer(Protocol):
     url: str
 
@@ -96,7 +105,7 @@ class SyncRunner:
         self.counters = mapping.counters
         self.server = server
         self.phase = "running"
-        self.lanes = {getattr(mapping.source, "lane", mapping.name)}
+        self.lanes = {mapping.source.lane if isinstance(mapping.source, SyncRoute) else mapping.name}
         self.last_error = ""
         self._stopped = asyncio.Event()
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from hub.records import Outcome, Record
-from hub.source import Lane, LaneEnded
+from hub.source import ArnSource, Lane, LaneEnded
 
 if TYPE_CHECKING:
     from hub.mapping import MappingRunner
@@ -62,6 +62,8 @@ async def run_windowed_lane(runner: MappingRunner, lane: Lane) -> None:
         return math.floor(record.timestamp / length) * length
 
     batcher = runner.batcher(lane, boundary=window_of)
+    source = runner.source
+    arn = source.event_source_arn if isinstance(source, ArnSource) else lambda _lane: ""
     current: Window | None = None
     held: list[Outcome] = []
     failures = 0
@@ -102,8 +104,7 @@ async def run_windowed_lane(runner: MappingRunner, lane: Lane) -> None:
             continue
         if current is None:
             start = window_of(records[0])
-            arn = str(records[0].payload.get("eventSourceARN", "")) if isinstance(records[0].payload, dict) else ""
-            current = Window(start, start + length, lane.key, arn)
+            current = Window(start, start + length, lane.key, arn(lane.key))
         outcome = await dispatch(records, current)
         if outcome.failed:
             return
