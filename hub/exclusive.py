@@ -18,7 +18,6 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from hub.checkpoints import CheckpointStore, Fence
 from hub.leases import Lease, Leases
 from hub.records import GiveUp, Outcome, Record
 from hub.source import (
@@ -31,6 +30,7 @@ from hub.source import (
     LaneEnded,
     Source,
 )
+from hub.store import CheckpointStore, Fence
 
 
 class FencedStore(CheckpointStore):

@@ -30,10 +30,10 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from hub.checkpoints import CheckpointStore
 from hub.health import Health
 from hub.leases import Leases, LocalLeases
 from hub.records import GiveUp, Outcome, Record
+from hub.store import CheckpointStore
 
 Family = Literal["stream", "queue", "async", "sync"]
 """How AWS invokes functions for a source: stream (ordered lanes, blocking retries), queue (redelivery by the
@@ -193,7 +193,7 @@ class SourceContext:
     mapping: str
     """The mapping's name: checkpoints live under it (`scope`), and it is the group of its leases."""
     store: CheckpointStore
-    """The checkpoint store (hub.checkpoints): positions go here, under `scope(...)`. A source run under a
+    """The checkpoint store (hub.store): positions go here, under `scope(...)`. A source run under a
     lease gets a store that adds the lease's fence to every write (hub.exclusive.FencedStore)."""
     region: str
     """The hub's `region`, for events and ARNs."""

@@ -111,7 +111,13 @@ class SyncRunner:
 
     @property
     def state(self) -> str:
+        """What /status and /healthz show: `running`, then `stopping`."""
         return self.phase
+
+    @property
+    def in_flight_batches(self) -> int:
+        """Requests being answered now (what /status shows as in-flight batches)."""
+        return self.sync.in_flight
 
     async def run(self) -> None:
         await self._stopped.wait()
