@@ -35,9 +35,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.checkpoints import CheckpointStore, Fence, LeaseRow, LeaseStore, MemberRow
 from hub.health import Health
 from hub.logs import fields
+from hub.store import CheckpointStore, Fence, LeaseRow, LeaseStore, MemberRow
 
 log = logging.getLogger("hub.leases")
 

@@ -29,15 +29,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from hub import affinity
 from hub.config import HubConfig
 from hub.dispatch import Backoff, sleep_unless
 from hub.logs import fields
-
-if TYPE_CHECKING:
-    from hub.app import Hub
 
 log = logging.getLogger("hub.pollers")
 
@@ -303,7 +300,19 @@ async def watch_parent(parent_pid: int, on_gone: Callable[[], None], every: floa
     on_gone()
 
 
-async def run_poller(hub: Hub, parent_pid: int | None) -> None:
+class Runnable(Protocol):
+    """What a poller process runs: a hub restricted to one mapping (hub.app.Hub)."""
+
+    async def run(self) -> None:
+        """Run until stop() (or a signal), then stop gracefully."""
+        ...
+
+    def stop(self) -> None:
+        """Ask run() to stop gracefully."""
+        ...
+
+
+async def run_poller(hub: Runnable, parent_pid: int | None) -> None:
     """Run `hub` (restricted to one mapping) as a poller process: as `Hub.run`, and stop if the parent dies."""
     watch = asyncio.create_task(watch_parent(parent_pid, hub.stop)) if parent_pid is not None else None
     try:

@@ -17,21 +17,34 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from hub.config import HubConfig, MappingConfig
-from hub.control import ControlError
+from hub.control import ControlError, Mappings
 from hub.dispatch import Counters
 from hub.functions import Function
+from hub.leases import Leases
 from hub.logs import fields
-
-if TYPE_CHECKING:
-    from hub.app import Hub
+from hub.pollers import Pollers
 
 log = logging.getLogger("hub.reload")
 
 FIXED = ("checkpoints", "cluster", "admin", "s3_endpoint", "http_server", "region", "account_id", "cpu_affinity")
 """Top-level settings a running hub keeps until it is started again."""
+
+
+class Reloadable(Protocol):
+    """What a reload changes of a hub (hub.app.Hub)."""
+
+    config: HubConfig
+    only: str | None
+    functions: dict[str, Function]
+    counters: dict[str, Counters]
+    mappings: Mappings
+    leases: Leases
+    pollers: Pollers | None
+
+    def function_environment(self) -> dict[str, str]: ...
 
 
 @dataclass
@@ -58,7 +71,7 @@ def _polled(config: HubConfig, only: str | None) -> dict[str, MappingConfig]:
     }
 
 
-async def apply(hub: Hub, new: HubConfig) -> Changes:
+async def apply(hub: Reloadable, new: HubConfig) -> Changes:
     """Make the running `hub` run `new`, changing only what differs."""
     old = hub.config
     changes = Changes()
@@ -120,7 +133,7 @@ async def apply(hub: Hub, new: HubConfig) -> Changes:
     return changes
 
 
-def check_function(hub: Hub, name: str) -> None:
+def check_function(hub: Reloadable, name: str) -> None:
     if name not in hub.functions:
         known = ", ".join(sorted(hub.functions)) or "none"
         raise ControlError(f"no function {name!r} (functions: {known})", 404)

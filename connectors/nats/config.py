@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from hub.source import MappingFacts, SettingError
 from hub.types import Duration
 
 _NOT_IN_NAMES = re.compile(r"[^\x21-\x7e]|[.*>/\\]")
@@ -211,19 +212,17 @@ class NatsConfig(BaseModel):
         return f"{parts.scheme}://{host}:{parts.port or 4222}"
 
 
-def check_mapping(mapping: Any) -> tuple[tuple[str | int, ...], str] | None:
+def check_mapping(source: NatsConfig, mapping: MappingFacts) -> None:
     """A mapping with `max_deliver` must give a message up to its destination before JetStream stops delivering it:
     `max_receive_count` below `max_deliver`, and an on_failure destination (hub.source.ConnectorSpec.check)."""
-    source: NatsConfig = mapping.source
     limit = source.max_deliver
     if limit is None:
-        return None
+        return
     count = mapping.max_receive_count
-    has_destination = mapping.destination_config.on_failure is not None
-    if count is not None and count < limit and has_destination:
-        return None
-    return (
-        ("source", "max_deliver"),
+    if count is not None and count < limit and mapping.has_destination:
+        return
+    raise SettingError(
+        ("max_deliver",),
         f"JetStream stops delivering a message after {limit} deliveries, and a message that fails them all would "
         f"vanish without reaching a destination: set max_receive_count to at most {limit - 1} with a "
         "destination_config.on_failure, or leave max_deliver unset (unlimited)",
