@@ -12,20 +12,24 @@ from __future__ import annotations
 import hmac
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hub import metrics, redact
-from hub.control import ControlError, Slot
-from hub.dispatch import Counters
-from hub.history import INTERVAL
+from hub.config import HubConfig
+from hub.control import ControlError, Mappings, Slot
+from hub.functions import Function
+from hub.health import Health
+from hub.history import INTERVAL, Monitor
+from hub.invocation import Counters
 from hub.invocations import ACTIVITY, RECENT, Activity
+from hub.leases import Leases
+from hub.mapping import MappingRunner
+from hub.pollers import Pollers
 from hub.sync import SyncRunner
 
 if TYPE_CHECKING:
     from aiohttp import web
-
-    from hub.app import Hub
 
 
 def slot_view(slot: Slot) -> dict[str, Any]:
@@ -33,9 +37,71 @@ def slot_view(slot: Slot) -> dict[str, Any]:
     return {"name": slot.name, "State": slot.state, "StateTransitionReason": slot.reason}
 
 
-def _activity(hub: Hub, name: str, counters: Counters) -> dict[str, Any]:
+class Observed(Protocol):
+    """What the admin endpoint sees of a hub (hub.app.Hub): what it reads, and the live-control operations through
+    which its authenticated writes go (hub.control)."""
+
+    @property
+    def started(self) -> float:
+        """When the hub started (monotonic)."""
+        ...
+
+    @property
+    def config(self) -> HubConfig:
+        """Its configuration (only the store's kind is shown)."""
+        ...
+
+    @property
+    def runners(self) -> Sequence[MappingRunner | SyncRunner]:
+        """Its mappings in this process."""
+        ...
+
+    @property
+    def pollers(self) -> Pollers | None:
+        """The poller processes it started, if any."""
+        ...
+
+    @property
+    def leases(self) -> Leases:
+        """Its leases (a cluster member's, or the local ones)."""
+        ...
+
+    @property
+    def cluster_health(self) -> Health:
+        """Whether the shared store answers."""
+        ...
+
+    @property
+    def functions(self) -> Mapping[str, Function]:
+        """Its functions, by name."""
+        ...
+
+    @property
+    def mappings(self) -> Mappings:
+        """Its mappings' states, and the operations that change them (the API's writes)."""
+        ...
+
+    @property
+    def counters(self) -> Mapping[str, Counters]:
+        """Every mapping's counters, by name (kept while a mapping is disabled)."""
+        ...
+
+    @property
+    def monitor(self) -> Monitor | None:
+        """The mappings' lag, last minute and history (hub.history); None until the endpoint starts it."""
+        ...
+
+    async def update_mapping(self, name: str, changes: dict[str, Any]) -> Slot:
+        """Change a mapping's settings (ControlError if refused)."""
+        ...
+
+    async def reload(self) -> Any:
+        """Read the configuration file again and apply the difference (ControlError if refused)."""
+        ...
+
+
+def _activity(monitor: Monitor | None, name: str, counters: Counters) -> dict[str, Any]:
     """A mapping's lag (the largest over its lanes), each lane's, and its last minute (hub.history)."""
-    monitor = hub.monitor
     if monitor is None:
         return {"lag": {}, "lanes_detail": {}, "last_minute": {}}
     return {
@@ -46,7 +112,8 @@ def _activity(hub: Hub, name: str, counters: Counters) -> dict[str, Any]:
 
 
 def invocations(activity: Activity, query: Mapping[str, str]) -> list[dict[str, Any]]:
-    """GET /invocations?mapping=NAME&function=NAME&limit=N: the most recent invocations, newest first."""
+    """GET /invocations?mapping=NAME&function=NAME&limit=N: the most recent invocations, newest first (at most
+    RECENT per mapping are kept)."""
     try:
         limit = int(query.get("limit", RECENT))
     except ValueError:
@@ -55,7 +122,9 @@ def invocations(activity: Activity, query: Mapping[str, str]) -> list[dict[str, 
     return [entry.as_dict() for entry in found]
 
 
-def status(hub: Hub) -> dict[str, Any]:
+def status(hub: Observed) -> dict[str, Any]:
+    """The JSON of /status: uptime, the store's kind, each mapping's state, lanes, counts and pollers, the
+    cluster and the functions' limits; never a setting of a source."""
     pollers = hub.pollers.status() if hub.pollers is not None else {}
     states = {slot.name: slot for slot in hub.mappings.slots.values()}
     return {
@@ -71,11 +140,9 @@ def status(hub: Hub) -> dict[str, Any]:
                 "running_since": states[runner.name].since if runner.name in states else None,
                 "last_error": runner.last_error or None,
                 "lanes": sorted(runner.lanes),
-                "in_flight_batches": runner.sync.in_flight
-                if isinstance(runner, SyncRunner)
-                else len(runner._in_flight),  # sync sources: requests being answered
+                "in_flight_batches": runner.in_flight_batches,  # sync sources: requests being answered
                 "counters": {k: v for k, v in vars(runner.counters).items() if isinstance(v, int)},
-                **_activity(hub, runner.name, runner.counters),
+                **_activity(hub.monitor, runner.name, runner.counters),
                 **(
                     {"responses": {str(k): v for k, v in sorted(runner.sync.stats.by_status.items())}}
                     if isinstance(runner, SyncRunner)
@@ -111,7 +178,7 @@ async def _slot(operation: Awaitable[Slot]) -> dict[str, Any]:
     return slot_view(await operation)
 
 
-async def serve(hub: Hub, host: str, port: int) -> web.AppRunner:
+async def serve(hub: Observed, host: str, port: int) -> web.AppRunner:
     """Start the endpoint; returns the runner to clean up at stop."""
     from aiohttp import web
 

@@ -24,8 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from hub.dispatch import Counters
-from hub.source import Lag, LagSource
+from hub.invocation import Counters
+from hub.records import Lag
+from hub.source import LagSource
 
 log = logging.getLogger("hub.history")
 

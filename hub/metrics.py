@@ -12,8 +12,8 @@ Counts are this process's: each poller process of a mapping counts its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Protocol
 
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -24,11 +24,13 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from hub.config import HubConfig
+from hub.functions import Function
+from hub.history import Monitor
+from hub.invocation import Counters
 from hub.invocations import DURATION_BUCKETS, Activity
+from hub.mapping import MappingRunner
 from hub.sync import SyncRunner
-
-if TYPE_CHECKING:
-    from hub.app import Hub
 
 MAPPING_COUNTERS = (
     # (counter in hub.dispatch.Counters, metric name, AWS's name, what it counts, families it applies to)
@@ -110,14 +112,44 @@ LAG_GAUGES = (
 )
 
 
+class Scraped(Protocol):
+    """What the collector reads of a hub (hub.app.Hub) at each scrape."""
+
+    @property
+    def config(self) -> HubConfig:
+        """Its configuration: which mappings exist, and their source's family."""
+        ...
+
+    @property
+    def counters(self) -> Mapping[str, Counters]:
+        """Every mapping's counters, by name."""
+        ...
+
+    @property
+    def runners(self) -> Sequence[MappingRunner | SyncRunner]:
+        """Its mappings running in this process."""
+        ...
+
+    @property
+    def functions(self) -> Mapping[str, Function]:
+        """Its functions, by name."""
+        ...
+
+    @property
+    def monitor(self) -> Monitor | None:
+        """The lag it sampled (hub.history), if the admin endpoint started it."""
+        ...
+
+
 class HubCollector(Collector):
     """The hub's metrics, read from `hub` at each scrape."""
 
-    def __init__(self, hub: Hub, activity: Activity) -> None:
+    def __init__(self, hub: Scraped, activity: Activity) -> None:
         self.hub = hub
         self.activity = activity
 
     def collect(self) -> Iterator[Metric]:
+        """Every metric family, with the values the hub holds now."""
         yield from self._mappings()
         yield from self._functions()
         yield from self._hub()
@@ -218,7 +250,7 @@ def _cumulative(buckets: list[int]) -> list[tuple[str, float]]:
     return out
 
 
-def registry(hub: Hub, activity: Activity) -> CollectorRegistry:
+def registry(hub: Scraped, activity: Activity) -> CollectorRegistry:
     """A registry of the hub's collector alone (not the library's default one, which holds process metrics of its
     own and would be shared by every hub of the process)."""
     found = CollectorRegistry(auto_describe=False)

@@ -39,8 +39,9 @@ from typing import Any, cast
 from connectors.kafka.config import KafkaConfig, client_options, group_id_for, raise_for_configuration
 from connectors.kafka.events import filter_view, kafka_batch_info, kafka_event, kafka_records, trace_headers
 from connectors.kafka.fetch import Buffer, Chunk, hub_records, install
-from hub.records import ContiguousTracker, Outcome, Record
-from hub.source import Lag, LaneEnded, SourceContext
+from connectors.kafka.lag import offset_lags
+from hub.records import ContiguousTracker, Lag, Outcome, Record
+from hub.source import LaneEnded, SourceContext
 
 COMMIT_TIMEOUT = 30.0
 POLL_TIMEOUT_MS = 1000
@@ -221,27 +222,11 @@ class KafkaSource:
         return trace_headers(record)
 
     async def lag(self) -> dict[str, Lag]:
-        """OffsetLag per assigned partition: its high watermark (as the last fetch response told it; asked of the
-        brokers for a paused partition, whose fetches stopped) minus the group's committed offset (asked once of
-        the brokers for a partition this process has not committed yet)."""
-        consumer = self._consumer
-        if consumer is None or self._closed:
+        """OffsetLag of each assigned partition (connectors/kafka/lag.py)."""
+        if self._consumer is None or self._closed:
             return {}
-        lanes = [lane for lane in self._lanes.values() if not lane.ending]
-        unknown = [lane for lane in lanes if lane.key not in self.committed]
-        for lane in unknown:
-            committed = await consumer.committed(lane.tp)
-            if committed is not None:
-                self.committed.setdefault(lane.key, committed)
-        stale = [lane.tp for lane in lanes if lane.tp in self._paused or consumer.highwater(lane.tp) is None]
-        ends = await consumer.end_offsets(stale) if stale else {}
-        out: dict[str, Lag] = {}
-        for lane in lanes:
-            high = ends.get(lane.tp, consumer.highwater(lane.tp))
-            committed = self.committed.get(lane.key)
-            if high is not None and committed is not None:
-                out[lane.key] = Lag(offset_lag=max(0, high - committed))
-        return out
+        lanes = {lane.key: lane.tp for lane in self._lanes.values() if not lane.ending}
+        return await offset_lags(self._consumer, lanes, self.committed, self._paused)
 
     async def close(self) -> None:
         """Leave the group. Lanes end; settles after this commit nothing. Safe twice and after a failed open."""

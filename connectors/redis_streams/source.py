@@ -22,8 +22,8 @@ from connectors.redis_streams.events import (
     split_binary,
 )
 from hub.health import STALL_GRACE
-from hub.records import Outcome, Record
-from hub.source import Lag, LaneEnded, SourceContext
+from hub.records import Lag, Outcome, Record
+from hub.source import LaneEnded, SourceContext
 
 STARTING_IDS = {"TRIM_HORIZON": "0", "LATEST": "$"}
 _position = operator.attrgetter("position")

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.shards.config import ShardReaderConfig
-from connectors.shards.service import IteratorExpired, Page, ShardGone, ShardInfo, ShardService, Start
+from connectors.shards.service import IteratorAge, IteratorExpired, Page, ShardGone, ShardInfo, ShardService, Start
 from hub.leases import Lease, Leases
 from hub.logs import fields
-from hub.records import ContiguousTracker, Outcome, Record
-from hub.source import Lag, LaneEnded, SourceContext
+from hub.records import ContiguousTracker, Lag, Outcome, Record
+from hub.source import LaneEnded, SourceContext
 
 SHARD_END = "SHARD_END"
 LATEST_MARK = "LATEST@"
@@ -54,12 +54,7 @@ class ShardLane:
         self._written: int | None = None
         self._pending: int | None = None
         self._write_lock = asyncio.Lock()
-        self._behind_ms: int | None = None
-        """MillisBehindLatest of the last GetRecords (Kinesis tells it; DynamoDB Streams does not)."""
-        self._newest: float | None = None
-        """The arrival time of the newest record read; None once a read found the shard caught up."""
-        self._observed = False
-        """A read has answered: the lag is known."""
+        self.age = IteratorAge()
 
     # ---- reading ---------------------------------------------------------------------------------------------
 
@@ -81,7 +76,7 @@ class ShardLane:
             if not self.lease.valid():  # woken past the lease: hand nothing on; the next owner reads them
                 continue
             records = self._accept(page.records)
-            self._observe(page, records)
+            self.age.observe(page, records)
             if records:
                 return records
             if page.next_iterator is None:
@@ -113,23 +108,6 @@ class ShardLane:
             return Page([], None, 0)
         self._iterator = page.next_iterator
         return page
-
-    def _observe(self, page: Page, records: list[Record]) -> None:
-        """What the lane's lag is made of (`lag`): nothing more than what the read brought back."""
-        self._observed = True
-        self._behind_ms = page.millis_behind
-        if records:
-            self._newest = records[-1].timestamp
-        elif not page.millis_behind and not page.records:
-            self._newest = None  # caught up
-
-    def lag(self, now: float) -> Lag | None:
-        """IteratorAge: how old the newest record read is now (0 once caught up), or MillisBehindLatest when
-        larger; None before the first read answered."""
-        if not self._observed:
-            return None
-        age = 0.0 if self._newest is None else max(0.0, (now - self._newest) * 1000)
-        return Lag(iterator_age_ms=round(max(age, float(self._behind_ms or 0)), 3))
 
     def _resume(self) -> Start:
         if self._last_read is not None:
@@ -297,6 +275,10 @@ class StreamSource:
     def render(self, records: Sequence[Record], attempt: int) -> Any:
         return {"Records": [r.payload for r in records]}
 
+    def event_source_arn(self, lane: str) -> str:
+        """The stream's ARN: every shard's records carry it as `eventSourceARN`."""
+        return self.service.arn
+
     def batch_info(self, records: Sequence[Record]) -> dict[str, Any]:
         """AWS's description of a given-up batch (`KinesisBatchInfo`, `DDBStreamBatchInfo`)."""
         millis = self.service.arrival_millis
@@ -313,9 +295,9 @@ class StreamSource:
         }
 
     async def lag(self) -> dict[str, Lag]:
-        """IteratorAge of each shard read now (ShardLane.lag): no request of its own."""
+        """IteratorAge of each shard read now (service.IteratorAge): no request of its own."""
         now = time.time()
-        lags = {key: lane.lag(now) for key, lane in self._lanes.items()} if not self.closed else {}
+        lags = {key: lane.age.lag(now) for key, lane in self._lanes.items()} if not self.closed else {}
         return {key: lag for key, lag in lags.items() if lag is not None}
 
     async def close(self) -> None:

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 from connectors.sqs.config import QueueSettings
 from connectors.sqs.events import message_attempt, sent_at, sqs_record, trace_context
 from connectors.sqs.queue import RECEIVE_MAX, Receipt, SqsQueue, receipt
-from hub.records import Outcome, Record, data_view
-from hub.source import Lag, LaneEnded, SourceContext
+from hub.records import Lag, Outcome, Record, data_view
+from hub.source import LaneEnded, SourceContext
 
 T = TypeVar("T")
 RECORD_OVERHEAD = 600

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import redis.asyncio as aredis
 
-from hub.records import Outcome
-from hub.source import Lag, LagSource
+from hub.records import Lag, Outcome
+from hub.source import LagSource
 from tests.fixtures_aws import boto, create_queue, create_stream, moto, put_records  # noqa: F401
 from tests.helpers import read_n, running
 from tests.integration.test_kinesis import kinesis_source

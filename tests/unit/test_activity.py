@@ -14,8 +14,8 @@ from hub.dispatch import Counters
 from hub.functions import Function
 from hub.history import INTERVAL, KEEP, Monitor, Watched
 from hub.invocations import Activity
+from hub.records import Lag
 from hub.runtimes import Result, error_payload
-from hub.source import Lag
 
 
 def result(ok: bool = True, error: str | None = None, duration: float = 0.02, message: str = "boom") -> Result:
