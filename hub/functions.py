@@ -2,7 +2,9 @@
 
 Every failed invocation is logged on its own line. Successful ones are too, up to LOG_EACH_PER_SECOND a second
 per mapping; past that they are counted and summed up in one line a second, so that a busy stream shows what it
-does without writing a line per batch (a thousand lines a second cost the hub a tenth of its time).
+does without writing a line per batch (a thousand lines a second cost the hub a tenth of its time). Every
+invocation is also recorded for /invocations and /metrics (hub/invocations.py) and, with the `otel` extra, is an
+OpenTelemetry span (hub/tracing.py).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ for streams and queues, and it is marked as an error with the function's masked 
 
 Spans go to the process's tracer provider: set it up as for any Python program (`opentelemetry-instrument hub
 run ...` with `opentelemetry-distro` and an exporter, or `trace.set_tracer_provider` in a program that embeds the
-hub). Without the extra, nothing here imports OpenTelemetry and invocations are not touched; `OTEL_SDK_DISABLED=true`
-turns tracing off with it installed.
+hub); until one is set no span is made. Without the extra, nothing here imports OpenTelemetry and invocations are
+not touched; `OTEL_SDK_DISABLED=true` turns tracing off with it installed.
 
 Nothing of the records but their trace context is read, and nothing of the event or the result goes into a span.
 """
@@ -33,18 +33,24 @@ MAX_LINKS = 32
 
 INSTRUMENTATION = "eventhub"
 
-_enabled: bool | None = None
+_installed: bool | None = None
+_api: Any = None
 _tracer: Any = None
 
 
 def enabled() -> bool:
-    """Whether invocations are spans: the OpenTelemetry API is installed and OTEL_SDK_DISABLED is not true. Looked
-    up once; finding the package imports nothing of it."""
-    global _enabled
-    if _enabled is None:
+    """Whether invocations are spans now: the OpenTelemetry API is installed, OTEL_SDK_DISABLED is not true, and
+    the process has a tracer provider (without one every span would be a no-op: none is made, which spares the
+    hot path). Whether it is installed is looked up once, and finding the package imports nothing of it."""
+    global _installed, _api
+    if _installed is None:
         disabled = os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
-        _enabled = not disabled and importlib.util.find_spec("opentelemetry") is not None and _has_trace_api()
-    return _enabled
+        _installed = not disabled and importlib.util.find_spec("opentelemetry") is not None and _has_trace_api()
+        if _installed:
+            from opentelemetry import trace
+
+            _api = trace
+    return bool(_installed) and not isinstance(_api.get_tracer_provider(), _api.ProxyTracerProvider)
 
 
 def _has_trace_api() -> bool:

@@ -138,3 +138,20 @@ def test_without_the_extra_nothing_of_opentelemetry_is_imported(tmp_path: Any) -
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "False", "False"]
+
+
+def test_no_span_is_made_until_the_process_has_a_tracer_provider() -> None:
+    script = textwrap.dedent(
+        """
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from hub import tracing
+
+        before = tracing.enabled()
+        trace.set_tracer_provider(TracerProvider())
+        print(before, tracing.enabled())
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
