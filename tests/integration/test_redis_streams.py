@@ -21,8 +21,6 @@ from hub.records import Outcome, Record
 from hub.source import LaneEnded, SourceContext
 from tests.helpers import HubProcess, read_jsonl, wait_for
 
-pytest_plugins = ["tests.fixtures_redis"]
-
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"

@@ -16,7 +16,7 @@ from connectors.s3 import CONNECTOR, PollSource, S3Config
 from hub.checkpoints import MemoryStore
 from hub.records import Outcome, Record
 from hub.source import SourceContext
-from tests.fixtures_aws import REGION, boto, connection, create_bucket, create_queue, moto  # noqa: F401
+from tests.fixtures_aws import REGION, boto, connection, create_bucket, create_queue
 from tests.helpers import ROOT, HubProcess, read_jsonl, shape, wait_for
 
 SAMPLE = json.loads((ROOT / "tests/conformance/events/s3-event.json").read_text())
@@ -28,7 +28,7 @@ def depth(url: str, queue_url: str) -> tuple[int, int]:
     return int(attributes[names[0]]), int(attributes[names[1]])
 
 
-def test_notifications_invoke_once_per_message_skip_the_test_event_and_retry(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_notifications_invoke_once_per_message_skip_the_test_event_and_retry(tmp_path: Path, moto: str) -> None:
     s3, sqs = boto(moto, "s3"), boto(moto, "sqs")
     bucket, queue = create_bucket(moto), create_queue(moto)
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -106,7 +106,7 @@ async def read_keys(source: PollSource, n: int, timeout: float = 5.0) -> list[Re
     return got
 
 
-async def test_poll_finds_new_and_overwritten_objects_and_nothing_old_after_a_restart(moto: str) -> None:  # noqa: F811
+async def test_poll_finds_new_and_overwritten_objects_and_nothing_old_after_a_restart(moto: str) -> None:
     s3 = boto(moto, "s3")
     bucket = create_bucket(moto)
     for key in ("old-a.txt", "old-b.txt", "skip.log"):
@@ -167,7 +167,7 @@ def test_config_settings_belong_to_their_mode() -> None:
         assert field.description or name == "type", name
 
 
-def test_sigkill_mid_notifications_loses_nothing(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_sigkill_mid_notifications_loses_nothing(tmp_path: Path, moto: str) -> None:
     """Chaos: kill -9 while notifications are handled; after a restart every upload was handled at least once."""
     s3, sqs = boto(moto, "s3"), boto(moto, "sqs")
     bucket, queue = create_bucket(moto), create_queue(moto)

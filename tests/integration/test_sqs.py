@@ -19,7 +19,7 @@ from connectors.sqs import CONNECTOR, GroupLane, SqsConfig, SqsSource
 from hub.checkpoints import MemoryStore
 from hub.records import Outcome, Record
 from hub.source import SourceContext
-from tests.fixtures_aws import REGION, boto, connection, create_queue, moto, unique  # noqa: F401
+from tests.fixtures_aws import REGION, boto, connection, create_queue, unique
 from tests.helpers import ROOT, HubProcess, read_jsonl, read_n, running, shape, wait_for
 
 SAMPLE = json.loads((ROOT / "tests/conformance/events/sqs-event.json").read_text())["Records"][0]
@@ -58,7 +58,7 @@ def body(record: Record) -> Any:
 # ---- in-process ----------------------------------------------------------------------------------------------
 
 
-async def test_messages_arrive_in_the_sqs_event_shape_and_settled_ones_are_deleted(moto: str) -> None:  # noqa: F811
+async def test_messages_arrive_in_the_sqs_event_shape_and_settled_ones_are_deleted(moto: str) -> None:
     sqs = boto(moto, "sqs")
     queue = create_queue(moto)
     attributes = {
@@ -91,7 +91,7 @@ async def test_messages_arrive_in_the_sqs_event_shape_and_settled_ones_are_delet
         assert depth(moto, queue) == (0, 0)
 
 
-async def test_a_failed_message_waits_out_its_visibility_timeout_unless_a_backoff_is_set(moto: str) -> None:  # noqa: F811
+async def test_a_failed_message_waits_out_its_visibility_timeout_unless_a_backoff_is_set(moto: str) -> None:
     sqs = boto(moto, "sqs")
     queue = create_queue(moto)
     sqs.send_message(QueueUrl=queue, MessageBody="again")
@@ -118,7 +118,7 @@ async def test_a_failed_message_waits_out_its_visibility_timeout_unless_a_backof
     assert depth(moto, queue) == (0, 0)
 
 
-async def test_visibility_is_extended_while_a_slow_batch_runs_so_no_one_else_gets_it(moto: str) -> None:  # noqa: F811
+async def test_visibility_is_extended_while_a_slow_batch_runs_so_no_one_else_gets_it(moto: str) -> None:
     sqs = boto(moto, "sqs")
     queue = create_queue(moto)
     sqs.send_message(QueueUrl=queue, MessageBody="slow")
@@ -139,7 +139,7 @@ async def test_visibility_is_extended_while_a_slow_batch_runs_so_no_one_else_get
     assert depth(moto, queue) == (0, 0)
 
 
-async def test_a_message_received_again_while_in_flight_is_not_delivered_twice(moto: str) -> None:  # noqa: F811
+async def test_a_message_received_again_while_in_flight_is_not_delivered_twice(moto: str) -> None:
     sqs = boto(moto, "sqs")
     queue = create_queue(moto)
     sqs.send_message(QueueUrl=queue, MessageBody="lapsed")
@@ -158,7 +158,7 @@ async def test_a_message_received_again_while_in_flight_is_not_delivered_twice(m
     assert depth(moto, queue) == (0, 0)
 
 
-async def test_fifo_groups_are_ordered_lanes_and_a_failure_keeps_its_group_in_order(moto: str) -> None:  # noqa: F811
+async def test_fifo_groups_are_ordered_lanes_and_a_failure_keeps_its_group_in_order(moto: str) -> None:
     sqs = boto(moto, "sqs")
     queue = create_fifo_queue(moto)
     for n in range(5):
@@ -195,7 +195,7 @@ async def test_fifo_groups_are_ordered_lanes_and_a_failure_keeps_its_group_in_or
     assert depth(moto, queue) == (0, 0)
 
 
-async def test_fifo_groups_in_flight_are_capped_at_max_concurrency(moto: str) -> None:  # noqa: F811
+async def test_fifo_groups_in_flight_are_capped_at_max_concurrency(moto: str) -> None:
     sqs = boto(moto, "sqs")
     queue = create_fifo_queue(moto)
     for group in ("a", "b"):
@@ -248,7 +248,7 @@ def send(url: str, queue: str, bodies: list[Any], **kwargs: Any) -> None:
         sqs.send_message_batch(QueueUrl=queue, Entries=entries)
 
 
-def test_a_partial_batch_failure_deletes_exactly_the_others(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_a_partial_batch_failure_deletes_exactly_the_others(tmp_path: Path, moto: str) -> None:
     queue = create_queue(moto)
     send(moto, queue, [{"n": n, "fail": n in (2, 5, 7)} for n in range(10)])
     out = tmp_path / "out.jsonl"
@@ -269,7 +269,7 @@ def test_a_partial_batch_failure_deletes_exactly_the_others(tmp_path: Path, moto
     assert sorted(m["attempt"] for m in deliveries(out) if json.loads(m["body"])["fail"]) == [1, 1, 1, 2, 2, 2]
 
 
-def test_an_always_failing_message_reaches_the_redrive_dlq_or_the_destination(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_an_always_failing_message_reaches_the_redrive_dlq_or_the_destination(tmp_path: Path, moto: str) -> None:
     sqs = boto(moto, "sqs")
     dlq = create_queue(moto)
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -306,7 +306,7 @@ def test_an_always_failing_message_reaches_the_redrive_dlq_or_the_destination(tm
     assert depth(moto, redriven) == (0, 0)
 
 
-def test_fifo_through_the_hub_keeps_order_per_group(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_fifo_through_the_hub_keeps_order_per_group(tmp_path: Path, moto: str) -> None:
     queue = create_fifo_queue(moto)
     sqs = boto(moto, "sqs")
     for n in range(6):
@@ -333,7 +333,7 @@ def test_fifo_through_the_hub_keeps_order_per_group(tmp_path: Path, moto: str) -
     assert depth(moto, queue) == (0, 0)
 
 
-def test_sigkill_mid_queue_loses_nothing(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_sigkill_mid_queue_loses_nothing(tmp_path: Path, moto: str) -> None:
     queue = create_queue(moto)
     total = 150
     send(moto, queue, [{"n": n} for n in range(total)])
