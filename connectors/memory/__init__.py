@@ -52,8 +52,11 @@ def put(name: str, *values: Any, key: str | None = None, sent: float | None = No
 
 
 def cut(name: str) -> None:
-    """The channel's broker goes away: opens, reads and settles on it raise ConnectionError until `restore`."""
-    BROKER.get(name).is_cut = True
+    """The channel's broker goes away: opens, reads and settles on it raise ConnectionError until `restore` (readers
+    waiting for records find out at once)."""
+    channel = BROKER.get(name)
+    channel.is_cut = True
+    channel.wake()
 
 
 def restore(name: str) -> None:
