@@ -84,8 +84,9 @@ class KafkaKit(Kit):
 
 
 class RedisKit(Kit):
-    """A stream read by a consumer group with a fixed consumer name: a restarted source (or hub) reads its own
-    pending entries again at once; a failed entry is claimed again after `claim_idle_time`."""
+    """A stream read by a consumer group. The consumer is named after the process (the default): a source opened
+    again in the same process reads its own pending entries again at once; a restarted hub (another pid) claims
+    those of the killed one after `claim_idle_time`, as it claims a failed entry."""
 
     type = "redis"
     counts_deliveries = True
@@ -122,7 +123,6 @@ class RedisKit(Kit):
             "url": resource.extra["url"],
             "stream": resource.name,
             "consumer_group": resource.name,
-            "consumer_name": "suite",
             "block": "200ms",
             "claim_idle_time": "500ms",
         }
@@ -147,6 +147,7 @@ class RabbitMQKit(Kit):
     possible here (the machine's RabbitMQ): a cuttable queue is reached through a TcpProxy."""
 
     type = "rabbitmq"
+    counts_deliveries = True
     mapping = {"max_concurrency": 2}
 
     def __init__(self, url: str) -> None:

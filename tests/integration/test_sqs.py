@@ -1,12 +1,12 @@
 """The `sqs` connector against moto_server: in-process (event shape, delete, redelivery, the visibility heartbeat,
 FIFO group order) and end to end with the hub as a real process (partial batch responses, the redrive DLQ, the
-mapping's destination, FIFO, a SIGKILL in the middle of a queue)."""
+mapping's destination, FIFO). The scenarios every connector passes (restart, broker cut, SIGKILL...) are in
+tests/connectors/."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -331,29 +331,3 @@ def test_fifo_through_the_hub_keeps_order_per_group(tmp_path: Path, moto: str) -
             per_group.setdefault(item["g"], []).append(item["n"])
     assert per_group == {g: list(range(6)) for g in "abc"}
     assert depth(moto, queue) == (0, 0)
-
-
-def test_sigkill_mid_queue_loses_nothing(tmp_path: Path, moto: str) -> None:
-    queue = create_queue(moto)
-    total = 150
-    send(moto, queue, [{"n": n} for n in range(total)])
-    out = tmp_path / "out.jsonl"
-    mapping = {"function": "slow", "source": {"queue_url": queue, "visibility_timeout": 3}, "max_concurrency": 3}
-    config = hub_config(tmp_path, moto, [mapping])
-    env = {"RECORDER_OUT": str(out), "SLOW_SECONDS": "0.05"}
-    with HubProcess(tmp_path, config, env) as hub:
-        hub.start()
-        wait_for(lambda: len(deliveries(out)) >= 40, 20, "some messages handled")
-        hub.kill()
-    assert len(deliveries(out)) < total, "killed in the middle of the queue"
-    with HubProcess(tmp_path, config, env) as hub:
-        hub.start()
-
-        def everything() -> bool:
-            return {json.loads(m["body"])["n"] for m in deliveries(out)} == set(range(total))
-
-        wait_for(everything, 30, "every message after the restart")
-        wait_for(lambda: depth(moto, queue) == (0, 0), 10, "an empty queue")
-        assert hub.stop(signal.SIGTERM) == 0
-    seen = Counter(json.loads(m["body"])["n"] for m in deliveries(out))
-    assert sum(seen.values()) - total <= 60, "duplicates are bounded by what was in flight"
