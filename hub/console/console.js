@@ -171,7 +171,7 @@ function mappingRow(m) {
     el("td", { text: m.function || "—" }),
     el("td", { text: m.source || "—" }),
     el("td", {}, el("span", { class: "state state-" + m.State, "data-state": m.State, text: m.State })),
-    el("td", { class: "muted", text: m.running ? m.state : m.StateTransitionReason || "" }),
+    el("td", { class: "muted", title: m.last_error || undefined, text: m.running ? m.state : m.StateTransitionReason || "" }),
     el("td", { class: "num", text: m.lanes ? m.lanes.length : "—" }),
     el("td", { class: "num", text: number(counters.polled) }),
     el("td", { class: "num", text: number(counters.invoked) }),
