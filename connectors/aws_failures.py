@@ -1,4 +1,4 @@
-"""The `sqs` and `s3` failure destinations read back, for the console and replays (hub.inbox).
+"""The `sqs` and `s3` failure destinations read back, for the console and replays (hub.readback).
 
 SQS: a listing receives the messages with a short visibility timeout (`LIST_VISIBILITY`), never deletes them,
 and makes them visible again at once when it is done; a message's id is its SQS message id. Each listing counts
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.aws_destinations import S3DestinationConfig, SqsDestinationConfig, _Clients
-from hub.inbox import Letter, parsed
+from hub.readback import Letter, parsed
 
 LIST_VISIBILITY = 5
 """Seconds a listed message stays invisible if the listing cannot make it visible again."""

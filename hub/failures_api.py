@@ -3,7 +3,7 @@
 - `GET /` the console (hub/console: a static page, its script and its style, served from the package; nothing
   is fetched from elsewhere, and its Content-Security-Policy lets it talk to this endpoint only).
 - `GET /mappings/{name}/failures?limit=N` what sits in the mapping's `destination_config.on_failure` destination
-  (hub.inbox): `{"mapping", "destination", "total", "failures": [{id, when, kind, condition, error, request_id,
+  (hub.readback): `{"mapping", "destination", "total", "failures": [{id, when, kind, condition, error, request_id,
   records, summary, replay, document}]}`. Reading does not consume anything.
 - `POST /mappings/{name}/failures/replay {"ids": [...]}` starts a replay job (hub.replay): 202 with the job.
 - `GET /replays/{id}` its progress, `{"total", "done", "failed", "state", "results", ...}`; `GET /replays` every
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub import redact
 from hub.control import ControlError
-from hub.inbox import InboxError, describe, open_inbox
+from hub.readback import InboxError, describe, open_inbox
 from hub.replay import Replays
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """Replaying failure records: the function invoked again with each chosen record's event, and the record removed
 from its destination once that invocation succeeded.
 
-For each chosen letter (hub.inbox) the event the function got is rebuilt:
+For each chosen letter (hub.readback) the event the function got is rebuilt:
 
 - from the document, where it holds the event: an asynchronous invocation record's `requestPayload` (files,
   schedules, s3, mqtt; and queue sources, SQS, Redis, RabbitMQ, whose failure records have the same form), a dead
@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hub import redact
-from hub.inbox import Gone, Inbox, InboxError, Letter, batch_info, event_of, open_inbox
 from hub.logs import fields
+from hub.readback import Gone, Inbox, InboxError, Letter, batch_info, event_of, open_inbox
 
 if TYPE_CHECKING:
     from hub.app import Hub

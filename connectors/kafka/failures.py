@@ -1,4 +1,4 @@
-"""Kafka for replays (hub.inbox, hub.replay): a failure topic read back, and a given-up batch read again.
+"""Kafka for replays (hub.readback, hub.replay): a failure topic read back, and a given-up batch read again.
 
 - `inbox`: the `kafka` destination's topic, read from its beginning by offsets with no consumer group (nothing is
   committed, no group appears on the brokers). A letter's id is `partition:offset`. A topic cannot delete a
@@ -19,7 +19,7 @@ from typing import Any
 
 from connectors.kafka.config import KafkaConnection, KafkaDestinationConfig, client_options
 from connectors.kafka.events import kafka_event, kafka_records
-from hub.inbox import Gone, Letter, parsed
+from hub.readback import Gone, Letter, parsed
 from hub.source import SourceContext
 
 READ_TIMEOUT = 20.0

@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from connectors.shards.service import IteratorExpired, ShardGone, ShardService, Start, error_code
-from hub.inbox import Gone
+from hub.readback import Gone
 from hub.source import SourceContext
 
 EMPTY_PAGES = 20

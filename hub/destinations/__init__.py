@@ -23,7 +23,7 @@ _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Path, asyncio.
 
 def file_lock(path: Path) -> asyncio.Lock:
     """The lock every writer of this file holds in this process, one per event loop: the file destination appends
-    under it, and a replay (hub.inbox) rewrites the file under it, so that no append is lost to a rewrite."""
+    under it, and a replay (hub.readback) rewrites the file under it, so that no append is lost to a rewrite."""
     per_loop = _locks.setdefault(asyncio.get_running_loop(), {})
     return per_loop.setdefault(path.resolve(), asyncio.Lock())
 

@@ -1,4 +1,4 @@
-"""Failure documents read back (hub.inbox): what each kind says, how it can be replayed, and the file destination's
+"""Failure documents read back (hub.readback): what each kind says, how it can be replayed, and the file destination's
 listing and removal."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hub.config import FileDestination
 from hub.destinations import FileSink
-from hub.inbox import FileInbox, Letter, describe, event_of, open_inbox
+from hub.readback import FileInbox, Letter, describe, event_of, open_inbox
 from hub.source import Document
 
 S3_EVENT = {"Records": [{"eventSource": "aws:s3", "s3": {"object": {"key": "photo.jpg"}}}]}
