@@ -24,12 +24,10 @@ from typing import TYPE_CHECKING, Any
 from hub import redact
 from hub.control import ControlError
 from hub.readback import InboxError, describe, open_inbox
-from hub.replay import Replays
+from hub.replay import Replaying, Replays
 
 if TYPE_CHECKING:
     from aiohttp import web
-
-    from hub.app import Hub
 
 DEFAULT_LIMIT = 50
 MOST = 1000
@@ -57,7 +55,7 @@ REPLAY_NOTES = {
 }
 
 
-def add_routes(app: web.Application, hub: Hub, allowed: Callable[[web.Request], web.Response | None]) -> Replays:
+def add_routes(app: web.Application, hub: Replaying, allowed: Callable[[web.Request], web.Response | None]) -> Replays:
     """Add the console and the failure routes to the admin app; the replays stop when the app is cleaned up."""
     from aiohttp import web
 

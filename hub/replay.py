@@ -27,16 +27,18 @@ import importlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from hub import redact
+from hub.config import HubConfig
+from hub.control import Mappings
+from hub.functions import Function
 from hub.logs import fields
 from hub.readback import Gone, Inbox, InboxError, Letter, batch_info, event_of, open_inbox
-
-if TYPE_CHECKING:
-    from hub.app import Hub
+from hub.source import SourceContext
+from hub.store import CheckpointStore
 
 log = logging.getLogger("hub.replay")
 
@@ -70,6 +72,7 @@ class Job:
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def view(self) -> dict[str, Any]:
+        """The job as the admin API shows it."""
         return {
             "id": self.id,
             "mapping": self.mapping,
@@ -83,14 +86,39 @@ class Job:
         }
 
 
+class Replaying(Protocol):
+    """What a replay needs of a hub (hub.app.Hub): its mappings, functions, configuration and store."""
+
+    @property
+    def config(self) -> HubConfig:
+        """Its configuration (the region, the account)."""
+        ...
+
+    @property
+    def store(self) -> CheckpointStore:
+        """Its checkpoint store (a Kafka destination's replayed ids are kept there)."""
+        ...
+
+    @property
+    def functions(self) -> Mapping[str, Function]:
+        """Its functions, by name."""
+        ...
+
+    @property
+    def mappings(self) -> Mappings:
+        """Its mappings, with their current configuration."""
+        ...
+
+
 class Replays:
     """The replay jobs of a hub: started by the admin API, kept for it to report on."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Replaying) -> None:
         self.hub = hub
         self.jobs: dict[str, Job] = {}
 
     def start(self, mapping: str, ids: Sequence[str]) -> Job:
+        """Start replaying the letters `ids` of `mapping`'s destination; the job reports its progress."""
         job = Job(str(uuid.uuid4()), mapping, list(dict.fromkeys(ids)))
         self.jobs[job.id] = job
         for old in list(self.jobs)[:-KEPT_JOBS]:
@@ -178,7 +206,13 @@ class Replays:
             )
         module, _, name = REREADERS[source_type].partition(":")
         reread = getattr(importlib.import_module(module), name)
-        context = self.hub._context(config)
+        context = SourceContext(
+            mapping=mapping,
+            store=self.hub.store,
+            region=self.hub.config.region,
+            account_id=self.hub.config.account_id,
+            log=logging.getLogger(f"hub.source.{source_type}"),
+        )
         return await reread(config.source, context, info)
 
     @staticmethod
