@@ -250,11 +250,20 @@ function renderLanes() {
   const lag = m.lag && typeof m.lag === "object" ? flat(m.lag, "", {}) : {};
   const parts = Object.entries(lag).map(([k, v]) => `${k} ${number(v)}`);
   $("lag-summary").textContent = parts.length ? "Lag: " + parts.join(" · ") : "";
+  // lanes_detail: {lane: {offset_lag, iterator_age_ms, ...}} (or a list of {lane, ...}); lanes it does not name
+  // (no lag known yet) are shown from `lanes`
   let detail = m.lanes_detail;
   if (detail && !Array.isArray(detail) && typeof detail === "object") {
     detail = Object.entries(detail).map(([lane, info]) => ({ lane, ...(typeof info === "object" ? info : { value: info }) }));
   }
-  if (!Array.isArray(detail)) detail = (m.lanes || []).map((lane) => ({ lane }));
+  if (!Array.isArray(detail)) detail = [];
+  const named = new Set(detail.map((item) => item.lane));
+  detail = detail.concat((m.lanes || []).filter((lane) => !named.has(lane)).map((lane) => ({ lane })));
+  const minute = m.last_minute || {};
+  $("last-minute").textContent = Object.keys(minute).length
+    ? `Last minute: ${number(minute.polled)} polled, ${number(minute.invoked)} invoked, ${number(minute.failed_invoke)} failed` +
+      ` (${number(minute.polled_per_s)} polled/s, ${number(minute.invoked_per_s)} invoked/s)`
+    : "";
   const rows = detail.map((item) => flat(item, "", {}));
   const columns = [];
   for (const row of rows) for (const key of Object.keys(row)) if (!columns.includes(key)) columns.push(key);
