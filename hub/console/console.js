@@ -276,6 +276,12 @@ function renderLanes() {
   if (!rows.length) table.tBodies[0].append(el("tr", {}, el("td", { colspan: columns.length, class: "muted", text: m.running ? "no lane read now" : "not running" })));
 }
 
+function niceCeiling(value) {
+  // 1, 2 or 5 times a power of ten, at or above value: round numbers on the axis
+  const power = Math.pow(10, Math.floor(Math.log10(value)));
+  return [1, 2, 5, 10].map((step) => step * power).find((candidate) => candidate >= value);
+}
+
 function chart(title, series, unit) {
   const width = 440;
   const height = 150;
@@ -283,14 +289,14 @@ function chart(title, series, unit) {
   const now = Date.now() / 1000;
   const from = now - 3600;
   const values = series.flatMap((s) => s.points.map((p) => p[1]));
-  const top = Math.max(1, ...values) * 1.1;
+  const top = niceCeiling(Math.max(1, ...values) * 1.05);
   const x = (t) => pad.left + ((t - from) / 3600) * (width - pad.left - pad.right);
   const y = (v) => height - pad.bottom - (v / top) * (height - pad.top - pad.bottom);
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-label": title });
   for (const fraction of [0, 0.5, 1]) {
     const value = top * fraction;
     root.append(svg("line", { x1: pad.left, x2: width - pad.right, y1: y(value), y2: y(value), class: "grid" }));
-    root.append(svg("text", { x: pad.left - 4, y: y(value) + 4, class: "axis", "text-anchor": "end" }, number(Math.round(value * 100) / 100)));
+    root.append(svg("text", { x: pad.left - 4, y: y(value) + 4, class: "axis", "text-anchor": "end" }, value.toLocaleString()));
   }
   root.append(svg("text", { x: pad.left, y: height - 6, class: "axis" }, "−60 min"));
   root.append(svg("text", { x: width - pad.right, y: height - 6, class: "axis", "text-anchor": "end" }, "now"));
