@@ -12,6 +12,7 @@ replay and removes one once its replay succeeded.
 | `kafka`     | `partition:offset` | the topic read from its beginning by      | a topic cannot delete: the id is kept |
 |             |                    | offsets, with no consumer group           | in the checkpoint store, and hidden   |
 | `s3`        | the object's key   | the objects under `aws/lambda/`           | the object deleted                    |
+| `redis`     | the entry's id     | XRANGE, this mapping's entries            | XDEL                                  |
 
 `describe` tells, for any letter, when it was written, why, what records it stands for and how it can be
 replayed: with the event the document holds (`event`: asynchronous invocation records, queue failure records,
@@ -40,9 +41,9 @@ INBOXES = {
     "sqs": "connectors.aws_failures:sqs_inbox",
     "s3": "connectors.aws_failures:s3_inbox",
     "kafka": "connectors.kafka.failures:inbox",
+    "redis": "connectors.redis_streams.failures:inbox",
 }
-"""Destination type -> `module:function(config, region, store, mapping) -> Inbox` (`file` is built in here).
-TODO(issue 17): a `redis` destination's inbox (XRANGE to list, XDEL to remove) goes here once it exists."""
+"""Destination type -> `module:function(config, region, store, mapping) -> Inbox` (`file` is built in here)."""
 
 BATCH_INFO_KEYS = {"KinesisBatchInfo": "kinesis", "DDBStreamBatchInfo": "dynamodb", "KafkaBatchInfo": "kafka"}
 """The batch info of a stream's failure record, and the source type whose records it names."""

@@ -12,10 +12,20 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures_aws import boto, connection, create_bucket, create_queue, create_stream, moto, put_records  # noqa: F401
+from tests.fixtures_aws import (  # noqa: F401
+    boto,
+    connection,
+    create_bucket,
+    create_queue,
+    create_stream,
+    free_port,
+    moto,
+    put_records,
+)
 from tests.fixtures_kafka import create_topic, produce, tansu, unique  # noqa: F401
-from tests.fixtures_redis import free_port
 from tests.helpers import HubProcess, read_jsonl, wait_for
+
+pytest_plugins = ["tests.fixtures_redis"]
 
 
 def call(url: str, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -253,3 +263,43 @@ def test_replays_need_the_token_a_json_body_and_this_origin(tmp_path: Path) -> N
         assert failures(base, "inbox")["total"] == 1
         assert hub.stop() == 0
     assert "replay-t0ken" not in hub.log()
+
+
+def test_a_redis_stream_destination(tmp_path: Path, redis_url: str) -> None:
+    import redis
+
+    port, out = free_port(), tmp_path / "calls.jsonl"
+    base = f"http://127.0.0.1:{port}"
+    stream = unique("failed")
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.xadd(stream, {"body": "{}", "mapping": "another", "lane": "x"})  # a shared stream: not this mapping's
+    config = {
+        "checkpoints": "memory://",
+        "admin": {"listen": f"127.0.0.1:{port}"},
+        "functions": {"picky": picky(tmp_path)},
+        "mappings": [
+            {
+                "name": "uploads",
+                "function": "picky",
+                "source": {"type": "files", "path": str(tmp_path / "in")},
+                "maximum_retry_attempts": 0,
+                "destination_config": {"on_failure": {"type": "redis", "url": redis_url, "stream": stream}},
+            }
+        ],
+    }
+    with HubProcess(tmp_path, config, {"RECORDER_OUT": str(out)}) as hub:
+        hub.start(ready="admin endpoint")
+        (tmp_path / "in").mkdir(exist_ok=True)
+        (tmp_path / "in" / "a.txt").write_text("a")
+        wait_for(lambda: failures(base, "uploads")["total"] == 1, 30, "the failure entry")
+        listed = failures(base, "uploads")
+        (entry,) = listed["failures"]
+        assert listed["destination"] == "redis" and entry["replay"] == "event"
+        assert entry["summary"] == "aws:s3: a.txt" and "not ready" in entry["error"]
+        (tmp_path / "ready").write_text("")
+        done = replay(base, "uploads", [entry["id"]])
+        assert (done["done"], done["failed"]) == (1, 0)
+        assert read_jsonl(out)[0]["event"]["Records"][0]["s3"]["object"]["key"] == "a.txt"
+        assert failures(base, "uploads")["total"] == 0
+        assert [fields["mapping"] for _, fields in client.xrange(stream)] == ["another"]  # XDEL: only ours went
+        assert hub.stop() == 0
