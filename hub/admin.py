@@ -1,5 +1,6 @@
 """The admin HTTP endpoint: `/status` (JSON), `/metrics` (Prometheus, hub/metrics.py), `/healthz`, `/history`
-and `/invocations` (JSON, hub/history.py and hub/invocations.py), and the API that changes mappings.
+and `/invocations` (JSON, hub/history.py and hub/invocations.py), the console at `/`, the failure destinations' API
+(hub/failures_api.py) and the API that changes mappings.
 
 It shows names, states, lanes, lag and counts; never a source's settings, an event or a result. A mapping's last
 error is a broker's or client's message, which may quote a URL or a setting: every page is masked as log lines are
@@ -14,8 +15,9 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
-from hub import metrics, redact
+from hub import failures_api, metrics, redact
 from hub.config import HubConfig
 from hub.control import ControlError, Mappings, Slot
 from hub.functions import Function
@@ -26,6 +28,7 @@ from hub.invocations import ACTIVITY, RECENT, Activity
 from hub.leases import Leases
 from hub.mapping import MappingRunner
 from hub.pollers import Pollers
+from hub.store import CheckpointStore
 from hub.sync import SyncRunner
 
 if TYPE_CHECKING:
@@ -34,7 +37,13 @@ if TYPE_CHECKING:
 
 def slot_view(slot: Slot) -> dict[str, Any]:
     """A mapping as AWS's GetEventSourceMapping would describe its state (never a source setting)."""
-    return {"name": slot.name, "State": slot.state, "StateTransitionReason": slot.reason}
+    return {
+        "name": slot.name,
+        "function": slot.config.function,
+        "source": slot.config.source.type,
+        "State": slot.state,
+        "StateTransitionReason": slot.reason,
+    }
 
 
 class Observed(Protocol):
@@ -89,6 +98,11 @@ class Observed(Protocol):
     @property
     def monitor(self) -> Monitor | None:
         """The mappings' lag, last minute and history (hub.history); None until the endpoint starts it."""
+        ...
+
+    @property
+    def store(self) -> CheckpointStore:
+        """Its checkpoint store (replays keep what they removed from a Kafka destination there)."""
         ...
 
     async def update_mapping(self, name: str, changes: dict[str, Any]) -> Slot:
@@ -210,7 +224,11 @@ async def serve(hub: Observed, host: str, port: int) -> web.AppRunner:
         return web.json_response({"ok": not down, "not_running": down}, status=200 if not down else 503)
 
     def allowed(request: web.Request) -> web.Response | None:
-        """None if the request may change something; else the answer that refuses it."""
+        """None if the request may change something; else the answer that refuses it. A browser's request from a
+        page of another origin is refused whatever it carries (a page elsewhere must not drive this endpoint)."""
+        origin = request.headers.get("Origin")
+        if origin is not None and urlsplit(origin).netloc != request.host:
+            return web.json_response({"error": "changes are accepted from this endpoint's own pages only"}, status=403)
         token = hub.config.admin.token if hub.config.admin is not None else None
         if token is None:
             return None
@@ -254,6 +272,7 @@ async def serve(hub: Observed, host: str, port: int) -> web.AppRunner:
         return await control(request, run)
 
     app = web.Application()
+    failures_api.add_routes(app, hub, allowed)
     app.router.add_post("/mappings/{name}/disable", disable_view)
     app.router.add_post("/mappings/{name}/enable", enable_view)
     app.router.add_patch("/mappings/{name}", update_view)
