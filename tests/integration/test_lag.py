@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures_kafka import create_topic, produce, tansu, unique  # noqa: F401
+from tests.fixtures_kafka import create_topic, produce, unique
 from tests.fixtures_redis import free_port
 from tests.helpers import HubProcess, read_jsonl, run_cli, wait_for
 
@@ -37,7 +37,7 @@ def messages(prefix: str, count: int) -> list[Any]:
     return [(0, None, json.dumps({"id": f"{prefix}{i}"}).encode()) for i in range(count)]
 
 
-def test_kafka_offset_lag_grows_with_a_backlog_and_drains_to_zero(tmp_path: Path, tansu: str) -> None:  # noqa: F811
+def test_kafka_offset_lag_grows_with_a_backlog_and_drains_to_zero(tmp_path: Path, tansu: str) -> None:
     topic = unique("lagging")
     create_topic(tansu, topic)
     port, out, hold = free_port(), tmp_path / "calls.jsonl", tmp_path / "hold"

@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures_aws import boto, connection, create_queue, moto  # noqa: F401
+from tests.fixtures_aws import boto, connection, create_queue
 from tests.fixtures_redis import free_port
 from tests.helpers import HubProcess, read_jsonl, wait_for
 
@@ -29,7 +29,7 @@ def metrics(base: str) -> dict[str, float]:
     return found
 
 
-def test_counts_with_aws_names_after_a_known_number_of_records(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_counts_with_aws_names_after_a_known_number_of_records(tmp_path: Path, moto: str) -> None:
     queue = create_queue(moto)
     port, out, failures = free_port(), tmp_path / "calls.jsonl", tmp_path / "failures.jsonl"
     config = {

@@ -12,16 +12,14 @@ import redis.asyncio as aredis
 
 from hub.records import Lag, Outcome
 from hub.source import LagSource
-from tests.fixtures_aws import boto, create_queue, create_stream, moto, put_records  # noqa: F401
+from tests.fixtures_aws import boto, create_queue, create_stream, put_records
+from tests.fixtures_rabbitmq import Broker
 from tests.helpers import read_n, running
 from tests.integration.test_kinesis import kinesis_source
-from tests.integration.test_rabbitmq import Broker, broker, rabbitmq_server  # noqa: F401
 from tests.integration.test_rabbitmq import make_source as rabbitmq_source
 from tests.integration.test_redis_streams import make_source as redis_source
 from tests.integration.test_redis_streams import unique
 from tests.integration.test_sqs import sqs_source
-
-pytest_plugins = ["tests.fixtures_redis"]
 
 
 async def lag_until(source: LagSource, key: str, condition: Callable[[Lag], bool], timeout: float = 20.0) -> Lag:
@@ -36,7 +34,7 @@ async def lag_until(source: LagSource, key: str, condition: Callable[[Lag], bool
     raise AssertionError(f"the lag of {key} is still {last}")
 
 
-async def test_sqs_tells_its_backlog_and_the_age_of_its_oldest_message(moto: str) -> None:  # noqa: F811
+async def test_sqs_tells_its_backlog_and_the_age_of_its_oldest_message(moto: str) -> None:
     queue = create_queue(moto)
     sqs = boto(moto, "sqs")
     source = sqs_source(moto, queue)
@@ -82,7 +80,7 @@ async def test_redis_tells_its_groups_lag_and_the_age_of_its_oldest_entry(redis_
         await client.aclose()
 
 
-async def test_rabbitmq_tells_its_ready_messages(broker: Broker) -> None:  # noqa: F811
+async def test_rabbitmq_tells_its_ready_messages(broker: Broker) -> None:
     queue = await broker.queue()
     for n in range(6):
         await broker.publish(queue, b"%d" % n)
@@ -97,7 +95,7 @@ async def test_rabbitmq_tells_its_ready_messages(broker: Broker) -> None:  # noq
         await lag_until(source, key, lambda lag: lag.backlog == 0)
 
 
-async def test_kinesis_tells_its_iterator_age(moto: str) -> None:  # noqa: F811
+async def test_kinesis_tells_its_iterator_age(moto: str) -> None:
     from hub.checkpoints import MemoryStore
 
     stream = create_stream(moto)

@@ -13,7 +13,7 @@ import yaml
 
 from hub.app import Hub
 from hub.config import load_config
-from tests.fixtures_aws import boto, connection, create_queue, moto  # noqa: F401
+from tests.fixtures_aws import boto, connection, create_queue
 from tests.fixtures_otel import spans_exporter
 
 XRAY = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
@@ -26,7 +26,7 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 30.0)
         await asyncio.sleep(0.05)
 
 
-async def test_an_sqs_record_with_an_aws_trace_header_continues_its_trace(tmp_path: Path, moto: str) -> None:  # noqa: F811
+async def test_an_sqs_record_with_an_aws_trace_header_continues_its_trace(tmp_path: Path, moto: str) -> None:
     exporter = spans_exporter()
     exporter.clear()
     queue = create_queue(moto)
