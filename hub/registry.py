@@ -27,6 +27,7 @@ BUILTIN = {
     "redis": "connectors.redis_streams:CONNECTOR",
     "rabbitmq": "connectors.rabbitmq:CONNECTOR",
     "mqtt": "connectors.mqtt:CONNECTOR",
+    "postgres": "connectors.postgres:CONNECTOR",
     "sqs": "connectors.sqs:CONNECTOR",
     "s3": "connectors.s3:CONNECTOR",
     "http": "connectors.http:CONNECTOR",
