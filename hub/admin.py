@@ -10,17 +10,21 @@ from __future__ import annotations
 import hmac
 import os
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hub import redact
-from hub.control import ControlError, Slot
+from hub.config import HubConfig
+from hub.control import ControlError, Mappings, Slot
+from hub.functions import Function
+from hub.health import Health
+from hub.leases import Leases
+from hub.mapping import MappingRunner
+from hub.pollers import Pollers
 from hub.sync import SyncRunner
 
 if TYPE_CHECKING:
     from aiohttp import web
-
-    from hub.app import Hub
 
 # counter name in Counters -> (metric name, help)
 METRICS = {
@@ -42,7 +46,62 @@ def slot_view(slot: Slot) -> dict[str, Any]:
     return {"name": slot.name, "State": slot.state, "StateTransitionReason": slot.reason}
 
 
-def status(hub: Hub) -> dict[str, Any]:
+class Observed(Protocol):
+    """What the admin endpoint sees of a hub (hub.app.Hub): what it reads, and the live-control operations through
+    which its authenticated writes go (hub.control)."""
+
+    @property
+    def started(self) -> float:
+        """When the hub started (monotonic)."""
+        ...
+
+    @property
+    def config(self) -> HubConfig:
+        """Its configuration (only the store's kind is shown)."""
+        ...
+
+    @property
+    def runners(self) -> Sequence[MappingRunner | SyncRunner]:
+        """Its mappings in this process."""
+        ...
+
+    @property
+    def pollers(self) -> Pollers | None:
+        """The poller processes it started, if any."""
+        ...
+
+    @property
+    def leases(self) -> Leases:
+        """Its leases (a cluster member's, or the local ones)."""
+        ...
+
+    @property
+    def cluster_health(self) -> Health:
+        """Whether the shared store answers."""
+        ...
+
+    @property
+    def functions(self) -> Mapping[str, Function]:
+        """Its functions, by name."""
+        ...
+
+    @property
+    def mappings(self) -> Mappings:
+        """Its mappings' states, and the operations that change them (the API's writes)."""
+        ...
+
+    async def update_mapping(self, name: str, changes: dict[str, Any]) -> Slot:
+        """Change a mapping's settings (ControlError if refused)."""
+        ...
+
+    async def reload(self) -> Any:
+        """Read the configuration file again and apply the difference (ControlError if refused)."""
+        ...
+
+
+def status(hub: Observed) -> dict[str, Any]:
+    """The JSON of /status: uptime, the store's kind, each mapping's state, lanes, counts and pollers, the
+    cluster and the functions' limits; never a setting of a source."""
     pollers = hub.pollers.status() if hub.pollers is not None else {}
     states = {slot.name: slot for slot in hub.mappings.slots.values()}
     return {
@@ -58,9 +117,7 @@ def status(hub: Hub) -> dict[str, Any]:
                 "running_since": states[runner.name].since if runner.name in states else None,
                 "last_error": runner.last_error or None,
                 "lanes": sorted(runner.lanes),
-                "in_flight_batches": runner.sync.in_flight
-                if isinstance(runner, SyncRunner)
-                else len(runner._in_flight),  # sync sources: requests being answered
+                "in_flight_batches": runner.in_flight_batches,  # sync sources: requests being answered
                 "counters": {k: v for k, v in vars(runner.counters).items() if isinstance(v, int)},
                 **(
                     {"responses": {str(k): v for k, v in sorted(runner.sync.stats.by_status.items())}}
@@ -93,7 +150,9 @@ def status(hub: Hub) -> dict[str, Any]:
     }
 
 
-def metrics(hub: Hub) -> str:
+def metrics(hub: Observed) -> str:
+    """The text of /metrics, in Prometheus's text format: the counters of every mapping, its lanes, whether it is
+    up, and the sync sources' responses."""
     lines: list[str] = []
     for field, (name, help_text) in METRICS.items():
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
@@ -107,7 +166,7 @@ def metrics(hub: Hub) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _request_metrics(hub: Hub) -> list[str]:
+def _request_metrics(hub: Observed) -> list[str]:
     """Sync sources (`http`): responses by status code and their latency, from request received to answer sent."""
     served = [(r.name, r.sync.stats) for r in hub.runners if isinstance(r, SyncRunner)]
     if not served:
@@ -137,7 +196,7 @@ async def _slot(operation: Awaitable[Slot]) -> dict[str, Any]:
     return slot_view(await operation)
 
 
-async def serve(hub: Hub, host: str, port: int) -> web.AppRunner:
+async def serve(hub: Observed, host: str, port: int) -> web.AppRunner:
     """Start the endpoint; returns the runner to clean up at stop."""
     from aiohttp import web
 

@@ -104,6 +104,7 @@ class Hub:
                     counters = self.counters.setdefault(mapping.display_name, Counters())
                     served = SyncMapping(mapping, source, self.functions[mapping.function], counters)
                     synchronous.setdefault(mapping.spec.type, []).append(served)
+                self.mappings.served.add(mapping.display_name)
                 continue
             counters = self.counters.setdefault(mapping.display_name, Counters())
             await self.mappings.add(mapping, counters=counters, launch=False)
@@ -133,6 +134,8 @@ class Hub:
             health=Health(mapping.display_name),
             leases=self.leases,
             poller=self.poller,
+            retry_delay=mapping.retry_delay,
+            maximum_retry_delay=mapping.maximum_retry_delay,
         )
 
     async def _build_runner(

@@ -139,24 +139,24 @@ def status(url: str, watch: bool, as_json: bool) -> None:
             return
 
 
-@click.command()
-@click.argument("mapping")
-@url_option
-@token_option
-def disable(mapping: str, url: str, token: str | None) -> None:
-    """Stop reading MAPPING (in-flight batches finish); its checkpoint is kept for `hub enable`."""
-    answer = call(url, f"/mappings/{_quote(mapping)}/disable", "POST", {}, token)
-    click.echo(f"{answer['name']}: {answer['State']}")
+def _switch(action: str, help_text: str) -> click.Command:
+    """`hub disable MAPPING` or `hub enable MAPPING`: POST /mappings/MAPPING/<action>, print the new state."""
+
+    @click.command(action, help=help_text)
+    @click.argument("mapping")
+    @url_option
+    @token_option
+    def command(mapping: str, url: str, token: str | None) -> None:
+        answer = call(url, f"/mappings/{_quote(mapping)}/{action}", "POST", {}, token)
+        click.echo(f"{answer['name']}: {answer['State']}")
+
+    return command
 
 
-@click.command()
-@click.argument("mapping")
-@url_option
-@token_option
-def enable(mapping: str, url: str, token: str | None) -> None:
-    """Start reading MAPPING again, from its checkpoint."""
-    answer = call(url, f"/mappings/{_quote(mapping)}/enable", "POST", {}, token)
-    click.echo(f"{answer['name']}: {answer['State']}")
+disable = _switch(
+    "disable", "Stop reading MAPPING (in-flight batches finish); its checkpoint is kept for `hub enable`."
+)
+enable = _switch("enable", "Start reading MAPPING again, from its checkpoint.")
 
 
 @click.command()

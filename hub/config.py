@@ -29,7 +29,7 @@ from pydantic import (
 
 from hub import registry
 from hub.aws import AwsConnection
-from hub.source import ConnectorSpec, Family
+from hub.source import ConnectorSpec, Family, MappingFacts, SettingError
 from hub.types import Duration
 from hub.yamlsource import ConfigError, Located, dotted, load
 
@@ -65,12 +65,6 @@ RESERVED_VARIABLES = frozenset(
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _AtError(ValueError):
-    def __init__(self, loc: tuple[Any, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
 
 
 def environment_values(value: Any) -> Any:
@@ -197,12 +191,12 @@ class FunctionConfig(Model):
     def _runtime_settings(self) -> FunctionConfig:
         needs = {"python": "handler", "in-process": "handler", "http": "url", "lambda": "function_name"}[self.runtime]
         if getattr(self, needs) is None:
-            raise _AtError((needs,), f"required with runtime: {self.runtime}")
+            raise SettingError((needs,), f"required with runtime: {self.runtime}")
         if self.runtime == "lambda":
             import importlib.util
 
             if importlib.util.find_spec("aioboto3") is None:
-                raise _AtError(("runtime",), "runtime: lambda needs aioboto3: pip install 'eventhub[aws]'")
+                raise SettingError(("runtime",), "runtime: lambda needs aioboto3: pip install 'eventhub[aws]'")
         return self
 
 
@@ -239,7 +233,6 @@ class FilterCriteria(Model):
     filters: list[FilterEntry] = Field(default_factory=list, max_length=10)
 
 
-ALL_FAMILIES: frozenset[Family] = frozenset({"stream", "queue", "async", "sync"})
 # Which mapping settings apply to which source family (AWS allows exactly these per kind of source).
 APPLIES: dict[str, frozenset[Family]] = {
     "batch_size": frozenset({"stream", "queue"}),
@@ -284,7 +277,7 @@ class ProvisionedPollerConfig(Model):
     @model_validator(mode="after")
     def _max_not_below_min(self) -> ProvisionedPollerConfig:
         if self.minimum_pollers is not None and self.maximum_pollers < self.minimum_pollers:
-            raise _AtError(
+            raise SettingError(
                 ("maximum_pollers",),
                 f"{self.maximum_pollers} is less than minimum_pollers ({self.minimum_pollers})",
             )
@@ -325,7 +318,10 @@ class MappingConfig(Model):
     )
     max_receive_count: int | None = Field(None, ge=1, description="Queues: deliveries before the destination.")
     retry_delay: Duration = Field(
-        1.0, ge=0, description="First retry delay; doubles each attempt, with jitter (AWS async uses 60s)."
+        1.0,
+        ge=0,
+        description="First retry delay; doubles each attempt, with jitter (AWS async uses 60s). `nats`: how long a "
+        "failed message is nak'd for before JetStream delivers it again.",
     )
     maximum_retry_delay: Duration = Field(300.0, ge=0, description="Cap on the retry delay.")
     filter_criteria: (
@@ -346,9 +342,9 @@ class MappingConfig(Model):
         "at least minimum_pollers (default 200)}`: run the mapping in minimum_pollers OS processes (the hub's and "
         "minimum_pollers - 1 children it restarts and stops) that share the work through the broker's own "
         "coordination: kafka (consumer group), sqs and rabbitmq (competing consumers), redis (stream consumer group), "
-        "s3 with mode: notifications, mqtt with a shared_group (an MQTT 5 shared subscription). The hub does not "
-        "autoscale: maximum_pollers is validated, for AWS compatibility, and not used. Kafka: pollers beyond the "
-        "partition count stay idle.",
+        "s3 with mode: notifications, mqtt with a shared_group (an MQTT 5 shared subscription), nats (a JetStream "
+        "durable pull consumer). The hub does not autoscale: maximum_pollers is validated, for AWS compatibility, "
+        "and not used. Kafka: pollers beyond the partition count stay idle.",
     )
 
     source: Any = Field(description="The event source: `type:` names the connector.")
@@ -381,31 +377,35 @@ class MappingConfig(Model):
         spec = self.spec
         for name, families in APPLIES.items():
             if name in self.model_fields_set and spec.family not in families:
-                raise _AtError((name,), f"does not apply to {spec.type} sources ({_FAMILY_WORDS[spec.family]})")
+                raise SettingError((name,), f"does not apply to {spec.type} sources ({_FAMILY_WORDS[spec.family]})")
         if spec.family == "sync":
             for name in SYNC_REFUSES:
                 if name in self.model_fields_set:
-                    raise _AtError((name,), f"does not apply to {spec.type} sources ({_FAMILY_WORDS['sync']})")
+                    raise SettingError((name,), f"does not apply to {spec.type} sources ({_FAMILY_WORDS['sync']})")
+        if spec.check is not None:
+            try:
+                facts = MappingFacts(
+                    pollers=self.pollers,
+                    max_receive_count=self.max_receive_count,
+                    has_destination=self.destination_config.on_failure is not None,
+                )
+                spec.check(self.source, facts)
+            except SettingError as exc:
+                raise SettingError(("source", *exc.at), str(exc)) from None
         if (provisioned := self.provisioned_poller_config) is not None:
             if not self.shares_work and self.leases is None:
-                raise _AtError(("provisioned_poller_config",), self._not_shared())
+                raise SettingError(("provisioned_poller_config",), self._not_shared())
             least = spec.minimum_pollers
             if provisioned.minimum_pollers is None and provisioned.maximum_pollers < least:
-                raise _AtError(
+                raise SettingError(
                     ("provisioned_poller_config", "maximum_pollers"),
                     f"{provisioned.maximum_pollers} is less than minimum_pollers ({least}, the default)",
                 )
             if provisioned.minimum_pollers is not None and provisioned.minimum_pollers < least:
-                raise _AtError(
+                raise SettingError(
                     ("provisioned_poller_config", "minimum_pollers"),
                     f"{spec.type} sources take {least} to 200 (as on AWS), not {provisioned.minimum_pollers}",
                 )
-        if self.pollers > 1 and self.source.type == "redis" and getattr(self.source, "consumer_name", None):
-            raise _AtError(
-                ("source", "consumer_name"),
-                f"with {self.pollers} pollers every process needs a consumer of its own, and a fixed name would make "
-                "them one (each reading the others' pending entries again): leave it unset (`hostname-pid`)",
-            )
         if self.filter_criteria is not None:
             from hub.filtering import FilterSet, PatternError
 
@@ -418,7 +418,7 @@ class MappingConfig(Model):
                     wrapped = isinstance(self.filter_criteria, FilterCriteria)
                     at = (*at, "filters", exc.index, "pattern") if wrapped else (*at, exc.index)
                 inside = "" if exc.parts or exc.path in ("", "(root)") else f"{exc.path}: "
-                raise _AtError((*at, *exc.parts), f"{inside}{exc.reason}") from None
+                raise SettingError((*at, *exc.parts), f"{inside}{exc.reason}") from None
         return self
 
     @property
@@ -450,10 +450,12 @@ class MappingConfig(Model):
         return self.spec.minimum_pollers if config.minimum_pollers is None else config.minimum_pollers
 
     def _not_shared(self) -> str:
+        hint = self.spec.shares_work_when
         return (
-            f"does not apply to {self.source.type} sources: pollers share a mapping's work through the broker's own "
-            "consumer coordination (kafka, sqs, redis, rabbitmq, s3 with mode: notifications, mqtt with shared_group) "
-            "or through leases in a shared checkpoint store (kinesis, dynamodb, schedule, files, s3 with mode: poll)"
+            f"does not apply to {self.source.type} sources as configured: pollers share a mapping's work through the "
+            "broker's own consumer coordination or through leases in a shared checkpoint store, and this source has "
+            + (f"neither unless you {hint}" if hint else "neither")
+            + ' (docs/configuration.md, "Scaling a mapping over processes", lists the sources that do)'
         )
 
 
@@ -485,7 +487,7 @@ class AdminConfig(Model):
     def _token_beyond_loopback(self) -> AdminConfig:
         host = self.listen.rpartition(":")[0].strip("[]")
         if self.token is None and host not in ("127.0.0.1", "localhost", "::1"):
-            raise _AtError(
+            raise SettingError(
                 ("listen",),
                 f"{host} is reachable from other machines: set admin.token (e.g. token: ${{HUB_ADMIN_TOKEN}}) so "
                 "that only who holds it can change mappings, or listen on 127.0.0.1",
@@ -626,17 +628,19 @@ class HubConfig(Model):
         for i, mapping in enumerate(self.mappings):
             if mapping.function not in self.functions:
                 known = ", ".join(sorted(self.functions)) or "none defined"
-                raise _AtError(("mappings", i, "function"), f"no function {mapping.function!r} (functions: {known})")
+                raise SettingError(
+                    ("mappings", i, "function"), f"no function {mapping.function!r} (functions: {known})"
+                )
             name = mapping.display_name
             if name in seen:
-                raise _AtError(
+                raise SettingError(
                     ("mappings", i, "name"),
                     f"two mappings are named {name!r} (mappings[{seen[name]}] and mappings[{i}]): give each a "
                     "distinct `name:` (checkpoints are kept under it)",
                 )
             seen[name] = i
             if mapping.pollers > 1 and mapping.leases is not None and not self.shared_store:
-                raise _AtError(
+                raise SettingError(
                     ("mappings", i, "provisioned_poller_config"),
                     f"{mapping.source.type} pollers share the work through leases in the checkpoint store, and "
                     f"{self.checkpoints.partition(':')[0]} is a store of one process: use checkpoints: "
@@ -659,7 +663,7 @@ class HubConfig(Model):
                 continue
             for key, value in {**self.function_defaults.environment, **function.environment}.items():
                 if key in owner and owner[key][1] != value:
-                    raise _AtError(
+                    raise SettingError(
                         ("functions", name, "environment", key),
                         f"in-process functions share the hub's environment, and function {owner[key][0]!r} gives "
                         f"{key} another value: use `runtime: python` (the default), where each function has its own",
@@ -678,7 +682,7 @@ class HubConfig(Model):
                 continue
             for name, folder in spec.buckets(mapping.source).items():
                 if buckets.setdefault(name, folder) != folder:
-                    raise _AtError(
+                    raise SettingError(
                         ("mappings", i, "source", "bucket"),
                         f"bucket {name!r} is already the folder {buckets[name]}: the S3 endpoint serves one folder "
                         "per bucket name (set `bucket:` to tell them apart)",
@@ -862,8 +866,8 @@ def _describe(located: Located, err: Any) -> str:
     loc = tuple(err["loc"])
     message = err["msg"]
     ctx_error = (err.get("ctx") or {}).get("error")
-    if isinstance(ctx_error, _AtError):
-        loc = loc + ctx_error.loc
+    if isinstance(ctx_error, SettingError):
+        loc = loc + ctx_error.at
         message = str(ctx_error)
     elif message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")

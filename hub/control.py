@@ -106,6 +106,8 @@ class Mappings:
         self.build = build
         self.grace = grace
         self.slots: dict[str, Slot] = {}
+        self.served: set[str] = set()
+        """Names of the sync mappings (`http`), which the hub serves outside of these slots."""
         self.lock = asyncio.Lock()
 
     @property
@@ -116,6 +118,12 @@ class Mappings:
     def get(self, name: str) -> Slot:
         slot = self.slots.get(name)
         if slot is None:
+            if name in self.served:
+                raise ControlError(
+                    f"{name} is an http route: a server serves it rather than a poller reading it, so it has no "
+                    "state to change; edit the configuration (applied at the next start)",
+                    409,
+                )
             known = ", ".join(self.slots) or "none"
             raise ControlError(f"no mapping named {name!r} (mappings: {known})", 404)
         return slot

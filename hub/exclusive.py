@@ -18,10 +18,19 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from hub.checkpoints import CheckpointStore, Fence
 from hub.leases import Lease, Leases
-from hub.records import Outcome, Record
-from hub.source import Lane, LaneEnded, Source
+from hub.records import GiveUp, Outcome, Record
+from hub.source import (
+    ArnSource,
+    BatchInfoSource,
+    DeadLetterSource,
+    Document,
+    FilterViewSource,
+    Lane,
+    LaneEnded,
+    Source,
+)
+from hub.store import CheckpointStore, Fence
 
 
 class FencedStore(CheckpointStore):
@@ -88,9 +97,14 @@ class LeasedLane:
                 self.idle.set()
 
 
-class LeasedSource:
+class LeasedSource(Source, BatchInfoSource, FilterViewSource, ArnSource, DeadLetterSource):
     """`source` (one lane) run only while this hub holds the lease `name` of `group`; `store` is the FencedStore
-    the source was built with."""
+    the source was built with.
+
+    It has every optional capability of the Source contract: each is the wrapped source's when it has it, else
+    what the hub does for a source without it (no batch info, the payload as filter view, no ARN, no dead-letter
+    queue of its own), so that the mapping treats it exactly as the source it wraps.
+    """
 
     def __init__(self, source: Source, store: FencedStore, leases: Leases, group: str, name: str) -> None:
         self.source = source
@@ -100,9 +114,10 @@ class LeasedSource:
         self.name = name
         self.lane: LeasedLane | None = None
         self._closing = asyncio.Event()
-
-    def __getattr__(self, attribute: str) -> Any:  # render's companions: batch_info, filter_view, dead_letter...
-        return getattr(self.source, attribute)
+        # the wrapped source's capabilities, looked up once: filter_view runs for every record
+        self._batch_info = source.batch_info if isinstance(source, BatchInfoSource) else None
+        self._filter_view = source.filter_view if isinstance(source, FilterViewSource) else None
+        self._arn = source.event_source_arn if isinstance(source, ArnSource) else None
 
     async def open(self) -> None:
         self._closing.clear()
@@ -154,7 +169,31 @@ class LeasedSource:
             await self.leases.give_back(lease)
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
+        """The wrapped source's event."""
         return self.source.render(records, attempt)
+
+    def batch_info(self, records: Sequence[Record]) -> dict[str, Any]:
+        """The wrapped source's batch info; {} when it has none."""
+        return self._batch_info(records) if self._batch_info is not None else {}
+
+    def filter_view(self, record: Record) -> Any:
+        """The wrapped source's filter view; the record's own view (its payload) when it has none."""
+        return self._filter_view(record) if self._filter_view is not None else record.view()
+
+    def event_source_arn(self, lane: str) -> str:
+        """The wrapped source's ARN; "" when it names none."""
+        return self._arn(lane) if self._arn is not None else ""
+
+    @property
+    def dead_letter_config(self) -> Any:
+        """The wrapped source's dead-letter queue; None when it has none."""
+        return self.source.dead_letter_config if isinstance(self.source, DeadLetterSource) else None
+
+    def dead_letter(self, records: Sequence[Record], give_up: GiveUp) -> Document:
+        """The wrapped source's dead letter (asked only when it has a dead-letter queue)."""
+        if not isinstance(self.source, DeadLetterSource):
+            raise TypeError("the leased source has no dead-letter queue of its own")
+        return self.source.dead_letter(records, give_up)
 
     async def close(self) -> None:
         self._closing.set()

@@ -11,7 +11,7 @@ from typing import Any
 
 from hub.records import Record
 from hub.runtimes import Result
-from hub.source import Clock, Destination, Document, Source
+from hub.source import BatchInfoSource, Clock, Destination, Document, Source
 
 
 def iso(ts: float) -> str:
@@ -20,8 +20,8 @@ def iso(ts: float) -> str:
 
 @dataclass
 class FailureRecords:
-    """Builds the failure records of one mapping: the asynchronous invocation record (d.5) and the stream
-    on-failure records with the source's batch info (d.1-d.4)."""
+    """Builds the failure records of one mapping: AWS's asynchronous invocation record, and its stream on-failure
+    records with the source's batch info."""
 
     function_arn: str
     mapping: str
@@ -64,7 +64,7 @@ class FailureRecords:
     ) -> list[Document]:
         """AWS's stream on-failure record: metadata and the source's batch info; S3 also gets the whole event as
         an escaped string in `payload`; a Kafka topic gets one message per record, keyed as the record was."""
-        batch_info = getattr(self.source, "batch_info", None)
+        batch_info = self.source.batch_info if isinstance(self.source, BatchInfoSource) else None
         if destination.per_record:
             documents = []
             for record in records:

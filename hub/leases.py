@@ -1,8 +1,8 @@
 """Leases: how several hub processes share the work that no broker coordinates for them.
 
-Kafka, SQS, RabbitMQ and Redis streams share a mapping's work between processes themselves. Kinesis and DynamoDB
-shards, schedules, watched folders and polled buckets do not: here one hub holds a **lease** on each unit of such
-work (a shard, a schedule, a folder), kept in the shared checkpoint store (PostgreSQL or Redis).
+Kafka, SQS, RabbitMQ, Redis streams and NATS JetStream share a mapping's work between processes themselves.
+Kinesis and DynamoDB shards, schedules, watched folders and polled buckets do not: here one hub holds a **lease** on
+each unit of such work (a shard, a schedule, a folder), kept in the shared checkpoint store (PostgreSQL or Redis).
 
 - Every hub is a **member**: it says so in the store every tick (`failover_time / 10`), naming the groups (the
   mappings) whose leases it may hold. A member that stops saying so is gone after `ttl`.
@@ -35,9 +35,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.checkpoints import CheckpointStore, Fence, LeaseRow, LeaseStore, MemberRow
 from hub.health import Health
 from hub.logs import fields
+from hub.store import CheckpointStore, Fence, LeaseRow, LeaseStore, MemberRow
 
 log = logging.getLogger("hub.leases")
 

@@ -5,7 +5,8 @@ One Python process is CPU-bound at a few hundred thousand records/s; a mapping t
 2..N as child processes (`python -m hub run CONFIG --poller NAME`), each running only that mapping, with its
 function and destination and no admin endpoint. The processes share nothing with each other: the broker shares
 the work (a Kafka consumer group rebalances the partitions among them, SQS and RabbitMQ consumers compete for
-messages, a Redis stream consumer group hands each entry to one consumer).
+messages, a Redis stream consumer group hands each entry to one consumer, a JetStream durable pull consumer each
+message to one pull request).
 
 What the parent promises:
 
@@ -28,15 +29,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from hub import affinity
 from hub.config import HubConfig
 from hub.dispatch import Backoff, sleep_unless
 from hub.logs import fields
-
-if TYPE_CHECKING:
-    from hub.app import Hub
 
 log = logging.getLogger("hub.pollers")
 
@@ -86,6 +84,8 @@ class Child:
     proc: asyncio.subprocess.Process | None = None
     started: float = 0.0
     restarts: int = 0
+    recycling: bool = False
+    """Stopped on purpose to start again with the configuration file as it is now (a reload)."""
 
     @property
     def running(self) -> bool:
@@ -182,6 +182,18 @@ class Pollers:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
+    async def recycle(self, mapping: str) -> int:
+        """Stop the children of `mapping` (SIGTERM: they finish in-flight work) so that each starts again at once
+        and reads the configuration file anew (a reload changed the mapping). Returns how many were asked."""
+        asked = 0
+        for child in self.children:
+            if child.mapping == mapping and child.running and child.proc is not None:
+                child.recycling = True
+                with contextlib.suppress(ProcessLookupError):
+                    child.proc.send_signal(signal.SIGTERM)
+                asked += 1
+        return asked
+
     def status(self) -> dict[str, list[dict[str, Any]]]:
         """Per mapping with several pollers: each poller's index, pid, restarts and whether it runs (this process
         is poller 1). Never a setting of the mapping or its source."""
@@ -225,6 +237,17 @@ class Pollers:
             code = await child.proc.wait()
             if self._stopping.is_set():
                 return
+            if child.recycling:
+                child.recycling = False
+                log.info(
+                    "mapping %s: poller %d stopped for the new configuration: starting it again",
+                    child.mapping,
+                    child.index,
+                    extra=fields(mapping=child.mapping),
+                )
+                if not await self._spawn(child):
+                    return
+                continue
             failures = 1 if time.monotonic() - child.started >= self.healthy_after else failures + 1
             delay = self.backoff.delay(failures)
             log.error(
@@ -277,7 +300,19 @@ async def watch_parent(parent_pid: int, on_gone: Callable[[], None], every: floa
     on_gone()
 
 
-async def run_poller(hub: Hub, parent_pid: int | None) -> None:
+class Runnable(Protocol):
+    """What a poller process runs: a hub restricted to one mapping (hub.app.Hub)."""
+
+    async def run(self) -> None:
+        """Run until stop() (or a signal), then stop gracefully."""
+        ...
+
+    def stop(self) -> None:
+        """Ask run() to stop gracefully."""
+        ...
+
+
+async def run_poller(hub: Runnable, parent_pid: int | None) -> None:
     """Run `hub` (restricted to one mapping) as a poller process: as `Hub.run`, and stop if the parent dies."""
     watch = asyncio.create_task(watch_parent(parent_pid, hub.stop)) if parent_pid is not None else None
     try:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from hub.checkpoints import Fence, LeaseLost, LeaseRow, LeaseStore, MemberRow, redacted
+from hub.store import Fence, LeaseLost, LeaseRow, LeaseStore, MemberRow, redacted
 
 SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 SETUP_LOCK = 0x6576656E74687562  # "eventhub": one advisory lock key for creating the tables

@@ -1,14 +1,18 @@
-"""Records, outcomes and the contiguous checkpoint helper: the values that flow between a Source and the hub."""
+"""Records, outcomes, give-ups and the contiguous checkpoint helper: the values that flow between a Source and the
+hub."""
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+
+from hub.runtimes import Result
 
 
 class Record(msgspec.Struct, eq=False, gc=False, repr_omit_defaults=True):
@@ -79,6 +83,65 @@ class Outcome:
         return len(self.succeeded) + len(self.given_up) + len(self.filtered) + len(self.failed)
 
 
+ERROR_MESSAGE_LIMIT = 1024
+"""Lambda truncates a dead letter's ErrorMessage to 1 KB."""
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """Why and how the dispatcher gave up on an asynchronous event.
+
+    attempts      invocations made (0 when none was: the event was too old, or the function disabled)
+    result        the last invocation's result, None when there was none
+    condition     `RetriesExhausted`, `EventAgeExceeded` or `ZeroReservedConcurrency` (as in the invocation record)
+    function_arn  the function's unqualified ARN
+    """
+
+    attempts: int
+    result: Result | None
+    condition: str
+    function_arn: str
+
+    @property
+    def request_id(self) -> str:
+        return self.result.request_id if self.result is not None else str(uuid.uuid4())
+
+    @property
+    def status_code(self) -> int:
+        """The HTTP status of the last invoke: 200 for a function error (the invoke itself succeeded), 429 when
+        the function was throttled (reserved concurrency 0) or never invoked."""
+        if self.result is None or self.result.error == "Throttled":
+            return 429
+        return 200
+
+    @property
+    def error_type(self) -> str:
+        payload = self.result.payload if self.result is not None else None
+        if isinstance(payload, dict) and payload.get("errorType"):
+            return str(payload["errorType"])
+        return self.condition
+
+    @property
+    def error_message(self) -> str:
+        """The last error's message, at most 1 KB (whole UTF-8 characters)."""
+        payload = self.result.payload if self.result is not None else None
+        if isinstance(payload, dict) and "errorMessage" in payload:
+            message = str(payload["errorMessage"])
+        elif self.result is not None:
+            message = str(payload)
+        elif self.condition == "EventAgeExceeded":
+            message = "the event is older than maximum_event_age"
+        else:
+            message = "the function was not invoked"
+        return truncate(message, ERROR_MESSAGE_LIMIT)
+
+
+def truncate(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes, never inside a character."""
+    data = text.encode()
+    return text if len(data) <= limit else data[:limit].decode(errors="ignore")
+
+
 class ContiguousTracker:
     """The highest contiguous settled position of one lane.
 
@@ -89,12 +152,11 @@ class ContiguousTracker:
     a thousand records costs a few dozen microseconds.
     """
 
-    __slots__ = ("_done", "_last", "_order", "_whole")
+    __slots__ = ("_done", "_order", "_whole")
 
     def __init__(self) -> None:
         self._order: list[Hashable] = []
         self._done: dict[Hashable, bool] = {}
-        self._last: Hashable | None = None
         self._whole = False
         """Every position in _order is settled, though _done does not say so (see `done`)."""
 
@@ -139,7 +201,6 @@ class ContiguousTracker:
             order.clear()
             self._done.clear()
             self._whole = False
-            self._last = newest
             return newest
         flags = list(map(self._done.__getitem__, order))
         try:
@@ -155,7 +216,6 @@ class ContiguousTracker:
         else:
             list(map(self._done.__delitem__, order[:moved]))
             del order[:moved]
-        self._last = newest
         return newest
 
     def __len__(self) -> int:

@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hub.checkpoints import Fence, LeaseLost, LeaseRow, LeaseStore, MemberRow
+from hub.store import Fence, LeaseLost, LeaseRow, LeaseStore, MemberRow
 
 _NOW = """
 local function now_ms()

@@ -27,6 +27,7 @@ BUILTIN = {
     "redis": "connectors.redis_streams:CONNECTOR",
     "rabbitmq": "connectors.rabbitmq:CONNECTOR",
     "mqtt": "connectors.mqtt:CONNECTOR",
+    "nats": "connectors.nats:CONNECTOR",
     "postgres": "connectors.postgres:CONNECTOR",
     "sqs": "connectors.sqs:CONNECTOR",
     "s3": "connectors.s3:CONNECTOR",
@@ -36,6 +37,7 @@ BUILTIN_DESTINATIONS = {
     "sqs": "connectors.aws_destinations:SQS_DESTINATION",
     "s3": "connectors.aws_destinations:S3_DESTINATION",
     "kafka": "connectors.kafka:DESTINATION",
+    "redis": "connectors.redis_streams.destination:DESTINATION",
 }
 GROUP = "hub.connectors"
 DESTINATION_GROUP = "hub.destinations"

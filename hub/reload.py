@@ -17,21 +17,34 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from hub.config import HubConfig, MappingConfig
-from hub.control import ControlError
+from hub.control import ControlError, Mappings
 from hub.dispatch import Counters
 from hub.functions import Function
+from hub.leases import Leases
 from hub.logs import fields
-
-if TYPE_CHECKING:
-    from hub.app import Hub
+from hub.pollers import Pollers
 
 log = logging.getLogger("hub.reload")
 
 FIXED = ("checkpoints", "cluster", "admin", "s3_endpoint", "http_server", "region", "account_id", "cpu_affinity")
 """Top-level settings a running hub keeps until it is started again."""
+
+
+class Reloadable(Protocol):
+    """What a reload changes of a hub (hub.app.Hub)."""
+
+    config: HubConfig
+    only: str | None
+    functions: dict[str, Function]
+    counters: dict[str, Counters]
+    mappings: Mappings
+    leases: Leases
+    pollers: Pollers | None
+
+    def function_environment(self) -> dict[str, str]: ...
 
 
 @dataclass
@@ -58,7 +71,7 @@ def _polled(config: HubConfig, only: str | None) -> dict[str, MappingConfig]:
     }
 
 
-async def apply(hub: Hub, new: HubConfig) -> Changes:
+async def apply(hub: Reloadable, new: HubConfig) -> Changes:
     """Make the running `hub` run `new`, changing only what differs."""
     old = hub.config
     changes = Changes()
@@ -67,6 +80,11 @@ async def apply(hub: Hub, new: HubConfig) -> Changes:
     if served != [m for m in new.mappings if m.spec.family == "sync"]:
         changes.needs_restart.append("http routes")
     hub.leases.serve(m.display_name for m in new.mappings if m.leases is not None and m.enabled)
+    pollers = {m.display_name: m.pollers for m in old.mappings}
+    if any(
+        m.pollers != pollers.get(m.display_name, 1) for m in new.mappings if m.pollers > 1 or m.display_name in pollers
+    ):
+        changes.needs_restart.append("provisioned_poller_config (the number of poller processes)")
 
     defaults_changed = old.function_defaults != new.function_defaults
     replaced: dict[str, Function] = {}
@@ -91,6 +109,8 @@ async def apply(hub: Hub, new: HubConfig) -> Changes:
         elif mapping != before[name] or mapping.function in replaced:
             await hub.mappings.replace(mapping)
             changes.updated.append(name)
+            if hub.pollers is not None and mapping.pollers == before[name].pollers:
+                await hub.pollers.recycle(name)
         else:
             changes.unchanged.append(name)
     for function in retired:
@@ -113,7 +133,7 @@ async def apply(hub: Hub, new: HubConfig) -> Changes:
     return changes
 
 
-def check_function(hub: Hub, name: str) -> None:
+def check_function(hub: Reloadable, name: str) -> None:
     if name not in hub.functions:
         known = ", ".join(sorted(hub.functions)) or "none"
         raise ControlError(f"no function {name!r} (functions: {known})", 404)

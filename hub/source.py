@@ -3,6 +3,19 @@
 A connector knows one protocol and nothing else. It reads records lane by lane, settles outcomes and renders
 records as the AWS event for its source. It never retries a function and never sleeps in a loop of its own:
 on trouble it raises, and the mapping logs, counts, backs off and reopens it.
+
+What a connector author writes:
+
+- a `Source` (open, lanes, render, close) whose lanes are `Lane`s (read, settle);
+- optionally, the capabilities below, each a protocol the hub checks by type when it builds the mapping:
+  `BatchInfoSource` (stream sources: the batch info of AWS's on-failure record), `FilterViewSource` (what filter
+  patterns see of a record), `ArnSource` (the ARN tumbling windows name) and `DeadLetterSource` (a dead-letter
+  queue of the source's own, as EventBridge Scheduler has);
+- a `ConnectorSpec` that registers it: its config model, how to build it, its family, its defaults and the
+  hooks by which it checks a mapping and says how its work is shared between processes;
+- optionally a `DestinationSpec` for an on-failure destination (`Destination`, which receives `Document`s).
+
+Connectors depend on the hub, never the other way round: nothing in the hub names a connector.
 """
 
 from __future__ import annotations
@@ -11,15 +24,17 @@ import asyncio
 import builtins
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+from hub.backoff import Backoff
 from hub.health import Health
 from hub.leases import Leases, LocalLeases
-from hub.records import Outcome, Record
+from hub.records import GiveUp, Outcome, Record
+from hub.store import CheckpointStore
 
 Family = Literal["stream", "queue", "async", "sync"]
 """How AWS invokes functions for a source: stream (ordered lanes, blocking retries), queue (redelivery by the
@@ -31,33 +46,53 @@ class LaneEnded(Exception):
     """Raised by Lane.read when the lane has no more records for this process (revoked, closed, finished)."""
 
 
+class SettingError(ValueError):
+    """A configuration problem at a place: raised by a ConnectorSpec's `check` (and by the hub's own models).
+
+    `at` is the path of the offending setting, relative to the source's config for a connector's `check`
+    (`("consumer_name",)`), so that the error names the file, the line and the field.
+    """
+
+    def __init__(self, at: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.at = at
+
+
 class Lane(Protocol):
-    """An ordered sub-stream of a source."""
+    """An ordered sub-stream of a source: what the mapping reads, batches, dispatches and settles."""
 
     key: str
     """Stable name of the lane: a partition `topic-0`, a shard id, a folder, a schedule."""
 
     ordered: bool
-    """True when records must reach the function in order, one batch at a time."""
+    """True when records must reach the function in order: the mapping keeps one batch of the lane in flight at
+    a time (parallelization_factor spreads it over sub-lanes by order key). False: up to `max_in_flight` batches
+    at once, settled in any order."""
 
     async def read(self, limit: int, timeout: float | None) -> list[Record]:
         """Up to `limit` records, in lane order.
 
         Waits at most `timeout` seconds (None: until a record is there) and returns [] when it ran out.
         Raises LaneEnded when the lane is gone. Cancelling a read loses nothing: records not returned stay
-        unsettled and are read again (or redelivered) later.
+        unsettled and are read again (or redelivered) later. Any other exception is a read failure: the mapping
+        marks itself degraded, backs off and reads again.
         """
         ...
 
     async def settle(self, outcome: Outcome) -> None:
         """Make an outcome durable: checkpoint, delete or ack what settled; release what failed.
 
-        Called exactly once for each batch, possibly concurrently for unordered lanes.
+        Called exactly once for each batch, possibly concurrently for unordered lanes. Records of
+        `outcome.failed` must be read again: a queue makes them visible again, a stream lane does not move its
+        checkpoint past them. Raising leaves the outcome unsettled (the records are delivered again later).
         """
         ...
 
 
 class Source(Protocol):
+    """A connector's reader of one mapping's source. The mapping calls open, iterates lanes, then close; after a
+    failure it calls close and, after a backoff, open again."""
+
     async def open(self) -> None:
         """Connect. Raises on trouble; the mapping backs off and calls open again after close."""
         ...
@@ -70,21 +105,65 @@ class Source(Protocol):
         """The event the function receives for these records (all from one lane) at this attempt (1-based)."""
         ...
 
-    # Stream sources also implement:
-    #   def batch_info(self, records: Sequence[Record]) -> dict[str, Any]
-    # the part of AWS's on-failure record that describes a given-up batch, e.g. {"KinesisBatchInfo": {...}}.
-    #
-    # Any source may implement:
-    #   def filter_view(self, record: Record) -> Mapping[str, Any]
-    # what filter patterns see of a record (its metadata, with the data parsed under the source's data key),
-    # computed only for mappings that have filters, so that the others never pay for parsing every record.
-
     async def close(self) -> None:
         """Release everything. Safe to call twice, and after a failed open."""
         ...
 
 
+# ---- optional capabilities: the hub checks them with isinstance when it builds a mapping ---------------------
+
+
+@runtime_checkable
+class BatchInfoSource(Protocol):
+    """A stream source that describes a given-up batch in AWS's on-failure record. Without it the record has no
+    batch info."""
+
+    def batch_info(self, records: Sequence[Record]) -> dict[str, Any]:
+        """The part of AWS's on-failure record that describes these records (one lane, in order), e.g.
+        `{"KinesisBatchInfo": {...}}` or `{"KafkaBatchInfo": {...}}`."""
+        ...
+
+
+@runtime_checkable
+class FilterViewSource(Protocol):
+    """A source whose records are filtered on something else than their payload. Without it (and without a
+    `Record.filter_view` set up front) filter patterns see `Record.payload`."""
+
+    def filter_view(self, record: Record) -> Mapping[str, Any]:
+        """What filter patterns see of a record: its metadata, with its data parsed under the source's data key.
+        Called only for mappings that have filters, so that the others never pay for parsing every record."""
+        ...
+
+
+@runtime_checkable
+class ArnSource(Protocol):
+    """A source whose events name an ARN (`eventSourceARN`): tumbling windows repeat it at the top of the event.
+    Without it a window's `eventSourceARN` is empty."""
+
+    def event_source_arn(self, lane: str) -> str:
+        """The ARN the events of `lane` carry as `eventSourceARN` (a Kinesis or DynamoDB stream's ARN)."""
+        ...
+
+
+@runtime_checkable
+class DeadLetterSource(Protocol):
+    """A source with a dead-letter queue of its own (EventBridge Scheduler's target DeadLetterConfig): an
+    asynchronous invocation it gives up on goes there, beside the function's dead-letter queue."""
+
+    @property
+    def dead_letter_config(self) -> Any:
+        """The destination config of its dead-letter queue (a `file` or `sqs` destination), or None: none."""
+        ...
+
+    def dead_letter(self, records: Sequence[Record], give_up: GiveUp) -> Document:
+        """The document its dead-letter queue receives for records the dispatcher gave up on (with `attributes`:
+        the queue's message attributes)."""
+        ...
+
+
 class Clock(Protocol):
+    """The hub's wall clock (a test may step it): event times, record ages, schedules."""
+
     def time(self) -> float:
         """Wall-clock epoch seconds."""
         ...
@@ -95,10 +174,14 @@ class Clock(Protocol):
 
 
 class SystemClock:
+    """The real clock: `time.time()`, and sleeps that notice a step of the wall clock within a minute."""
+
     def time(self) -> float:
+        """Wall-clock epoch seconds."""
         return time.time()
 
     async def sleep_until(self, when: float) -> None:
+        """Return once time() >= when."""
         # asyncio's timer runs on the monotonic clock; re-check the wall clock so a step of it is noticed.
         while (delay := when - time.time()) > 0:
             await asyncio.sleep(min(delay, 60.0))
@@ -109,21 +192,42 @@ class SourceContext:
     """What the hub hands a connector when it builds a source."""
 
     mapping: str
-    store: Any  # hub.checkpoints.CheckpointStore
+    """The mapping's name: checkpoints live under it (`scope`), and it is the group of its leases."""
+    store: CheckpointStore
+    """The checkpoint store (hub.store): positions go here, under `scope(...)`. A source run under a
+    lease gets a store that adds the lease's fence to every write (hub.exclusive.FencedStore)."""
     region: str
+    """The hub's `region`, for events and ARNs."""
     account_id: str
+    """The hub's `account_id`, for ARNs."""
     clock: Clock = field(default_factory=SystemClock)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("hub.source"))
     max_in_flight: int = 1
+    """The most batches of this mapping in flight at once (its `max_concurrency`). An unordered lane is read
+    again while earlier batches are unsettled: a source whose broker caps unsettled deliveries (a prefetch count,
+    FIFO messages held back) must let at least this many batches' records be read and unsettled at once, or the
+    mapping runs below its concurrency."""
     leases: Leases = field(default_factory=LocalLeases)
-    """This hub's leases (hub.leases): a source with `leases="lanes"` takes one per lane. Over a store of one
-    process, every lease is granted at once."""
+    """This hub's leases (hub.leases), for a source whose spec says `leases="lanes"`: it declares its lanes with
+    `want(mapping, names)`, reads a lane only once `wait_for` gave its lease and while `lease.valid()`, writes that
+    lane's checkpoints with `store.put_many(..., fence=lease.fence)`, stops reading when `lease.ended` is set and
+    then, once what it read has settled, calls `give_back` (or `finish` when the lane is over for good, a closed
+    shard). Over a store of one process, every lease is granted at once and never ends."""
     poller: int = 1
     """Which of the mapping's pollers this process is (1: the hub's own; 2..N: `provisioned_poller_config`
     children), for a source that must name each consumer apart and stably (an MQTT client id)."""
     health: Health = field(default_factory=Health)
     """The mapping's health (hub.health). A connector whose client library retries inside and never raises reports
     what it sees here (`fail`/`ok`), or bounds its own broker calls with `watch`, so that /healthz tells the truth."""
+    retry_delay: float = 1.0
+    maximum_retry_delay: float = 300.0
+    """The mapping's `retry_delay` and `maximum_retry_delay`: see `retry_after`."""
+
+    def retry_after(self, attempt: int) -> float:
+        """How long a queue source whose broker can delay a redelivery (NATS's nak with a delay) keeps a record that
+        failed its `attempt`-th delivery away: the mapping's backoff, `retry_delay` doubled per attempt up to
+        `maximum_retry_delay`, with jitter (hub.backoff.Backoff, as the dispatcher waits between retries)."""
+        return Backoff(self.retry_delay, self.maximum_retry_delay).delay(attempt)
 
     def scope(self, *parts: str) -> str:
         """A checkpoint-store scope private to this mapping."""
@@ -154,6 +258,7 @@ class Destination(Protocol):
     """Where records go when a mapping gives up on them."""
 
     name: str
+    """How logs name it (`sqs:<url>`, `file:<path>`): never a secret."""
     per_record: bool
     """True: the dispatcher sends one document per record (a Kafka topic keeps each record's key);
     False: one document per given-up batch, as AWS sends to SQS, SNS and S3."""
@@ -164,7 +269,9 @@ class Destination(Protocol):
         """Store every document durably, or raise (the dispatcher retries with backoff)."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release its client. Called once, when the hub stops."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,15 +288,24 @@ class DestinationSpec:
     """Python modules it needs (an optional dependency): checked when a configuration is loaded."""
     extra: str = ""
     """The pip extra that installs them (`pip install 'eventhub[kafka]'`)."""
-    shares_work: bool | Callable[[Any], bool] = False
-    """Whether its broker shares one mapping's work between several consumers (a consumer group, competing
-    consumers), so that the mapping may run in several processes (`provisioned_poller_config`): True, or a function
-    of the source's validated config that says so. Leave it False if every process would read the same records."""
-    minimum_pollers: int = 1
-    """The least `provisioned_poller_config.minimum_pollers` it accepts, and the default (AWS: 2 for SQS)."""
     dead_letter: bool = False
     """True: it can be a dead-letter queue (a function's `dead_letter_config`): its `send` delivers a document's
     `attributes` with its body, as SQS message attributes do."""
+
+
+@dataclass(frozen=True, slots=True)
+class MappingFacts:
+    """What a ConnectorSpec's `check` learns of the mapping besides its source config."""
+
+    pollers: int
+    """The processes that will run the mapping (`provisioned_poller_config.minimum_pollers`, else 1)."""
+    max_receive_count: int | None = None
+    """Queue sources: after how many deliveries the mapping gives a record up (None: never)."""
+    has_destination: bool = False
+    """Whether the mapping has a `destination_config.on_failure`."""
+
+
+Leasing = Literal["source", "lanes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,8 +314,10 @@ class ConnectorSpec:
 
     type          the `type:` users write in YAML
     config        its pydantic model (with `type: Literal[...]`, extra="forbid")
-    build         makes a Source from a validated config and a SourceContext
-    family        how AWS invokes functions for this source
+    build         makes a Source from a validated config and a SourceContext (sync sources: see `serve`)
+    family        how AWS invokes functions for this source: it decides the dispatcher's policy and which
+                  mapping settings apply
+    summary       one line for the generated reference
     sample_event  a sample AWS event for `hub events`
     data_key      where filters find the record's data (`body`, `data`, `value`...); None: the whole record
     """
@@ -212,6 +330,12 @@ class ConnectorSpec:
     sample_event: Callable[[], Any]
     data_key: str | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
+    """The connector's own defaults of mapping settings, by the setting's name (`batch_size`,
+    `maximum_batching_window`, `maximum_retry_attempts`, `max_concurrency`, ...): a mapping that does not set one
+    gets this, else the family's default (AWS's)."""
+    retries_with_destination: int | None = None
+    """What an unlimited `maximum_retry_attempts` (-1, a stream's default) becomes once the mapping has an
+    on-failure destination (AWS: 10 for Kafka); None: it stays unlimited."""
     requires: tuple[str, ...] = ()
     """Python modules it needs (an optional dependency): checked when a configuration is loaded."""
     extra: str = ""
@@ -222,12 +346,22 @@ class ConnectorSpec:
     of the source's validated config that says so. Leave it False if every process would read the same records."""
     minimum_pollers: int = 1
     """The least `provisioned_poller_config.minimum_pollers` it accepts, and the default (AWS: 2 for SQS)."""
-    leases: Literal["source", "lanes"] | Callable[[Any], Literal["source", "lanes"] | None] | None = None
-    """How hubs that share a store share this source's work when its broker does not (`shares_work` False):
-    `source`, its whole work is one unit that one hub at a time runs under a lease (a schedule, a folder: the hub
-    wraps it in hub.exclusive.LeasedSource); `lanes`, it takes a lease per lane itself through
-    `SourceContext.leases` and writes its checkpoints with each lease's fence (shards); or a function of the
-    validated config that says which. None: every hub would read the same records (and pollers are refused)."""
+    shares_work_when: str = ""
+    """For a `shares_work` that depends on the config: what makes it share, in the words of the error a mapping
+    with pollers gets otherwise (mqtt: "set `shared_group` (an MQTT 5 shared subscription)")."""
+    leases: Leasing | Callable[[Any], Leasing | None] | None = None
+    """How hubs that share a store (and the pollers of one mapping) share this source's work when its broker does
+    not (`shares_work` False): `source`, its whole work is one unit that one hub at a time runs under a lease (a
+    schedule, a folder: the hub wraps it in hub.exclusive.LeasedSource, which opens it only while it holds the
+    lease and gives the lease back once what it read has settled); `lanes`, it takes a lease per lane itself
+    through `SourceContext.leases` (shards; see there); or a function of the validated config that says which.
+    None: every hub would read the same records, and pollers are refused."""
+    check: Callable[[Any, MappingFacts], None] | None = None
+    """Rules of the connector about a mapping, beyond what its config model checks alone: called with the
+    validated source config when a configuration is loaded; raises SettingError (its path relative to the source
+    config) to refuse it. Redis: a fixed `consumer_name` cannot serve several pollers; NATS: `max_deliver` needs a
+    smaller `max_receive_count` and a destination, so that JetStream never drops a message the destination did not
+    take."""
     sample_variants: dict[str, Callable[[], Any]] = field(default_factory=dict)
     """The other forms of the event the source emits, by name, as settings choose them (kafka's `msk`, schedule's
     `scheduler`): `hub events SOURCE NAME` prints one."""
@@ -236,4 +370,5 @@ class ConnectorSpec:
     hub's S3 endpoint serves them, so functions can read the objects their events name (`files`)."""
     serve: Callable[[Any], Any] | None = None
     """Sync sources only: makes the one server (hub.sync.SyncServer) that serves every mapping of this type, from
-    a hub.sync.SyncContext; `build` then makes what that server needs of one mapping (its route)."""
+    a hub.sync.SyncContext; `build` then makes what that server needs of one mapping (its route: a
+    hub.sync.SyncRoute, whose `lane` /status lists)."""

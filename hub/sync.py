@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from hub.config import HubConfig, MappingConfig
 from hub.dispatch import Counters
@@ -60,12 +60,19 @@ class SyncMapping:
             self.in_flight -= 1
         if not result.ok:
             self.counters.failed_invoke += 1
-        key = "success" if result.ok else (result.error or "error").lower()
-        self.counters.by_outcome[key] = self.counters.by_outcome.get(key, 0) + 1
         return result
 
     def answered(self, status: int, started: float) -> None:
         self.stats.answered(status, time.monotonic() - started)
+
+
+@runtime_checkable
+class SyncRoute(Protocol):
+    """What a sync connector's `build` makes of one mapping: whatever its server needs, and the lane /status
+    lists for it."""
+
+    lane: str
+    """The mapping's route as /status shows it (`POST /orders`)."""
 
 
 class SyncServer(Protocol):
@@ -98,13 +105,19 @@ class SyncRunner:
         self.counters = mapping.counters
         self.server = server
         self.phase = "running"
-        self.lanes = {getattr(mapping.source, "lane", mapping.name)}
+        self.lanes = {mapping.source.lane if isinstance(mapping.source, SyncRoute) else mapping.name}
         self.last_error = ""
         self._stopped = asyncio.Event()
 
     @property
     def state(self) -> str:
+        """What /status and /healthz show: `running`, then `stopping`."""
         return self.phase
+
+    @property
+    def in_flight_batches(self) -> int:
+        """Requests being answered now (what /status shows as in-flight batches)."""
+        return self.sync.in_flight
 
     async def run(self) -> None:
         await self._stopped.wait()

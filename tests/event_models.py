@@ -36,6 +36,7 @@ NO_MODEL = {
     "redis": "the hub's own shape (docs/events/redis.md): SQS-like, with `data` fields instead of SQS's `body`",
     "rabbitmq": "Powertools has no parser model for Amazon MQ; its RabbitMQEvent data class reads the event",
     "mqtt": "an AWS IoT rule's Lambda action sends the message's payload itself (`SELECT *`): no envelope to model",
+    "nats": "AWS has no NATS source: the hub's own shape (docs/events/nats.md), SQS-like, with base64 `data`",
 }
 
 

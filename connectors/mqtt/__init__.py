@@ -58,6 +58,7 @@ CONNECTOR = ConnectorSpec(
     requires=("aiomqtt",),
     extra="mqtt",
     shares_work=lambda config: config.shared_group is not None,  # a shared subscription: the broker splits the work
+    shares_work_when="set `shared_group` (an MQTT 5 shared subscription: mqtt with shared_group)",
 )
 
 __all__ = [

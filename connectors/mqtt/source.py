@@ -14,8 +14,9 @@ from typing import Any
 from connectors.mqtt.acks import AckWindow, manual_acks
 from connectors.mqtt.config import MqttConfig
 from connectors.mqtt.events import iot_event
+from hub.inbox import Inbox
 from hub.records import Outcome, Record
-from hub.source import LaneEnded, SourceContext
+from hub.source import SourceContext
 
 RECORD_OVERHEAD = 64
 SESSION_TAKEN_OVER = 0x8E
@@ -41,10 +42,7 @@ class MqttSource:
         self._window: AckWindow | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._generation = 0
-        self._messages: asyncio.Queue[Record | None] = asyncio.Queue()
-        self._closed = asyncio.Event()
-        self._ended = asyncio.Event()
-        self._lost: BaseException | None = None
+        self.inbox = Inbox(self.key, self.where)
 
     # ---- Source ----------------------------------------------------------------------------------------------
 
@@ -52,11 +50,8 @@ class MqttSource:
         import aiomqtt
 
         config = self.config
-        self._closed.clear()
-        self._ended.clear()
-        self._lost = None
+        self.inbox.reset()
         self._generation += 1
-        self._messages = asyncio.Queue()
         generation = self._generation
         source = self
 
@@ -150,9 +145,9 @@ class MqttSource:
 
     async def lanes(self) -> AsyncIterator[MqttSource]:
         yield self
-        await self._ended.wait()
-        if self._lost is not None and not self._closed.is_set():
-            raise ConnectionError(f"{self.where}: {self._lost}")
+        await self.inbox.ended.wait()
+        if (failure := self.inbox.failure) is not None:
+            raise failure
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
         """One message per invocation (batch_size is 1 for asynchronous sources): the message's event."""
@@ -162,9 +157,7 @@ class MqttSource:
 
     async def close(self) -> None:
         """Messages without a PUBACK stay in the broker's session and come again on the next connection."""
-        self._closed.set()
-        self._ended.set()
-        self._messages.put_nowait(None)
+        self.inbox.close()
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.cancel()
@@ -176,38 +169,18 @@ class MqttSource:
 
     def _end(self, exc: BaseException) -> None:
         """The connection is gone: reads and lanes() raise, and the mapping reopens the source."""
-        if self._closed.is_set() or self._lost is not None:
-            return
-        self._lost = exc
-        self._ended.set()
-        self._messages.put_nowait(None)
+        self.inbox.end(exc)
 
     # ---- Lane ------------------------------------------------------------------------------------------------
 
     async def read(self, limit: int, timeout: float | None) -> list[Record]:
-        try:
-            first = await asyncio.wait_for(self._messages.get(), timeout)
-        except TimeoutError:
-            return []
-        out: list[Record] = []
-        item: Record | None = first
-        while item is not None:
-            out.append(item)
-            if len(out) >= limit or self._messages.empty():
-                return out
-            item = self._messages.get_nowait()
-        self._messages.put_nowait(None)  # the end mark stays for the next read
-        if out:
-            return out
-        if self._closed.is_set():
-            raise LaneEnded(self.key)
-        raise ConnectionError(f"{self.where}: {self._lost}")
+        return await self.inbox.read(limit, timeout)
 
     async def settle(self, outcome: Outcome) -> None:
         """PUBACK what settled (in arrival order, or at once: `puback_order`). A failed message has no PUBACK and
         MQTT has no negative one: the connection is reopened, and the broker sends it again on the new one."""
         window = self._window
-        if window is None or self._lost is not None:
+        if window is None or self.inbox.lost is not None:
             return  # the connection is gone: the broker sends every message without a PUBACK again
         generation = self._generation
         for record in outcome.settled:
@@ -221,7 +194,7 @@ class MqttSource:
 
     def _on_message(self, message: Any, generation: int) -> None:
         window = self._window
-        if generation != self._generation or self._closed.is_set() or window is None:
+        if generation != self._generation or self.inbox.closed.is_set() or window is None:
             return  # a late message of an old connection: without its PUBACK, the broker sends it again
         seq = window.received(message.mid, message.qos)
         if message.retain:
@@ -230,7 +203,7 @@ class MqttSource:
         payload: bytes = message.payload if isinstance(message.payload, bytes) else bytes(message.payload or b"")
         topic: str = message.topic.value
         event = iot_event(payload, topic, self.config.topic_key)
-        self._messages.put_nowait(
+        self.inbox.put(
             Record(
                 self.key,
                 (generation, seq),

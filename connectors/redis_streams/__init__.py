@@ -20,7 +20,7 @@ Each read is watched (hub.health): one that takes longer than `block` + 3 s is a
 
 from __future__ import annotations
 
-from connectors.redis_streams.config import RedisStreamsConfig, public_url
+from connectors.redis_streams.config import RedisStreamsConfig, check_mapping, public_url
 from connectors.redis_streams.events import FIELD_OVERHEAD, RECORD_OVERHEAD, entry_millis, filter_view, sample_event
 from connectors.redis_streams.source import STARTING_IDS, RedisStreamsSource, StreamLane
 from hub.source import ConnectorSpec
@@ -37,6 +37,7 @@ CONNECTOR = ConnectorSpec(
     requires=("redis",),
     extra="redis",
     shares_work=True,
+    check=check_mapping,
 )
 
 __all__ = [

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from hub.source import MappingFacts, SettingError
 from hub.types import Duration
 
 
@@ -78,3 +79,14 @@ def public_url(url: str) -> str:
         host = f"[{host}]"
     db = parts.path.strip("/") or "0"
     return f"{parts.scheme}://{host}:{parts.port or 6379}/{db}"
+
+
+def check_mapping(config: RedisStreamsConfig, mapping: MappingFacts) -> None:
+    """Several pollers need a consumer each: a fixed `consumer_name` would make them one consumer, each reading
+    the others' pending entries again."""
+    if mapping.pollers > 1 and config.consumer_name:
+        raise SettingError(
+            ("consumer_name",),
+            f"with {mapping.pollers} pollers every process needs a consumer of its own, and a fixed name would make "
+            "them one (each reading the others' pending entries again): leave it unset (`hostname-pid`)",
+        )

@@ -44,8 +44,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from connectors.aws_destinations import SqsDestinationConfig
 from connectors.schedule.expressions import Schedule, ScheduleError, fires_between, parse_schedule
 from hub.config import FileDestination
-from hub.deadletter import GiveUp, number, string
-from hub.records import ContiguousTracker, Outcome, Record
+from hub.deadletter import number, string
+from hub.records import ContiguousTracker, GiveUp, Outcome, Record
 from hub.source import ConnectorSpec, Document, LaneEnded, SourceContext
 
 MISFIRE_LIMIT = 10_000

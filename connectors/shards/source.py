@@ -273,6 +273,10 @@ class StreamSource:
     def render(self, records: Sequence[Record], attempt: int) -> Any:
         return {"Records": [r.payload for r in records]}
 
+    def event_source_arn(self, lane: str) -> str:
+        """The stream's ARN: every shard's records carry it as `eventSourceARN`."""
+        return self.service.arn
+
     def batch_info(self, records: Sequence[Record]) -> dict[str, Any]:
         """AWS's description of a given-up batch (`KinesisBatchInfo`, `DDBStreamBatchInfo`)."""
         millis = self.service.arrival_millis

@@ -206,3 +206,32 @@ def test_an_admin_endpoint_beyond_loopback_needs_a_token(tmp_path: Path) -> None
     result = run_cli("validate", str(path))
     assert result.returncode == 2
     assert f"{path}:1:" in result.stderr and "admin.listen: " in result.stderr and "set admin.token" in result.stderr
+
+
+def test_a_reload_restarts_a_changed_mapping_s_pollers_with_the_new_file(tmp_path: Path, tansu: str) -> None:  # noqa: F811
+    orders, audit = unique("orders"), unique("audit")
+    create_topic(tansu, orders, partitions=2)
+    create_topic(tansu, audit)
+    port, out = free_port(), tmp_path / "calls.jsonl"
+    first = config(port, tansu, orders, audit)
+    first["mappings"][0]["provisioned_poller_config"] = {"minimum_pollers": 2}
+    with HubProcess(tmp_path, first, {"RECORDER_OUT": str(out), "SLOW_SECONDS": "0"}) as hub:
+        hub.start(ready="admin endpoint")
+        hub.wait_log("2 pollers (pids")
+        (before,) = [p["pid"] for p in mapping(port, "orders")["pollers"] if p["poller"] == 2]
+        changed = yaml.safe_load(hub.config_path.read_text())
+        changed["mappings"][0]["batch_size"] = 7
+        hub.config_path.write_text(yaml.safe_dump(changed, sort_keys=False))
+        assert hub.proc is not None
+        hub.proc.send_signal(signal.SIGHUP)
+        hub.wait_log("poller 2 stopped for the new configuration")
+
+        def restarted() -> bool:
+            (poller,) = [p for p in mapping(port, "orders")["pollers"] if p["poller"] == 2]
+            return bool(poller["running"] and poller["pid"] != before)
+
+        wait_for(restarted, 30, "poller 2 to run again")
+        produce(tansu, orders, [(i % 2, None, json.dumps({"id": f"a{i}"}).encode(), []) for i in range(20)])
+        wait_for(lambda: len(set(ids(out, orders))) == 20, 60, "every record after the reload")
+        assert hub.stop() == 0
+    assert "exited unexpectedly" not in hub.log()

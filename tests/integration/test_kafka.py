@@ -128,11 +128,8 @@ def test_config_validation_and_defaults() -> None:
     context = SourceContext(mapping="orders mapping", store=MemoryStore(), region="r", account_id="000000000000")
     assert KafkaSource(config, context).group_id == "hub-orders_mapping"
     assert CONNECTOR.family == "stream" and CONNECTOR.data_key == "value"
-    assert CONNECTOR.defaults == {
-        "batch_size": 100,
-        "maximum_batching_window": 0.5,
-        "maximum_retry_attempts_with_destination": 10,  # AWS caps -1 at 10 once a destination is set
-    }
+    assert CONNECTOR.defaults == {"batch_size": 100, "maximum_batching_window": 0.5}
+    assert CONNECTOR.retries_with_destination == 10  # AWS caps -1 at 10 once a destination is set
     for field_name, field in KafkaConfig.model_fields.items():
         assert field.description, field_name
     bad: list[dict[str, Any]] = [

@@ -32,6 +32,8 @@ PUBLISHED_TAGS = {
     "amazon/aws-cli": r"\d+\.\d+\.\d+",  # AWS CLI v2 releases: 2.22.0
     "postgres": r"\d+(\.\d+)?(-alpine|-bookworm)?",  # official image: 17, 17.2, each also -alpine
     "eclipse-mosquitto": r"\d+(\.\d+){0,2}(-openssl)?",  # official image: 2, 2.0, 2.0.20, each also -openssl
+    "nats": r"\d+(\.\d+){0,2}(-alpine(\d+\.\d+)?)?",  # official image: 2.10, 2.10.22, -alpine, -alpine3.20
+    "natsio/nats-box": r"\d+\.\d+\.\d+(-nonroot)?",  # nats-box releases: 0.14.5
 }
 
 
@@ -63,16 +65,18 @@ def test_docker_compose_validates_the_file() -> None:
     assert result.returncode == 0, result.stderr
     resolved = json.loads(result.stdout)
     services = resolved["services"]
-    assert set(services) == {"hub", "kafka", "redis", "rabbitmq", "mosquitto", "aws", "aws-init"}
+    assert set(services) == {"hub", "kafka", "redis", "rabbitmq", "mosquitto", "nats", "nats-init", "aws", "aws-init"}
     conditions = {name: dep["condition"] for name, dep in services["hub"]["depends_on"].items()}
     assert conditions == {
         "kafka": "service_healthy",
         "redis": "service_healthy",
         "rabbitmq": "service_healthy",
         "mosquitto": "service_healthy",
+        "nats-init": "service_completed_successfully",
         "aws-init": "service_completed_successfully",
     }
-    for name in ("kafka", "redis", "rabbitmq", "mosquitto"):
+    assert services["nats-init"]["depends_on"] == {"nats": {"condition": "service_healthy", "required": True}}
+    for name in ("kafka", "redis", "rabbitmq", "mosquitto", "nats"):
         assert services[name]["healthcheck"]["test"], name  # the hub waits for service_healthy
     # the same password on both sides, unless RABBITMQ_PASSWORD says otherwise
     password = services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_PASS"]
@@ -161,6 +165,11 @@ def test_the_stack_runs_every_kind_of_source_on_resources_it_creates() -> None:
     assert (mqtt.host, mqtt.port) == ("mosquitto", 1883)
     broker = (ROOT / "config" / "mosquitto.conf").read_text().splitlines()
     assert {"listener 1883", "allow_anonymous true", "persistence true"} <= set(broker)
+    # the JetStream stream the nats mapping reads is made by nats-init, with the subjects it filters on
+    nats = next(m.source for m in config.mappings if m.source.type == "nats")
+    command = services["nats-init"]["command"]
+    assert command[command.index("add") + 1] == nats.stream and nats.create_consumer
+    assert command[command.index("--subjects") + 1] == nats.filter_subject
 
     dockerfile = (ROOT / "Dockerfile").read_text()
     for copied in re.findall(r"^COPY (\S+)", dockerfile, re.M):

@@ -18,7 +18,7 @@ from hub.destinations import FileSink
 from hub.dispatch import Backoff, Counters, Dispatcher
 from hub.filtering import FilterSet
 from hub.functions import Function
-from hub.mapping import Batcher
+from hub.lanes import Batcher
 from hub.records import ContiguousTracker, Outcome, Record
 from hub.runtimes import LambdaContext
 from tests.helpers import MovableClock, read_jsonl

@@ -1,0 +1,114 @@
+"""The Source contract's optional capabilities: the connectors that have them say so by type, and a source run
+under a lease (hub.exclusive.LeasedSource) has exactly the capabilities of the source it wraps."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from connectors.kafka import KafkaConfig, KafkaSource
+from connectors.kinesis import CONNECTOR as KINESIS
+from connectors.schedule.source import CONNECTOR as SCHEDULE
+from hub.checkpoints import MemoryStore
+from hub.exclusive import FencedStore, LeasedSource
+from hub.leases import LocalLeases
+from hub.records import GiveUp, Record
+from hub.source import (
+    ArnSource,
+    BatchInfoSource,
+    DeadLetterSource,
+    Document,
+    FilterViewSource,
+    Lane,
+    SourceContext,
+)
+
+CAPABILITIES = (BatchInfoSource, FilterViewSource, ArnSource, DeadLetterSource)
+
+
+def context() -> SourceContext:
+    return SourceContext(mapping="m", store=MemoryStore(), region="eu-west-1", account_id="123456789012")
+
+
+class Plain:
+    """A source with none of the optional capabilities."""
+
+    async def open(self) -> None:
+        pass
+
+    async def lanes(self) -> AsyncIterator[Lane]:
+        return
+        yield
+
+    def render(self, records: Sequence[Record], attempt: int) -> Any:
+        return {"Records": [r.payload for r in records]}
+
+    async def close(self) -> None:
+        pass
+
+
+class Capable(Plain):
+    """A source with every optional capability."""
+
+    dead_letter_config = {"type": "file", "path": "dlq.jsonl"}
+
+    def batch_info(self, records: Sequence[Record]) -> dict[str, Any]:
+        return {"TestBatchInfo": {"batchSize": len(records)}}
+
+    def filter_view(self, record: Record) -> dict[str, Any]:
+        return {"seen": record.payload}
+
+    def event_source_arn(self, lane: str) -> str:
+        return f"arn:test:{lane}"
+
+    def dead_letter(self, records: Sequence[Record], give_up: GiveUp) -> Document:
+        return Document({"dead": len(records)}, attributes={})
+
+
+def leased(source: Any) -> LeasedSource:
+    return LeasedSource(source, FencedStore(MemoryStore()), LocalLeases(), "m", "m/source")
+
+
+def test_the_connectors_declare_their_capabilities_by_type() -> None:
+    kafka = KafkaSource(
+        KafkaConfig.model_validate(
+            {"type": "kafka", "bootstrap_servers": "a:9092", "topic": "t", "starting_position": "LATEST"}
+        ),
+        context(),
+    )
+    assert isinstance(kafka, BatchInfoSource) and isinstance(kafka, FilterViewSource)
+    assert not isinstance(kafka, ArnSource) and not isinstance(kafka, DeadLetterSource)
+    kinesis = KINESIS.build(
+        KINESIS.config.model_validate(
+            {"type": "kinesis", "stream_arn": "arn:aws:kinesis:eu-west-1:1:stream/s", "starting_position": "LATEST"}
+        ),
+        context(),
+    )
+    assert isinstance(kinesis, BatchInfoSource) and isinstance(kinesis, ArnSource)
+    assert kinesis.event_source_arn("shardId-0") == "arn:aws:kinesis:eu-west-1:1:stream/s"
+    schedule = SCHEDULE.build(
+        SCHEDULE.config.model_validate({"type": "schedule", "expression": "rate(1 hour)"}), context()
+    )
+    assert isinstance(schedule, DeadLetterSource) and not isinstance(schedule, BatchInfoSource)
+
+
+def test_a_leased_source_has_the_capabilities_of_the_source_it_wraps() -> None:
+    record = Record("lane", 1, {"n": 1})
+    capable, source = Capable(), leased(Capable())
+    for capability in CAPABILITIES:
+        assert isinstance(source, capability), capability
+    assert source.batch_info([record]) == capable.batch_info([record])
+    assert source.filter_view(record) == {"seen": {"n": 1}}
+    assert source.event_source_arn("lane") == "arn:test:lane"
+    assert source.dead_letter_config == capable.dead_letter_config
+    give_up = GiveUp(3, None, "RetriesExhausted", "arn:aws:lambda:eu-west-1:123456789012:function:f")
+    assert source.dead_letter([record], give_up).body == {"dead": 1}
+
+
+def test_a_leased_plain_source_answers_as_the_hub_does_for_a_source_without_them() -> None:
+    record = Record("lane", 1, {"n": 1})
+    source = leased(Plain())
+    assert source.batch_info([record]) == {}  # an on-failure record without batch info
+    assert source.filter_view(record) == {"n": 1}  # filters see the payload
+    assert source.event_source_arn("lane") == ""
+    assert source.dead_letter_config is None  # no dead-letter queue of its own: none is built

@@ -1,0 +1,97 @@
+"""The shape of the code itself: no import circle in hub/, files under 400 lines, and a docstring on every public
+definition of hub/ and connectors/ (read from the source with `ast`, nothing imported)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("hub", "connectors")
+MAX_LINES = 400
+
+
+def modules(package: str) -> dict[str, Path]:
+    """{dotted module name: file} of every module of `package`."""
+    found = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """The modules of `known` that module `name` imports anywhere: at the top, inside functions and under
+    TYPE_CHECKING alike (a circle of type-only imports is a circle of dependencies all the same)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+    def owner(dotted: str) -> str | None:
+        while dotted and dotted not in known:
+            dotted = dotted.rpartition(".")[0]
+        return dotted or None
+
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, *([node.module] if node.module else [])])
+            targets = [f"{base}.{alias.name}" for alias in node.names]  # a submodule, or a name in `base`
+        out.update(t for t in map(owner, targets) if t is not None and t != name)
+    return out
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in graph[node]:
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_hub_has_no_import_circle() -> None:
+    known = modules("hub")
+    graph = {name: imports(name, path, known) for name, path in known.items()}
+    assert graph["hub.mapping"] >= {"hub.lanes", "hub.windows", "hub.dispatch"}  # the walk sees imports
+    found = circles(graph)
+    assert not found, "import circles in hub/ (each a set of modules that import one another): " + "; ".join(
+        " <-> ".join(component) for component in found
+    )
+
+
+def test_the_circle_finder_finds_a_circle() -> None:
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert circles({"a": {"b"}, "b": set()}) == []
