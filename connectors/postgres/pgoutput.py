@@ -191,6 +191,8 @@ def _tuple(data: bytes, at: int) -> tuple[tuple[Value, ...], int]:
         if kind == 0x74:  # 't': text
             (length,) = _I32.unpack_from(data, at)
             at += 4
+            if at + length > len(data):
+                raise IndexError(f"a value of {length} bytes where {len(data) - at} are left")
             append(data[at : at + length].decode())
             at += length
         elif kind == 0x6E:  # 'n': NULL
