@@ -10,6 +10,7 @@ Powertools' `DynamoDBStreamModel`.
 - `dynamodb.SequenceNumber`: `(commit LSN << 32) + the change's place in its transaction`, in decimal: unique,
   and growing in commit order over every table of the slot;
 - `dynamodb.ApproximateCreationDateTime`: the commit time (epoch seconds, to the millisecond);
+- `dynamodb.SizeBytes`: the size of the change as PostgreSQL sent it (its pgoutput message);
 - `dynamodb.Keys`: the primary key (or, for a table without one, the replica identity's columns);
 - `NewImage` / `OldImage` as the view type asks and the change carries: an INSERT has no old row, a DELETE no new
   one; the old row is there only with REPLICA IDENTITY FULL. A column whose large (TOASTed) value an UPDATE did not
@@ -27,8 +28,12 @@ import msgspec
 from connectors.postgres.pgoutput import UNCHANGED, Change, Relation, Value
 
 EVENT_NAMES = {"I": "INSERT", "U": "MODIFY", "D": "REMOVE"}
-ENVELOPE = 260
-"""Bytes a record's envelope adds to its images in an invocation payload (eventID, ARN, names)."""
+NEW_VIEWS = frozenset({"NEW_IMAGE", "NEW_AND_OLD_IMAGES"})
+OLD_VIEWS = frozenset({"OLD_IMAGE", "NEW_AND_OLD_IMAGES"})
+ENVELOPE = 300
+"""Bytes a record's envelope adds in an invocation payload (eventID, ARN, names, sequence number)."""
+PER_VALUE = 16
+"""Bytes an attribute value's JSON adds to the column's text (`"name": {"S": "..."}` and escapes, roughly)."""
 _encode = msgspec.json.Encoder().encode
 
 
@@ -44,25 +49,29 @@ class Table:
     wanted: bool = True
     """False for a table the publication has but the mapping does not read: its changes are skipped."""
     names: tuple[str, ...] = field(default=())
+    qualified: str = ""
+    """`schema.table`: the lane's name (with `#i` for key-hash lanes)."""
 
     def __post_init__(self) -> None:
         self.names = tuple(c.name for c in self.relation.columns)
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.relation.schema}.{self.relation.name}"
+        self.qualified = f"{self.relation.schema}.{self.relation.name}"
 
     def image(self, values: Sequence[Value], fallback: Sequence[Value] | None = None) -> dict[str, Any]:
         """A row as attribute values; an UNCHANGED column from `fallback` (the old row) or left out."""
-        out: dict[str, Any] = {}
-        converters = self.converters
-        for i, (name, value) in enumerate(zip(self.names, values, strict=False)):
-            if value is UNCHANGED:
-                value = fallback[i] if fallback is not None else UNCHANGED
-                if value is UNCHANGED:
-                    continue
-            out[name] = {"NULL": True} if value is None else converters[i](value)  # type: ignore[arg-type]
-        return out
+        if UNCHANGED in values:
+            values = [
+                (fallback[i] if fallback is not None else UNCHANGED) if v is UNCHANGED else v
+                for i, v in enumerate(values)
+            ]
+            return {
+                name: {"NULL": True} if value is None else convert(value)  # type: ignore[arg-type]
+                for name, convert, value in zip(self.names, self.converters, values, strict=False)
+                if value is not UNCHANGED
+            }
+        return {
+            name: {"NULL": True} if value is None else convert(value)  # type: ignore[arg-type]
+            for name, convert, value in zip(self.names, self.converters, values, strict=False)
+        }
 
     def key_image(self, values: Sequence[Value]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -81,24 +90,20 @@ def stream_record(
     commit_time: float,
     view: str,
     region: str,
-) -> tuple[dict[str, Any], bytes, int]:
-    """The DynamoDB Streams record of one change, the JSON of its Keys (the order key), and its SizeBytes."""
+    size: int,
+) -> tuple[dict[str, Any], bytes]:
+    """The DynamoDB Streams record of one change, and the JSON of its Keys (the order key). `commit_time` is epoch
+    seconds rounded to the millisecond; `size` the change's message size, given as SizeBytes."""
     old_row = change.old if change.old_kind == "O" else None
     key_row = change.new if change.new is not None else change.old
     assert key_row is not None
     keys = table.key_image(key_row)
-    change_part: dict[str, Any] = {
-        "ApproximateCreationDateTime": round(commit_time, 3),
-        "Keys": keys,
-    }
-    if change.new is not None and view in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES"):
+    change_part: dict[str, Any] = {"ApproximateCreationDateTime": commit_time, "Keys": keys}
+    if change.new is not None and view in NEW_VIEWS:
         change_part["NewImage"] = table.image(change.new, old_row)
-    if old_row is not None and view in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES"):
+    if old_row is not None and view in OLD_VIEWS:
         change_part["OldImage"] = table.image(old_row)
-    key_json = _encode(keys)
-    size = len(key_json) + sum(len(_encode(change_part[k])) for k in ("NewImage", "OldImage") if k in change_part)
-    sequence_number = str(sequence)
-    change_part["SequenceNumber"] = sequence_number
+    change_part["SequenceNumber"] = str(sequence)
     change_part["SizeBytes"] = size
     change_part["StreamViewType"] = view
     payload = {
@@ -110,7 +115,7 @@ def stream_record(
         "dynamodb": change_part,
         "eventSourceARN": table.arn,
     }
-    return payload, key_json, size
+    return payload, _encode(keys)
 
 
 def table_arn(region: str, account: str, database: str, schema: str, table: str, slot: str) -> str:

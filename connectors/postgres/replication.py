@@ -1,22 +1,47 @@
 """The streaming replication connection, on the hub's event loop: psycopg2's logical replication cursor in its
 asynchronous mode, driven by the loop's readiness callbacks (no thread, no blocking call).
 
-psycopg2 (libpq underneath) speaks the protocol: authentication of every kind libpq knows, TLS, CopyBoth, and
-the answers to the server's keepalives, which it sends from inside `read_message`. This module adds what an asyncio
-program needs around it: waiting for the socket without blocking the loop, a standby status update every
-`status_interval` that asks the server for an answer (so a connection that went silent is noticed within
-`receive_timeout`), and the confirmed position, which only ever moves forward.
+psycopg2 (libpq underneath) speaks the protocol: authentication of every kind libpq knows, TLS, CopyBoth. This
+module adds what an asyncio program needs around it: waiting for the socket without blocking the loop, a standby
+status update every `status_interval` that asks the server for an answer (so a connection that went silent is
+noticed within `receive_timeout`), and the confirmed position, which only ever moves forward.
+
+The status updates are the hub's own, written with libpq's PQputCopyData on psycopg2's connection (the same libpq
+psycopg2 runs on, found through its extension module), never with psycopg2's `send_feedback`: psycopg2 moves the
+flush position it reports up to the server's WAL end on a keepalive once the position it was given reaches the
+start of the last message received. The start of a message is the LSN of its WAL record, and the records of a
+transaction may lie before the end of the previous one (or right at it), so that rule would confirm changes this
+hub has read but not settled, and a crash would lose them. Since the hub never calls `send_feedback`, psycopg2 only
+answers a keepalive that asks for it (the server asks after `wal_sender_timeout / 2` without a status update), with
+a flush position of 0 (which the server ignores) or, before any change came, the server's own WAL end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import struct
 import time
 from typing import Any
 
 CONFIRM_EVERY = 0.2
 """Seconds between two status updates sent because the confirmed LSN moved (besides the periodic one): the slot
 follows settles within this, without one message per settle."""
+PSYCOPG2_STATUS_INTERVAL = 1e7
+"""psycopg2's own periodic status update, made never to come: the hub sends its own."""
+POSTGRES_EPOCH = 946684800
+_STATUS = struct.Struct("!cQQQqB")
+
+
+def _libpq() -> tuple[Any, Any]:
+    """libpq's PQputCopyData and PQflush, from the library psycopg2's extension module is linked with."""
+    import psycopg2._psycopg as extension
+
+    library = ctypes.CDLL(extension.__file__)  # dlsym searches the module's own dependencies: its libpq
+    put, flush = library.PQputCopyData, library.PQflush
+    put.argtypes, put.restype = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int], ctypes.c_int
+    flush.argtypes, flush.restype = [ctypes.c_void_p], ctypes.c_int
+    return put, flush
 
 
 class ReplicationStream:
@@ -48,6 +73,9 @@ class ReplicationStream:
         self._heard = time.monotonic()
         self._sent = 0.0
         self._reported = 0
+        self._unflushed = False
+        self._put: Any = None
+        self._flush: Any = None
 
     async def start(self) -> None:
         """Connect and start streaming the slot from its confirmed LSN. Raises on trouble (a slot another
@@ -72,9 +100,10 @@ class ReplicationStream:
             decode=False,
             start_lsn=0,  # from the slot's confirmed_flush_lsn
             options={"proto_version": "1", "publication_names": self.publication},
-            status_interval=max(1.0, self.status_interval),  # psycopg2's own updates (ours: `keep_alive`)
+            status_interval=PSYCOPG2_STATUS_INTERVAL,
         )
         await asyncio.wait_for(self._poll(), self.connect_timeout)
+        self._put, self._flush = _libpq()
         self._heard = time.monotonic()
 
     async def _poll(self) -> None:
@@ -134,16 +163,30 @@ class ReplicationStream:
         if now - self._heard > self.receive_timeout:
             raise ConnectionError(f"nothing came from the server for {self.receive_timeout:g}s")
         moved = self.confirmed > self._reported and now - self._sent >= CONFIRM_EVERY
-        if now - self._sent >= self.status_interval or moved:
-            self._cursor.send_feedback(flush_lsn=self.confirmed, reply=True)
+        if now - self._sent >= self.status_interval or moved or self._unflushed:
+            self._status(reply=True)
             self._sent = now
-            self._reported = self.confirmed
+
+    def _status(self, *, reply: bool) -> None:
+        """A standby status update: written, received and flushed up to the confirmed LSN. Raises ConnectionError
+        when libpq cannot take it; one it could not send whole yet is pushed on by the next call."""
+        pgconn = ctypes.c_void_p(self._conn.pgconn_ptr)
+        if not self._unflushed:
+            lsn = self.confirmed
+            micros = int((time.time() - POSTGRES_EPOCH) * 1_000_000)
+            message = _STATUS.pack(b"r", lsn, lsn, lsn, micros, 1 if reply else 0)
+            if self._put(pgconn, message, len(message)) != 1:
+                raise ConnectionError(f"sending a status update failed: {self._conn.info.error_message}")
+            self._reported = lsn
+        state = self._flush(pgconn)
+        if state < 0:
+            raise ConnectionError(f"sending a status update failed: {self._conn.info.error_message}")
+        self._unflushed = state == 1
 
     def confirm(self, lsn: int) -> None:
         """Everything before `lsn` is settled: the slot may move there (sent with the next status update)."""
         if lsn > self.confirmed:
             self.confirmed = lsn
-            self._cursor.send_feedback(flush_lsn=lsn)  # recorded; psycopg2 sends it with the next update
 
     def heard(self) -> None:
         """Something came (a message read without waiting)."""
@@ -155,9 +198,17 @@ class ReplicationStream:
         if conn is None:
             return
         try:
-            if final and self._cursor is not None and self.confirmed:
-                self._cursor.send_feedback(flush_lsn=self.confirmed, force=True)
+            if final and self._cursor is not None and self.confirmed > self._reported:
+                self._conn = conn
+                self._unflushed = False
+                self._status(reply=False)
+                for _ in range(20):  # a full socket buffer: a moment for it to drain, at most 0.2 s
+                    if not self._unflushed:
+                        break
+                    time.sleep(0.01)
+                    self._status(reply=False)
         except Exception:  # the connection is already gone: the slot keeps what was sent before
             pass
         finally:
+            self._conn = None
             conn.close()

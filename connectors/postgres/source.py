@@ -13,7 +13,7 @@ from typing import Any
 
 from connectors.postgres.admin import Admin, TableInfo
 from connectors.postgres.config import PostgresConfig
-from connectors.postgres.events import ENVELOPE, Table, stream_record, table_arn
+from connectors.postgres.events import ENVELOPE, PER_VALUE, Table, stream_record, table_arn
 from connectors.postgres.lanes import SEQUENCE_SHIFT, TableLane, Transaction, Transactions
 from connectors.postgres.pgoutput import Begin, Change, Commit, Relation, Truncate, decode
 from connectors.postgres.replication import ReplicationStream
@@ -51,6 +51,7 @@ class PostgresSource:
         self._txns = Transactions(self._confirm)
         self._txn: Transaction | None = None
         self._commit_time = 0.0
+        self._created = 0.0
         self._index = 0
         self._session = 0
         self._buffered = 0
@@ -58,6 +59,7 @@ class PostgresSource:
         self._closing = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._truncates: set[str] = set()
+        self._arns: dict[str, str] = {}
 
     # ---- Source ----------------------------------------------------------------------------------------------
 
@@ -115,7 +117,11 @@ class PostgresSource:
     async def _start(self) -> None:
         config = self.config
         self._lanes = {}
+        context = self.context
         for schema, name in config.table_names():
+            self._arns[f"{schema}.{name}"] = table_arn(
+                context.region, context.account_id, config.database, schema, name, self.slot
+            )
             for key in _lane_keys(f"{schema}.{name}", config.lanes_per_table):
                 checkpoint = self._checkpoints.get(key)
                 self._lanes[key] = TableLane(self, key, int(checkpoint) if checkpoint else None, self._session)
@@ -169,6 +175,10 @@ class PostgresSource:
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
         return {"Records": [r.payload for r in records]}
+
+    def event_source_arn(self, lane: str) -> str:
+        """The `eventSourceARN` of the records of `lane` (its table's), which tumbling windows repeat."""
+        return self._arns.get(lane.split("#", 1)[0], "")
 
     def batch_info(self, records: Sequence[Record]) -> dict[str, Any]:
         """`DDBStreamBatchInfo`, with the lane as the shard and the table's stream ARN."""
@@ -228,9 +238,10 @@ class PostgresSource:
         connection is kept (status updates) while the lanes are full."""
         interval = self.config.status_interval
         limit = self.config.max_buffered
-        count = 0
+        burst = 0
         while True:
             if self._buffered >= limit:
+                stream.heard()  # not reading by choice: silence means nothing now
                 stream.keep_alive()
                 self._room.clear()
                 with contextlib.suppress(TimeoutError):
@@ -240,23 +251,25 @@ class PostgresSource:
             if item is None:
                 await stream.wait(interval)
                 continue
-            stream.heard()
             message = decode(item[1])
             if isinstance(message, Relation):
                 await self._relation(message)
             else:
-                self._route(message)
-            count += 1
-            if count % YIELD_EVERY == 0:
+                self._route(message, len(item[1]))
+            burst += 1
+            if burst >= YIELD_EVERY:  # a long backlog: let the lanes and the status updates in
+                burst = 0
+                stream.heard()
                 stream.keep_alive()
                 await asyncio.sleep(0)
 
-    def _route(self, message: Any) -> None:
+    def _route(self, message: Any, size: int) -> None:
         if isinstance(message, Change):
-            self._change(message)
+            self._change(message, size)
         elif isinstance(message, Begin):
             self._txn = self._txns.begin(message.final_lsn)
             self._commit_time = message.commit_time
+            self._created = round(message.commit_time, 3)
             self._index = 0
         elif isinstance(message, Commit):
             if self._txn is not None:
@@ -270,17 +283,20 @@ class PostgresSource:
                     self._truncates.add(name)
                     self.log.warning("TRUNCATE of %s is not an item change: not delivered", name, extra=self._f)
 
-    def _change(self, change: Change) -> None:
+    def _change(self, change: Change, size: int) -> None:
         txn = self._txn
         table = self._tables.get(change.relation)
         if txn is None or table is None:
-            raise ValueError(f"a change of relation {change.relation} outside a transaction or before its Relation")
+            raise ValueError(
+                f"a change of relation {change.relation} outside a transaction or before its Relation "
+                f"(txn {txn}, tables {sorted(self._tables)})"
+            )
         self._index += 1
         if not table.wanted:
             return
         sequence = (txn.final_lsn << SEQUENCE_SHIFT) + self._index
-        payload, key_json, size = stream_record(
-            table, change, sequence, self._commit_time, self.config.stream_view_type, self.context.region
+        payload, key_json = stream_record(
+            table, change, sequence, self._created, self.config.stream_view_type, self.context.region, size
         )
         lanes = self.config.lanes_per_table
         key = table.qualified if lanes == 1 else f"{table.qualified}#{zlib.crc32(key_json) % lanes}"
@@ -289,13 +305,14 @@ class PostgresSource:
             return  # settled before the restart; the slot's confirmed LSN had not moved past it yet
         txn.open += 1
         self._buffered += 1
+        values = len(table.names) * (2 if change.old_kind == "O" and change.new is not None else 1)
         lane.push(
             Record(
                 key,
                 sequence,
                 payload,
                 timestamp=self._commit_time,
-                size=size + ENVELOPE,
+                size=size + ENVELOPE + PER_VALUE * values,
                 item_id=payload["dynamodb"]["SequenceNumber"],
                 order_key=key_json,
             )

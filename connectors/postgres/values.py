@@ -27,30 +27,32 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 Kind = str
-"""How a type's text becomes an attribute value: `S`, `N`, `BOOL`, `B`, `JSON`, or `L:<element kind>`."""
+"""How a type's text becomes an attribute value: `S`, `N` (checked to be a number), `INT` (always one), `FLOAT`
+(a number, or NaN and the infinities), `BOOL`, `B`, `JSON`, or `L:<element kind>`."""
 
 BUILTIN: dict[int, Kind] = {
     16: "BOOL",
     17: "B",
-    20: "N",
-    21: "N",
-    23: "N",
-    26: "N",
-    700: "N",
-    701: "N",
-    1700: "N",
+    20: "INT",
+    21: "INT",
+    23: "INT",
+    26: "INT",
+    700: "FLOAT",
+    701: "FLOAT",
+    1700: "FLOAT",
+    790: "S",  # money: category N, but its text ("$1.00") is no number
     114: "JSON",
     3802: "JSON",
     # arrays of the above, and of text-like types
     1000: "L:BOOL",
     1001: "L:B",
-    1005: "L:N",
-    1007: "L:N",
-    1016: "L:N",
-    1021: "L:N",
-    1022: "L:N",
-    1028: "L:N",
-    1231: "L:N",
+    1005: "L:INT",
+    1007: "L:INT",
+    1016: "L:INT",
+    1021: "L:FLOAT",
+    1022: "L:FLOAT",
+    1028: "L:INT",
+    1231: "L:FLOAT",
     199: "L:JSON",
     3807: "L:JSON",
     1009: "L:S",  # text[]
@@ -91,7 +93,8 @@ class Types:
                 self.kinds[oid] = _by_category(category)
 
     def converter(self, oid: int) -> Callable[[str], dict[str, Any]]:
-        return CONVERTERS.get(self.kinds.get(oid, "S")) or _array_converter(self.kinds[oid])
+        kind = self.kinds.get(oid, "S")
+        return CONVERTERS.get(kind) or _array_converter(kind)
 
 
 def _by_category(category: str | None) -> Kind:
@@ -105,6 +108,15 @@ def string(text: str) -> dict[str, Any]:
 
 def number(text: str) -> dict[str, Any]:
     return {"N": text} if _NUMBER.match(text) else {"S": text}
+
+
+def integer(text: str) -> dict[str, Any]:
+    return {"N": text}
+
+
+def floating(text: str) -> dict[str, Any]:
+    # PostgreSQL writes a float or numeric as digits, a sign, `.`, `e`, or as NaN, Infinity, -Infinity
+    return {"S": text} if text[-1] in "Ny" else {"N": text}
 
 
 def boolean(text: str) -> dict[str, Any]:
@@ -124,6 +136,8 @@ def json_value(text: str) -> dict[str, Any]:
 CONVERTERS: dict[Kind, Callable[[str], dict[str, Any]]] = {
     "S": string,
     "N": number,
+    "INT": integer,
+    "FLOAT": floating,
     "BOOL": boolean,
     "B": binary,
     "JSON": json_value,
