@@ -1,4 +1,5 @@
-"""The admin HTTP endpoint: `/status` (JSON), `/metrics` (Prometheus text format), `/healthz`.
+"""The admin HTTP endpoint: `/status` (JSON), `/metrics` (Prometheus text format), `/healthz`, the console at `/`
+and the failure destinations' API (hub/failures_api.py).
 
 It shows names, states, lanes and counts; never a source's settings. A mapping's last error is a broker's or
 client's message, which may quote a URL or a setting: both pages are masked as log lines are (hub/redact.py). Counts
@@ -12,8 +13,9 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
-from hub import redact
+from hub import failures_api, redact
 from hub.config import HubConfig
 from hub.control import ControlError, Mappings, Slot
 from hub.functions import Function
@@ -21,6 +23,7 @@ from hub.health import Health
 from hub.leases import Leases
 from hub.mapping import MappingRunner
 from hub.pollers import Pollers
+from hub.store import CheckpointStore
 from hub.sync import SyncRunner
 
 if TYPE_CHECKING:
@@ -43,7 +46,13 @@ METRICS = {
 
 def slot_view(slot: Slot) -> dict[str, Any]:
     """A mapping as AWS's GetEventSourceMapping would describe its state (never a source setting)."""
-    return {"name": slot.name, "State": slot.state, "StateTransitionReason": slot.reason}
+    return {
+        "name": slot.name,
+        "function": slot.config.function,
+        "source": slot.config.source.type,
+        "State": slot.state,
+        "StateTransitionReason": slot.reason,
+    }
 
 
 class Observed(Protocol):
@@ -88,6 +97,11 @@ class Observed(Protocol):
     @property
     def mappings(self) -> Mappings:
         """Its mappings' states, and the operations that change them (the API's writes)."""
+        ...
+
+    @property
+    def store(self) -> CheckpointStore:
+        """Its checkpoint store (replays keep what they removed from a Kafka destination there)."""
         ...
 
     async def update_mapping(self, name: str, changes: dict[str, Any]) -> Slot:
@@ -213,7 +227,11 @@ async def serve(hub: Observed, host: str, port: int) -> web.AppRunner:
         return web.json_response({"ok": not down, "not_running": down}, status=200 if not down else 503)
 
     def allowed(request: web.Request) -> web.Response | None:
-        """None if the request may change something; else the answer that refuses it."""
+        """None if the request may change something; else the answer that refuses it. A browser's request from a
+        page of another origin is refused whatever it carries (a page elsewhere must not drive this endpoint)."""
+        origin = request.headers.get("Origin")
+        if origin is not None and urlsplit(origin).netloc != request.host:
+            return web.json_response({"error": "changes are accepted from this endpoint's own pages only"}, status=403)
         token = hub.config.admin.token if hub.config.admin is not None else None
         if token is None:
             return None
@@ -257,6 +275,7 @@ async def serve(hub: Observed, host: str, port: int) -> web.AppRunner:
         return await control(request, run)
 
     app = web.Application()
+    failures_api.add_routes(app, hub, allowed)
     app.router.add_post("/mappings/{name}/disable", disable_view)
     app.router.add_post("/mappings/{name}/enable", enable_view)
     app.router.add_patch("/mappings/{name}", update_view)

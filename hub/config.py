@@ -360,7 +360,8 @@ class MappingConfig(Model):
 
     @property
     def spec(self) -> ConnectorSpec:
-        return registry.get(self.source.type)
+        spec = registry.get(self.source.type)
+        return spec if spec.resolve is None else spec.resolve(self.source)
 
     def setting(self, name: str) -> Any:
         """A batching or retry setting: the one written in YAML, else the connector's default, else AWS's."""

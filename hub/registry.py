@@ -32,6 +32,7 @@ BUILTIN = {
     "sqs": "connectors.sqs:CONNECTOR",
     "s3": "connectors.s3:CONNECTOR",
     "http": "connectors.http:CONNECTOR",
+    "memory": "connectors.memory:CONNECTOR",
 }
 BUILTIN_DESTINATIONS = {
     "sqs": "connectors.aws_destinations:SQS_DESTINATION",

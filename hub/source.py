@@ -372,3 +372,7 @@ class ConnectorSpec:
     """Sync sources only: makes the one server (hub.sync.SyncServer) that serves every mapping of this type, from
     a hub.sync.SyncContext; `build` then makes what that server needs of one mapping (its route: a
     hub.sync.SyncRoute, whose `lane` /status lists)."""
+    resolve: Callable[[Any], ConnectorSpec] | None = None
+    """The spec that holds for one validated config, when a setting changes what kind of source it is (the `memory`
+    connector's `mode: queue` makes it a queue: another family, so another policy and other settings). None: this
+    spec holds for every config."""

@@ -1,6 +1,6 @@
 """A real `mosquitto` on a free loopback port, for the tests that need one.
 
-Use it from a test module with `pytest_plugins = ["tests.fixtures_mqtt"]`, then ask for `mosquitto` (one broker for
+tests/conftest.py loads it as a plugin: a test asks for `mosquitto` (one broker for
 the whole session; tests keep apart by using topics and client ids of their own, see `unique`) or
 `own_mosquitto` (a broker for one test, which it may `kill()` and `start(same_port=True)` again).
 

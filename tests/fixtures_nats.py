@@ -1,6 +1,6 @@
 """A real `nats-server` with JetStream on a free loopback port, for the tests that need one.
 
-Use it from a test module with `pytest_plugins = ["tests.fixtures_nats"]`, then ask for `nats_url` (one server for
+tests/conftest.py loads it as a plugin: a test asks for `nats_url` (one server for
 the whole session; tests keep apart by unique stream and consumer names) or `own_nats` (a server of the test's own,
 which it may kill and start again on the same port and store directory).
 """

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from tests.fixtures_kafka import create_topic, produce, tansu, unique  # noqa: F401
+from tests.fixtures_kafka import create_topic, produce, unique
 from tests.fixtures_redis import free_port
 from tests.helpers import HubProcess, read_jsonl, run_cli, wait_for
 
@@ -70,7 +70,7 @@ def mapping(port: int, name: str) -> dict[str, Any]:
     raise AssertionError(f"no mapping {name} in {answer}")
 
 
-def test_disable_mid_stream_and_enable_again_loses_and_repeats_nothing(tmp_path: Path, tansu: str) -> None:  # noqa: F811
+def test_disable_mid_stream_and_enable_again_loses_and_repeats_nothing(tmp_path: Path, tansu: str) -> None:
     orders, audit = unique("orders"), unique("audit")
     for topic in (orders, audit):
         create_topic(tansu, topic)
@@ -102,7 +102,7 @@ def test_disable_mid_stream_and_enable_again_loses_and_repeats_nothing(tmp_path:
     assert "mapping Disabling" in hub.log() and "mapping Enabled" in hub.log()
 
 
-def test_sighup_applies_a_changed_filter_and_leaves_the_other_mapping_running(tmp_path: Path, tansu: str) -> None:  # noqa: F811
+def test_sighup_applies_a_changed_filter_and_leaves_the_other_mapping_running(tmp_path: Path, tansu: str) -> None:
     orders, audit = unique("orders"), unique("audit")
     for topic in (orders, audit):
         create_topic(tansu, topic)
@@ -147,7 +147,7 @@ def test_sighup_applies_a_changed_filter_and_leaves_the_other_mapping_running(tm
     assert "mapping=audit state=Updating" not in hub.log()
 
 
-def test_update_changes_settings_and_refuses_what_cannot_change(tmp_path: Path, tansu: str) -> None:  # noqa: F811
+def test_update_changes_settings_and_refuses_what_cannot_change(tmp_path: Path, tansu: str) -> None:
     orders, audit = unique("orders"), unique("audit")
     for topic in (orders, audit):
         create_topic(tansu, topic)
@@ -172,7 +172,7 @@ def test_update_changes_settings_and_refuses_what_cannot_change(tmp_path: Path, 
     assert nobody.returncode == 3 and "no hub answers" in nobody.stderr
 
 
-def test_changes_need_the_token_when_there_is_one(tmp_path: Path, tansu: str) -> None:  # noqa: F811
+def test_changes_need_the_token_when_there_is_one(tmp_path: Path, tansu: str) -> None:
     orders, audit = unique("orders"), unique("audit")
     for topic in (orders, audit):
         create_topic(tansu, topic)
@@ -208,7 +208,7 @@ def test_an_admin_endpoint_beyond_loopback_needs_a_token(tmp_path: Path) -> None
     assert f"{path}:1:" in result.stderr and "admin.listen: " in result.stderr and "set admin.token" in result.stderr
 
 
-def test_a_reload_restarts_a_changed_mapping_s_pollers_with_the_new_file(tmp_path: Path, tansu: str) -> None:  # noqa: F811
+def test_a_reload_restarts_a_changed_mapping_s_pollers_with_the_new_file(tmp_path: Path, tansu: str) -> None:
     orders, audit = unique("orders"), unique("audit")
     create_topic(tansu, orders, partitions=2)
     create_topic(tansu, audit)

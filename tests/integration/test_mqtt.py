@@ -17,7 +17,7 @@ from connectors.mqtt import MqttConfig, MqttSource
 from hub.checkpoints import MemoryStore
 from hub.records import Outcome, Record
 from hub.source import LaneEnded, SourceContext
-from tests.fixtures_mqtt import MosquittoServer, free_port, mosquitto, unique  # noqa: F401
+from tests.fixtures_mqtt import MosquittoServer, free_port, unique
 from tests.helpers import running
 from tests.tls_certs import encrypted_key, make_tls_files
 
@@ -63,7 +63,7 @@ def settle_all(records: list[Record]) -> Outcome:
 # ---- the source in process -----------------------------------------------------------------------------------
 
 
-async def test_json_binary_and_empty_payloads_arrive_as_an_iot_rule_sends_them(mosquitto: MosquittoServer) -> None:  # noqa: F811
+async def test_json_binary_and_empty_payloads_arrive_as_an_iot_rule_sends_them(mosquitto: MosquittoServer) -> None:
     base = unique("iot")
     binary = bytes([0, 1, 200, 255, 10])
     source = make_source(mosquitto, [f"{base}/#"])
@@ -99,7 +99,7 @@ async def test_json_binary_and_empty_payloads_arrive_as_an_iot_rule_sends_them(m
         source.render(records[:2], 1)
 
 
-async def test_topic_key_adds_the_topic_as_select_topic_as_does(mosquitto: MosquittoServer) -> None:  # noqa: F811
+async def test_topic_key_adds_the_topic_as_select_topic_as_does(mosquitto: MosquittoServer) -> None:
     base = unique("iot")
     source = make_source(mosquitto, [f"{base}/+/telemetry"], topic_key="topic")
     async with running(source):
@@ -120,7 +120,7 @@ async def test_topic_key_adds_the_topic_as_select_topic_as_does(mosquitto: Mosqu
     ]
 
 
-async def test_wildcards_and_several_filters_select_exactly_their_topics(mosquitto: MosquittoServer) -> None:  # noqa: F811
+async def test_wildcards_and_several_filters_select_exactly_their_topics(mosquitto: MosquittoServer) -> None:
     base = unique("wild")
     source = make_source(mosquitto, [f"{base}/+/temperature", f"{base}/alarms/#"])
     async with running(source):
@@ -142,7 +142,7 @@ async def test_wildcards_and_several_filters_select_exactly_their_topics(mosquit
 
 @pytest.mark.parametrize("order", ["received", "settled"])
 async def test_a_message_without_puback_comes_again_with_the_session_and_a_settled_one_does_not(
-    mosquitto: MosquittoServer,  # noqa: F811
+    mosquitto: MosquittoServer,
     order: str,
 ) -> None:
     """The persistent session, and the manual PUBACK that aiomqtt does not expose (connectors/mqtt/acks.py): were
@@ -167,7 +167,7 @@ async def test_a_message_without_puback_comes_again_with_the_session_and_a_settl
     assert sorted(map(json.dumps, events)) == sorted(map(json.dumps, expected))
 
 
-async def test_a_failed_message_reopens_the_connection_for_its_redelivery(mosquitto: MosquittoServer) -> None:  # noqa: F811
+async def test_a_failed_message_reopens_the_connection_for_its_redelivery(mosquitto: MosquittoServer) -> None:
     base = unique("failed")
     source = make_source(mosquitto, [f"{base}/#"])
     async with running(source):
@@ -193,7 +193,7 @@ async def test_a_failed_message_reopens_the_connection_for_its_redelivery(mosqui
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_retained_messages_are_not_replayed_as_events_but_live_retained_publishes_are(
-    mosquitto: MosquittoServer,  # noqa: F811
+    mosquitto: MosquittoServer,
     protocol: str,
 ) -> None:
     """An IoT rule sees publishes: a retained message the broker replays to a new subscription is no event (MQTT 5:
@@ -210,7 +210,7 @@ async def test_retained_messages_are_not_replayed_as_events_but_live_retained_pu
     assert events == [{"n": "live retained"}, {"n": "last"}]
 
 
-async def test_mqtt_3_1_1_keeps_its_session_too(mosquitto: MosquittoServer) -> None:  # noqa: F811
+async def test_mqtt_3_1_1_keeps_its_session_too(mosquitto: MosquittoServer) -> None:
     base = unique("v311")
     mapping = unique("m")
     source = make_source(mosquitto, [f"{base}/#"], mapping=mapping, protocol="3.1.1")
@@ -224,7 +224,7 @@ async def test_mqtt_3_1_1_keeps_its_session_too(mosquitto: MosquittoServer) -> N
     assert events == [{"n": 2}, {"n": "last"}]
 
 
-async def test_receive_maximum_bounds_the_messages_without_puback(mosquitto: MosquittoServer) -> None:  # noqa: F811
+async def test_receive_maximum_bounds_the_messages_without_puback(mosquitto: MosquittoServer) -> None:
     base = unique("window")
     source = make_source(mosquitto, [f"{base}/#"], receive_maximum=5)
     async with running(source):
@@ -239,7 +239,7 @@ async def test_receive_maximum_bounds_the_messages_without_puback(mosquitto: Mos
     assert [r.payload["n"] for r in first + more + rest] == list(range(12))
 
 
-async def test_a_second_client_with_the_same_id_takes_the_session_over(mosquitto: MosquittoServer) -> None:  # noqa: F811
+async def test_a_second_client_with_the_same_id_takes_the_session_over(mosquitto: MosquittoServer) -> None:
     base = unique("takeover")
     first = make_source(mosquitto, [f"{base}/#"], client_id=unique("same"))
     second = make_source(mosquitto, [f"{base}/#"], client_id=first.client_id)

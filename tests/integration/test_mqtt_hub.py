@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures_mqtt import MosquittoServer, mosquitto, own_mosquitto, unique  # noqa: F401
+from tests.fixtures_mqtt import MosquittoServer, unique
 from tests.helpers import HubProcess, read_jsonl, run_cli, wait_for
 from tests.integration.test_mqtt import publish
 
@@ -71,7 +71,7 @@ def test_hub_events_prints_the_sample() -> None:
 
 def test_the_function_gets_json_and_binary_payloads_as_an_iot_rule_sends_them(
     tmp_path: Path,
-    mosquitto: MosquittoServer,  # noqa: F811
+    mosquitto: MosquittoServer,
 ) -> None:
     base = unique("hub-iot")
     out = tmp_path / "out.jsonl"
@@ -104,7 +104,7 @@ def test_the_function_gets_json_and_binary_payloads_as_an_iot_rule_sends_them(
 
 def test_messages_published_while_the_hub_is_down_arrive_after_it_starts(
     tmp_path: Path,
-    mosquitto: MosquittoServer,  # noqa: F811
+    mosquitto: MosquittoServer,
 ) -> None:
     base = unique("down")
     out = tmp_path / "out.jsonl"
@@ -119,7 +119,7 @@ def test_messages_published_while_the_hub_is_down_arrive_after_it_starts(
 
 def test_a_failing_message_is_retried_given_up_to_the_destination_and_only_then_acked(
     tmp_path: Path,
-    mosquitto: MosquittoServer,  # noqa: F811
+    mosquitto: MosquittoServer,
 ) -> None:
     base = unique("failing")
     out = tmp_path / "out.jsonl"
@@ -164,7 +164,7 @@ def test_a_failing_message_is_retried_given_up_to_the_destination_and_only_then_
     assert numbers(out) == [1, 1, 1, 1, "marker"]
 
 
-def test_sigkill_mid_stream_then_restart_loses_nothing(tmp_path: Path, mosquitto: MosquittoServer) -> None:  # noqa: F811
+def test_sigkill_mid_stream_then_restart_loses_nothing(tmp_path: Path, mosquitto: MosquittoServer) -> None:
     base = unique("chaos")
     out = tmp_path / "out.jsonl"
     total, window = 150, 20
@@ -189,7 +189,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(tmp_path: Path, mosquitto
     assert len(seen) - total <= window  # duplicates: at most the messages without PUBACK at the kill
 
 
-def test_a_broker_restart_loses_nothing(tmp_path: Path, own_mosquitto: MosquittoServer) -> None:  # noqa: F811
+def test_a_broker_restart_loses_nothing(tmp_path: Path, own_mosquitto: MosquittoServer) -> None:
     base = unique("restart")
     out = tmp_path / "out.jsonl"
     config = hub_config(own_mosquitto.url, [f"{base}/#"], "functions.recorder.slow", receive_maximum=20)
@@ -207,7 +207,7 @@ def test_a_broker_restart_loses_nothing(tmp_path: Path, own_mosquitto: Mosquitto
         assert hub.stop() == 0
 
 
-def test_two_hubs_with_a_shared_group_split_the_messages(tmp_path: Path, mosquitto: MosquittoServer) -> None:  # noqa: F811
+def test_two_hubs_with_a_shared_group_split_the_messages(tmp_path: Path, mosquitto: MosquittoServer) -> None:
     base = unique("shared")
     outs = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
     hubs = []
@@ -226,7 +226,7 @@ def test_two_hubs_with_a_shared_group_split_the_messages(tmp_path: Path, mosquit
     assert first and second and not first & second  # each hub got some, none got one twice
 
 
-def test_pollers_of_a_shared_group_split_the_messages(tmp_path: Path, mosquitto: MosquittoServer) -> None:  # noqa: F811
+def test_pollers_of_a_shared_group_split_the_messages(tmp_path: Path, mosquitto: MosquittoServer) -> None:
     base = unique("pollers")
     out = tmp_path / "out.jsonl"
     config = hub_config(

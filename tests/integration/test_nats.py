@@ -27,8 +27,6 @@ from tests.tls_certs import make_tls_files
 if TYPE_CHECKING:
     from tests.fixtures_nats import NatsServer
 
-pytest_plugins = ["tests.fixtures_nats"]
-
 
 def unique(prefix: str = "T") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10].upper()}"

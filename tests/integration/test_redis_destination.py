@@ -14,11 +14,9 @@ from pydantic import ValidationError
 
 from connectors.redis_streams.destination import DESTINATION, RedisDestinationConfig
 from hub.source import Document
-from tests.fixtures_aws import connection, create_stream, moto, put_records  # noqa: F401
+from tests.fixtures_aws import create_stream, put_records
 from tests.helpers import HubProcess, wait_for
 from tests.integration.test_aws_destinations import failing_mapping, failure
-
-pytest_plugins = ["tests.fixtures_redis"]
 
 
 def entries(url: str, stream: str) -> list[dict[str, str]]:
@@ -74,7 +72,7 @@ def test_the_password_is_given_once() -> None:
 
 def test_a_given_up_kinesis_batch_reaches_the_stream_with_its_payload(
     tmp_path: Path,
-    moto: str,  # noqa: F811
+    moto: str,
     redis_url: str,
 ) -> None:
     stream = create_stream(moto)
