@@ -60,6 +60,7 @@ class PostgresSource:
         self._tasks: list[asyncio.Task[None]] = []
         self._truncates: set[str] = set()
         self._arns: dict[str, str] = {}
+        self._last_lag: dict[str, Any] = {}
 
     # ---- Source ----------------------------------------------------------------------------------------------
 
@@ -208,12 +209,20 @@ class PostgresSource:
         await self._admin.close()
 
     async def lag(self) -> dict[str, Any]:
-        """The slot's lag now: `{"slot_lag_bytes": N, "slot_active": bool}` (empty when the slot is gone)."""
+        """The slot's lag now: `{"slot_lag_bytes": N, "slot_active": bool}` (empty when the slot is gone), read from
+        `pg_replication_slots` (`pg_current_wal_lsn() - confirmed_flush_lsn`)."""
         found = await self._admin.lag(self.slot)
         if found is None:
+            self._last_lag = {}
             return {}
         self.lag_bytes = found[0]
-        return {"slot_lag_bytes": found[0], "slot_active": found[1]}
+        self._last_lag = {"slot_lag_bytes": found[0], "slot_active": found[1]}
+        return dict(self._last_lag)
+
+    def last_lag(self) -> dict[str, Any]:
+        """The slot's lag as last read (every `lag_interval`), without a query: what a status page shows. Empty
+        before the first read."""
+        return dict(self._last_lag)
 
     # ---- settling --------------------------------------------------------------------------------------------
 

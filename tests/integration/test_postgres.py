@@ -19,7 +19,6 @@ from hub.filtering import FilterSet
 from hub.records import Outcome, Record
 from hub.source import SourceContext
 from tests.event_models import conforms
-from tests.fixtures_postgres import logical_postgres, postgres_database, postgres_server  # noqa: F401
 from tests.helpers import read_n, running
 
 ORDERS = "CREATE TABLE orders (id int PRIMARY KEY, note text, total numeric, tags text[], extra jsonb)"
@@ -74,7 +73,7 @@ async def wait_until(condition: Any, timeout: float = 10.0, what: str = "conditi
 
 
 async def test_insert_update_delete_arrive_as_insert_modify_remove_with_old_and_new_images(
-    postgres_database: str,  # noqa: F811
+    postgres_database: str,
 ) -> None:
     await sql(postgres_database, ORDERS)
     source = pg_source(postgres_database, replica_identity_full=True)
@@ -122,7 +121,7 @@ async def test_insert_update_delete_arrive_as_insert_modify_remove_with_old_and_
 
 
 @pytest.mark.parametrize("view", ["KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"])
-async def test_each_view_type_carries_its_images(postgres_database: str, view: str) -> None:  # noqa: F811
+async def test_each_view_type_carries_its_images(postgres_database: str, view: str) -> None:
     await sql(postgres_database, ORDERS, "ALTER TABLE orders REPLICA IDENTITY FULL")
     source = pg_source(postgres_database, stream_view_type=view)
     async with running(source) as run:
@@ -146,7 +145,7 @@ async def test_each_view_type_carries_its_images(postgres_database: str, view: s
     assert all(r.payload["dynamodb"]["Keys"] == {"id": {"N": "7"}} for r in records)
 
 
-async def test_without_replica_identity_full_there_is_no_old_image(postgres_database: str) -> None:  # noqa: F811
+async def test_without_replica_identity_full_there_is_no_old_image(postgres_database: str) -> None:
     await sql(postgres_database, ORDERS)
     source = pg_source(postgres_database)
     async with running(source) as run:
@@ -163,7 +162,7 @@ async def test_without_replica_identity_full_there_is_no_old_image(postgres_data
     assert records[1].payload["dynamodb"]["NewImage"]["note"] == {"S": "b"}
 
 
-async def test_column_types_become_dynamodb_attribute_values(postgres_database: str) -> None:  # noqa: F811
+async def test_column_types_become_dynamodb_attribute_values(postgres_database: str) -> None:
     await sql(
         postgres_database,
         "CREATE TYPE mood AS ENUM ('sad', 'happy')",
@@ -203,7 +202,7 @@ async def test_column_types_become_dynamodb_attribute_values(postgres_database: 
 
 
 async def test_each_table_is_a_lane_in_commit_order_and_key_hashes_keep_order_per_key(
-    postgres_database: str,  # noqa: F811
+    postgres_database: str,
 ) -> None:
     await sql(postgres_database, ORDERS, "CREATE TABLE items (id int PRIMARY KEY, note text)")
     source = pg_source(postgres_database, tables=["orders", "public.items"], lanes_per_table=3)
@@ -242,7 +241,7 @@ async def test_each_table_is_a_lane_in_commit_order_and_key_hashes_keep_order_pe
 
 
 async def test_the_slot_is_confirmed_only_past_changes_every_lane_settled_and_a_restart_skips_what_settled(
-    postgres_database: str,  # noqa: F811
+    postgres_database: str,
 ) -> None:
     await sql(postgres_database, ORDERS, "CREATE TABLE items (id int PRIMARY KEY, note text)")
     store = MemoryStore()
@@ -281,7 +280,7 @@ async def _moved(url: str, start: int) -> bool:
     return await confirmed(url) > start
 
 
-async def test_the_slots_lag_is_shown(postgres_database: str) -> None:  # noqa: F811
+async def test_the_slots_lag_is_shown(postgres_database: str) -> None:
     await sql(postgres_database, ORDERS)
     source = pg_source(postgres_database, lag_interval="100ms")
     async with running(source) as run:
@@ -299,9 +298,10 @@ async def test_the_slots_lag_is_shown(postgres_database: str) -> None:  # noqa: 
 
         await wait_until(small, what="the lag to shrink once everything settled")
         assert source.lag_bytes is not None and source.lag_bytes < 100_000
+        assert source.last_lag()["slot_lag_bytes"] == source.lag_bytes  # what the periodic read left for /status
 
 
-async def test_create_false_names_what_is_missing(postgres_database: str) -> None:  # noqa: F811
+async def test_create_false_names_what_is_missing(postgres_database: str) -> None:
     await sql(postgres_database, ORDERS)
     source = pg_source(postgres_database, create=False)
     with pytest.raises(SetupError, match="no publication 'eventhub_orders'"):

@@ -12,7 +12,6 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models.dynamodb import DynamoDBStreamLambdaOnFailureDestinationModel
 
-from tests.fixtures_postgres import logical_postgres, postgres_database, postgres_server  # noqa: F401
 from tests.helpers import ROOT, HubProcess, read_jsonl, run_cli, shape, wait_for
 from tests.integration.test_postgres import ORDERS, sql
 
@@ -61,7 +60,7 @@ def test_hub_events_prints_the_sample() -> None:
     assert "postgres" in run_cli("events").stdout
 
 
-def test_sigkill_mid_stream_loses_nothing_and_restarts_resume(tmp_path: Path, postgres_database: str) -> None:  # noqa: F811
+def test_sigkill_mid_stream_loses_nothing_and_restarts_resume(tmp_path: Path, postgres_database: str) -> None:
     run_sql(postgres_database, ORDERS)
     out = tmp_path / "out.jsonl"
     total, batch = 400, 10
@@ -98,7 +97,7 @@ def test_sigkill_mid_stream_loses_nothing_and_restarts_resume(tmp_path: Path, po
 
 def test_a_poison_row_is_bisected_out_to_the_destination_and_the_lane_moves_on(
     tmp_path: Path,
-    postgres_database: str,  # noqa: F811
+    postgres_database: str,
 ) -> None:
     run_sql(postgres_database, ORDERS)
     out, failures = tmp_path / "out.jsonl", tmp_path / "failures.jsonl"
@@ -129,7 +128,7 @@ def test_a_poison_row_is_bisected_out_to_the_destination_and_the_lane_moves_on(
     assert good == [i for i in range(16) if i != 9] + [100]  # each once, in order
 
 
-def test_filters_and_partial_batch_responses_work_as_for_dynamodb(tmp_path: Path, postgres_database: str) -> None:  # noqa: F811
+def test_filters_and_partial_batch_responses_work_as_for_dynamodb(tmp_path: Path, postgres_database: str) -> None:
     run_sql(postgres_database, ORDERS)
     out, failures = tmp_path / "out.jsonl", tmp_path / "failures.jsonl"
     mapping = {
@@ -156,7 +155,7 @@ def test_filters_and_partial_batch_responses_work_as_for_dynamodb(tmp_path: Path
     assert failure["DDBStreamBatchInfo"]["batchSize"] == 3
 
 
-def test_tumbling_windows_carry_state_and_end_with_a_final_invoke(tmp_path: Path, postgres_database: str) -> None:  # noqa: F811
+def test_tumbling_windows_carry_state_and_end_with_a_final_invoke(tmp_path: Path, postgres_database: str) -> None:
     run_sql(postgres_database, ORDERS)
     sample = json.loads((ROOT / "tests/conformance/events/dynamodb-time-window-event.json").read_text())
     out = tmp_path / "out.jsonl"
