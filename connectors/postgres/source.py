@@ -65,14 +65,13 @@ class PostgresSource:
     # ---- Source ----------------------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Check the database, create the publication and the slot (`create: true`), read the lanes' checkpoints.
-        Streaming starts in `lanes()`, once this hub holds the slot's lease."""
+        """Check the database, create the publication and the slot (`create: true`). Streaming starts in `lanes()`,
+        once this hub holds the slot's lease (the lanes' checkpoints are read then)."""
         self._closing.clear()
         self._session += 1
         await self._admin.connect()
         tables = await self._admin.prepare(self.slot, self.publication)
         self._known = {(t.schema, t.name): t for t in tables}
-        self._checkpoints = await self.store.get_all(self.scope)
         self.context.leases.want(self.context.mapping, [self._lease_name])
 
     @property
@@ -117,6 +116,8 @@ class PostgresSource:
 
     async def _start(self) -> None:
         config = self.config
+        # read under the lease: a hub taking over finds what the previous holder checkpointed
+        self._checkpoints = await self.store.get_all(self.scope)
         self._lanes = {}
         context = self.context
         for schema, name in config.table_names():

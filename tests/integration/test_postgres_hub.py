@@ -173,3 +173,37 @@ def test_tumbling_windows_carry_state_and_end_with_a_final_invoke(tmp_path: Path
     )
     assert first["shardId"] == "public.orders" and first["eventSourceARN"].endswith("/stream/eventhub_orders")
     assert final["state"] == {"rows": 2} and final["Records"] == []
+
+
+def test_two_hubs_on_a_shared_store_stream_the_slot_one_at_a_time(
+    tmp_path: Path, postgres_database: str, postgres_url: str
+) -> None:
+    """The slot's lease: one hub streams, the other waits; when the streaming hub dies, the other takes over."""
+    run_sql(postgres_database, ORDERS)
+    outs = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    hubs = []
+    for i, out in enumerate(outs):
+        folder = tmp_path / f"hub-{i}"
+        folder.mkdir()
+        config = hub_config(folder, postgres_database)
+        config["checkpoints"] = postgres_url
+        config["cluster"] = {"failover_time": "2s"}
+        hubs.append(HubProcess(folder, config, {"RECORDER_OUT": str(out)}).start())
+    try:
+        wait_for(lambda: sum("streaming slot" in hub.log() for hub in hubs) == 1, 30, "one hub streaming the slot")
+        first = next(i for i, hub in enumerate(hubs) if "streaming slot" in hub.log())
+        run_sql(postgres_database, *(f"INSERT INTO orders (id) VALUES ({i})" for i in range(20)))
+        wait_for(lambda: {row[1] for row in rows(outs[first])} == set(range(20)), 30, "the first 20 rows")
+        assert rows(outs[1 - first]) == []  # the other hub read nothing
+        assert "source failed" not in hubs[1 - first].log()  # it waits for the lease, not on the busy slot
+        hubs[first].kill()
+        run_sql(postgres_database, *(f"INSERT INTO orders (id) VALUES ({i})" for i in range(20, 40)))
+        other = hubs[1 - first]
+        wait_for(lambda: {row[1] for row in rows(outs[1 - first])} >= set(range(20, 40)), 60, "the takeover")
+        assert other.stop() == 0
+    finally:
+        for hub in hubs:
+            if hub.proc is not None and hub.proc.poll() is None:
+                hub.kill()
+    seen = [row[1] for out in outs for row in rows(out)]
+    assert set(seen) == set(range(40)) and len(seen) - 40 <= 10  # at most the batch in flight at the kill again
