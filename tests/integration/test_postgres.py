@@ -321,3 +321,26 @@ def test_the_sample_event_is_what_the_source_renders() -> None:
     sample = CONNECTOR.sample_event()
     conforms(models.DynamoDBStreamModel, sample)
     assert json.loads(json.dumps(sample)) == sample
+
+
+async def test_past_max_buffered_it_stops_reading_and_keeps_the_connection(postgres_database: str) -> None:
+    await sql(postgres_database, ORDERS)
+    source = pg_source(postgres_database, max_buffered=100, status_interval="100ms", receive_timeout="500ms")
+    async with running(source) as run:
+        lane = await run.lane()
+        await sql(postgres_database, "INSERT INTO orders (id) SELECT g FROM generate_series(1, 300) g")
+
+        async def full() -> bool:
+            return lane.waiting == 100
+
+        await wait_until(full, what="the buffer to fill")
+        # nothing read for three receive timeouts: the status updates keep the connection, and no more is read
+        await asyncio.sleep(1.5)
+        assert lane.waiting == 100 and run.source._tasks[0].done() is False
+        seen: list[Record] = []
+        while len(seen) < 300:
+            records = await lane.read(100, 5)
+            assert records, f"stalled after {len(seen)}"
+            seen += records
+            await lane.settle(Outcome(succeeded=tuple(records)))
+    assert [int(r.payload["dynamodb"]["Keys"]["id"]["N"]) for r in seen] == list(range(1, 301))

@@ -162,3 +162,20 @@ def test_the_slot_is_confirmed_up_to_the_newest_transaction_every_change_before_
     assert confirmed == [210]  # not committed yet
     txns.commit(third, 320)
     assert confirmed == [210, 320] and len(txns) == 0
+
+
+def test_an_unchanged_large_value_comes_from_the_old_row_or_is_left_out() -> None:
+    from connectors.postgres.events import Table, stream_record
+    from connectors.postgres.pgoutput import Column
+
+    relation = Relation(1, "public", "docs", "f", (Column("id", 23, True), Column("body", 25, False)))
+    types = Types()
+    table = Table(relation, [types.converter(23), types.converter(25)], (0,), "arn")
+    full = Change("U", 1, ("1", UNCHANGED), ("1", "long text"), "O")
+    payload, keys = stream_record(table, full, 5, 1.5, "NEW_AND_OLD_IMAGES", "us-east-1", 40)
+    assert payload["dynamodb"]["NewImage"] == {"id": {"N": "1"}, "body": {"S": "long text"}}
+    assert payload["dynamodb"]["OldImage"] == payload["dynamodb"]["NewImage"] and keys == b'{"id":{"N":"1"}}'
+    plain = Change("U", 1, ("1", UNCHANGED), None, None)
+    payload, _ = stream_record(table, plain, 6, 1.5, "NEW_AND_OLD_IMAGES", "us-east-1", 20)
+    assert payload["dynamodb"]["NewImage"] == {"id": {"N": "1"}} and "OldImage" not in payload["dynamodb"]
+    assert payload["dynamodb"]["SizeBytes"] == 20 and payload["eventName"] == "MODIFY"
