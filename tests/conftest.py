@@ -13,6 +13,7 @@ from hub import redact
 
 pytest_plugins = [
     "tests.fixtures_aws",
+    "tests.fixtures_browser",
     "tests.fixtures_kafka",
     "tests.fixtures_mqtt",
     "tests.fixtures_nats",

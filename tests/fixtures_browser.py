@@ -1,6 +1,6 @@
 """A real headless Chromium, driven by Playwright, for the console's tests.
 
-Use it from a test module with `pytest_plugins = ["tests.fixtures_browser"]`, then ask for `page`. The browser is
+tests/conftest.py loads it as a plugin: a test asks for `page`. The browser is
 the machine's own (Debian's `chromium` package, /usr/bin/chromium): Playwright's browser downloads are not used.
 A machine without it fails the test, saying how to install it (`.ci/run` installs it on CI).
 """

@@ -12,8 +12,6 @@ from typing import Any
 from tests.fixtures_redis import free_port
 from tests.helpers import HubProcess, read_jsonl, wait_for
 
-pytest_plugins = ["tests.fixtures_browser"]
-
 TOKEN = "console-admin-t0ken"
 PASSWORD = "console-redis-pw"
 

@@ -12,20 +12,17 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures_aws import (  # noqa: F401
+from tests.fixtures_aws import (
     boto,
     connection,
     create_bucket,
     create_queue,
     create_stream,
     free_port,
-    moto,
     put_records,
 )
-from tests.fixtures_kafka import create_topic, produce, tansu, unique  # noqa: F401
+from tests.fixtures_kafka import create_topic, produce, unique
 from tests.helpers import HubProcess, read_jsonl, wait_for
-
-pytest_plugins = ["tests.fixtures_redis"]
 
 
 def call(url: str, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -68,7 +65,7 @@ def kinesis_data(call: dict[str, Any]) -> list[str]:
     return [base64.b64decode(r["kinesis"]["data"]).decode() for r in call["event"].get("Records", [])]
 
 
-def test_sqs_and_s3_destinations_of_a_kinesis_stream(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_sqs_and_s3_destinations_of_a_kinesis_stream(tmp_path: Path, moto: str) -> None:
     port, out = free_port(), tmp_path / "calls.jsonl"
     base = f"http://127.0.0.1:{port}"
     by_position, with_payload = create_stream(moto), create_stream(moto)
@@ -145,7 +142,7 @@ def test_sqs_and_s3_destinations_of_a_kinesis_stream(tmp_path: Path, moto: str) 
         assert hub.stop() == 0
 
 
-def test_kafka_topic_and_file_destinations_of_kafka_mappings(tmp_path: Path, tansu: str) -> None:  # noqa: F811
+def test_kafka_topic_and_file_destinations_of_kafka_mappings(tmp_path: Path, tansu: str) -> None:
     port, out = free_port(), tmp_path / "calls.jsonl"
     base = f"http://127.0.0.1:{port}"
     orders, audit, failed_topic = unique("orders"), unique("audit"), unique("failed")
