@@ -68,7 +68,6 @@ class PostgresSource:
         """Check the database, create the publication and the slot (`create: true`). Streaming starts in `lanes()`,
         once this hub holds the slot's lease (the lanes' checkpoints are read then)."""
         self._closing.clear()
-        self._session += 1
         await self._admin.connect()
         tables = await self._admin.prepare(self.slot, self.publication)
         self._known = {(t.schema, t.name): t for t in tables}
@@ -79,27 +78,29 @@ class PostgresSource:
         return f"{self.scope}/slot"
 
     async def lanes(self) -> AsyncIterator[TableLane]:
-        """The lanes of every table, once the slot's lease is held and the stream started. Ends when the lease ends
-        or the source closes; raises what stopped the stream."""
-        lease = await self._until_closed(self.context.leases.wait_for(self.context.mapping, self._lease_name))
-        if lease is None:
-            return
-        self.fence = lease.fence
-        try:
-            await self._start()
-            for lane in list(self._lanes.values()):
-                yield lane
-            reader = self._tasks[0]
-            ended = asyncio.ensure_future(lease.ended.wait())
+        """The lanes of every table, each time this hub holds the slot's lease and the stream is started. Ends when
+        the source closes; raises what stopped the stream. A lease that ends (lost, or moved to another hub) stops
+        the stream, and the source waits for it again."""
+        while not self._closing.is_set():
+            lease = await self._until_closed(self.context.leases.wait_for(self.context.mapping, self._lease_name))
+            if lease is None:
+                return
+            self.fence = lease.fence
             try:
-                await self._until_closed(asyncio.wait((reader, ended), return_when=asyncio.FIRST_COMPLETED))
+                await self._start()
+                for lane in list(self._lanes.values()):
+                    yield lane
+                reader = self._tasks[0]
+                ended = asyncio.ensure_future(lease.ended.wait())
+                try:
+                    await self._until_closed(asyncio.wait((reader, ended), return_when=asyncio.FIRST_COMPLETED))
+                finally:
+                    ended.cancel()
+                failure = reader.exception() if reader.done() and not reader.cancelled() else None
+                if failure is not None:
+                    raise failure
             finally:
-                ended.cancel()
-            failure = reader.exception() if reader.done() and not reader.cancelled() else None
-            if failure is not None:
-                raise failure
-        finally:
-            await self._end(lease)
+                await self._end(lease)
 
     async def _until_closed(self, awaitable: Any) -> Any:
         task = asyncio.ensure_future(awaitable)
@@ -118,6 +119,7 @@ class PostgresSource:
         config = self.config
         # read under the lease: a hub taking over finds what the previous holder checkpointed
         self._checkpoints = await self.store.get_all(self.scope)
+        self._session += 1  # settles of the lanes of an earlier stream no longer count for this one
         self._lanes = {}
         context = self.context
         for schema, name in config.table_names():
