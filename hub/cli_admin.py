@@ -95,6 +95,8 @@ def _lag(mapping: dict[str, Any]) -> str:
         shown.append(f"{lag['backlog']} waiting")
     if "oldest_message_age_s" in lag:
         shown.append(f"oldest {lag['oldest_message_age_s']:.1f}s")
+    if "replication_lag_bytes" in lag:
+        shown.append(f"slot {lag['replication_lag_bytes'] / 1024:.0f} KiB")
     return ", ".join(shown) or "-"
 
 

@@ -109,6 +109,13 @@ LAG_GAUGES = (
         "queues: messages waiting to be delivered (SQS; a Redis group's lag; RabbitMQ's ready messages)",
         1.0,
     ),
+    (
+        "replication_lag_bytes",
+        "hub_postgres_replication_slot_lag_bytes",
+        "no AWS metric: PostgreSQL's replication slot lag",
+        "postgres: the WAL the slot still holds for the hub (pg_current_wal_lsn() - confirmed_flush_lsn)",
+        1.0,
+    ),
 )
 
 

@@ -264,10 +264,13 @@ class Lag:
     backlog: int | None = None
     """Queues: messages waiting to be delivered (SQS ApproximateNumberOfMessages, a Redis group's `lag`, a
     RabbitMQ queue's ready messages)."""
+    replication_lag_bytes: int | None = None
+    """PostgreSQL: the WAL its replication slot still holds for the hub (pg_current_wal_lsn() minus the slot's
+    confirmed_flush_lsn), in bytes."""
 
     def as_dict(self) -> dict[str, float]:
         """The fields the source knows, by name (what /status and /history show)."""
         return {name: value for name in _LAG_FIELDS if (value := getattr(self, name)) is not None}
 
 
-_LAG_FIELDS = ("offset_lag", "iterator_age_ms", "oldest_message_age_s", "backlog")
+_LAG_FIELDS = ("offset_lag", "iterator_age_ms", "oldest_message_age_s", "backlog", "replication_lag_bytes")

@@ -21,7 +21,7 @@ from connectors.postgres.values import Types
 from connectors.shards import iso
 from hub.leases import Lease
 from hub.logs import fields
-from hub.records import Record
+from hub.records import Lag, Record
 from hub.source import SourceContext
 
 YIELD_EVERY = 256
@@ -211,7 +211,17 @@ class PostgresSource:
             stream.close()
         await self._admin.close()
 
-    async def lag(self) -> dict[str, Any]:
+    async def lag(self) -> dict[str, Lag]:
+        """The LagSource capability: the slot's lag as every lane's (`replication_lag_bytes`: one slot feeds them
+        all), for /status, /metrics and the history. {} while the slot is not known."""
+        found = await self.slot_lag()
+        if "slot_lag_bytes" not in found:
+            return {}
+        return {
+            lane: Lag(replication_lag_bytes=int(found["slot_lag_bytes"])) for lane in list(self._lanes) or [self.slot]
+        }
+
+    async def slot_lag(self) -> dict[str, Any]:
         """The slot's lag now: `{"slot_lag_bytes": N, "slot_active": bool}` (empty when the slot is gone), read from
         `pg_replication_slots` (`pg_current_wal_lsn() - confirmed_flush_lsn`)."""
         found = await self._admin.lag(self.slot)
@@ -364,7 +374,7 @@ class PostgresSource:
         the stream does not depend on it)."""
         while True:
             try:
-                lag = await self.lag()
+                lag = await self.slot_lag()
             except Exception as exc:
                 self.log.warning("reading the slot's lag failed: %s", exc, extra=self._f)
             else:

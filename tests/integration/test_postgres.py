@@ -289,12 +289,14 @@ async def test_the_slots_lag_is_shown(postgres_database: str) -> None:
             postgres_database, "INSERT INTO orders (id, note) SELECT g, repeat('x', 500) FROM generate_series(1, 200) g"
         )
         records = await read_n(lane, 200)
-        lag = await source.lag()
+        lag = await source.slot_lag()
         assert lag["slot_active"] is True and lag["slot_lag_bytes"] > 100_000  # nothing settled: the WAL is held
+        shown = await source.lag()  # what /status, /metrics and the history show, per lane
+        assert shown[lane.key].replication_lag_bytes is not None and shown[lane.key].replication_lag_bytes > 100_000
         await lane.settle(Outcome(succeeded=tuple(records)))
 
         async def small() -> bool:
-            return (await source.lag())["slot_lag_bytes"] < 100_000
+            return (await source.slot_lag())["slot_lag_bytes"] < 100_000
 
         await wait_until(small, what="the lag to shrink once everything settled")
         assert source.lag_bytes is not None and source.lag_bytes < 100_000
