@@ -126,16 +126,21 @@ class NotificationSource:
         self._warned: set[str] = set()
 
     async def open(self) -> None:
+        """Open the notification queue and make its one lane (receiving at most 10 messages ahead)."""
         self._closed.clear()
         await self.queue.open()
         self.lane = QueueLane(self.queue, self.convert, prefetch=min(10, self.context.max_in_flight))
 
     async def lanes(self) -> AsyncIterator[QueueLane]:
+        """The queue's one unordered lane, until the source closes."""
         assert self.lane is not None
         yield self.lane
         await self._closed.wait()
 
     async def convert(self, messages: list[dict[str, Any]]) -> list[Record]:
+        """Records of received messages: one per message, its S3 event records as payload (unwrapped from SNS). S3's
+        test events are deleted at once, and a message that is not an S3 event is left to the queue's redrive policy.
+        """
         out: list[Record] = []
         tests: list[Record] = []
         for message in messages:
@@ -168,12 +173,15 @@ class NotificationSource:
         return out
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
+        """The S3 event: the message's `Records`, as S3 wrote them."""
         return {"Records": [item for r in records for item in r.payload]}
 
     async def settle(self, outcome: Outcome) -> None:
+        """Delete the messages of what settled; release what failed (it waits out its visibility timeout)."""
         await self.queue.settle(outcome)
 
     async def close(self) -> None:
+        """Make the messages received but not handed on visible again, and close the queue."""
         self._closed.set()
         unread: list[Record] = []
         if self.lane is not None:
@@ -228,6 +236,8 @@ class PollSource:
         self._closed = asyncio.Event()
 
     async def open(self) -> None:
+        """Connect, load the handled objects and the watermark from the store (on the first start of a LATEST
+        mapping, put the watermark at the newest object)."""
         self.closed = False
         self._closed.clear()
         stack = AsyncExitStack()
@@ -245,13 +255,16 @@ class PollSource:
         self._next_poll = 0.0
 
     async def lanes(self) -> AsyncIterator[PollSource]:
+        """Its one unordered lane (itself), until it closes."""
         yield self
         await self._closed.wait()
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
+        """The S3 event of `ObjectCreated:Put` records, one per object."""
         return {"Records": [r.payload for r in records]}
 
     async def close(self) -> None:
+        """Forget what was listed but not handed on (the next listing finds it again) and close the client."""
         self.closed = True
         self._closed.set()
         self.buffer.clear()
@@ -262,6 +275,8 @@ class PollSource:
     # ---- Lane ------------------------------------------------------------------------------------------------
 
     async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        """Records of new or overwritten objects: lists the bucket every `poll_interval` while it has none buffered;
+        [] once `timeout` passed; LaneEnded once closed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.buffer:
             if self.closed:
@@ -280,6 +295,8 @@ class PollSource:
         return [self.buffer.popleft() for _ in range(min(limit, len(self.buffer)))]
 
     async def settle(self, outcome: Outcome) -> None:
+        """Write the identity of every settled object, and move the watermark past the objects that settled, never
+        past one still in flight. Failed objects are found again by a later listing."""
         updates: dict[str, str | None] = {}
         for record in outcome.settled:
             key, identity, modified = _position(record)
@@ -372,10 +389,12 @@ class PollSource:
 
 
 def build(config: S3Config, context: SourceContext) -> NotificationSource | PollSource:
+    """The source of a mapping: a NotificationSource or a PollSource, as `mode` says."""
     return NotificationSource(config, context) if config.mode == "notifications" else PollSource(config, context)
 
 
 def sample_event() -> dict[str, Any]:
+    """An `ObjectCreated:Put` event as S3 sends it, for `hub events s3`."""
     return files_sample_event("example-notification")
 
 

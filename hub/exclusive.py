@@ -41,12 +41,15 @@ class FencedStore(CheckpointStore):
         self.fence: Fence | None = None
 
     async def get(self, scope: str, key: str) -> str | None:
+        """The wrapped store's value."""
         return await self.store.get(scope, key)
 
     async def get_all(self, scope: str) -> dict[str, str]:
+        """The wrapped store's values."""
         return await self.store.get_all(scope)
 
     async def put_many(self, scope: str, items: Mapping[str, str | None], fence: Fence | None = None) -> None:
+        """Write through the wrapped store with the current lease's fence (or the one given)."""
         await self.store.put_many(scope, items, fence or self.fence)
 
 
@@ -64,6 +67,8 @@ class LeasedLane:
         self.idle.set()
 
     async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        """The lane's records while the lease holds; LaneEnded once it ended, or once its local bound passed (records
+        read past it are not handed on: the next owner reads them)."""
         lease = self.lease
         if lease.ended.is_set() or not lease.valid():
             raise LaneEnded(self.key)
@@ -88,6 +93,7 @@ class LeasedLane:
         return records
 
     async def settle(self, outcome: Outcome) -> None:
+        """Settle on the wrapped lane, and count the records as no longer in flight."""
         try:
             await self.lane.settle(outcome)
         finally:
@@ -120,10 +126,14 @@ class LeasedSource(Source, BatchInfoSource, FilterViewSource, ArnSource, DeadLet
         self._arn = source.event_source_arn if isinstance(source, ArnSource) else None
 
     async def open(self) -> None:
+        """Declare the lease; the source itself opens only once it is held (see lanes)."""
         self._closing.clear()
         self.leases.want(self.group, [self.name])
 
     async def lanes(self) -> AsyncIterator[Lane]:
+        """For each time this hub holds the lease: open the source, yield its one lane, and when the lease ends (after
+        what is in flight settled, for a revoked one) close the source and give the lease back. Ends when the source is
+        closed."""
         while not self._closing.is_set():
             lease = await self._wait(self.leases.wait_for(self.group, self.name))
             if lease is None:
@@ -196,5 +206,6 @@ class LeasedSource(Source, BatchInfoSource, FilterViewSource, ArnSource, DeadLet
         return self.source.dead_letter(records, give_up)
 
     async def close(self) -> None:
+        """Stop waiting for the lease and close the wrapped source."""
         self._closing.set()
         await self.source.close()

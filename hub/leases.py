@@ -114,6 +114,7 @@ class LocalLeases(Leases):
         self._changed: dict[str, asyncio.Event] = {}
 
     def want(self, group: str, names: Iterable[str]) -> None:
+        """Grant every new name of `group` at once."""
         held = self._held.setdefault(group, {})
         new = [name for name in names if name not in held]
         for name in new:
@@ -122,22 +123,28 @@ class LocalLeases(Leases):
             self.changed(group).set()
 
     def held(self, group: str) -> dict[str, Lease]:
+        """Every lease of `group` wanted so far (all are granted)."""
         return dict(self._held.get(group, {}))
 
     def changed(self, group: str) -> asyncio.Event:
+        """Set when a lease of `group` is granted."""
         return self._changed.setdefault(group, asyncio.Event())
 
     async def wait_for(self, group: str, name: str) -> Lease:
+        """The lease `name`, granted at once."""
         self.want(group, [name])
         return self._held[group][name]
 
     async def give_back(self, lease: Lease) -> None:
+        """Forget the lease; a later wait_for grants it again."""
         self._held.get(lease.group, {}).pop(lease.name, None)
 
     async def finish(self, lease: Lease) -> None:
+        """Forget the lease (as give_back)."""
         await self.give_back(lease)
 
     def status(self) -> dict[str, Any]:
+        """`{"mode": "local"}`: no cluster."""
         return {"mode": "local"}
 
 
@@ -226,6 +233,7 @@ class Coordinator(Leases):
     # ---- what sources see -------------------------------------------------------------------------------------
 
     def want(self, group: str, names: Iterable[str]) -> None:
+        """Declare names of `group`; they are registered in the store at the next tick."""
         new = {name: group for name in names if name not in self._wanted}
         if new:
             self._wanted.update(new)
@@ -233,12 +241,15 @@ class Coordinator(Leases):
             self._wake.set()
 
     def held(self, group: str) -> dict[str, Lease]:
+        """The leases of `group` this member holds now (revoked ones included, lost ones not)."""
         return {name: lease for name, lease in self._held.items() if lease.group == group}
 
     def changed(self, group: str) -> asyncio.Event:
+        """Set whenever a lease of `group` is taken, lost or revoked; the waiter clears it."""
         return self._changed.setdefault(group, asyncio.Event())
 
     async def wait_for(self, group: str, name: str) -> Lease:
+        """Wait until this member holds `name` (a lease that ended does not count), and return it."""
         self.want(group, [name])
         event = self.changed(group)
         while (lease := self._held.get(name)) is None or lease.ended.is_set():
@@ -247,6 +258,8 @@ class Coordinator(Leases):
         return lease
 
     async def give_back(self, lease: Lease) -> None:
+        """Release the lease in the store (if its fence still holds) and end it here, so that its assignee takes it at
+        its next tick. A store that does not answer leaves it to expire."""
         if self._held.get(lease.name) is lease:
             del self._held[lease.name]
             lease.lost = True
@@ -260,6 +273,7 @@ class Coordinator(Leases):
             self._wake.set()
 
     async def finish(self, lease: Lease) -> None:
+        """Stop wanting the lease and delete its row from the store: its work is over for good (a finished shard)."""
         self._wanted.pop(lease.name, None)
         if self._held.get(lease.name) is lease:
             del self._held[lease.name]
@@ -272,6 +286,7 @@ class Coordinator(Leases):
                     log.warning("forgetting lease %s failed: %s", lease.name, exc, extra=fields(lease=lease.name))
 
     def status(self) -> dict[str, Any]:
+        """What /status shows: this member, the live members and each wanted lease's owner (None: free)."""
         owners = {row.name: row.owner if row.held else None for row in self.view}
         return {
             "mode": "shared",

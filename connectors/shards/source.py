@@ -26,6 +26,7 @@ PARENT_RECHECK = 1.0
 
 
 def iso(ts: float, *, millis: bool = True) -> str:
+    """Epoch seconds as an ISO-8601 UTC time, with milliseconds or whole seconds (on-failure records)."""
     return (
         datetime.fromtimestamp(ts, UTC)
         .isoformat(timespec="milliseconds" if millis else "seconds")
@@ -58,6 +59,9 @@ class ShardLane:
     # ---- reading ---------------------------------------------------------------------------------------------
 
     async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        """Up to `limit` records of the shard, following its iterator (renewed when it expires, from the last record
+        read); [] when `timeout` passed; LaneEnded once the shard is finished, the source closed or the lease no
+        longer valid."""
         source = self.source
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -134,6 +138,8 @@ class ShardLane:
     # ---- settling --------------------------------------------------------------------------------------------
 
     async def settle(self, outcome: Outcome) -> None:
+        """Checkpoint the highest contiguous settled sequence number under the lease's fence; after a failure, read
+        again from the failed record. A shard read to its end and settled is finished."""
         settled = [int(r.position) for r in outcome.settled]  # type: ignore[call-overload]
         failed = [int(r.position) for r in outcome.failed]  # type: ignore[call-overload]
         self._tracker.done(settled)
@@ -216,11 +222,14 @@ class StreamSource:
 
     @property
     def closed(self) -> bool:
+        """True once the source is closing."""
         return self.closing.is_set()
 
     # ---- Source ----------------------------------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Connect, load the checkpoints of every shard, and declare the shards to read (children after their
+        parents) as leases of the mapping."""
         self.closing.clear()
         self._lanes.clear()
         self._finished.clear()
@@ -238,6 +247,8 @@ class StreamSource:
         )
 
     async def lanes(self) -> AsyncIterator[ShardLane]:
+        """A lane for each shard this process holds the lease of, as leases are granted and as parents finish; the
+        listing is refreshed now and then. Ends when the source closes."""
         ready, self._ready = self._ready, []
         failures = 0
         changed = self.leases.changed(self.context.mapping)
@@ -271,6 +282,7 @@ class StreamSource:
                 failures = 0
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
+        """The stream's event: `{"Records": [...]}`."""
         return {"Records": [r.payload for r in records]}
 
     def event_source_arn(self, lane: str) -> str:
@@ -293,6 +305,7 @@ class StreamSource:
         }
 
     async def close(self) -> None:
+        """Stop every lane and close the clients. Safe to call twice."""
         self.closing.set()
         self._wake.set()
         stack, self._stack = self._stack, None
@@ -320,6 +333,8 @@ class StreamSource:
         return event.is_set()
 
     async def shard_finished(self, lane: ShardLane) -> None:
+        """A shard was read to its end and everything settled: mark it finished in the store, forget its lease, and
+        let its children start."""
         self._finished.add(lane.key)
         self._state[lane.key] = SHARD_END
         self._lanes.pop(lane.key, None)

@@ -95,3 +95,20 @@ def test_the_hub_has_no_import_circle() -> None:
 def test_the_circle_finder_finds_a_circle() -> None:
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_loading_a_configuration_builds_each_model_once() -> None:
+    """The models with a connector's part (`source`, `on_failure`, `dead_letter_config`) are built once, joined
+    with the connectors a configuration names; their generic bases are never built for it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import hub.config as c\n"
+        "config = c.load_config('config/hub.yaml')\n"
+        "assert type(config) is not c.HubConfig and config.mappings\n"
+        "print([m.__name__ for m in (c.HubConfig, c.MappingConfig, c.FunctionConfig, c.DestinationConfig)"
+        " if m.__pydantic_complete__])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
