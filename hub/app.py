@@ -248,4 +248,5 @@ class Hub:
         log.info("hub stopped")
 
     def stop(self) -> None:
+        """Ask run() to stop gracefully (what SIGTERM and SIGINT do)."""
         self.stopping.set()

@@ -54,6 +54,8 @@ class RabbitMQSource:
     # ---- Source ----------------------------------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Connect, open a channel with the prefetch count, and start consuming the queue (each open is a new
+        generation: acks of an older one are ignored)."""
         import aio_pika
 
         self._closed.clear()
@@ -88,12 +90,15 @@ class RabbitMQSource:
         )
 
     async def lanes(self) -> AsyncIterator[RabbitMQSource]:
+        """Its one unordered lane (itself), until the connection ends; raises ConnectionError when the broker closed
+        it, so that the mapping reconnects."""
         yield self
         await self._ended.wait()
         if self._lost is not None and not self._closed.is_set():
             raise ConnectionError(f"{self.where}: {self._lost}")
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
+        """The Amazon MQ for RabbitMQ event: the messages under `rmqMessagesByQueue`."""
         return {
             "eventSource": "aws:rmq",
             "eventSourceArn": self.arn,
@@ -133,6 +138,7 @@ class RabbitMQSource:
     # ---- Lane ------------------------------------------------------------------------------------------------
 
     async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        """Up to `limit` delivered messages; [] when `timeout` passed."""
         try:
             first = await asyncio.wait_for(self._messages.get(), timeout)
         except TimeoutError:

@@ -55,6 +55,7 @@ def environment_values(value: Any) -> Any:
 
 
 def check_not_reserved(environment: dict[str, str]) -> dict[str, str]:
+    """Refuse variables that Lambda sets itself (RESERVED_VARIABLES)."""
     reserved = sorted(RESERVED_VARIABLES.intersection(environment))
     if reserved:
         raise ValueError(

@@ -29,10 +29,14 @@ class DestinationConfig(Model):
 
 
 class FilterEntry(Model):
+    """One entry of AWS's FilterCriteria: `{pattern: ...}`."""
+
     pattern: Any = Field(description="An EventBridge pattern, as an object or a JSON string.")
 
 
 class FilterCriteria(Model):
+    """AWS's FilterCriteria form of `filter_criteria`: `{filters: [{pattern: ...}]}`, at most 10."""
+
     filters: list[FilterEntry] = Field(default_factory=list, max_length=10)
 
 
@@ -140,18 +144,19 @@ class MappingConfig(Model):
     provisioned_poller_config: ProvisionedPollerConfig | None = Field(
         None,
         description="AWS's ProvisionedPollerConfig, `{minimum_pollers: 1-200 (default 1; sqs: 2-200, default 2), "
-        "maximum_pollers: 1-2000, "
-        "at least minimum_pollers (default 200)}`: run the mapping in minimum_pollers OS processes (the hub's and "
-        "minimum_pollers - 1 children it restarts and stops) that share the work through the broker's own "
-        "coordination: kafka (consumer group), sqs and rabbitmq (competing consumers), redis (stream consumer group), "
-        "s3 with mode: notifications. The hub does not autoscale: maximum_pollers is validated, for AWS "
-        "compatibility, and not used. Kafka: pollers beyond the partition count stay idle.",
+        "maximum_pollers: 1-2000, at least minimum_pollers (default 200)}`: run the mapping in minimum_pollers OS "
+        "processes (the hub's and minimum_pollers - 1 children it restarts and stops) that share the work through "
+        "the broker's own coordination (a consumer group, competing consumers) or through leases in a shared "
+        'checkpoint store; a source that can do neither refuses it. Which source does which: "Scaling a mapping '
+        'over processes" above. The hub does not autoscale: maximum_pollers is validated, for AWS compatibility, '
+        "and not used.",
     )
 
     source: Any = Field(description="The event source: `type:` names the connector.")
 
     @property
     def patterns(self) -> list[Any]:
+        """The filter patterns, whichever form `filter_criteria` was written in ([] without filters)."""
         criteria = self.filter_criteria
         if criteria is None:
             return []
@@ -161,6 +166,7 @@ class MappingConfig(Model):
 
     @property
     def spec(self) -> ConnectorSpec:
+        """The connector of the mapping's `source.type`."""
         return registry.get(self.source.type)
 
     def setting(self, name: str) -> Any:
@@ -219,6 +225,7 @@ class MappingConfig(Model):
 
     @property
     def display_name(self) -> str:
+        """The mapping's name: `name`, else `function-type`. Checkpoints, logs and /status use it."""
         return self.name or f"{self.function}-{self.source.type}"
 
     @property

@@ -4,7 +4,7 @@ under a lease (hub.exclusive.LeasedSource) has exactly the capabilities of the s
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from connectors.kafka import KafkaConfig, KafkaSource
 from connectors.kinesis import CONNECTOR as KINESIS
@@ -112,3 +112,43 @@ def test_a_leased_plain_source_answers_as_the_hub_does_for_a_source_without_them
     assert source.filter_view(record) == {"n": 1}  # filters see the payload
     assert source.event_source_arn("lane") == ""
     assert source.dead_letter_config is None  # no dead-letter queue of its own: none is built
+
+
+def test_a_connectors_check_refuses_a_mapping_at_the_setting_it_names(tmp_path: Any) -> None:
+    import dataclasses
+
+    import pytest
+    from pydantic import BaseModel, ConfigDict
+
+    from hub import registry
+    from hub.config import ConfigError, load_config
+    from hub.source import MappingFacts, SettingError
+
+    class StrictConfig(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        type: Literal["strict"]
+        level: int = 0
+
+    seen: list[tuple[Any, MappingFacts]] = []
+
+    def check(config: StrictConfig, mapping: MappingFacts) -> None:
+        seen.append((config, mapping))
+        if config.level > 1:
+            raise SettingError(("level",), "must be 0 or 1 here")
+
+    registry.register(dataclasses.replace(SCHEDULE, type="strict", config=StrictConfig, check=check, leases=None))
+    try:
+        path = tmp_path / "hub.yaml"
+        body = (
+            "functions:\n  f: {handler: functions.recorder.record}\n"
+            "mappings:\n  - function: f\n    source: {type: strict, level: %d}\n"
+        )
+        path.write_text(body % 1)
+        assert load_config(path).mappings[0].source.level == 1
+        assert seen[-1][1] == MappingFacts(pollers=1)
+        path.write_text(body % 2)
+        with pytest.raises(ConfigError) as refused:
+            load_config(path)
+        assert refused.value.errors == [f"{path}:5:35: mappings[0].source.level: must be 0 or 1 here"]
+    finally:
+        registry._registered.pop("strict", None)
