@@ -22,10 +22,13 @@ bench: $(VENV)/.test
 	$(BIN)/python bench/filter_bench.py
 	$(BIN)/python bench/runtime_bench.py
 	$(BIN)/python bench/redis_bench.py
+	$(BIN)/python bench/mqtt_bench.py
+	$(BIN)/python bench/nats_bench.py
 	$(BIN)/python bench/kafka_bench.py
 	$(BIN)/python bench/kinesis_bench.py
 	$(BIN)/python bench/sqs_bench.py
 	$(BIN)/python bench/http_bench.py
+	$(BIN)/python bench/cluster_bench.py
 	$(BIN)/python bench/store_bench.py
 
 $(BIN)/python:

@@ -51,3 +51,11 @@ def noop(event, context):
 async def noop_async(event, context):
     """Does nothing, on the event loop (benchmarks: the hub without the thread pool of sync handlers)."""
     return None
+
+
+def until_marker(event, context):
+    """Fail until the file named by MARKER_FILE exists, then record the event and succeed (a record that fails,
+    is given up, and succeeds when replayed once its cause is fixed)."""
+    if not os.path.exists(os.environ["MARKER_FILE"]):
+        raise RuntimeError("not ready: the marker file is missing")
+    return record(event, context)

@@ -67,7 +67,8 @@ def reports_its_cpus(event, context):
 
 
 def poison(event, context):
-    """Fail any batch that holds a record marked poison; succeed otherwise. Records the batches it saw."""
+    """Fail any batch that holds a record whose data is marked poison; succeed otherwise. Records the batches it saw
+    (the `n` of each record's data). Records are the `memory` connector's: their value is under `data`."""
     import json
     import os
 
@@ -75,15 +76,16 @@ def poison(event, context):
     out = os.environ.get("RECORDER_OUT")
     if out:
         with open(out, "a") as f:
-            f.write(json.dumps({"batch": [r.get("n") for r in records]}) + "\n")
-    if any(r.get("poison") for r in records):
+            f.write(json.dumps({"batch": [r["data"].get("n") for r in records]}) + "\n")
+    if any(r["data"].get("poison") for r in records):
         raise ValueError("poison pill")
     return None
 
 
 def partial(event, context):
-    """Report records marked fail as batch item failures (by their id)."""
-    return {"batchItemFailures": [{"itemIdentifier": r["id"]} for r in event["Records"] if r.get("fail")]}
+    """Report records whose data is marked fail as batch item failures (by their messageId)."""
+    failed = [r["messageId"] for r in event["Records"] if r["data"].get("fail")]
+    return {"batchItemFailures": [{"itemIdentifier": i} for i in failed]}
 
 
 def bad_partial(event, context):
@@ -92,19 +94,19 @@ def bad_partial(event, context):
 
 
 def window_sum(event, context):
-    """A tumbling-window aggregation: sums `n` of the records into the state; records each call."""
+    """A tumbling-window aggregation: sums `n` of the records' data into the state; records each call."""
     import json
     import os
 
     state = dict(event.get("state") or {})
-    state["sum"] = state.get("sum", 0) + sum(r.get("n", 0) for r in event["Records"])
+    state["sum"] = state.get("sum", 0) + sum(r["data"].get("n", 0) for r in event["Records"])
     state["count"] = state.get("count", 0) + len(event["Records"])
     out = os.environ.get("RECORDER_OUT")
     if out:
         with open(out, "a") as f:
             keys = ("window", "state", "shardId", "isFinalInvokeForWindow", "isWindowTerminatedEarly")
             f.write(
-                json.dumps({"records": [r.get("n") for r in event["Records"]], **{k: event.get(k) for k in keys}})
+                json.dumps({"records": [r["data"]["n"] for r in event["Records"]], **{k: event.get(k) for k in keys}})
                 + "\n"
             )
     return {"state": state, "batchItemFailures": []}

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from hub import redact
+from hub import redact, reload
 from hub.checkpoints import CheckpointStore, open_store, redacted
-from hub.config import HubConfig, MappingConfig
+from hub.config import ConfigError, HubConfig, MappingConfig
+from hub.control import ControlError, Mappings, Slot
 from hub.destinations import build_destination
 from hub.dispatch import Counters, Dispatcher
 from hub.exclusive import FencedStore, LeasedSource
@@ -21,7 +24,8 @@ from hub.health import Health
 from hub.leases import Coordinator, Leases, LocalLeases, leases_for
 from hub.logs import fields, flush_repeats
 from hub.mapping import MappingRunner
-from hub.source import Clock, Source, SourceContext, SystemClock
+from hub.reload import Changes, check_function
+from hub.source import Clock, Destination, Source, SourceContext, SystemClock
 from hub.sync import SyncContext, SyncMapping, SyncRunner, SyncServer
 
 if TYPE_CHECKING:
@@ -35,6 +39,7 @@ class Hub:
     """Every enabled mapping of a HubConfig, in this process.
 
     only     run just the mapping of this name (a poller process of that mapping: no admin endpoint)
+    poller   which poller of that mapping this process is (1: the hub itself), told to its source
     pollers  the extra poller processes of mappings with several pollers, started once this process runs
              and stopped with it
     """
@@ -46,16 +51,25 @@ class Hub:
         clock: Clock | None = None,
         store: CheckpointStore | None = None,
         only: str | None = None,
+        poller: int = 1,
         pollers: Pollers | None = None,
+        loader: Callable[[], HubConfig] | None = None,
     ):
         redact.remember(redact.secrets_of(config))  # also when the hub is embedded, not started by `hub run`
         self.config = config
         self.only = only
+        self.poller = poller
         self.pollers = pollers
         self.clock = clock or SystemClock()
         self.store = store or open_store(config.checkpoints)
         self.functions: dict[str, Function] = {}
-        self.runners: list[MappingRunner | SyncRunner] = []
+        self.mappings = Mappings(self._build_runner, config.shutdown_grace)
+        """Every mapping but the sync ones (`http`), with its AWS state; changed at run time (hub.control)."""
+        self.sync_runners: list[SyncRunner] = []
+        self.loader = loader
+        """Loads the configuration file again (validated; raises ConfigError): what `reload` applies."""
+        self._reloading = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
         self.counters: dict[str, Counters] = {}
         self.stopping = asyncio.Event()
         self.started = time.monotonic()
@@ -70,56 +84,75 @@ class Hub:
         await self._start_s3_endpoint()
         mappings = [m for m in self.config.mappings if self.only is None or m.display_name == self.only]
         used = {m.function for m in mappings if m.enabled}
+        self._stack.push_async_callback(self._close_functions)
         for name in self.config.functions:
             function = Function.from_config(name, self.config, self.function_environment())
+            self.functions[name] = function
             if name in used:
                 await function.start()
-                self._stack.push_async_callback(function.close)
-            self.functions[name] = function
         leased = [m.display_name for m in mappings if m.enabled and m.leases is not None]
-        if leased:  # a hub with nothing to lease does not join the cluster
-            self.leases = leases_for(self.store, leased, self.config.cluster.failover_time, self.cluster_health)
+        self.leases = leases_for(self.store, leased, self.config.cluster.failover_time, self.cluster_health)
         if isinstance(self.leases, Coordinator):
             await self.leases.start()
             self._stack.push_async_callback(self.leases.stop)
             log.info("joined the cluster", extra=fields(member=self.leases.member, leased_mappings=len(leased)))
         synchronous: dict[str, list[SyncMapping]] = {}
         for mapping in mappings:
-            if not mapping.enabled:
-                log.info("mapping disabled", extra=fields(mapping=mapping.display_name))
+            if mapping.spec.family == "sync":
+                if mapping.enabled:
+                    source = self._build_source(mapping, self._context(mapping))
+                    counters = self.counters.setdefault(mapping.display_name, Counters())
+                    served = SyncMapping(mapping, source, self.functions[mapping.function], counters)
+                    synchronous.setdefault(mapping.spec.type, []).append(served)
+                self.mappings.served.add(mapping.display_name)
                 continue
-            spec = mapping.spec
-            max_in_flight = int(mapping.setting("max_concurrency") or 1)
-            health = Health(mapping.display_name)
-            context = SourceContext(
-                mapping=mapping.display_name,
-                store=self.store,
-                region=self.config.region,
-                account_id=self.config.account_id,
-                clock=self.clock,
-                log=logging.getLogger(f"hub.source.{spec.type}"),
-                max_in_flight=max_in_flight,
-                health=health,
-                leases=self.leases,
-            )
-            source = self._build_source(mapping, context)
-            if spec.family == "sync":
-                counters = self.counters.setdefault(mapping.display_name, Counters())
-                served = SyncMapping(mapping, source, self.functions[mapping.function], counters)
-                synchronous.setdefault(spec.type, []).append(served)
-                continue
-            destination = build_destination(mapping.destination_config.on_failure, self.config.region)
-            if destination is not None:
-                self._stack.push_async_callback(destination.close)
             counters = self.counters.setdefault(mapping.display_name, Counters())
-            stopping = asyncio.Event()
-            dispatcher = Dispatcher(
-                mapping, self.functions[mapping.function], source, destination, self.clock, stopping, counters
-            )
-            self.runners.append(
-                MappingRunner(mapping, source, dispatcher, counters, max_in_flight=max_in_flight, health=health)
-            )
+            await self.mappings.add(mapping, counters=counters, launch=False)
         await self._start_servers(synchronous)
+
+    async def _close_functions(self) -> None:
+        """Close every function that was started (at start, or later by a mapping enabled at run time)."""
+        for function in self.functions.values():
+            if function.started:
+                await function.close()
+
+    @property
+    def runners(self) -> list[MappingRunner | SyncRunner]:
+        """What reads or serves each enabled mapping now: /status, /metrics and /healthz show these."""
+        return [*self.mappings.runners, *self.sync_runners]
+
+    def _context(self, mapping: MappingConfig) -> SourceContext:
+        spec = mapping.spec
+        return SourceContext(
+            mapping=mapping.display_name,
+            store=self.store,
+            region=self.config.region,
+            account_id=self.config.account_id,
+            clock=self.clock,
+            log=logging.getLogger(f"hub.source.{spec.type}"),
+            max_in_flight=int(mapping.setting("max_concurrency") or 1),
+            health=Health(mapping.display_name),
+            leases=self.leases,
+            poller=self.poller,
+            retry_delay=mapping.retry_delay,
+            maximum_retry_delay=mapping.maximum_retry_delay,
+        )
+
+    async def _build_runner(
+        self, mapping: MappingConfig, counters: Counters
+    ) -> tuple[MappingRunner, Destination | None]:
+        """A runner for an enabled mapping (not started), and its destination (closed after the runner stops)."""
+        function = self.functions[mapping.function]
+        if not function.started:
+            await function.start()
+        context = self._context(mapping)
+        source = self._build_source(mapping, context)
+        destination = build_destination(mapping.destination_config.on_failure, self.config.region)
+        dispatcher = Dispatcher(mapping, function, source, destination, self.clock, asyncio.Event(), counters)
+        runner = MappingRunner(
+            mapping, source, dispatcher, counters, max_in_flight=context.max_in_flight, health=context.health
+        )
+        return runner, destination
 
     def _build_source(self, mapping: MappingConfig, context: SourceContext) -> Source:
         """The mapping's source; with a shared store, one whose whole work is one unit runs under a lease."""
@@ -140,7 +173,7 @@ class Hub:
             server: SyncServer = spec.serve(SyncContext(self.config, served))
             await server.start()
             self._stack.push_async_callback(server.stop, 0.0)  # already stopped after a graceful stop
-            self.runners.extend(SyncRunner(mapping, server) for mapping in served)
+            self.sync_runners.extend(SyncRunner(mapping, server) for mapping in served)
 
     async def _start_s3_endpoint(self) -> None:
         """Serve the folders as S3 buckets before any function starts, so that its URL can be handed to them."""
@@ -198,12 +231,14 @@ class Hub:
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.stop)
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         # The hub makes many short-lived objects per record (records, events, results): the default thresholds
         # run the cyclic collector thousands of times a second. Start-up objects are frozen out of its view, and
         # young collections run every 50k allocations (measured: Kafka 118k -> 218k records/s).
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
-        tasks = [asyncio.create_task(runner.run(), name=runner.name) for runner in self.runners]
+        self.mappings.launch()
+        tasks = [asyncio.create_task(runner.run(), name=runner.name) for runner in self.sync_runners]
         if self.config.admin is not None and self.only is None:
             from hub import admin
 
@@ -226,7 +261,7 @@ class Hub:
             )
             await self.stopping.wait()
             log.info("stopping: finishing in-flight work", extra=fields(grace_s=grace))
-            stopping = [r.stop(grace) for r in self.runners]
+            stopping = [self.mappings.stop_all(grace), *(r.stop(grace) for r in self.sync_runners)]
             if self.pollers is not None:
                 stopping.append(self.pollers.stop(grace))
             await asyncio.gather(*stopping)
@@ -239,7 +274,7 @@ class Hub:
             await self._stack.aclose()
             await self.store.close()
             if install_signals:
-                for sig in (signal.SIGINT, signal.SIGTERM):
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
         for name, counters in self.counters.items():
             totals = {k: v for k, v in vars(counters).items() if isinstance(v, int)}
@@ -250,3 +285,35 @@ class Hub:
     def stop(self) -> None:
         """Ask run() to stop gracefully (what SIGTERM and SIGINT do)."""
         self.stopping.set()
+
+    # ---- live control (the admin API, the CLI, SIGHUP) --------------------------------------------------------
+
+    async def update_mapping(self, name: str, changes: dict[str, Any]) -> Slot:
+        """Change a mapping's settings at run time (AWS's UpdateEventSourceMapping). ControlError if refused."""
+        if isinstance(changes.get("function"), str):
+            check_function(self, changes["function"])
+        return await self.mappings.update(name, changes)
+
+    async def reload(self) -> Changes:
+        """Read the configuration file again and apply the difference (hub.reload). An invalid file changes
+        nothing: ControlError with the usual file:line:field errors, which are logged too."""
+        if self.loader is None:
+            raise ControlError("this hub was not started from a configuration file: nothing to reload", 409)
+        try:
+            new = await asyncio.to_thread(self.loader)
+        except ConfigError as exc:
+            for line in exc.errors:
+                log.error("reload refused: %s", line)
+            log.error("the configuration was not reloaded: the running one stays")
+            raise ControlError("the configuration was not reloaded: " + "; ".join(exc.errors)) from None
+        async with self._reloading:
+            return await reload.apply(self, new)
+
+    def _on_sighup(self) -> None:
+        async def run() -> None:
+            with contextlib.suppress(ControlError):
+                await self.reload()
+
+        task = asyncio.ensure_future(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

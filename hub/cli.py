@@ -150,7 +150,7 @@ def run(
         logs.tag(poller=poller_index)
         if not any(m.display_name == poller and m.enabled for m in cfg.mappings):
             fail(f"error: {config}: no enabled mapping named {poller!r} to poll")
-        main_task = pollers.run_poller(Hub(cfg, only=poller), parent_pid)
+        main_task = pollers.run_poller(Hub(cfg, only=poller, poller=poller_index), parent_pid)
     else:
         from hub import affinity
 
@@ -159,7 +159,7 @@ def run(
         options = ctx.find_root().params
         command = pollers.child_command(config, options["log_level"], options["log_format"])
         extra = pollers.Pollers(cfg, command)
-        main_task = Hub(cfg, pollers=extra if extra.children else None).run()
+        main_task = Hub(cfg, pollers=extra if extra.children else None, loader=lambda: _load_masked(config)).run()
     try:
         asyncio.run(main_task)
     except HandlerLoadError as exc:
@@ -340,3 +340,13 @@ def schema(markdown: bool) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _add_admin_commands() -> None:
+    from hub import cli_admin
+
+    for command in cli_admin.COMMANDS:
+        main.add_command(command)
+
+
+_add_admin_commands()

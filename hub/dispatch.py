@@ -3,7 +3,7 @@
 Processing retries (bounded, then the destination) live here, as explicit policy values; connection trouble is
 the mapping's business and never counts as a function failure. One policy per source family, as AWS has:
 
-- async (files, schedules): Lambda's asynchronous invocation. Up to `maximum_retry_attempts` retries with
+- async (files, schedules, s3, mqtt): Lambda's asynchronous invocation. Up to `maximum_retry_attempts` retries with
   exponential backoff and jitter; an event older than `maximum_event_age` is not retried; then the
   asynchronous invocation record goes to the destination, and the event to every dead-letter queue: the
   function's (Lambda's DeadLetterConfig) and the source's own (a schedule's); with none of them the event is
@@ -14,8 +14,8 @@ the mapping's business and never counts as a function failure. One policy per so
   lowest reported failure succeed and the rest is retried. Given-up records go to the destination with the
   source's batch info (KinesisBatchInfo, DDBStreamBatchInfo, KafkaBatchInfo) and the lane moves on. Its steps
   are in hub/streams.py.
-- queue (SQS, Redis streams, RabbitMQ): one invocation; failed records are left to the broker's redelivery,
-  except those delivered `max_receive_count` times, which go to the destination.
+- queue (SQS, Redis streams, RabbitMQ, NATS JetStream): one invocation; failed records are left to the broker's
+  redelivery, except those delivered `max_receive_count` times, which go to the destination.
 
 The pieces every policy shares (invoking, partial batch responses, hand-offs) are in hub/invocation.py. A lane
 runner may wrap a batch's invocations in an `Envelope` (a tumbling window, hub/windows.py): the dispatcher hands

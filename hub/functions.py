@@ -130,6 +130,8 @@ class Function:
         self.runtime: Runtime = build_runtime(self.setup, config, shared=shared, log_stream=self._log_stream)
         self._slots = asyncio.Semaphore(config.concurrency) if config.concurrency else None
         self._summaries: dict[str, _Summary] = {}
+        self.started = False
+        """True between start() and close(): the function's environments (or module) are loaded."""
 
     @classmethod
     def from_config(cls, name: str, hub: HubConfig, extra_environment: Mapping[str, str] | None = None) -> Function:
@@ -146,8 +148,9 @@ class Function:
         )
 
     async def start(self) -> None:
-        """Start the runtime: the cold start. Raises HandlerLoadError when the handler cannot be loaded."""
+        """Load the function (its first execution environment, or its module in-process). Raises if it cannot."""
         await self.runtime.start()
+        self.started = True
 
     def context(self) -> LambdaContext:
         """A new Lambda context for one invocation (its own request id, its deadline counted from now)."""
@@ -230,4 +233,5 @@ class Function:
         for mapping, summary in self._summaries.items():
             self._log_summary(mapping, summary)
         self._summaries.clear()
+        self.started = False
         await self.runtime.close()

@@ -1,8 +1,8 @@
 """Leases: how several hub processes share the work that no broker coordinates for them.
 
-Kafka, SQS, RabbitMQ and Redis streams share a mapping's work between processes themselves. Kinesis and DynamoDB
-shards, schedules, watched folders and polled buckets do not: here one hub holds a **lease** on each unit of such
-work (a shard, a schedule, a folder), kept in the shared checkpoint store (PostgreSQL or Redis).
+Kafka, SQS, RabbitMQ, Redis streams and NATS JetStream share a mapping's work between processes themselves.
+Kinesis and DynamoDB shards, schedules, watched folders and polled buckets do not: here one hub holds a **lease** on
+each unit of such work (a shard, a schedule, a folder), kept in the shared checkpoint store (PostgreSQL or Redis).
 
 - Every hub is a **member**: it says so in the store every tick (`failover_time / 10`), naming the groups (the
   mappings) whose leases it may hold. A member that stops saying so is gone after `ttl`.
@@ -86,6 +86,10 @@ class Leases:
         """The leases of `group` this process holds now (revoked ones included, lost ones not)."""
         raise NotImplementedError
 
+    def serve(self, groups: Iterable[str]) -> None:
+        """Take part in these groups' leases too (a mapping added at run time)."""
+        raise NotImplementedError
+
     def changed(self, group: str) -> asyncio.Event:
         """Set whenever a lease of `group` is taken, lost or revoked; the waiter clears it."""
         raise NotImplementedError
@@ -126,6 +130,10 @@ class LocalLeases(Leases):
     def held(self, group: str) -> dict[str, Lease]:
         """Every lease of `group` wanted so far (all are granted)."""
         return dict(self._held.get(group, {}))
+
+    def serve(self, groups: Iterable[str]) -> None:
+        """Nothing to do: every lease is granted at once."""
+        pass  # every lease is granted at once
 
     def changed(self, group: str) -> asyncio.Event:
         """Set when a lease of `group` is granted."""
@@ -203,6 +211,13 @@ class Coordinator(Leases):
     def held(self, group: str) -> dict[str, Lease]:
         """The leases of `group` this member holds now (revoked ones included, lost ones not)."""
         return {name: lease for name, lease in self._held.items() if lease.group == group}
+
+    def serve(self, groups: Iterable[str]) -> None:
+        """Take part in these groups' leases too, from the next tick."""
+        added = set(groups) - set(self.groups)
+        if added:
+            self.groups = tuple(sorted({*self.groups, *added}))
+            self._wake.set()
 
     def changed(self, group: str) -> asyncio.Event:
         """Set whenever a lease of `group` is taken, lost or revoked; the waiter clears it."""

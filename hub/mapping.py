@@ -96,6 +96,11 @@ class MappingRunner:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self.stopping.is_set():
+                    # failing while the hub stops (a source that drops its connection as the last batches settle):
+                    # nothing is reopened, and stop() closes the source
+                    log.debug("source ended while stopping: %s", exc, extra=fields(mapping=self.name))
+                    return
                 failures += 1
                 self.phase = "reconnecting"
                 self.health.clear()

@@ -5,7 +5,8 @@ One Python process is CPU-bound at a few hundred thousand records/s; a mapping t
 2..N as child processes (`python -m hub run CONFIG --poller NAME`), each running only that mapping, with its
 function and destination and no admin endpoint. The processes share nothing with each other: the broker shares
 the work (a Kafka consumer group rebalances the partitions among them, SQS and RabbitMQ consumers compete for
-messages, a Redis stream consumer group hands each entry to one consumer).
+messages, a Redis stream consumer group hands each entry to one consumer, a JetStream durable pull consumer each
+message to one pull request).
 
 What the parent promises:
 
@@ -83,6 +84,8 @@ class Child:
     proc: asyncio.subprocess.Process | None = None
     started: float = 0.0
     restarts: int = 0
+    recycling: bool = False
+    """Stopped on purpose to start again with the configuration file as it is now (a reload)."""
 
     @property
     def running(self) -> bool:
@@ -181,6 +184,18 @@ class Pollers:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
+    async def recycle(self, mapping: str) -> int:
+        """Stop the children of `mapping` (SIGTERM: they finish in-flight work) so that each starts again at once
+        and reads the configuration file anew (a reload changed the mapping). Returns how many were asked."""
+        asked = 0
+        for child in self.children:
+            if child.mapping == mapping and child.running and child.proc is not None:
+                child.recycling = True
+                with contextlib.suppress(ProcessLookupError):
+                    child.proc.send_signal(signal.SIGTERM)
+                asked += 1
+        return asked
+
     def status(self) -> dict[str, list[dict[str, Any]]]:
         """Per mapping with several pollers: each poller's index, pid, restarts and whether it runs (this process
         is poller 1). Never a setting of the mapping or its source."""
@@ -224,6 +239,17 @@ class Pollers:
             code = await child.proc.wait()
             if self._stopping.is_set():
                 return
+            if child.recycling:
+                child.recycling = False
+                log.info(
+                    "mapping %s: poller %d stopped for the new configuration: starting it again",
+                    child.mapping,
+                    child.index,
+                    extra=fields(mapping=child.mapping),
+                )
+                if not await self._spawn(child):
+                    return
+                continue
             failures = 1 if time.monotonic() - child.started >= self.healthy_after else failures + 1
             delay = self.backoff.delay(failures)
             log.error(

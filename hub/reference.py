@@ -51,14 +51,17 @@ mappings:
 (`hub run CONFIG --poller NAME`) that run only that mapping, with its function and destination. The processes
 share nothing; the broker shares the work among them, as among several hubs: a Kafka consumer group spreads the
 partitions (pollers beyond the partition count stay idle), SQS, RabbitMQ and S3-notification queues give each
-message to one of the competing consumers, and a Redis stream consumer group gives each entry to one consumer
-(leave `consumer_name` unset, so that each process is a consumer of its own). Kinesis and DynamoDB shards,
-schedules, watched folders and polled buckets are shared through leases in the checkpoint store, which must then
-be one that several processes share (`postgresql://` or `redis://`; docs/cluster.md): the pollers take part in
-the mapping's leases like any other hub. SQS takes 2 to 200 pollers (2 by default), as on AWS. A connector of
-your own allows pollers by setting `shares_work` on its `ConnectorSpec` (True, or a function of its config) when
-its broker shares the work, or `leases` when it does not (`"source"`: one lease for the whole source; `"lanes"`:
-a lease per lane, taken through `SourceContext.leases`).
+message to one of the competing consumers, a Redis stream consumer group gives each entry to one consumer
+(leave `consumer_name` unset, so that each process is a consumer of its own), a NATS JetStream durable pull
+consumer gives each message to one of the processes pulling from it, and an MQTT 5 shared subscription (`mqtt`
+with `shared_group`) gives each message to one member of the group (each process connects with a client id of its
+own: `-p<i>` is added for poller i). Kinesis and DynamoDB shards, schedules, watched folders and polled buckets are
+shared through leases in the checkpoint store, which must then be one that several processes share
+(`postgresql://` or `redis://`; docs/cluster.md): the pollers take part in the mapping's leases like any other
+hub. SQS takes 2 to 200 pollers (2 by default), as on AWS. A connector of your own allows pollers by setting
+`shares_work` on its `ConnectorSpec` (True, or a function of its config) when its broker shares the work, or
+`leases` when it does not (`"source"`: one lease for the whole source; `"lanes"`: a lease per lane, taken through
+`SourceContext.leases`).
 
 - The hub restarts a poller that exits, after a jittered backoff that grows while it keeps failing, and logs
   the exit status as an error. On SIGTERM or SIGINT it stops every poller (SIGTERM, then SIGKILL after

@@ -26,14 +26,18 @@ BUILTIN = {
     "dynamodb": "connectors.dynamodb:CONNECTOR",
     "redis": "connectors.redis_streams:CONNECTOR",
     "rabbitmq": "connectors.rabbitmq:CONNECTOR",
+    "mqtt": "connectors.mqtt:CONNECTOR",
+    "nats": "connectors.nats:CONNECTOR",
     "sqs": "connectors.sqs:CONNECTOR",
     "s3": "connectors.s3:CONNECTOR",
     "http": "connectors.http:CONNECTOR",
+    "memory": "connectors.memory:CONNECTOR",
 }
 BUILTIN_DESTINATIONS = {
     "sqs": "connectors.aws_destinations:SQS_DESTINATION",
     "s3": "connectors.aws_destinations:S3_DESTINATION",
     "kafka": "connectors.kafka:DESTINATION",
+    "redis": "connectors.redis_streams.destination:DESTINATION",
 }
 GROUP = "hub.connectors"
 DESTINATION_GROUP = "hub.destinations"

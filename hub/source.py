@@ -30,6 +30,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+from hub.backoff import Backoff
 from hub.health import Health
 from hub.leases import Leases, LocalLeases
 from hub.records import GiveUp, Outcome, Record
@@ -212,9 +213,21 @@ class SourceContext:
     lane's checkpoints with `store.put_many(..., fence=lease.fence)`, stops reading when `lease.ended` is set and
     then, once what it read has settled, calls `give_back` (or `finish` when the lane is over for good, a closed
     shard). Over a store of one process, every lease is granted at once and never ends."""
+    poller: int = 1
+    """Which of the mapping's pollers this process is (1: the hub's own; 2..N: `provisioned_poller_config`
+    children), for a source that must name each consumer apart and stably (an MQTT client id)."""
     health: Health = field(default_factory=Health)
     """The mapping's health (hub.health). A connector whose client library retries inside and never raises reports
     what it sees here (`fail`/`ok`), or bounds its own broker calls with `watch`, so that /healthz tells the truth."""
+    retry_delay: float = 1.0
+    maximum_retry_delay: float = 300.0
+    """The mapping's `retry_delay` and `maximum_retry_delay`: see `retry_after`."""
+
+    def retry_after(self, attempt: int) -> float:
+        """How long a queue source whose broker can delay a redelivery (NATS's nak with a delay) keeps a record that
+        failed its `attempt`-th delivery away: the mapping's backoff, `retry_delay` doubled per attempt up to
+        `maximum_retry_delay`, with jitter (hub.backoff.Backoff, as the dispatcher waits between retries)."""
+        return Backoff(self.retry_delay, self.maximum_retry_delay).delay(attempt)
 
     def scope(self, *parts: str) -> str:
         """A checkpoint-store scope private to this mapping."""
@@ -286,6 +299,10 @@ class MappingFacts:
 
     pollers: int
     """The processes that will run the mapping (`provisioned_poller_config.minimum_pollers`, else 1)."""
+    max_receive_count: int | None = None
+    """Queue sources: after how many deliveries the mapping gives a record up (None: never)."""
+    has_destination: bool = False
+    """Whether the mapping has a `destination_config.on_failure`."""
 
 
 Leasing = Literal["source", "lanes"]
@@ -329,6 +346,9 @@ class ConnectorSpec:
     of the source's validated config that says so. Leave it False if every process would read the same records."""
     minimum_pollers: int = 1
     """The least `provisioned_poller_config.minimum_pollers` it accepts, and the default (AWS: 2 for SQS)."""
+    shares_work_when: str = ""
+    """For a `shares_work` that depends on the config: what makes it share, in the words of the error a mapping
+    with pollers gets otherwise (mqtt: "set `shared_group` (an MQTT 5 shared subscription)")."""
     leases: Leasing | Callable[[Any], Leasing | None] | None = None
     """How hubs that share a store (and the pollers of one mapping) share this source's work when its broker does
     not (`shares_work` False): `source`, its whole work is one unit that one hub at a time runs under a lease (a
@@ -339,7 +359,9 @@ class ConnectorSpec:
     check: Callable[[Any, MappingFacts], None] | None = None
     """Rules of the connector about a mapping, beyond what its config model checks alone: called with the
     validated source config when a configuration is loaded; raises SettingError (its path relative to the source
-    config) to refuse it. Redis: a fixed `consumer_name` cannot serve several pollers."""
+    config) to refuse it. Redis: a fixed `consumer_name` cannot serve several pollers; NATS: `max_deliver` needs a
+    smaller `max_receive_count` and a destination, so that JetStream never drops a message the destination did not
+    take."""
     sample_variants: dict[str, Callable[[], Any]] = field(default_factory=dict)
     """The other forms of the event the source emits, by name, as settings choose them (kafka's `msk`, schedule's
     `scheduler`): `hub events SOURCE NAME` prints one."""
@@ -350,3 +372,7 @@ class ConnectorSpec:
     """Sync sources only: makes the one server (hub.sync.SyncServer) that serves every mapping of this type, from
     a hub.sync.SyncContext; `build` then makes what that server needs of one mapping (its route: a
     hub.sync.SyncRoute, whose `lane` /status lists)."""
+    resolve: Callable[[Any], ConnectorSpec] | None = None
+    """The spec that holds for one validated config, when a setting changes what kind of source it is (the `memory`
+    connector's `mode: queue` makes it a queue: another family, so another policy and other settings). None: this
+    spec holds for every config."""

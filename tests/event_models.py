@@ -34,6 +34,9 @@ MODELS: dict[tuple[str, str | None], type[BaseModel]] = {
 NO_MODEL = {
     "redis": "the hub's own shape (docs/events/redis.md): SQS-like, with `data` fields instead of SQS's `body`",
     "rabbitmq": "Powertools has no parser model for Amazon MQ; its RabbitMQEvent data class reads the event",
+    "mqtt": "an AWS IoT rule's Lambda action sends the message's payload itself (`SELECT *`): no envelope to model",
+    "nats": "AWS has no NATS source: the hub's own shape (docs/events/nats.md), SQS-like, with base64 `data`",
+    "memory": "the hub's own shape (docs/events/memory.md) for its in-process streams and queues: SQS-like, `data`",
 }
 
 

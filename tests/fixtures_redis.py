@@ -1,7 +1,7 @@
 """A real `redis-server` on a free loopback port, for the tests that need one.
 
-Use it from a test module with `pytest_plugins = ["tests.fixtures_redis"]`, then ask for `redis_url`. One server
-serves the whole session (persistence off); tests keep apart by using unique stream names.
+Loaded for every test by tests/conftest.py: ask for `redis_url` (or `redis_server`). One server serves the whole
+session (persistence off); tests keep apart by using unique stream names.
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ from connectors.rabbitmq.events import (
     delivery_count,
     header_value,
 )
+from hub.inbox import Inbox
 from hub.records import Outcome, Record, data_view
-from hub.source import LaneEnded, SourceContext
+from hub.source import SourceContext
 
 
 class RabbitMQSource:
@@ -43,13 +44,10 @@ class RabbitMQSource:
         self._channel: Any = None
         self._queue: Any = None
         self._generation = 0
-        self._messages: asyncio.Queue[Record | None] = asyncio.Queue()
         self._unacked: dict[Hashable, Any] = {}
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}  # failed messages waiting for redelivery_delay
         self._returning: set[asyncio.Task[None]] = set()
-        self._closed = asyncio.Event()
-        self._ended = asyncio.Event()
-        self._lost: BaseException | None = None
+        self.inbox = Inbox(self.key, self.where)
 
     # ---- Source ----------------------------------------------------------------------------------------------
 
@@ -58,11 +56,8 @@ class RabbitMQSource:
         generation: acks of an older one are ignored)."""
         import aio_pika
 
-        self._closed.clear()
-        self._ended.clear()
-        self._lost = None
+        self.inbox.reset()
         self._generation += 1
-        self._messages = asyncio.Queue()
         timeout = self.config.connect_timeout
         self._connection = await aio_pika.connect(self.config.connection_url(), timeout=timeout)
         channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -93,9 +88,9 @@ class RabbitMQSource:
         """Its one unordered lane (itself), until the connection ends; raises ConnectionError when the broker closed
         it, so that the mapping reconnects."""
         yield self
-        await self._ended.wait()
-        if self._lost is not None and not self._closed.is_set():
-            raise ConnectionError(f"{self.where}: {self._lost}")
+        await self.inbox.ended.wait()
+        if (failure := self.inbox.failure) is not None:
+            raise failure
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
         """The Amazon MQ for RabbitMQ event: the messages under `rmqMessagesByQueue`."""
@@ -107,9 +102,7 @@ class RabbitMQSource:
 
     async def close(self) -> None:
         """Unacked messages (read, in flight, waiting to be returned) go back to the queue with the channel."""
-        self._closed.set()
-        self._ended.set()
-        self._messages.put_nowait(None)
+        self.inbox.close()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
@@ -129,33 +122,14 @@ class RabbitMQSource:
 
     def _end(self, exc: BaseException) -> None:
         """The channel or the consumer is gone: reads and lanes() raise, and the mapping reopens the source."""
-        if self._closed.is_set() or self._lost is not None:
-            return
-        self._lost = exc
-        self._ended.set()
-        self._messages.put_nowait(None)
+        self.inbox.end(exc)
 
     # ---- Lane ------------------------------------------------------------------------------------------------
 
     async def read(self, limit: int, timeout: float | None) -> list[Record]:
-        """Up to `limit` delivered messages; [] when `timeout` passed."""
-        try:
-            first = await asyncio.wait_for(self._messages.get(), timeout)
-        except TimeoutError:
-            return []
-        out: list[Record] = []
-        item: Record | None = first
-        while item is not None:
-            out.append(item)
-            if len(out) >= limit or self._messages.empty():
-                return out
-            item = self._messages.get_nowait()
-        self._messages.put_nowait(None)  # the end mark stays for the next read
-        if out:
-            return out
-        if self._closed.is_set():
-            raise LaneEnded(self.key)
-        raise ConnectionError(f"{self.where}: {self._lost}")
+        """Up to `limit` delivered messages; [] when `timeout` passed; LaneEnded once closed, the broker's error once
+        the connection was lost (see hub.inbox)."""
+        return await self.inbox.read(limit, timeout)
 
     async def settle(self, outcome: Outcome) -> None:
         """Ack what settled; return what failed after `redelivery_delay` (or reject it past `delivery_limit`)."""
@@ -246,11 +220,11 @@ class RabbitMQSource:
     # ---- records ---------------------------------------------------------------------------------------------
 
     async def _on_message(self, message: Any, generation: int) -> None:
-        if generation != self._generation or self._closed.is_set():
+        if generation != self._generation or self.inbox.closed.is_set():
             return  # a late delivery of an old channel: it is returned to the queue with that channel
         position = (generation, message.delivery_tag)
         self._unacked[position] = message
-        self._messages.put_nowait(self._record(message, position))
+        self.inbox.put(self._record(message, position))
 
     def _record(self, message: Any, position: tuple[int, int]) -> Record:
         headers = dict(message.headers or {})

@@ -62,5 +62,6 @@ CONNECTOR = ConnectorSpec(
     requires=("aioboto3",),
     extra="aws",
     shares_work=lambda config: config.mode == "notifications",  # a bucket listing is not shared
+    shares_work_when="use `mode: notifications` (or a shared store, for `mode: poll`)",
     leases=lambda config: "source" if config.mode == "poll" else None,
 )

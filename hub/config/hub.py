@@ -17,9 +17,31 @@ from hub.types import Duration
 
 
 class AdminConfig(Model):
-    """The admin HTTP endpoint: /status (JSON), /metrics (Prometheus), /healthz."""
+    """The admin HTTP endpoint: the console, /status (JSON), /metrics (Prometheus), /healthz, and the API that
+    changes mappings at run time."""
 
-    listen: str = Field("127.0.0.1:9180", pattern=r"^[^:]+:\d+$", description="`host:port` to listen on.")
+    listen: str = Field(
+        "127.0.0.1:9180",
+        pattern=r"^[^:]+:\d+$",
+        description="`host:port` to listen on. Loopback by default; any other address needs a `token`.",
+    )
+    token: SecretStr | None = Field(
+        None,
+        description="A bearer token (`Authorization: Bearer <token>`) that every request changing something (disable, "
+        "enable, update, reload, replay) must carry; `hub` commands read it from HUB_ADMIN_TOKEN. Required when "
+        "`listen` is not a loopback address. Reading pages needs no token.",
+    )
+
+    @model_validator(mode="after")
+    def _token_beyond_loopback(self) -> AdminConfig:
+        host = self.listen.rpartition(":")[0].strip("[]")
+        if self.token is None and host not in ("127.0.0.1", "localhost", "::1"):
+            raise SettingError(
+                ("listen",),
+                f"{host} is reachable from other machines: set admin.token (e.g. token: ${{HUB_ADMIN_TOKEN}}) so "
+                "that only who holds it can change mappings, or listen on 127.0.0.1",
+            )
+        return self
 
 
 class S3EndpointConfig(Model):

@@ -127,7 +127,10 @@ class MappingConfig(Model):
     )
     max_receive_count: int | None = Field(None, ge=1, description="Queues: deliveries before the destination.")
     retry_delay: Duration = Field(
-        1.0, ge=0, description="First retry delay; doubles each attempt, with jitter (AWS async uses 60s)."
+        1.0,
+        ge=0,
+        description="First retry delay; doubles each attempt, with jitter (AWS async uses 60s). `nats`: how long a "
+        "failed message is nak'd for before JetStream delivers it again.",
     )
     maximum_retry_delay: Duration = Field(300.0, ge=0, description="Cap on the retry delay.")
     filter_criteria: (
@@ -167,7 +170,8 @@ class MappingConfig(Model):
     @property
     def spec(self) -> ConnectorSpec:
         """The connector of the mapping's `source.type`."""
-        return registry.get(self.source.type)
+        spec = registry.get(self.source.type)
+        return spec if spec.resolve is None else spec.resolve(self.source)
 
     def setting(self, name: str) -> Any:
         """A batching or retry setting: the one written in YAML, else the connector's default, else AWS's."""
@@ -191,7 +195,12 @@ class MappingConfig(Model):
                     raise SettingError((name,), f"does not apply to {spec.type} sources ({_FAMILY_WORDS['sync']})")
         if spec.check is not None:
             try:
-                spec.check(self.source, MappingFacts(pollers=self.pollers))
+                facts = MappingFacts(
+                    pollers=self.pollers,
+                    max_receive_count=self.max_receive_count,
+                    has_destination=self.destination_config.on_failure is not None,
+                )
+                spec.check(self.source, facts)
             except SettingError as exc:
                 raise SettingError(("source", *exc.at), str(exc)) from None
         if (provisioned := self.provisioned_poller_config) is not None:
@@ -253,15 +262,17 @@ class MappingConfig(Model):
         return self.spec.minimum_pollers if config.minimum_pollers is None else config.minimum_pollers
 
     def _not_shared(self) -> str:
+        hint = self.spec.shares_work_when
         return (
             f"does not apply to {self.source.type} sources as configured: pollers share a mapping's work through the "
             "broker's own consumer coordination or through leases in a shared checkpoint store, and this source has "
-            'neither (docs/configuration.md, "Scaling a mapping over processes", lists the sources that do)'
+            + (f"neither unless you {hint}" if hint else "neither")
+            + ' (docs/configuration.md, "Scaling a mapping over processes", lists the sources that do)'
         )
 
 
 _FAMILY_WORDS = {
-    "async": "each event is its own asynchronous invocation, as S3 and EventBridge invoke Lambda",
+    "async": "each event is its own asynchronous invocation, as S3, EventBridge and IoT rules invoke Lambda",
     "queue": "a queue source",
     "stream": "a stream source",
     "sync": "each request is one synchronous invocation: no batching, retries, filters or destinations",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,15 @@ from typing import Any
 from hub import registry
 from hub.config import FileDestination
 from hub.source import Destination, Document
+
+_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Path, asyncio.Lock]] = weakref.WeakKeyDictionary()
+
+
+def file_lock(path: Path) -> asyncio.Lock:
+    """The lock every writer of this file holds in this process, one per event loop: the file destination appends
+    under it, and a replay (hub.readback) rewrites the file under it, so that no append is lost to a rewrite."""
+    per_loop = _locks.setdefault(asyncio.get_running_loop(), {})
+    return per_loop.setdefault(path.resolve(), asyncio.Lock())
 
 
 class FileSink:
@@ -31,7 +41,6 @@ class FileSink:
     def __init__(self, config: FileDestination) -> None:
         self.path = Path(config.path)
         self.name = f"file:{self.path}"
-        self._lock = asyncio.Lock()
 
     def _append(self, data: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,7 +54,7 @@ class FileSink:
     async def send(self, documents: Sequence[Document]) -> None:
         """Append one line per document and fsync before returning."""
         data = b"".join((json.dumps(_line(d), separators=(",", ":"), default=str) + "\n").encode() for d in documents)
-        async with self._lock:
+        async with file_lock(self.path):
             await asyncio.to_thread(self._append, data)
 
     async def close(self) -> None:

@@ -20,16 +20,7 @@ from connectors.aws_destinations import (
     object_key,
 )
 from hub.source import Document
-from tests.fixtures_aws import (  # noqa: F401
-    boto,
-    connection,
-    create_bucket,
-    create_queue,
-    create_stream,
-    moto,
-    put_records,
-    receive_all,
-)
+from tests.fixtures_aws import boto, connection, create_bucket, create_queue, create_stream, put_records, receive_all
 from tests.helpers import HubProcess, wait_for
 
 KEY = re.compile(
@@ -46,7 +37,7 @@ def failure(n: int, shard: str = "shardId-000000000001") -> dict[str, Any]:
     }
 
 
-async def test_sqs_sends_every_document_in_batches_of_ten(moto: str) -> None:  # noqa: F811
+async def test_sqs_sends_every_document_in_batches_of_ten(moto: str) -> None:
     queue_url = create_queue(moto)
     name = queue_url.rsplit("/", 1)[-1]
     config = SqsDestinationConfig.model_validate({"type": "sqs", "queue_name": name, "connection": connection(moto)})
@@ -59,7 +50,7 @@ async def test_sqs_sends_every_document_in_batches_of_ten(moto: str) -> None:  #
     assert sorted(b["requestContext"]["n"] for b in bodies) == list(range(23))
 
 
-async def test_sqs_raises_when_the_queue_refuses(moto: str) -> None:  # noqa: F811
+async def test_sqs_raises_when_the_queue_refuses(moto: str) -> None:
     config = SqsDestinationConfig.model_validate(
         {"type": "sqs", "queue_url": f"{moto}/123456789012/no-such-queue", "connection": connection(moto)}
     )
@@ -74,7 +65,7 @@ def test_sqs_config_wants_a_url_or_a_name() -> None:
         SqsDestinationConfig.model_validate({"type": "sqs"})
 
 
-async def test_s3_writes_one_object_per_document_under_aws_layout(moto: str) -> None:  # noqa: F811
+async def test_s3_writes_one_object_per_document_under_aws_layout(moto: str) -> None:
     bucket = create_bucket(moto)
     config = S3DestinationConfig.model_validate(
         {"type": "s3", "bucket": bucket, "prefix": "dlq/", "connection": connection(moto)}
@@ -132,7 +123,7 @@ def failing_mapping(tmp: Path, url: str, stream: str, on_failure: dict[str, Any]
     }
 
 
-def test_a_given_up_kinesis_batch_reaches_the_sqs_queue(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_a_given_up_kinesis_batch_reaches_the_sqs_queue(tmp_path: Path, moto: str) -> None:
     stream = create_stream(moto)
     queue_url = create_queue(moto)
     config = failing_mapping(tmp_path, moto, stream, {"type": "sqs", "queue_url": queue_url})
@@ -151,7 +142,7 @@ def test_a_given_up_kinesis_batch_reaches_the_sqs_queue(tmp_path: Path, moto: st
     assert "payload" not in body  # SQS gets metadata only, as on AWS
 
 
-def test_a_given_up_kinesis_batch_reaches_the_s3_bucket_with_its_payload(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_a_given_up_kinesis_batch_reaches_the_s3_bucket_with_its_payload(tmp_path: Path, moto: str) -> None:
     stream = create_stream(moto)
     bucket = create_bucket(moto)
     config = failing_mapping(tmp_path, moto, stream, {"type": "s3", "bucket": bucket})

@@ -18,10 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures_aws import boto, connection, create_stream, create_table, moto, put_records  # noqa: F401
+from tests.fixtures_aws import boto, connection, create_stream, create_table, put_records
 from tests.helpers import HubProcess, read_jsonl, wait_for
-
-pytest_plugins = ["tests.fixtures_postgres"]
 
 SCHEDULES = 20
 FAILOVER = 3.0
@@ -120,7 +118,7 @@ def kinesis_seen(out: Path) -> list[dict[str, Any]]:
 
 def test_three_hubs_share_shards_schedules_and_a_folder_through_a_kill(
     tmp_path: Path,
-    moto: str,  # noqa: F811
+    moto: str,
     postgres_url: str,
 ) -> None:
     stream = create_stream(moto, shards=4)
@@ -215,7 +213,7 @@ def test_three_hubs_share_shards_schedules_and_a_folder_through_a_kill(
 
 def test_a_hub_paused_past_its_leases_fires_nothing_when_it_wakes(
     tmp_path: Path,
-    moto: str,  # noqa: F811
+    moto: str,
     postgres_url: str,
 ) -> None:
     stream = create_stream(moto, shards=1)
@@ -256,7 +254,7 @@ def test_a_hub_paused_past_its_leases_fires_nothing_when_it_wakes(
 
 def test_provisioned_pollers_share_a_stream_s_shards_through_leases(
     tmp_path: Path,
-    moto: str,  # noqa: F811
+    moto: str,
     postgres_url: str,
 ) -> None:
     import asyncio

@@ -18,7 +18,7 @@ from hub.checkpoints import MemoryStore
 from hub.leases import Coordinator
 from hub.records import Outcome
 from hub.source import LaneEnded, SourceContext
-from tests.fixtures_aws import boto, connection, create_stream, moto, moto_resharding, put_records  # noqa: F401
+from tests.fixtures_aws import boto, connection, create_stream, put_records
 from tests.helpers import RunningSource, read_n
 from tests.integration.test_kinesis import ACCOUNT, datas, drain
 
@@ -65,7 +65,7 @@ def shards(leases: Coordinator) -> set[str]:
     return {lease.rsplit("/", 1)[1] for lease in leases.held("orders")}
 
 
-async def test_a_shard_moves_to_a_joining_hub_only_once_its_batch_settled(moto: str) -> None:  # noqa: F811
+async def test_a_shard_moves_to_a_joining_hub_only_once_its_batch_settled(moto: str) -> None:
     stream = create_stream(moto, shards=2)
     placed = put_records(moto, stream, [(f"k{i}", b"r-%d" % i) for i in range(40)])
     store = MemoryStore(shared=True)
@@ -90,7 +90,7 @@ async def test_a_shard_moves_to_a_joining_hub_only_once_its_batch_settled(moto: 
     assert datas(batches[moving] + rest) == [b"r-%d" % i for i, (shard, _) in enumerate(placed) if shard == moving]
 
 
-async def test_a_merged_child_waits_for_parents_read_by_two_hubs(moto_resharding: str) -> None:  # noqa: F811
+async def test_a_merged_child_waits_for_parents_read_by_two_hubs(moto_resharding: str) -> None:
     url = moto_resharding
     stream = create_stream(url, shards=2)
     put_records(url, stream, [(f"k{i}", b"before-%d" % i) for i in range(8)])

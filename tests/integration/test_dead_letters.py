@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures_aws import boto, connection, create_queue, moto  # noqa: F401
+from tests.fixtures_aws import boto, connection, create_queue
 from tests.helpers import HubProcess, read_jsonl, wait_for
 
 ATTRIBUTE_TYPES = {"RequestID": "String", "ErrorCode": "Number", "ErrorMessage": "String"}
@@ -87,7 +87,7 @@ def test_a_given_up_file_event_reaches_the_functions_file_dlq_and_the_on_failure
     assert record["requestPayload"] == calls[0]["event"]
 
 
-def test_a_given_up_file_event_reaches_the_functions_sqs_dlq(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_a_given_up_file_event_reaches_the_functions_sqs_dlq(tmp_path: Path, moto: str) -> None:
     out = tmp_path / "calls.jsonl"
     queue_url = create_queue(moto)
     config = failing_files(tmp_path, out, {"type": "sqs", "queue_url": queue_url, "connection": connection(moto)})
@@ -107,7 +107,7 @@ def test_a_given_up_file_event_reaches_the_functions_sqs_dlq(tmp_path: Path, mot
     assert "gave up; sent to sqs:" in hub.log()
 
 
-def test_a_given_up_fire_reaches_the_schedules_sqs_dlq_in_schedulers_format(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_a_given_up_fire_reaches_the_schedules_sqs_dlq_in_schedulers_format(tmp_path: Path, moto: str) -> None:
     out, dead = tmp_path / "calls.jsonl", tmp_path / "function-dead.jsonl"
     queue_url = create_queue(moto)
     config = {

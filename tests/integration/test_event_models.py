@@ -28,15 +28,14 @@ from tests.fixtures_aws import (
     create_queue,
     create_stream,
     create_table,
-    moto,  # noqa: F401
     put_records,
 )
-from tests.fixtures_kafka import create_topic_async, produce_async, tansu, unique  # noqa: F401
+from tests.fixtures_kafka import create_topic_async, produce_async, unique
+from tests.fixtures_rabbitmq import Broker
 from tests.helpers import HubProcess, read_jsonl, read_n, running, wait_for
 from tests.integration.test_dynamodb import ddb_source, put
 from tests.integration.test_kafka import make_source as kafka_source
 from tests.integration.test_kinesis import kinesis_source
-from tests.integration.test_rabbitmq import Broker, broker, rabbitmq_server  # noqa: F401
 from tests.integration.test_rabbitmq import make_source as rabbitmq_source
 from tests.integration.test_rabbitmq import read_n as rabbitmq_read_n
 from tests.integration.test_s3 import poll_source, read_keys
@@ -46,7 +45,7 @@ CONFORMANCE = Path(__file__).resolve().parent.parent / "conformance" / "events"
 CLUSTER_ARN = "arn:aws:kafka:us-east-1:123456789012:cluster/orders/751d2973-a626-431c-9d4e-d7975eb44dd7-2"
 
 
-async def test_kafka_events_parse_as_self_managed_and_as_msk(tansu: str) -> None:  # noqa: F811
+async def test_kafka_events_parse_as_self_managed_and_as_msk(tansu: str) -> None:
     topic = unique("t")
     await create_topic_async(tansu, topic, 1)
     await produce_async(
@@ -79,7 +78,7 @@ async def test_kafka_events_parse_as_self_managed_and_as_msk(tansu: str) -> None
         assert [e["loc"][-1] for e in rejected.value.errors()] == ["value"]
 
 
-async def test_sqs_events_parse_standard_and_fifo(moto: str) -> None:  # noqa: F811
+async def test_sqs_events_parse_standard_and_fifo(moto: str) -> None:
     sqs = boto(moto, "sqs")
     queue = create_queue(moto)
     attributes = {
@@ -100,7 +99,7 @@ async def test_sqs_events_parse_standard_and_fifo(moto: str) -> None:  # noqa: F
     assert parsed.Records[0].attributes.MessageGroupId == "g1"
 
 
-async def test_kinesis_events_parse(moto: str) -> None:  # noqa: F811
+async def test_kinesis_events_parse(moto: str) -> None:
     stream = create_stream(moto)
     put_records(moto, stream, [("a", b'{"n": 1}'), ("b", bytes([0, 200, 255]))])
     source = kinesis_source(moto, stream, MemoryStore())
@@ -110,7 +109,7 @@ async def test_kinesis_events_parse(moto: str) -> None:  # noqa: F811
     assert [r.kinesis.data for r in parsed.Records] == [b'{"n": 1}', bytes([0, 200, 255])]
 
 
-async def test_dynamodb_stream_events_parse_inserts_modifies_and_removes(moto: str) -> None:  # noqa: F811
+async def test_dynamodb_stream_events_parse_inserts_modifies_and_removes(moto: str) -> None:
     table = create_table(moto)
     put(
         moto,
@@ -130,7 +129,7 @@ async def test_dynamodb_stream_events_parse_inserts_modifies_and_removes(moto: s
     assert [r.eventName for r in parsed.Records] == ["INSERT", "MODIFY", "REMOVE"]
 
 
-async def test_s3_notifications_and_polled_objects_parse(moto: str) -> None:  # noqa: F811
+async def test_s3_notifications_and_polled_objects_parse(moto: str) -> None:
     """Notifications pass through as S3 sent them (moto's lack fields S3 sends, so the queue gets AWS's own sample
     notification, after S3's test event); polled objects are shaped by the hub."""
     s3, sqs = boto(moto, "s3"), boto(moto, "sqs")
@@ -156,7 +155,7 @@ async def test_s3_notifications_and_polled_objects_parse(moto: str) -> None:  # 
     assert parsed.Records[0].s3.object.key == "a+b/Happy+Face.txt" and parsed.Records[0].s3.object.size == 5
 
 
-async def test_rabbitmq_events_read_through_powertools_rabbitmq_data_class(broker: Broker) -> None:  # noqa: F811
+async def test_rabbitmq_events_read_through_powertools_rabbitmq_data_class(broker: Broker) -> None:
     queue = await broker.queue()
     await broker.publish(queue, b'{"n": 1}', content_type="application/json", headers={"h": "v", "n": 1}, priority=3)
     await broker.publish(queue, b"not json")

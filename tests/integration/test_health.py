@@ -7,20 +7,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import redis
 
-from tests.fixtures_kafka import _tansu_behind, create_topic, free_port, produce, unique, wait_accepting
+from tests.fixtures_kafka import ProxiedTansu, create_topic, free_port, produce, unique
 from tests.fixtures_redis import RedisServer
-from tests.helpers import HubProcess, TcpProxy, read_jsonl, wait_for
+from tests.helpers import HubProcess, read_jsonl, wait_for
 from tests.integration.test_admin import get
 
 DEGRADED = "the mapping is degraded until the source answers again"
@@ -143,25 +141,6 @@ def test_a_paused_then_killed_redis_shows_in_healthz_and_status_and_nothing_is_l
 
 
 # ---- kafka: paused, then cut off -----------------------------------------------------------------------------------
-
-
-class ProxiedTansu:
-    """tansu in memory, reachable only through a TcpProxy that it advertises, so a test can pause the broker
-    (SIGSTOP) or cut every connection to it (the broker is down for its clients) without losing a record."""
-
-    def __init__(self) -> None:
-        inside = free_port()
-        self.proxy = TcpProxy(inside)
-        self.address = self.proxy.url_host
-        self.proc: subprocess.Popen[bytes] = _tansu_behind(SimpleNamespace(address=self.address), inside, None)  # type: ignore[arg-type]
-        wait_accepting(inside, self.proc)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.proxy.close()
 
 
 @pytest.fixture

@@ -17,16 +17,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from connectors.kafka.config import KafkaAuthenticationError
-from tests.fixtures_kafka import (
-    SASL_MECHANISMS,
-    SaslBroker,
-    free_port,
-    numbered,
-    produce,
-    produce_async,
-    sasl_kafka,  # noqa: F401
-    unique,
-)
+from tests.fixtures_kafka import SASL_MECHANISMS, SaslBroker, free_port, numbered, produce, produce_async, unique
 from tests.helpers import HubProcess, read_n, wait_for
 from tests.integration.test_kafka import Member, handled, hub_config, ids, make_source, offsets, within
 
@@ -34,7 +25,7 @@ from tests.integration.test_kafka import Member, handled, hub_config, ids, make_
 
 
 @pytest.mark.parametrize("mechanism", SASL_MECHANISMS)
-async def test_source_authenticates_and_reads(sasl_kafka: SaslBroker, mechanism: str) -> None:  # noqa: F811
+async def test_source_authenticates_and_reads(sasl_kafka: SaslBroker, mechanism: str) -> None:
     topic = unique("sasl")
     await sasl_kafka.create_topic(topic, 2)
     await produce_async(sasl_kafka.address, topic, numbered(2, 6), **sasl_kafka.client(mechanism))
@@ -47,7 +38,7 @@ async def test_source_authenticates_and_reads(sasl_kafka: SaslBroker, mechanism:
     assert (mechanism, "hub-reader") in sasl_kafka.gate.successes[before:]
 
 
-async def test_the_broker_refuses_a_client_without_sasl(sasl_kafka: SaslBroker) -> None:  # noqa: F811
+async def test_the_broker_refuses_a_client_without_sasl(sasl_kafka: SaslBroker) -> None:
     source = make_source(sasl_kafka.address, unique("t"))  # PLAINTEXT: the gate closes the connection
     with pytest.raises(KafkaConnectionError):
         await within(source.open(), 30)
@@ -56,7 +47,7 @@ async def test_the_broker_refuses_a_client_without_sasl(sasl_kafka: SaslBroker) 
 
 @pytest.mark.parametrize("mechanism", SASL_MECHANISMS)
 async def test_a_wrong_password_fails_open_and_a_later_open_succeeds(
-    sasl_kafka: SaslBroker,  # noqa: F811
+    sasl_kafka: SaslBroker,
     mechanism: str,
 ) -> None:
     """What the mapping does on a wrong password: open raises, close is safe, and it opens again later (here once
@@ -86,7 +77,7 @@ async def test_a_wrong_password_fails_open_and_a_later_open_succeeds(
     ],
 )
 async def test_a_refused_login_names_user_mechanism_and_what_to_check(
-    sasl_kafka: SaslBroker,  # noqa: F811
+    sasl_kafka: SaslBroker,
     mechanism: str,
     user: str,
     broker_says: str,
@@ -105,7 +96,7 @@ async def test_a_refused_login_names_user_mechanism_and_what_to_check(
     assert password not in message and password not in repr(caught.value.__cause__)
 
 
-async def test_a_mechanism_the_broker_does_not_offer_is_named(sasl_kafka: SaslBroker) -> None:  # noqa: F811
+async def test_a_mechanism_the_broker_does_not_offer_is_named(sasl_kafka: SaslBroker) -> None:
     offered = sasl_kafka.gate.mechanisms
     sasl_kafka.gate.mechanisms = ("SCRAM-SHA-512",)
     try:
@@ -132,7 +123,7 @@ async def test_an_unreachable_broker_is_not_called_an_authentication_failure() -
 
 def test_hub_with_a_wrong_password_says_why_keeps_retrying_then_delivers(
     tmp_path: Path,
-    sasl_kafka: SaslBroker,  # noqa: F811
+    sasl_kafka: SaslBroker,
 ) -> None:
     topic, group, out = unique("t"), unique("g"), tmp_path / "calls.jsonl"
     user, password = unique("hub"), "not-yet-known-" + unique("pw")
@@ -160,7 +151,7 @@ def test_hub_with_a_wrong_password_says_why_keeps_retrying_then_delivers(
 
 
 async def test_a_destination_with_a_wrong_password_says_so_and_one_with_the_right_one_sends(
-    sasl_kafka: SaslBroker,  # noqa: F811
+    sasl_kafka: SaslBroker,
 ) -> None:
     from connectors.kafka.config import KafkaDestinationConfig
     from connectors.kafka.destination import KafkaDestination

@@ -23,14 +23,9 @@ from tests.fixtures_kafka import (
     SASL_USER,
     SaslBroker,
     TlsBroker,
-    mtls_kafka,  # noqa: F401
     numbered,
     produce,
     produce_async,
-    sasl_kafka,  # noqa: F401
-    ssl_kafka,  # noqa: F401
-    tls_files,  # noqa: F401
-    tls_kafka,  # noqa: F401
     unique,
 )
 from tests.helpers import HubProcess, read_n, wait_for
@@ -60,7 +55,7 @@ async def refused(address: str, **options: Any) -> str:
 # ---- reading over TLS -----------------------------------------------------------------------------------------------
 
 
-async def test_sasl_ssl_source_logs_in_and_reads_in_order(tls_kafka: TlsBroker) -> None:  # noqa: F811
+async def test_sasl_ssl_source_logs_in_and_reads_in_order(tls_kafka: TlsBroker) -> None:
     topic = unique("tls")
     await tls_kafka.create_topic(topic, 2)
     await produce_async(tls_kafka.address, topic, numbered(2, 6), **tls_kafka.client())
@@ -73,7 +68,7 @@ async def test_sasl_ssl_source_logs_in_and_reads_in_order(tls_kafka: TlsBroker) 
     assert ("SCRAM-SHA-512", SASL_USER) in tls_kafka.gate.successes[before:]
 
 
-async def test_ssl_source_reads(ssl_kafka: TlsBroker) -> None:  # noqa: F811
+async def test_ssl_source_reads(ssl_kafka: TlsBroker) -> None:
     topic = unique("ssl")
     await ssl_kafka.create_topic(topic)
     await produce_async(ssl_kafka.address, topic, numbered(1, 3), **ssl_kafka.client())
@@ -87,7 +82,7 @@ async def test_ssl_source_reads(ssl_kafka: TlsBroker) -> None:  # noqa: F811
 @pytest.mark.parametrize("key", ["plain key", "key with a password"])
 async def test_mutual_tls_source_presents_its_certificate_and_reads(
     tmp_path: Path,
-    mtls_kafka: TlsBroker,  # noqa: F811
+    mtls_kafka: TlsBroker,
     key: str,
 ) -> None:
     topic = unique("mtls")
@@ -111,7 +106,7 @@ async def test_mutual_tls_source_presents_its_certificate_and_reads(
 @pytest.mark.parametrize("ca", ["no ssl_cafile", "another CA"])
 async def test_a_broker_certificate_the_client_cannot_verify_fails_open_and_says_why(
     tmp_path: Path,
-    tls_kafka: TlsBroker,  # noqa: F811
+    tls_kafka: TlsBroker,
     ca: str,
 ) -> None:
     options = tls_kafka.source_options()
@@ -142,7 +137,7 @@ async def test_a_broker_certificate_for_another_host_is_named(tmp_path: Path) ->
 @pytest.mark.parametrize("certificate", ["none", "from another CA"])
 async def test_a_missing_or_unknown_client_certificate_fails_open_and_says_why(
     tmp_path: Path,
-    mtls_kafka: TlsBroker,  # noqa: F811
+    mtls_kafka: TlsBroker,
     certificate: str,
 ) -> None:
     options = mtls_kafka.source_options()
@@ -161,8 +156,8 @@ async def test_a_missing_or_unknown_client_certificate_fails_open_and_says_why(
 
 @pytest.mark.parametrize(("protocol", "use"), [("SASL_PLAINTEXT", "SASL_SSL"), ("PLAINTEXT", "SSL")])
 async def test_a_client_without_tls_at_a_tls_listener_is_told_to_use_tls(
-    tls_kafka: TlsBroker,  # noqa: F811
-    ssl_kafka: TlsBroker,  # noqa: F811
+    tls_kafka: TlsBroker,
+    ssl_kafka: TlsBroker,
     protocol: str,
     use: str,
 ) -> None:
@@ -173,8 +168,8 @@ async def test_a_client_without_tls_at_a_tls_listener_is_told_to_use_tls(
 
 
 async def test_a_tls_client_at_a_listener_without_tls_is_asked_whether_it_is_one(
-    sasl_kafka: SaslBroker,  # noqa: F811
-    tls_files: TlsFiles,  # noqa: F811
+    sasl_kafka: SaslBroker,
+    tls_files: TlsFiles,
 ) -> None:
     options = {**sasl_kafka.source_options(), "security_protocol": "SASL_SSL", "ssl_cafile": str(tls_files.ca)}
     message = await refused(sasl_kafka.address, **options)
@@ -183,7 +178,7 @@ async def test_a_tls_client_at_a_listener_without_tls_is_asked_whether_it_is_one
 
 
 @pytest.mark.parametrize("problem", ["missing file", "not a certificate", "key of another certificate", "no password"])
-async def test_tls_files_that_cannot_be_used_are_named(tmp_path: Path, tls_files: TlsFiles, problem: str) -> None:  # noqa: F811
+async def test_tls_files_that_cannot_be_used_are_named(tmp_path: Path, tls_files: TlsFiles, problem: str) -> None:
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
     options: dict[str, Any] = {"security_protocol": "SSL", "ssl_cafile": str(tls_files.ca)}
@@ -210,7 +205,7 @@ async def test_tls_files_that_cannot_be_used_are_named(tmp_path: Path, tls_files
 
 def test_hub_over_sasl_ssl_says_why_with_the_wrong_ca_then_delivers_in_order(
     tmp_path: Path,
-    tls_kafka: TlsBroker,  # noqa: F811
+    tls_kafka: TlsBroker,
 ) -> None:
     topic, group, out = unique("t"), unique("g"), tmp_path / "calls.jsonl"
     asyncio.run(tls_kafka.create_topic(topic, 2))

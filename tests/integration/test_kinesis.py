@@ -1,12 +1,12 @@
 """The `kinesis` connector against moto_server: in-process (reading, settling, checkpoints, resharding, iterator
-trouble) and end to end with the hub as a real process (order, filters, a SIGKILL in the middle)."""
+trouble) and end to end with the hub as a real process (order, filters, resharding, parallelization). The scenarios
+every connector passes (restart, broker cut, SIGKILL...) are in tests/connectors/."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
-import signal
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -22,7 +22,7 @@ from hub.checkpoints import MemoryStore
 from hub.filtering import FilterSet
 from hub.records import Outcome, Record
 from hub.source import LaneEnded, SourceContext
-from tests.fixtures_aws import boto, connection, create_stream, moto, moto_resharding, put_records  # noqa: F401
+from tests.fixtures_aws import boto, connection, create_stream, put_records
 from tests.helpers import ROOT, HubProcess, read_jsonl, read_n, running, shape, wait_for
 
 SAMPLE = json.loads((ROOT / "tests/conformance/events/kinesis-event.json").read_text())
@@ -68,7 +68,7 @@ def datas(records: Sequence[Record]) -> list[bytes]:
 # ---- in-process ----------------------------------------------------------------------------------------------
 
 
-async def test_each_shard_is_read_in_order_in_the_kinesis_event_shape(moto: str) -> None:  # noqa: F811
+async def test_each_shard_is_read_in_order_in_the_kinesis_event_shape(moto: str) -> None:
     stream = create_stream(moto, shards=2)
     items = [
         (f"key-{i % 5}", json.dumps({"n": i, "kind": "even" if i % 2 == 0 else "odd"}).encode()) for i in range(30)
@@ -115,7 +115,7 @@ async def test_each_shard_is_read_in_order_in_the_kinesis_event_shape(moto: str)
     assert info["approximateArrivalOfFirstRecord"].endswith("Z")
 
 
-async def test_settle_checkpoints_only_the_contiguous_settled_prefix(moto: str) -> None:  # noqa: F811
+async def test_settle_checkpoints_only_the_contiguous_settled_prefix(moto: str) -> None:
     stream = create_stream(moto)
     put_records(moto, stream, [("k", b"%d" % i) for i in range(6)])
     store = MemoryStore()
@@ -138,21 +138,7 @@ async def test_settle_checkpoints_only_the_contiguous_settled_prefix(moto: str) 
         assert await checkpoint() == r[4].item_id
 
 
-async def test_restart_resumes_after_the_checkpoint(moto: str) -> None:  # noqa: F811
-    stream = create_stream(moto)
-    put_records(moto, stream, [("k", b"%d" % i) for i in range(8)])
-    store = MemoryStore()
-    async with running(kinesis_source(moto, stream, store)) as run:
-        lane = await run.lane()
-        first = await read_n(lane, 8)
-        await lane.settle(Outcome(succeeded=tuple(first[:5])))
-    put_records(moto, stream, [("k", b"8")])
-    async with running(kinesis_source(moto, stream, store)) as run:
-        again = await read_n(await run.lane(), 4)
-    assert datas(again) == [b"5", b"6", b"7", b"8"]
-
-
-async def test_a_failed_record_is_read_again_and_the_lane_does_not_move_past_it(moto: str) -> None:  # noqa: F811
+async def test_a_failed_record_is_read_again_and_the_lane_does_not_move_past_it(moto: str) -> None:
     stream = create_stream(moto)
     put_records(moto, stream, [("k", b"%d" % i) for i in range(5)])
     store = MemoryStore()
@@ -168,7 +154,7 @@ async def test_a_failed_record_is_read_again_and_the_lane_does_not_move_past_it(
         assert await store.get(source.scope, lane.key) == r[4].item_id
 
 
-async def test_trim_horizon_reads_what_is_there_and_latest_only_what_comes(moto: str) -> None:  # noqa: F811
+async def test_trim_horizon_reads_what_is_there_and_latest_only_what_comes(moto: str) -> None:
     stream = create_stream(moto)
     put_records(moto, stream, [("k", b"old-1"), ("k", b"old-2")])
     async with running(kinesis_source(moto, stream, MemoryStore())) as run:
@@ -185,7 +171,7 @@ async def test_trim_horizon_reads_what_is_there_and_latest_only_what_comes(moto:
         assert datas(await read_n(await run.lane(), 2)) == [b"new-1", b"while-down"]
 
 
-async def test_at_timestamp_starts_at_the_first_record_after_it(moto: str) -> None:  # noqa: F811
+async def test_at_timestamp_starts_at_the_first_record_after_it(moto: str) -> None:
     stream = create_stream(moto)
     put_records(moto, stream, [("k", b"before")])
     await asyncio.sleep(0.05)  # apart from the record before, on the server's clock
@@ -201,7 +187,7 @@ async def test_at_timestamp_starts_at_the_first_record_after_it(moto: str) -> No
         assert await lane.read(10, 0.1) == []
 
 
-async def test_an_expired_iterator_is_replaced_without_loss_or_repeat(moto: str) -> None:  # noqa: F811
+async def test_an_expired_iterator_is_replaced_without_loss_or_repeat(moto: str) -> None:
     from botocore.exceptions import ClientError
 
     stream = create_stream(moto)
@@ -226,7 +212,7 @@ async def test_an_expired_iterator_is_replaced_without_loss_or_repeat(moto: str)
     assert calls["get_records"] >= 2
 
 
-async def test_throttling_raises_and_the_next_read_loses_nothing(moto: str) -> None:  # noqa: F811
+async def test_throttling_raises_and_the_next_read_loses_nothing(moto: str) -> None:
     from botocore.exceptions import ClientError
 
     stream = create_stream(moto)
@@ -249,7 +235,7 @@ async def test_throttling_raises_and_the_next_read_loses_nothing(moto: str) -> N
     assert datas(first + rest) == [b"0", b"1", b"2"]
 
 
-async def test_children_start_only_after_the_split_parent_is_finished(moto_resharding: str) -> None:  # noqa: F811
+async def test_children_start_only_after_the_split_parent_is_finished(moto_resharding: str) -> None:
     url = moto_resharding
     stream = create_stream(url)
     kinesis = boto(url, "kinesis")
@@ -289,7 +275,7 @@ async def test_children_start_only_after_the_split_parent_is_finished(moto_resha
         assert "shardId-000000000000" not in run.lanes
 
 
-async def test_a_merged_child_waits_for_both_parents(moto_resharding: str) -> None:  # noqa: F811
+async def test_a_merged_child_waits_for_both_parents(moto_resharding: str) -> None:
     url = moto_resharding
     stream = create_stream(url, shards=2)
     put_records(url, stream, [(f"k{i}", b"before-%d" % i) for i in range(8)])
@@ -352,7 +338,7 @@ def by_shard(records: list[dict[str, Any]]) -> dict[str, list[int]]:
     return out
 
 
-def test_the_hub_delivers_every_record_in_shard_order_and_filters(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_the_hub_delivers_every_record_in_shard_order_and_filters(tmp_path: Path, moto: str) -> None:
     stream = create_stream(moto, shards=2)
     out = tmp_path / "calls.jsonl"
     config = hub_config(tmp_path, moto, stream, batch_size=7, filter_criteria=[{"data": {"keep": [True]}}])
@@ -381,37 +367,9 @@ def test_the_hub_delivers_every_record_in_shard_order_and_filters(tmp_path: Path
     assert len(delivered(out)) == len(kept) + 1
 
 
-def test_sigkill_mid_stream_loses_nothing(tmp_path: Path, moto: str) -> None:  # noqa: F811
-    stream = create_stream(moto, shards=2)
-    out = tmp_path / "calls.jsonl"
-    batch = 10
-    config = hub_config(tmp_path, moto, stream, handler="slow", batch_size=batch)
-    env = {"RECORDER_OUT": str(out), "SLOW_SECONDS": "0.05"}
-    total = 300
-    put_records(moto, stream, [(f"p{i % 7}", json.dumps({"n": i}).encode()) for i in range(total)])
-    with HubProcess(tmp_path, config, env) as hub:
-        hub.start()
-        wait_for(lambda: len(delivered(out)) >= 60, what="some batches")
-        hub.stop(signal.SIGKILL)
-    before = len(delivered(out))
-    assert before < total, "the kill came mid-stream"
-    with HubProcess(tmp_path, config, env) as hub:
-        hub.start()
-        wait_for(lambda: len({r["eventID"] for r in delivered(out)}) >= total, timeout=30, what="every record")
-        assert hub.stop() == 0
-    records = delivered(out)
-    counts = Counter(r["eventID"] for r in records)
-    assert len(counts) == total
-    duplicates = sum(c - 1 for c in counts.values())
-    assert duplicates <= 2 * batch, f"{duplicates} duplicates: more than one batch in flight per shard"
-    for numbers in by_shard(records).values():  # each shard in order, apart from the re-delivered batch
-        firsts = list(dict.fromkeys(numbers))
-        assert firsts == sorted(firsts)
-
-
 def test_the_hub_reads_children_after_a_split_parent_and_loses_nothing(
     tmp_path: Path,
-    moto_resharding: str,  # noqa: F811
+    moto_resharding: str,
 ) -> None:
     url = moto_resharding
     stream = create_stream(url)
@@ -439,7 +397,7 @@ def test_the_hub_reads_children_after_a_split_parent_and_loses_nothing(
 
 def test_parallelization_keeps_order_per_partition_key_and_checkpoints_the_end(
     tmp_path: Path,
-    moto: str,  # noqa: F811
+    moto: str,
 ) -> None:
     stream = create_stream(moto)
     out = tmp_path / "calls.jsonl"

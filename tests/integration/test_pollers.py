@@ -26,7 +26,7 @@ import pytest
 from hub import pollers
 from hub.config import HubConfig, load_config
 from hub.dispatch import Backoff
-from tests.fixtures_kafka import create_topic, numbered, produce, tansu, unique  # noqa: F401
+from tests.fixtures_kafka import create_topic, numbered, produce, unique
 from tests.helpers import HubProcess, read_jsonl, run_cli, wait_for
 
 FAST = {"session_timeout": "2s", "fetch_max_wait": "20ms", "rebalance_grace": "2s"}
@@ -196,7 +196,7 @@ def poller_lines(hub: HubProcess, text: str, index: int = 2, after: str = "") ->
     return [line for line in lines if text in line and f" poller={index} " in f"{line} "]
 
 
-def test_two_pollers_share_a_topic_and_deliver_every_record(tmp_path: Path, tansu: str) -> None:  # noqa: F811
+def test_two_pollers_share_a_topic_and_deliver_every_record(tmp_path: Path, tansu: str) -> None:
     topic, group, out, port = unique("t"), unique("g"), tmp_path / "calls.jsonl", free_port()
     create_topic(tansu, topic, 4)
     config = {**hub_config(tmp_path, tansu, topic, group), "admin": {"listen": f"127.0.0.1:{port}"}}
@@ -219,7 +219,7 @@ def test_two_pollers_share_a_topic_and_deliver_every_record(tmp_path: Path, tans
     assert not alive(child)
 
 
-def test_a_killed_poller_is_restarted_and_nothing_is_lost(tmp_path: Path, tansu: str) -> None:  # noqa: F811
+def test_a_killed_poller_is_restarted_and_nothing_is_lost(tmp_path: Path, tansu: str) -> None:
     topic, group, out = unique("t"), unique("g"), tmp_path / "calls.jsonl"
     create_topic(tansu, topic, 4)
     with HubProcess(
@@ -251,7 +251,7 @@ def test_a_killed_poller_is_restarted_and_nothing_is_lost(tmp_path: Path, tansu:
     assert {pid for record_id, pid in handled(out) if record_id.startswith("s")} == {parent, restarted}
 
 
-def test_sigterm_stops_every_poller_and_exits_0(tmp_path: Path, tansu: str) -> None:  # noqa: F811
+def test_sigterm_stops_every_poller_and_exits_0(tmp_path: Path, tansu: str) -> None:
     topic, group, out = unique("t"), unique("g"), tmp_path / "calls.jsonl"
     create_topic(tansu, topic, 4)
     with HubProcess(tmp_path, hub_config(tmp_path, tansu, topic, group, pollers=3), {"RECORDER_OUT": str(out)}) as hub:
@@ -267,7 +267,7 @@ def test_sigterm_stops_every_poller_and_exits_0(tmp_path: Path, tansu: str) -> N
     assert not any(alive(pid) for pid in children)
 
 
-def test_a_poller_whose_hub_died_stops(tmp_path: Path, tansu: str) -> None:  # noqa: F811
+def test_a_poller_whose_hub_died_stops(tmp_path: Path, tansu: str) -> None:
     topic, group = unique("t"), unique("g")
     create_topic(tansu, topic, 2)
     with HubProcess(tmp_path, hub_config(tmp_path, tansu, topic, group), {"RECORDER_OUT": "/dev/null"}) as hub:
@@ -339,7 +339,7 @@ def children_of(pid: int) -> set[int]:
 
 def test_cpu_affinity_puts_each_poller_on_a_cpu_of_its_own_and_function_workers_on_all(
     tmp_path: Path,
-    tansu: str,  # noqa: F811
+    tansu: str,
 ) -> None:
     topic, group, out = unique("t"), unique("g"), tmp_path / "calls.jsonl"
     create_topic(tansu, topic, 2)

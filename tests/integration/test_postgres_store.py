@@ -21,8 +21,6 @@ from hub.checkpoints import Fence, LeaseLost, open_store
 from hub.config import HubConfig
 from hub.postgres_store import PostgresStore, StoreUnavailable, split_url
 
-pytest_plugins = ["tests.fixtures_postgres"]
-
 
 async def eventually(condition: Callable[[], Awaitable[Any]], what: str, timeout: float = 10.0) -> Any:
     deadline = time.monotonic() + timeout

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures_aws import boto, create_queue, create_stream, create_table, free_port, moto, put_records  # noqa: F401
-from tests.fixtures_kafka import committed_offsets, create_topic, produce, tansu, unique  # noqa: F401
+from tests.fixtures_aws import boto, create_queue, create_stream, create_table, free_port, put_records
+from tests.fixtures_kafka import committed_offsets, create_topic, produce, unique
 from tests.helpers import HubProcess, read_jsonl, wait_for
 from tests.integration.test_dynamodb import hub_config as dynamodb_config
 from tests.integration.test_kafka import hub_config as kafka_config
@@ -174,7 +174,7 @@ def shard_batches(key: str) -> Callable[[list[dict[str, Any]]], list[Batch]]:
 # ---- SQS -------------------------------------------------------------------------------------------------------
 
 
-def test_sqs_redelivers_dead_letters_and_deletes_exactly_what_each_batch_reported(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_sqs_redelivers_dead_letters_and_deletes_exactly_what_each_batch_reported(tmp_path: Path, moto: str) -> None:
     queue = create_queue(moto)
     send(moto, queue, [item(n) for n in range(TOTAL)])
     out, failures = tmp_path / "calls.jsonl", tmp_path / "failures.jsonl"
@@ -210,7 +210,7 @@ def test_sqs_redelivers_dead_letters_and_deletes_exactly_what_each_batch_reporte
 # ---- Kinesis ---------------------------------------------------------------------------------------------------
 
 
-def test_kinesis_checkpoints_and_gives_up_exactly_what_each_batch_reported(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_kinesis_checkpoints_and_gives_up_exactly_what_each_batch_reported(tmp_path: Path, moto: str) -> None:
     stream = create_stream(moto, shards=2)
     placed = put_records(moto, stream, [(f"p{n % 8}", json.dumps(item(n)).encode()) for n in range(TOTAL)])
     assert len({shard for shard, _ in placed}) == 2, "the records are spread over both shards"
@@ -253,7 +253,7 @@ def stream_positions(url: str, table: str) -> Where:
     return where
 
 
-def test_dynamodb_checkpoints_and_gives_up_exactly_what_each_batch_reported(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_dynamodb_checkpoints_and_gives_up_exactly_what_each_batch_reported(tmp_path: Path, moto: str) -> None:
     table = create_table(moto)
     dynamodb = boto(moto, "dynamodb")
     for n in range(TOTAL):
@@ -293,7 +293,7 @@ def kafka_batches(failures: list[dict[str, Any]]) -> list[Batch]:
     return batches
 
 
-def test_kafka_commits_and_gives_up_exactly_what_each_batch_reported(tmp_path: Path, tansu: str) -> None:  # noqa: F811
+def test_kafka_commits_and_gives_up_exactly_what_each_batch_reported(tmp_path: Path, tansu: str) -> None:
     topic, group = unique("t"), unique("g")
     create_topic(tansu, topic, 3)
     messages = [(n % 3, f"k{n % 3}".encode(), json.dumps(item(n)).encode()) for n in range(TOTAL)]

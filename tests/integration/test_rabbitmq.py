@@ -1,19 +1,14 @@
 """The `rabbitmq` connector against the machine's RabbitMQ (127.0.0.1:5672, guest/guest): the source in process,
-then the hub as a real process. Every test uses queues of its own, deleted afterwards."""
+then the hub as a real process. Every test uses queues of its own, deleted afterwards. The scenarios every connector
+passes (restart, broker cut, SIGKILL...) are in tests/connectors/."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import textwrap
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,68 +20,11 @@ from connectors.rabbitmq import CONNECTOR, RabbitMQConfig, RabbitMQSource, amqp_
 from hub.checkpoints import MemoryStore
 from hub.records import Outcome, Record
 from hub.source import LaneEnded, SourceContext
+from tests.fixtures_rabbitmq import AMQP_URL, Broker, SyncBroker
 from tests.helpers import ROOT, HubProcess, read_jsonl, shape, wait_for
 
-AMQP_URL = os.environ.get("HUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+pytestmark = pytest.mark.usefixtures("rabbitmq_server")
 RMQ_SAMPLE = json.loads((ROOT / "tests/conformance/events/rabbitmq-event.json").read_text())
-
-
-def _reachable() -> bool:
-    host, port = aio_pika.connection.make_url(AMQP_URL).host, aio_pika.connection.make_url(AMQP_URL).port
-    try:
-        socket.create_connection((host or "127.0.0.1", port or 5672), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="module", autouse=True)
-def rabbitmq_server() -> None:
-    """The machine's RabbitMQ; started (as the machine starts it) if it is not running. Never skipped."""
-    if _reachable():
-        return
-    server = shutil.which("rabbitmq-server")
-    assert server, f"no RabbitMQ at {AMQP_URL} and no rabbitmq-server to start one (set HUB_TEST_AMQP_URL)"
-    subprocess.run([server, "-detached"], check=False, capture_output=True, timeout=60)
-    wait_for(_reachable, timeout=90, what=f"RabbitMQ at {AMQP_URL}", every=0.5)
-
-
-class Broker:
-    """The test's own connection, for publishing, inspecting and deleting its queues."""
-
-    def __init__(self, channel: aio_pika.abc.AbstractChannel) -> None:
-        self.channel = channel
-        self.queues: list[str] = []
-
-    async def queue(self, kind: str = "classic", **arguments: Any) -> str:
-        name = f"hub-test-{uuid.uuid4().hex[:10]}"
-        await self.channel.declare_queue(name, durable=True, arguments={"x-queue-type": kind, **arguments})
-        self.queues.append(name)
-        return name
-
-    async def publish(self, queue: str, body: bytes, **properties: Any) -> None:
-        await self.channel.default_exchange.publish(aio_pika.Message(body, **properties), routing_key=queue)
-
-    async def count(self, queue: str) -> int:
-        declared = await self.channel.declare_queue(queue, passive=True)
-        return int(declared.declaration_result.message_count or 0)
-
-    async def get(self, queue: str) -> aio_pika.abc.AbstractIncomingMessage | None:
-        declared = await self.channel.declare_queue(queue, passive=True)
-        return await declared.get(fail=False, no_ack=True)
-
-
-@pytest.fixture
-async def broker() -> AsyncIterator[Broker]:
-    connection = await aio_pika.connect(AMQP_URL, timeout=10)
-    broker = Broker(await connection.channel())
-    try:
-        yield broker
-    finally:
-        channel = await connection.channel()
-        for name in broker.queues:
-            await channel.queue_delete(name)
-        await connection.close()
 
 
 def make_source(queue: str, max_in_flight: int = 1, **settings: Any) -> RabbitMQSource:
@@ -179,26 +117,6 @@ async def test_failed_messages_come_back_counted(broker: Broker, kind: str) -> N
         assert await source.read(10, 0.3) == []
     finally:
         await source.close()
-    assert await broker.count(queue) == 0
-
-
-async def test_unsettled_messages_return_when_the_source_closes(broker: Broker) -> None:
-    queue = await broker.queue()
-    for i in range(3):
-        await broker.publish(queue, str(i).encode())
-    source = make_source(queue)
-    await source.open()
-    await read_n(source, 3)
-    await source.close()  # as a crash would: nothing acked
-    again = make_source(queue)
-    await again.open()
-    try:
-        records = await read_n(again, 3)
-        assert sorted(base64.b64decode(r.payload["data"]) for r in records) == [b"0", b"1", b"2"]
-        assert {r.attempt for r in records} == {2}
-        await again.settle(Outcome(succeeded=tuple(records)))
-    finally:
-        await again.close()
     assert await broker.count(queue) == 0
 
 
@@ -319,62 +237,6 @@ def deliveries(out: Path) -> list[dict[str, Any]]:
     return [m for entry in read_jsonl(out) for ms in entry["event"]["rmqMessagesByQueue"].values() for m in ms]
 
 
-class SyncBroker:
-    """The Broker's calls from a synchronous test: each runs on a fresh connection in its own event loop."""
-
-    def __init__(self) -> None:
-        self.queues: list[str] = []
-
-    def __getattr__(self, name: str) -> Any:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            async def run() -> Any:
-                connection = await aio_pika.connect(AMQP_URL, timeout=10)
-                try:
-                    broker = Broker(await connection.channel())
-                    result = await getattr(broker, name)(*args, **kwargs)
-                    self.queues.extend(broker.queues)
-                    return result
-                finally:
-                    await connection.close()
-
-            return asyncio.run(run())
-
-        return call
-
-    def publish_many(self, queue: str, messages: list[tuple[bytes, dict[str, Any]]]) -> None:
-        async def run() -> None:
-            connection = await aio_pika.connect(AMQP_URL, timeout=10)
-            try:
-                broker = Broker(await connection.channel())
-                for body, properties in messages:
-                    await broker.publish(queue, body, **properties)
-            finally:
-                await connection.close()
-
-        asyncio.run(run())
-
-    def delete_all(self) -> None:
-        async def run() -> None:
-            connection = await aio_pika.connect(AMQP_URL, timeout=10)
-            try:
-                channel = await connection.channel()
-                for name in self.queues:
-                    await channel.queue_delete(name)
-            finally:
-                await connection.close()
-
-        asyncio.run(run())
-
-
-@pytest.fixture
-def sync_broker() -> Iterator[SyncBroker]:
-    broker = SyncBroker()
-    try:
-        yield broker
-    finally:
-        broker.delete_all()
-
-
 def test_partial_batch_failure_acks_exactly_the_others_and_the_failing_one_reaches_the_destination(
     tmp_path: Path, sync_broker: SyncBroker
 ) -> None:
@@ -406,26 +268,4 @@ def test_partial_batch_failure_acks_exactly_the_others_and_the_failing_one_reach
         assert failure["requestContext"]["approximateInvokeCount"] == 3
         assert hub.stop() == 0
         assert "guest:guest" not in hub.log()
-    assert sync_broker.count(queue) == 0
-
-
-def test_sigkill_mid_queue_then_restart_loses_nothing(tmp_path: Path, sync_broker: SyncBroker) -> None:
-    out = tmp_path / "calls.jsonl"
-    queue = sync_broker.queue()
-    sync_broker.publish_many(queue, [(str(i).encode(), {"message_id": str(i)}) for i in range(300)])
-    config = hub_config(queue, "functions.recorder.slow", batch_size=10, maximum_batching_window=0, max_concurrency=2)
-    env = {"RECORDER_OUT": str(out), "SLOW_SECONDS": "0.05"}
-
-    def ids() -> set[str]:
-        return {m["basicProperties"]["messageId"] for m in deliveries(out)}
-
-    with HubProcess(tmp_path, config, env) as hub:
-        hub.start()
-        wait_for(lambda: len(deliveries(out)) >= 60, 20, "some deliveries before the kill")
-        hub.kill()
-        assert len(ids()) < 300  # killed mid-queue
-        hub.start()
-        wait_for(lambda: len(ids()) == 300, 30, "every message delivered")
-        assert hub.stop(signal.SIGTERM) == 0
-    assert len(deliveries(out)) - 300 <= 200 + 20  # duplicates bounded by the prefetch window at the kill
     assert sync_broker.count(queue) == 0

@@ -1,9 +1,9 @@
-"""The `redis` connector against a real redis-server: the source in process, then the hub as a real process."""
+"""The `redis` connector against a real redis-server: the source in process, then the hub as a real process. The
+scenarios every connector passes (restart, broker cut, SIGKILL...) are in tests/connectors/."""
 
 from __future__ import annotations
 
 import asyncio
-import signal
 import textwrap
 import uuid
 from collections.abc import AsyncIterator
@@ -20,8 +20,6 @@ from hub.checkpoints import MemoryStore
 from hub.records import Outcome, Record
 from hub.source import LaneEnded, SourceContext
 from tests.helpers import HubProcess, read_jsonl, wait_for
-
-pytest_plugins = ["tests.fixtures_redis"]
 
 
 def unique(prefix: str) -> str:
@@ -355,36 +353,4 @@ def test_partial_batch_failure_acks_exactly_the_others_and_the_failing_one_reach
         assert failure["requestContext"]["approximateInvokeCount"] == 3
         assert failure["requestPayload"]["Records"][0]["messageId"] == ids[3]
         assert hub.stop() == 0
-    sync.close()
-
-
-def test_sigkill_mid_stream_then_restart_loses_nothing(tmp_path: Path, redis_url: str) -> None:
-    out = tmp_path / "calls.jsonl"
-    stream = unique("chaos")
-    sync = redis.Redis.from_url(redis_url)
-    pipe = sync.pipeline(transaction=False)
-    for i in range(300):
-        pipe.xadd(stream, {"n": str(i)})
-    ids = {raw.decode() for raw in pipe.execute()}
-    config = hub_config(
-        tmp_path,
-        redis_url,
-        stream,
-        "functions.recorder.slow",
-        batch_size=10,
-        max_concurrency=2,
-        source={"claim_idle_time": "1s"},  # the killed consumer's entries are claimed by the next one
-    )
-    env = {"RECORDER_OUT": str(out), "SLOW_SECONDS": "0.05"}
-    with HubProcess(tmp_path, config, env) as hub:
-        hub.start()
-        wait_for(lambda: len(deliveries(out)) >= 60, 20, "some deliveries before the kill")
-        hub.kill()
-        assert len({r["messageId"] for r in deliveries(out)}) < len(ids)  # killed mid-stream
-        hub.start()
-        wait_for(lambda: {r["messageId"] for r in deliveries(out)} >= ids, 30, "every entry delivered")
-        wait_for(lambda: not sync.xpending(stream, "redis-e2e")["pending"], 10, "an empty pending list")
-        assert hub.stop(signal.SIGTERM) == 0
-    seen = [r["messageId"] for r in deliveries(out)]
-    assert len(seen) - len(ids) <= 2 * 10 + 10  # duplicates bounded by what was in flight (and read) at the kill
     sync.close()

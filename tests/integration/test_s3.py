@@ -1,6 +1,7 @@
 """The `s3` connector against moto_server: bucket notifications through SQS with the hub as a real process
 (records as S3 sent them, the test event skipped, asynchronous retries then the destination), and poll mode
-in-process (new and overwritten objects, nothing old after a restart, a bounded state)."""
+in-process (new and overwritten objects, nothing old after a restart, a bounded state). The scenarios every
+connector passes (restart, broker cut, SIGKILL...) are in tests/connectors/."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from connectors.s3 import CONNECTOR, PollSource, S3Config
 from hub.checkpoints import MemoryStore
 from hub.records import Outcome, Record
 from hub.source import SourceContext
-from tests.fixtures_aws import REGION, boto, connection, create_bucket, create_queue, moto  # noqa: F401
+from tests.fixtures_aws import REGION, boto, connection, create_bucket, create_queue
 from tests.helpers import ROOT, HubProcess, read_jsonl, shape, wait_for
 
 SAMPLE = json.loads((ROOT / "tests/conformance/events/s3-event.json").read_text())
@@ -28,7 +29,7 @@ def depth(url: str, queue_url: str) -> tuple[int, int]:
     return int(attributes[names[0]]), int(attributes[names[1]])
 
 
-def test_notifications_invoke_once_per_message_skip_the_test_event_and_retry(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_notifications_invoke_once_per_message_skip_the_test_event_and_retry(tmp_path: Path, moto: str) -> None:
     s3, sqs = boto(moto, "s3"), boto(moto, "sqs")
     bucket, queue = create_bucket(moto), create_queue(moto)
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -106,7 +107,7 @@ async def read_keys(source: PollSource, n: int, timeout: float = 5.0) -> list[Re
     return got
 
 
-async def test_poll_finds_new_and_overwritten_objects_and_nothing_old_after_a_restart(moto: str) -> None:  # noqa: F811
+async def test_poll_finds_new_and_overwritten_objects_and_nothing_old_after_a_restart(moto: str) -> None:
     s3 = boto(moto, "s3")
     bucket = create_bucket(moto)
     for key in ("old-a.txt", "old-b.txt", "skip.log"):
@@ -165,46 +166,3 @@ def test_config_settings_belong_to_their_mode() -> None:
         S3Config.model_validate({"type": "s3", "mode": "poll", "bucket": "b", "queue_name": "q"})
     for name, field in S3Config.model_fields.items():
         assert field.description or name == "type", name
-
-
-def test_sigkill_mid_notifications_loses_nothing(tmp_path: Path, moto: str) -> None:  # noqa: F811
-    """Chaos: kill -9 while notifications are handled; after a restart every upload was handled at least once."""
-    s3, sqs = boto(moto, "s3"), boto(moto, "sqs")
-    bucket, queue = create_bucket(moto), create_queue(moto)
-    sqs.set_queue_attributes(QueueUrl=queue, Attributes={"VisibilityTimeout": "2"})  # unsettled messages return soon
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    s3.put_bucket_notification_configuration(
-        Bucket=bucket,
-        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
-    )
-    out = tmp_path / "out.jsonl"
-    config = {
-        "checkpoints": f"sqlite:///{tmp_path / 'state.db'}",
-        "shutdown_grace": "5s",
-        "functions": {"fn": {"handler": "functions.recorder.slow", "timeout": "10s"}},
-        "mappings": [
-            {
-                "function": "fn",
-                "max_concurrency": 4,
-                "source": {"type": "s3", "queue_url": queue, "wait_time": 1, "connection": connection(moto)},
-            }
-        ],
-    }
-    keys = [f"obj-{i:03d}.txt" for i in range(40)]
-
-    def handled() -> set[str]:
-        return {e["event"]["Records"][0]["s3"]["object"]["key"] for e in read_jsonl(out)}
-
-    env = {"RECORDER_OUT": str(out), "SLOW_SECONDS": "0.05"}
-    with HubProcess(tmp_path, config, env) as hub:
-        hub.start()
-        for key in keys:
-            s3.put_object(Bucket=bucket, Key=key, Body=b"x")
-        wait_for(lambda: len(handled()) >= 10, 30, "some uploads handled")
-        hub.kill()
-    assert len(handled()) < len(keys), "the kill came too late to prove anything"
-    with HubProcess(tmp_path, config, env) as hub:
-        hub.start()
-        wait_for(lambda: handled() >= set(keys), 60, "every upload handled after the restart")
-        wait_for(lambda: depth(moto, queue) == (0, 0), 20, "every message deleted")
-        assert hub.stop() == 0

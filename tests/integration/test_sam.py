@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from tests.fixtures_aws import REGION, boto, moto, unique  # noqa: F401
-from tests.fixtures_kafka import create_topic, produce, tansu  # noqa: F401
+from tests.fixtures_aws import REGION, boto, unique
+from tests.fixtures_kafka import create_topic, produce
 from tests.helpers import ROOT, HubProcess, wait_for
 
 SAM = ROOT / "tests/sam"
@@ -31,7 +31,7 @@ def bindings(tmp_path: Path, url: str, **more: Any) -> dict[str, str]:
     return {"HUB_SAM_BINDINGS": str(path)}
 
 
-def test_sqs_partial_batch_template_runs_end_to_end(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_sqs_partial_batch_template_runs_end_to_end(tmp_path: Path, moto: str) -> None:
     prefix = unique("orders")
     sqs = boto(moto, "sqs")
     queue = sqs.create_queue(QueueName=f"{prefix}-queue")["QueueUrl"]
@@ -76,7 +76,7 @@ def drain(url: str, queue_url: str, count: int, timeout: float = 60.0) -> list[s
 
 def test_kinesis_bisect_template_sends_the_poison_record_to_the_on_failure_queue(
     tmp_path: Path,
-    moto: str,  # noqa: F811
+    moto: str,
 ) -> None:
     prefix = unique("clicks")
     kinesis, sqs = boto(moto, "kinesis"), boto(moto, "sqs")
@@ -99,7 +99,7 @@ def test_kinesis_bisect_template_sends_the_poison_record_to_the_on_failure_queue
         assert hub.stop() == 0
 
 
-def test_dynamodb_filter_template_invokes_only_for_matching_inserts(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_dynamodb_filter_template_invokes_only_for_matching_inserts(tmp_path: Path, moto: str) -> None:
     prefix = unique("shop")
     dynamodb, sqs = boto(moto, "dynamodb"), boto(moto, "sqs")
     dynamodb.create_table(
@@ -138,8 +138,8 @@ def test_s3_resize_template_reads_the_upload_and_writes_the_thumbnail_bucket(tmp
 
 def test_msk_filter_template_reads_the_topic_and_invokes_for_large_payments(
     tmp_path: Path,
-    moto: str,  # noqa: F811
-    tansu: str,  # noqa: F811
+    moto: str,
+    tansu: str,
 ) -> None:
     topic = unique("payments")
     create_topic(tansu, topic)
@@ -161,7 +161,7 @@ def test_msk_filter_template_reads_the_topic_and_invokes_for_large_payments(
         assert hub.stop() == 0
 
 
-def test_mq_template_consumes_the_rabbitmq_queue(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_mq_template_consumes_the_rabbitmq_queue(tmp_path: Path, moto: str) -> None:
     import asyncio
 
     import aio_pika
@@ -194,7 +194,7 @@ def test_mq_template_consumes_the_rabbitmq_queue(tmp_path: Path, moto: str) -> N
         asyncio.run(delete())
 
 
-def test_schedule_template_gives_a_failed_fire_to_its_dead_letter_queue(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_schedule_template_gives_a_failed_fire_to_its_dead_letter_queue(tmp_path: Path, moto: str) -> None:
     prefix = unique("reports")
     dlq = boto(moto, "sqs").create_queue(QueueName=f"{prefix}-dlq")["QueueUrl"]
     # no reports queue: the handler's SendMessage fails, so every fire fails and goes to the dead-letter queue

@@ -23,7 +23,7 @@ import pytest
 import redis
 import yaml
 
-from tests.fixtures_kafka import SaslBroker, sasl_kafka  # noqa: F401
+from tests.fixtures_kafka import SaslBroker
 from tests.fixtures_redis import RedisServer
 from tests.helpers import ROOT, HubProcess, run_cli, wait_for
 
@@ -258,7 +258,7 @@ def leaky_config(
 def test_no_secret_in_any_output_of_a_running_hub(
     tmp_path: Path,
     log_format: str,
-    sasl_kafka: SaslBroker,  # noqa: F811
+    sasl_kafka: SaslBroker,
     locked_redis: RedisServer,
     echo: EchoServer,
 ) -> None:

@@ -1,12 +1,12 @@
 """The `sqs` connector against moto_server: in-process (event shape, delete, redelivery, the visibility heartbeat,
 FIFO group order) and end to end with the hub as a real process (partial batch responses, the redrive DLQ, the
-mapping's destination, FIFO, a SIGKILL in the middle of a queue)."""
+mapping's destination, FIFO). The scenarios every connector passes (restart, broker cut, SIGKILL...) are in
+tests/connectors/."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,7 +19,7 @@ from connectors.sqs import CONNECTOR, GroupLane, SqsConfig, SqsSource
 from hub.checkpoints import MemoryStore
 from hub.records import Outcome, Record
 from hub.source import SourceContext
-from tests.fixtures_aws import REGION, boto, connection, create_queue, moto, unique  # noqa: F401
+from tests.fixtures_aws import REGION, boto, connection, create_queue, unique
 from tests.helpers import ROOT, HubProcess, read_jsonl, read_n, running, shape, wait_for
 
 SAMPLE = json.loads((ROOT / "tests/conformance/events/sqs-event.json").read_text())["Records"][0]
@@ -58,7 +58,7 @@ def body(record: Record) -> Any:
 # ---- in-process ----------------------------------------------------------------------------------------------
 
 
-async def test_messages_arrive_in_the_sqs_event_shape_and_settled_ones_are_deleted(moto: str) -> None:  # noqa: F811
+async def test_messages_arrive_in_the_sqs_event_shape_and_settled_ones_are_deleted(moto: str) -> None:
     sqs = boto(moto, "sqs")
     queue = create_queue(moto)
     attributes = {
@@ -91,7 +91,7 @@ async def test_messages_arrive_in_the_sqs_event_shape_and_settled_ones_are_delet
         assert depth(moto, queue) == (0, 0)
 
 
-async def test_a_failed_message_waits_out_its_visibility_timeout_unless_a_backoff_is_set(moto: str) -> None:  # noqa: F811
+async def test_a_failed_message_waits_out_its_visibility_timeout_unless_a_backoff_is_set(moto: str) -> None:
     sqs = boto(moto, "sqs")
     queue = create_queue(moto)
     sqs.send_message(QueueUrl=queue, MessageBody="again")
@@ -118,7 +118,7 @@ async def test_a_failed_message_waits_out_its_visibility_timeout_unless_a_backof
     assert depth(moto, queue) == (0, 0)
 
 
-async def test_visibility_is_extended_while_a_slow_batch_runs_so_no_one_else_gets_it(moto: str) -> None:  # noqa: F811
+async def test_visibility_is_extended_while_a_slow_batch_runs_so_no_one_else_gets_it(moto: str) -> None:
     sqs = boto(moto, "sqs")
     queue = create_queue(moto)
     sqs.send_message(QueueUrl=queue, MessageBody="slow")
@@ -139,7 +139,7 @@ async def test_visibility_is_extended_while_a_slow_batch_runs_so_no_one_else_get
     assert depth(moto, queue) == (0, 0)
 
 
-async def test_a_message_received_again_while_in_flight_is_not_delivered_twice(moto: str) -> None:  # noqa: F811
+async def test_a_message_received_again_while_in_flight_is_not_delivered_twice(moto: str) -> None:
     sqs = boto(moto, "sqs")
     queue = create_queue(moto)
     sqs.send_message(QueueUrl=queue, MessageBody="lapsed")
@@ -158,7 +158,7 @@ async def test_a_message_received_again_while_in_flight_is_not_delivered_twice(m
     assert depth(moto, queue) == (0, 0)
 
 
-async def test_fifo_groups_are_ordered_lanes_and_a_failure_keeps_its_group_in_order(moto: str) -> None:  # noqa: F811
+async def test_fifo_groups_are_ordered_lanes_and_a_failure_keeps_its_group_in_order(moto: str) -> None:
     sqs = boto(moto, "sqs")
     queue = create_fifo_queue(moto)
     for n in range(5):
@@ -195,7 +195,7 @@ async def test_fifo_groups_are_ordered_lanes_and_a_failure_keeps_its_group_in_or
     assert depth(moto, queue) == (0, 0)
 
 
-async def test_fifo_groups_in_flight_are_capped_at_max_concurrency(moto: str) -> None:  # noqa: F811
+async def test_fifo_groups_in_flight_are_capped_at_max_concurrency(moto: str) -> None:
     sqs = boto(moto, "sqs")
     queue = create_fifo_queue(moto)
     for group in ("a", "b"):
@@ -248,7 +248,7 @@ def send(url: str, queue: str, bodies: list[Any], **kwargs: Any) -> None:
         sqs.send_message_batch(QueueUrl=queue, Entries=entries)
 
 
-def test_a_partial_batch_failure_deletes_exactly_the_others(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_a_partial_batch_failure_deletes_exactly_the_others(tmp_path: Path, moto: str) -> None:
     queue = create_queue(moto)
     send(moto, queue, [{"n": n, "fail": n in (2, 5, 7)} for n in range(10)])
     out = tmp_path / "out.jsonl"
@@ -269,7 +269,7 @@ def test_a_partial_batch_failure_deletes_exactly_the_others(tmp_path: Path, moto
     assert sorted(m["attempt"] for m in deliveries(out) if json.loads(m["body"])["fail"]) == [1, 1, 1, 2, 2, 2]
 
 
-def test_an_always_failing_message_reaches_the_redrive_dlq_or_the_destination(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_an_always_failing_message_reaches_the_redrive_dlq_or_the_destination(tmp_path: Path, moto: str) -> None:
     sqs = boto(moto, "sqs")
     dlq = create_queue(moto)
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -306,7 +306,7 @@ def test_an_always_failing_message_reaches_the_redrive_dlq_or_the_destination(tm
     assert depth(moto, redriven) == (0, 0)
 
 
-def test_fifo_through_the_hub_keeps_order_per_group(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_fifo_through_the_hub_keeps_order_per_group(tmp_path: Path, moto: str) -> None:
     queue = create_fifo_queue(moto)
     sqs = boto(moto, "sqs")
     for n in range(6):
@@ -331,29 +331,3 @@ def test_fifo_through_the_hub_keeps_order_per_group(tmp_path: Path, moto: str) -
             per_group.setdefault(item["g"], []).append(item["n"])
     assert per_group == {g: list(range(6)) for g in "abc"}
     assert depth(moto, queue) == (0, 0)
-
-
-def test_sigkill_mid_queue_loses_nothing(tmp_path: Path, moto: str) -> None:  # noqa: F811
-    queue = create_queue(moto)
-    total = 150
-    send(moto, queue, [{"n": n} for n in range(total)])
-    out = tmp_path / "out.jsonl"
-    mapping = {"function": "slow", "source": {"queue_url": queue, "visibility_timeout": 3}, "max_concurrency": 3}
-    config = hub_config(tmp_path, moto, [mapping])
-    env = {"RECORDER_OUT": str(out), "SLOW_SECONDS": "0.05"}
-    with HubProcess(tmp_path, config, env) as hub:
-        hub.start()
-        wait_for(lambda: len(deliveries(out)) >= 40, 20, "some messages handled")
-        hub.kill()
-    assert len(deliveries(out)) < total, "killed in the middle of the queue"
-    with HubProcess(tmp_path, config, env) as hub:
-        hub.start()
-
-        def everything() -> bool:
-            return {json.loads(m["body"])["n"] for m in deliveries(out)} == set(range(total))
-
-        wait_for(everything, 30, "every message after the restart")
-        wait_for(lambda: depth(moto, queue) == (0, 0), 10, "an empty queue")
-        assert hub.stop(signal.SIGTERM) == 0
-    seen = Counter(json.loads(m["body"])["n"] for m in deliveries(out))
-    assert sum(seen.values()) - total <= 60, "duplicates are bounded by what was in flight"

@@ -17,8 +17,6 @@ import pytest
 
 from hub.checkpoints import CheckpointStore, Fence, LeaseLost, LeaseRow, LeaseStore, MemoryStore, SqliteStore
 
-pytest_plugins = ["tests.fixtures_redis", "tests.fixtures_postgres"]
-
 SHARED = ["memory", "redis", "postgresql"]
 SHORT = 0.3
 """A lease or member ttl that the test waits out (by watching the store, never by sleeping)."""

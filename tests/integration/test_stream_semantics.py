@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.fixtures_aws import connection, create_queue, create_stream, moto, put_records, receive_all  # noqa: F401
+from tests.fixtures_aws import connection, create_queue, create_stream, put_records, receive_all
 from tests.helpers import ROOT, HubProcess, TcpProxy, read_jsonl, shape, wait_for
 
 WINDOW_SAMPLE = json.loads((ROOT / "tests/conformance/events/kinesis-time-window-event.json").read_text())
@@ -34,7 +34,7 @@ def kinesis_mapping(tmp: Path, url: str, stream: str, **settings: object) -> dic
     }
 
 
-def test_poison_pill_is_bisected_out_alone_to_sqs_and_the_lane_moves_on(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_poison_pill_is_bisected_out_alone_to_sqs_and_the_lane_moves_on(tmp_path: Path, moto: str) -> None:
     stream = create_stream(moto)
     queue_url = create_queue(moto)
     config = kinesis_mapping(
@@ -68,7 +68,7 @@ def test_poison_pill_is_bisected_out_alone_to_sqs_and_the_lane_moves_on(tmp_path
     assert good == [v for v in values if v != "poison"] + ["after"]  # each once, in order
 
 
-def test_tumbling_window_events_have_aws_shape(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_tumbling_window_events_have_aws_shape(tmp_path: Path, moto: str) -> None:
     stream = create_stream(moto)
     out = tmp_path / "calls.jsonl"
     config = kinesis_mapping(tmp_path, moto, stream, tumbling_window="2s", batch_size=10)
@@ -92,7 +92,7 @@ def test_tumbling_window_events_have_aws_shape(tmp_path: Path, moto: str) -> Non
     assert first["eventSourceARN"].endswith(f":stream/{stream}")
 
 
-def test_broker_away_is_retried_without_failing_the_function_and_the_lane_resumes(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_broker_away_is_retried_without_failing_the_function_and_the_lane_resumes(tmp_path: Path, moto: str) -> None:
     port = int(moto.rsplit(":", 1)[1])
     proxy = TcpProxy(port)
     try:
@@ -125,7 +125,7 @@ def test_broker_away_is_retried_without_failing_the_function_and_the_lane_resume
         proxy.close()
 
 
-def test_dynamodb_tumbling_window_events_have_aws_shape(tmp_path: Path, moto: str) -> None:  # noqa: F811
+def test_dynamodb_tumbling_window_events_have_aws_shape(tmp_path: Path, moto: str) -> None:
     from tests.fixtures_aws import boto, create_table
 
     sample = json.loads((ROOT / "tests/conformance/events/dynamodb-time-window-event.json").read_text())

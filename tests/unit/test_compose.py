@@ -31,6 +31,9 @@ PUBLISHED_TAGS = {
     "motoserver/moto": r"\d+\.\d+\.\d+",  # moto releases: 5.1.0
     "amazon/aws-cli": r"\d+\.\d+\.\d+",  # AWS CLI v2 releases: 2.22.0
     "postgres": r"\d+(\.\d+)?(-alpine|-bookworm)?",  # official image: 17, 17.2, each also -alpine
+    "eclipse-mosquitto": r"\d+(\.\d+){0,2}(-openssl)?",  # official image: 2, 2.0, 2.0.20, each also -openssl
+    "nats": r"\d+(\.\d+){0,2}(-alpine(\d+\.\d+)?)?",  # official image: 2.10, 2.10.22, -alpine, -alpine3.20
+    "natsio/nats-box": r"\d+\.\d+\.\d+(-nonroot)?",  # nats-box releases: 0.14.5
 }
 
 
@@ -62,21 +65,27 @@ def test_docker_compose_validates_the_file() -> None:
     assert result.returncode == 0, result.stderr
     resolved = json.loads(result.stdout)
     services = resolved["services"]
-    assert set(services) == {"hub", "kafka", "redis", "rabbitmq", "aws", "aws-init"}
+    assert set(services) == {"hub", "kafka", "redis", "rabbitmq", "mosquitto", "nats", "nats-init", "aws", "aws-init"}
     conditions = {name: dep["condition"] for name, dep in services["hub"]["depends_on"].items()}
     assert conditions == {
         "kafka": "service_healthy",
         "redis": "service_healthy",
         "rabbitmq": "service_healthy",
+        "mosquitto": "service_healthy",
+        "nats-init": "service_completed_successfully",
         "aws-init": "service_completed_successfully",
     }
-    for name in ("kafka", "redis", "rabbitmq"):
+    assert services["nats-init"]["depends_on"] == {"nats": {"condition": "service_healthy", "required": True}}
+    for name in ("kafka", "redis", "rabbitmq", "mosquitto", "nats"):
         assert services[name]["healthcheck"]["test"], name  # the hub waits for service_healthy
     # the same password on both sides, unless RABBITMQ_PASSWORD says otherwise
     password = services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_PASS"]
     assert services["hub"]["environment"]["RABBITMQ_URL"] == f"amqp://hub:{password}@rabbitmq:5672/"
     mount = services["aws-init"]["volumes"][0]
     assert Path(mount["source"]) == ROOT / "config" / "stack-init.sh" and mount["target"] == "/stack-init.sh"
+    mount = services["mosquitto"]["volumes"][0]  # a listener for the other containers, and persistence
+    assert Path(mount["source"]) == ROOT / "config" / "mosquitto.conf"
+    assert mount["target"] == "/mosquitto/config/mosquitto.conf"
 
 
 def test_docker_compose_refuses_a_broken_file(tmp_path: Path) -> None:
@@ -151,6 +160,16 @@ def test_the_stack_runs_every_kind_of_source_on_resources_it_creates() -> None:
     # nothing on RabbitMQ is created by the stack: the mapping declares its queue
     rabbitmq = next(m.source for m in config.mappings if m.source.type == "rabbitmq")
     assert rabbitmq.declare and rabbitmq.url.startswith("amqp://hub:")
+    # the broker's configuration listens for other containers and keeps sessions
+    mqtt = next(m.source for m in config.mappings if m.source.type == "mqtt")
+    assert (mqtt.host, mqtt.port) == ("mosquitto", 1883)
+    broker = (ROOT / "config" / "mosquitto.conf").read_text().splitlines()
+    assert {"listener 1883", "allow_anonymous true", "persistence true"} <= set(broker)
+    # the JetStream stream the nats mapping reads is made by nats-init, with the subjects it filters on
+    nats = next(m.source for m in config.mappings if m.source.type == "nats")
+    command = services["nats-init"]["command"]
+    assert command[command.index("add") + 1] == nats.stream and nats.create_consumer
+    assert command[command.index("--subjects") + 1] == nats.filter_subject
 
     dockerfile = (ROOT / "Dockerfile").read_text()
     for copied in re.findall(r"^COPY (\S+)", dockerfile, re.M):
@@ -185,7 +204,7 @@ def test_the_cluster_example_runs_three_hubs_on_one_postgresql_store() -> None:
             assert repository in PUBLISHED_TAGS and re.fullmatch(PUBLISHED_TAGS[repository], tag), name
 
     (command,) = commands
-    config = load_config(ROOT / command[-1], env={"CHECKPOINTS": store})
+    config = load_config(ROOT / command[-1], env={"CHECKPOINTS": store, "HUB_ADMIN_TOKEN": "t"})
     assert config.shared_store
     leased = {m.source.type for m in config.mappings if m.leases is not None}
     assert leased == {"kinesis", "dynamodb", "schedule", "files"}

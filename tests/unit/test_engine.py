@@ -1,12 +1,12 @@
 """Pure engine logic: the batcher, the contiguous tracker, the checkpoint stores, the Lambda context, and the
-asynchronous-invocation policy of the dispatcher (with a stand-in source: no broker is involved)."""
+asynchronous-invocation policy of the dispatcher (over a schedule: no broker is involved)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,16 @@ from hub.functions import Function
 from hub.lanes import Batcher
 from hub.records import ContiguousTracker, Outcome, Record
 from hub.runtimes import LambdaContext
+from hub.source import SourceContext
 from tests.helpers import MovableClock, read_jsonl
 
 
 class ListLane:
-    """A lane over a list, released in chunks: enough to drive the batcher."""
+    """A lane over a list, released in chunks: enough to drive the batcher.
+
+    A stand-in rather than a `memory` lane: the batcher's tests need each read to hand over exactly the next chunk,
+    whatever else is there, and to record the (limit, timeout) it was asked with; a real lane returns everything
+    that is there, and nothing records how it was called."""
 
     key = "lane"
     ordered = True
@@ -208,20 +213,23 @@ def test_backoff_grows_with_jitter_and_is_capped() -> None:
 # ---- the dispatcher's asynchronous policy ---------------------------------------------------------------------
 
 
-class StubSource:
-    def render(self, records: Sequence[Record], attempt: int) -> Any:
-        return {"Records": [r.payload for r in records], "attempt": attempt}
+SCHEDULE = {"type": "schedule", "expression": "rate(1 minute)", "input": {"attempt": "<aws.scheduler.attempt-number>"}}
+"""A schedule whose event says which attempt it is (EventBridge Scheduler's placeholder)."""
 
 
 def mapping(**settings: Any) -> MappingConfig:
-    raw = {"function": "f", "source": {"type": "files", "path": "x"}, "retry_delay": "1ms", **settings}
-    model = config_model(("files",))
+    raw = {"function": "f", "source": SCHEDULE, "retry_delay": "1ms", **settings}
+    model = config_model(("schedule",))
     return model.model_validate({"functions": {"f": {"handler": "a.b"}}, "mappings": [raw]}).mappings[0]
 
 
 async def dispatcher(tmp_path: Path, handler: str, **settings: Any) -> tuple[Dispatcher, Path]:
-
+    """A dispatcher of the asynchronous policy, for a schedule read on a clock that jumps to each fire."""
     cfg = mapping(**settings)
+    clock = MovableClock()
+    context = SourceContext(mapping="m", store=MemoryStore(), region="us-east-1", account_id="0", clock=clock)
+    source = cfg.spec.build(cfg.source, context)
+    await source.open()
     fn = Function(
         "f",
         FunctionConfig(runtime="in-process", handler=handler, timeout=1),
@@ -233,20 +241,28 @@ async def dispatcher(tmp_path: Path, handler: str, **settings: Any) -> tuple[Dis
     d = Dispatcher(
         cfg,
         fn,
-        StubSource(),
+        source,
         FileSink(FileDestination(type="file", path=str(path))),
-        MovableClock(),
+        clock,
         asyncio.Event(),
         Counters(),
     )
     return d, path
 
 
+async def fire(d: Dispatcher) -> Record:
+    """The schedule's next fire."""
+    lane = await anext(aiter(d.source.lanes()))
+    (record,) = await lane.read(1, None)
+    return record
+
+
 async def test_async_success_needs_one_attempt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECORDER_OUT", str(tmp_path / "calls.jsonl"))
     d, dlq = await dispatcher(tmp_path, "functions.recorder.record")
-    outcome = await d.dispatch([rec(1)])
-    assert [r.position for r in outcome.succeeded] == [1]
+    record = await fire(d)
+    outcome = await d.dispatch([record])
+    assert outcome.succeeded == (record,)
     assert len(read_jsonl(tmp_path / "calls.jsonl")) == 1
     assert not dlq.exists()
 
@@ -254,10 +270,11 @@ async def test_async_success_needs_one_attempt(tmp_path: Path, monkeypatch: pyte
 async def test_async_retries_then_destination(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECORDER_OUT", str(tmp_path / "calls.jsonl"))
     d, dlq = await dispatcher(tmp_path, "functions.recorder.fail", maximum_retry_attempts=1)
-    outcome = await d.dispatch([rec(1)])
-    assert [r.position for r in outcome.given_up] == [1]
+    record = await fire(d)
+    outcome = await d.dispatch([record])
+    assert outcome.given_up == (record,)
     calls = read_jsonl(tmp_path / "calls.jsonl")
-    assert [c["event"]["attempt"] for c in calls] == [1, 2]
+    assert [c["event"]["attempt"] for c in calls] == ["1", "2"]
     (failure,) = read_jsonl(dlq)
     assert failure["requestContext"]["condition"] == "RetriesExhausted"
     assert failure["requestContext"]["approximateInvokeCount"] == 2
@@ -267,7 +284,7 @@ async def test_async_retries_then_destination(tmp_path: Path, monkeypatch: pytes
 async def test_async_event_too_old_is_not_invoked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECORDER_OUT", str(tmp_path / "calls.jsonl"))
     d, dlq = await dispatcher(tmp_path, "functions.recorder.record", maximum_event_age=60)
-    old = rec(1)
+    old = await fire(d)
     old.timestamp = time.time() - 3600
     outcome = await d.dispatch([old])
     assert outcome.given_up == (old,)
@@ -280,11 +297,12 @@ async def test_async_event_too_old_is_not_invoked(tmp_path: Path, monkeypatch: p
 async def test_stopping_leaves_a_retrying_record_unsettled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECORDER_OUT", str(tmp_path / "calls.jsonl"))
     d, dlq = await dispatcher(tmp_path, "functions.recorder.fail", retry_delay="1h")
-    task = asyncio.create_task(d.dispatch([rec(1)]))
+    record = await fire(d)
+    task = asyncio.create_task(d.dispatch([record]))
     await asyncio.sleep(0.05)
     d.stopping.set()
     outcome = await asyncio.wait_for(task, 5)
-    assert [r.position for r in outcome.failed] == [1]
+    assert outcome.failed == (record,)
     assert not dlq.exists()
 
 
@@ -320,7 +338,7 @@ async def test_zero_reserved_concurrency_goes_straight_to_the_destination(
     monkeypatch.setenv("RECORDER_OUT", str(tmp_path / "calls.jsonl"))
     d, dlq = await dispatcher(tmp_path, "functions.recorder.record")
     d.function.config = FunctionConfig(runtime="in-process", handler="functions.recorder.record", concurrency=0)
-    outcome = await d.dispatch([rec(1)])
+    outcome = await d.dispatch([await fire(d)])
     assert len(outcome.given_up) == 1
     assert read_jsonl(dlq)[0]["requestContext"]["condition"] == "ZeroReservedConcurrency"
     assert not (tmp_path / "calls.jsonl").exists()

@@ -151,6 +151,8 @@ async def test_a_paused_owner_checkpoints_nothing_after_its_lease_moved() -> Non
 
 async def test_a_leased_lane_hands_on_nothing_once_its_lease_ended() -> None:
     class OneLane:
+        """Hands out the same record at every read (a real lane never does): the test reads past the lease."""
+
         key, ordered = "lane", False
 
         def __init__(self) -> None:
@@ -177,6 +179,8 @@ async def test_a_leased_lane_hands_on_nothing_once_its_lease_ended() -> None:
 
 async def test_a_leased_lane_read_ends_when_its_lease_is_revoked() -> None:
     class Waits:
+        """A read that waits an hour whatever happens (a real lane ends when its source closes)."""
+
         key, ordered = "lane", False
 
         async def read(self, limit: int, timeout: float | None) -> list[Record]:

@@ -21,6 +21,7 @@ SOURCES: dict[str, str] = {
     "sqs": "{type: sqs, queue_url: 'http://localhost:4566/000000000000/q'}",
     "redis": "{type: redis, stream: s}",
     "rabbitmq": "{type: rabbitmq, queue: q}",
+    "nats": "{type: nats, stream: S}",
     "s3-notifications": "{type: s3, queue_name: q}",
     "s3-poll": "{type: s3, mode: poll, bucket: b}",
     "files": "{type: files, path: ./inbox}",
@@ -52,7 +53,7 @@ def error_of(path: Path) -> str:
     return error
 
 
-@pytest.mark.parametrize("source", ["kafka", "sqs", "redis", "rabbitmq", "s3-notifications"])
+@pytest.mark.parametrize("source", ["kafka", "sqs", "redis", "rabbitmq", "nats", "s3-notifications"])
 def test_allowed_where_the_broker_shares_the_work(tmp_path: Path, source: str) -> None:
     (mapping,) = load_config(write(tmp_path, source, "{minimum_pollers: 3, maximum_pollers: 10}")).mappings
     assert mapping.shares_work

@@ -46,6 +46,7 @@ CONFIG = {
             "function": "f",
             "source": {"type": "sqs", "queue_name": "q", "connection": {"secret_access_key": "sqs-secret"}},
         },
+        {"function": "f", "source": {"type": "nats", "stream": "S", "token": "nats-token"}},
     ],
 }
 EXPECTED = {
@@ -61,6 +62,7 @@ EXPECTED = {
     "redis-pw",
     "amqp-pw",
     "sqs-secret",
+    "nats-token",
 }
 
 
