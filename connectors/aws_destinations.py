@@ -213,6 +213,18 @@ def _safe(part: str) -> str:
     return part.replace("/", "_")
 
 
+def _sqs_inbox(config: SqsDestinationConfig, region: str, store: Any, mapping: str) -> Any:
+    from connectors.aws_failures import SqsInbox
+
+    return SqsInbox(config, region)
+
+
+def _s3_inbox(config: S3DestinationConfig, region: str, store: Any, mapping: str) -> Any:
+    from connectors.aws_failures import S3Inbox
+
+    return S3Inbox(config, region)
+
+
 SQS_DESTINATION = DestinationSpec(
     type="sqs",
     config=SqsDestinationConfig,
@@ -220,7 +232,8 @@ SQS_DESTINATION = DestinationSpec(
     requires=("aioboto3",),
     extra="aws",
     dead_letter=True,
+    inbox=_sqs_inbox,
 )
 S3_DESTINATION = DestinationSpec(
-    type="s3", config=S3DestinationConfig, build=S3Destination, requires=("aioboto3",), extra="aws"
+    type="s3", config=S3DestinationConfig, build=S3Destination, requires=("aioboto3",), extra="aws", inbox=_s3_inbox
 )

@@ -209,13 +209,3 @@ class S3Inbox:
     async def close(self) -> None:
         """Close the client."""
         await self._clients.close()
-
-
-def sqs_inbox(config: SqsDestinationConfig, region: str, store: Any, mapping: str) -> SqsInbox:
-    """The inbox of an `sqs` destination (hub.readback's `module:function(config, region, store, mapping)`)."""
-    return SqsInbox(config, region)
-
-
-def s3_inbox(config: S3DestinationConfig, region: str, store: Any, mapping: str) -> S3Inbox:
-    """The inbox of an `s3` destination (hub.readback's `module:function(config, region, store, mapping)`)."""
-    return S3Inbox(config, region)

@@ -231,6 +231,12 @@ def sample_event() -> dict[str, Any]:
     }
 
 
+async def _reread(config: Any, context: SourceContext, info: dict[str, Any]) -> Any:
+    from connectors.shards.reread import reread_dynamodb
+
+    return await reread_dynamodb(config, context, info)
+
+
 CONNECTOR = ConnectorSpec(
     type="dynamodb",
     config=DynamoDBConfig,
@@ -243,4 +249,6 @@ CONNECTOR = ConnectorSpec(
     requires=("aioboto3",),
     extra="aws",
     leases="lanes",  # a lease per shard
+    batch_info_key="DDBStreamBatchInfo",
+    reread=_reread,
 )

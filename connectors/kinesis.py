@@ -248,6 +248,12 @@ def sample_event() -> dict[str, Any]:
     }
 
 
+async def _reread(config: Any, context: SourceContext, info: dict[str, Any]) -> Any:
+    from connectors.shards.reread import reread_kinesis
+
+    return await reread_kinesis(config, context, info)
+
+
 CONNECTOR = ConnectorSpec(
     type="kinesis",
     config=KinesisConfig,
@@ -260,4 +266,6 @@ CONNECTOR = ConnectorSpec(
     requires=("aioboto3",),
     extra="aws",
     leases="lanes",  # a lease per shard
+    batch_info_key="KinesisBatchInfo",
+    reread=_reread,
 )

@@ -24,7 +24,7 @@ import asyncio
 import builtins
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -291,6 +291,9 @@ class DestinationSpec:
     dead_letter: bool = False
     """True: it can be a dead-letter queue (a function's `dead_letter_config`): its `send` delivers a document's
     `attributes` with its body, as SQS message attributes do."""
+    inbox: Callable[[Any, str, CheckpointStore, str], Any] | None = None
+    """Reads it back for the console and replays: makes a hub.readback.Inbox from its validated config, the hub's
+    region, the checkpoint store and the mapping's name. None: it cannot be read back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +375,13 @@ class ConnectorSpec:
     """Sync sources only: makes the one server (hub.sync.SyncServer) that serves every mapping of this type, from
     a hub.sync.SyncContext; `build` then makes what that server needs of one mapping (its route: a
     hub.sync.SyncRoute, whose `lane` /status lists)."""
+    batch_info_key: str | None = None
+    """The key of the batch info its `batch_info` gives (`KinesisBatchInfo`): where a failure record names the
+    records it stands for by their positions."""
+    reread: Callable[[Any, SourceContext, dict[str, Any]], Awaitable[Any]] | None = None
+    """Replays of failure records that hold no event: from a validated config, a context and the batch info under
+    `batch_info_key`, the event of those records read again from the stream (hub.replay); raises
+    hub.readback.Gone when the stream no longer holds them."""
     resolve: Callable[[Any], ConnectorSpec] | None = None
     """The spec that holds for one validated config, when a setting changes what kind of source it is (the `memory`
     connector's `mode: queue` makes it a queue: another family, so another policy and other settings). None: this

@@ -164,7 +164,7 @@ async def _next(consumer: Any, tp: Any) -> Any:
 
 
 def inbox(config: KafkaDestinationConfig, region: str, store: Any, mapping: str) -> KafkaInbox:
-    """The inbox of a `kafka` destination (hub.readback's `module:function(config, region, store, mapping)`)."""
+    """The inbox of a `kafka` destination (its DestinationSpec's `inbox`)."""
     return KafkaInbox(config, store, mapping)
 
 

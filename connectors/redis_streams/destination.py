@@ -111,6 +111,12 @@ def build(config: RedisDestinationConfig, region: str) -> RedisDestination:
     return RedisDestination(config)
 
 
+def _inbox(config: RedisDestinationConfig, region: str, store: Any, mapping: str) -> Any:
+    from connectors.redis_streams.failures import inbox
+
+    return inbox(config, region, store, mapping)
+
+
 DESTINATION = DestinationSpec(
     type="redis",
     config=RedisDestinationConfig,
@@ -118,4 +124,5 @@ DESTINATION = DestinationSpec(
     requires=("redis",),
     extra="redis",
     dead_letter=True,
+    inbox=_inbox,
 )

@@ -152,3 +152,19 @@ def test_a_connectors_check_refuses_a_mapping_at_the_setting_it_names(tmp_path: 
         assert refused.value.errors == [f"{path}:5:35: mappings[0].source.level: must be 0 or 1 here"]
     finally:
         registry._registered.pop("strict", None)
+
+
+def test_failure_records_are_read_back_and_replayed_through_the_connectors_specs() -> None:
+    from hub import registry
+    from hub.readback import Letter, describe
+
+    for name, key in (("kinesis", "KinesisBatchInfo"), ("dynamodb", "DDBStreamBatchInfo"), ("kafka", "KafkaBatchInfo")):
+        spec = registry.get(name)
+        assert spec.batch_info_key == key and spec.reread is not None
+    for name in ("sqs", "s3", "kafka", "redis"):
+        assert registry.get_destination(name).inbox is not None, name
+    by_position = {"KinesisBatchInfo": {"shardId": "shardId-0", "startSequenceNumber": "1", "endSequenceNumber": "2"}}
+    assert describe(Letter("k", by_position), registry.get("kinesis"))["replay"] == "source"
+    # only the mapping's own connector reads its records again: a kafka mapping cannot replay a Kinesis batch
+    assert describe(Letter("k", by_position), registry.get("kafka"))["replay"] is None
+    assert describe(Letter("k", by_position))["replay"] is None
