@@ -24,6 +24,7 @@ bench: $(VENV)/.test
 	$(BIN)/python bench/redis_bench.py
 	$(BIN)/python bench/mqtt_bench.py
 	$(BIN)/python bench/nats_bench.py
+	$(BIN)/python bench/postgres_bench.py
 	$(BIN)/python bench/kafka_bench.py
 	$(BIN)/python bench/kinesis_bench.py
 	$(BIN)/python bench/sqs_bench.py

@@ -44,6 +44,16 @@ def slow(event, context):
     return record(event, context)
 
 
+def held(event, context):
+    """Wait while the file HOLD_FILE names exists (at most two minutes), then record: a test holds the function
+    to let a backlog grow, and removes the file to let it drain."""
+    path = os.environ["HOLD_FILE"]
+    deadline = time.monotonic() + 120
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return record(event, context)
+
+
 def noop(event, context):
     return None
 

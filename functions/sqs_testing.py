@@ -42,3 +42,11 @@ def slow(event, context):
     """Take SLOW_SECONDS (default 0.05), then record the batch."""
     time.sleep(float(os.environ.get("SLOW_SECONDS", "0.05")))
     _write(event)
+
+
+def fails_on_marked(event, context):
+    """Record the batch, then fail if a message's JSON body says {"fail": true}."""
+    _write(event)
+    if any(json.loads(r["body"]).get("fail") for r in event["Records"]):
+        raise ValueError("a message is marked to fail")
+    return {"ok": True}

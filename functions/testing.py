@@ -197,3 +197,32 @@ def says_it_started_then_blocks(event, context):
     with open(os.environ["STARTED_FILE"], "w") as f:
         f.write(str(os.getpid()))
     threading.Event().wait()
+
+
+def row_changes(event, context):
+    """Record each batch of DynamoDB Streams-shaped records (the `postgres` source) as (eventName, id, note) and the
+    batch's sequence numbers; fail a batch that holds a row whose `note` is `poison`, and report a row whose note is
+    `fail` as a batch item failure. Takes SLOW_SECONDS (default 0) per batch first."""
+    import json
+    import os
+    import time
+
+    time.sleep(float(os.environ.get("SLOW_SECONDS", "0")))
+    batch = []
+    for r in event["Records"]:
+        image = r["dynamodb"].get("NewImage") or r["dynamodb"].get("OldImage") or {}
+        note = image.get("note", {}).get("S")
+        batch.append([r["eventName"], int(r["dynamodb"]["Keys"]["id"]["N"]), note, r["dynamodb"]["SequenceNumber"]])
+    with open(os.environ["RECORDER_OUT"], "a") as f:
+        f.write(json.dumps({"batch": batch, "event": event if "window" in event else None}) + "\n")
+    if any(note == "poison" for _, _, note, _ in batch):
+        raise ValueError("poison pill")
+    if "window" in event:
+        return {"state": {"rows": (event.get("state") or {}).get("rows", 0) + len(batch)}}
+    return {"batchItemFailures": [{"itemIdentifier": seq} for _, _, note, seq in batch if note == "fail"]}
+
+
+async def sleeps_async(event, context):
+    """Sleep `seconds` on the event loop (in-process, invocations overlap), then return them."""
+    await asyncio.sleep(event.get("seconds", 0))
+    return event.get("seconds", 0)

@@ -1,9 +1,11 @@
-"""The admin HTTP endpoint: `/status` (JSON), `/metrics` (Prometheus text format), `/healthz`, the console at `/`
-and the failure destinations' API (hub/failures_api.py).
+"""The admin HTTP endpoint: `/status` (JSON), `/metrics` (Prometheus, hub/metrics.py), `/healthz`, `/history`
+and `/invocations` (JSON, hub/history.py and hub/invocations.py), the console at `/`, the failure destinations' API
+(hub/failures_api.py) and the API that changes mappings.
 
-It shows names, states, lanes and counts; never a source's settings. A mapping's last error is a broker's or
-client's message, which may quote a URL or a setting: both pages are masked as log lines are (hub/redact.py). Counts
-are this process's: a mapping with several pollers lists their pids under `pollers`, each counting its own.
+It shows names, states, lanes, lag and counts; never a source's settings, an event or a result. A mapping's last
+error is a broker's or client's message, which may quote a URL or a setting: every page is masked as log lines are
+(hub/redact.py). Counts are this process's: a mapping with several pollers lists their pids under `pollers`, each
+counting its own.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from hub import failures_api, redact
+from hub import failures_api, metrics, redact
 from hub.config import HubConfig
 from hub.control import ControlError, Mappings, Slot
 from hub.functions import Function
 from hub.health import Health
+from hub.history import INTERVAL, Monitor
+from hub.invocation import Counters
+from hub.invocations import ACTIVITY, RECENT, Activity
 from hub.leases import Leases
 from hub.mapping import MappingRunner
 from hub.pollers import Pollers
@@ -28,20 +33,6 @@ from hub.sync import SyncRunner
 
 if TYPE_CHECKING:
     from aiohttp import web
-
-# counter name in Counters -> (metric name, help)
-METRICS = {
-    "polled": ("hub_records_polled_total", "Records read from the source (AWS: PolledEventCount)."),
-    "filtered_out": ("hub_records_filtered_out_total", "Records no filter pattern matched (FilteredOutEventCount)."),
-    "invoked": ("hub_records_invoked_total", "Records sent to the function, retries included (InvokedEventCount)."),
-    "failed_invoke": ("hub_records_failed_invoke_total", "Records of failed invocations (FailedInvokeEventCount)."),
-    "dropped": ("hub_records_dropped_total", "Records given up with no destination (DroppedEventCount)."),
-    "destination_delivered": (
-        "hub_records_destination_delivered_total",
-        "Records handed to the on-failure destination (OnFailureDestinationDeliveredEventCount).",
-    ),
-    "destination_errors": ("hub_destination_errors_total", "Failed attempts to hand records to the destination."),
-}
 
 
 def slot_view(slot: Slot) -> dict[str, Any]:
@@ -100,6 +91,16 @@ class Observed(Protocol):
         ...
 
     @property
+    def counters(self) -> Mapping[str, Counters]:
+        """Every mapping's counters, by name (kept while a mapping is disabled)."""
+        ...
+
+    @property
+    def monitor(self) -> Monitor | None:
+        """The mappings' lag, last minute and history (hub.history); None until the endpoint starts it."""
+        ...
+
+    @property
     def store(self) -> CheckpointStore:
         """Its checkpoint store (replays keep what they removed from a Kafka destination there)."""
         ...
@@ -111,6 +112,28 @@ class Observed(Protocol):
     async def reload(self) -> Any:
         """Read the configuration file again and apply the difference (ControlError if refused)."""
         ...
+
+
+def _activity(monitor: Monitor | None, name: str, counters: Counters) -> dict[str, Any]:
+    """A mapping's lag (the largest over its lanes), each lane's, and its last minute (hub.history)."""
+    if monitor is None:
+        return {"lag": {}, "lanes_detail": {}, "last_minute": {}}
+    return {
+        "lag": monitor.lag(name),
+        "lanes_detail": monitor.lanes(name),
+        "last_minute": monitor.last_minute(name, counters),
+    }
+
+
+def invocations(activity: Activity, query: Mapping[str, str]) -> list[dict[str, Any]]:
+    """GET /invocations?mapping=NAME&function=NAME&limit=N: the most recent invocations, newest first (at most
+    RECENT per mapping are kept)."""
+    try:
+        limit = int(query.get("limit", RECENT))
+    except ValueError:
+        raise ControlError("limit must be a whole number") from None
+    found = activity.latest(query.get("mapping"), query.get("function"), max(0, min(limit, RECENT * 10)))
+    return [entry.as_dict() for entry in found]
 
 
 def status(hub: Observed) -> dict[str, Any]:
@@ -133,6 +156,7 @@ def status(hub: Observed) -> dict[str, Any]:
                 "lanes": sorted(runner.lanes),
                 "in_flight_batches": runner.in_flight_batches,  # sync sources: requests being answered
                 "counters": {k: v for k, v in vars(runner.counters).items() if isinstance(v, int)},
+                **_activity(hub.monitor, runner.name, runner.counters),
                 **(
                     {"responses": {str(k): v for k, v in sorted(runner.sync.stats.by_status.items())}}
                     if isinstance(runner, SyncRunner)
@@ -164,48 +188,6 @@ def status(hub: Observed) -> dict[str, Any]:
     }
 
 
-def metrics(hub: Observed) -> str:
-    """The text of /metrics, in Prometheus's text format: the counters of every mapping, its lanes, whether it is
-    up, and the sync sources' responses."""
-    lines: list[str] = []
-    for field, (name, help_text) in METRICS.items():
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
-        for runner in hub.runners:
-            lines.append(f'{name}{{mapping="{_label(runner.name)}"}} {getattr(runner.counters, field)}')
-    lines += ["# HELP hub_lanes Lanes this process reads.", "# TYPE hub_lanes gauge"]
-    lines += [f'hub_lanes{{mapping="{_label(r.name)}"}} {len(r.lanes)}' for r in hub.runners]
-    lines += ["# HELP hub_mapping_up 1 while the mapping's source is connected.", "# TYPE hub_mapping_up gauge"]
-    lines += [f'hub_mapping_up{{mapping="{_label(r.name)}"}} {int(r.state == "running")}' for r in hub.runners]
-    lines += _request_metrics(hub)
-    return "\n".join(lines) + "\n"
-
-
-def _request_metrics(hub: Observed) -> list[str]:
-    """Sync sources (`http`): responses by status code and their latency, from request received to answer sent."""
-    served = [(r.name, r.sync.stats) for r in hub.runners if isinstance(r, SyncRunner)]
-    if not served:
-        return []
-    lines = [
-        "# HELP hub_http_requests_total Requests answered, by status code.",
-        "# TYPE hub_http_requests_total counter",
-    ]
-    for name, stats in served:
-        for code, count in sorted(stats.by_status.items()):
-            lines.append(f'hub_http_requests_total{{mapping="{_label(name)}",code="{code}"}} {count}')
-    lines += [
-        "# HELP hub_http_request_duration_seconds Time from a request's arrival to its answer.",
-        "# TYPE hub_http_request_duration_seconds summary",
-    ]
-    for name, stats in served:
-        lines.append(f'hub_http_request_duration_seconds_sum{{mapping="{_label(name)}"}} {stats.seconds_sum:.6f}')
-        lines.append(f'hub_http_request_duration_seconds_count{{mapping="{_label(name)}"}} {stats.count}')
-    return lines
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 async def _slot(operation: Awaitable[Slot]) -> dict[str, Any]:
     return slot_view(await operation)
 
@@ -217,8 +199,23 @@ async def serve(hub: Observed, host: str, port: int) -> web.AppRunner:
     async def status_view(request: web.Request) -> web.Response:
         return web.json_response(redact.data(status(hub)))
 
+    collected = metrics.registry(hub, ACTIVITY)
+
     async def metrics_view(request: web.Request) -> web.Response:
-        return web.Response(text=redact.text(metrics(hub)), content_type="text/plain", charset="utf-8")
+        page, content_type = metrics.exposition(collected, request.headers.get("Accept"))
+        body = redact.text(page.decode()).encode()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def history_view(request: web.Request) -> web.Response:
+        answer = hub.monitor.history() if hub.monitor is not None else {"interval_s": INTERVAL, "mappings": {}}
+        return web.json_response(redact.data(answer))
+
+    async def invocations_view(request: web.Request) -> web.Response:
+        try:
+            answer = invocations(ACTIVITY, request.query)
+        except ControlError as exc:
+            return web.json_response({"error": str(exc)}, status=exc.status)
+        return web.json_response(redact.data(answer))
 
     async def health_view(request: web.Request) -> web.Response:
         down = [r.name for r in hub.runners if r.state != "running"]
@@ -282,6 +279,8 @@ async def serve(hub: Observed, host: str, port: int) -> web.AppRunner:
     app.router.add_post("/reload", reload_view)
     app.router.add_get("/status", status_view)
     app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/history", history_view)
+    app.router.add_get("/invocations", invocations_view)
     app.router.add_get("/healthz", health_view)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub import redact, reload
 from hub.checkpoints import CheckpointStore, open_store, redacted
+from hub.clock import Clock, SystemClock
 from hub.config import ConfigError, HubConfig, MappingConfig
 from hub.control import ControlError, Mappings, Slot
 from hub.destinations import build_destination
@@ -25,10 +26,11 @@ from hub.leases import Coordinator, Leases, LocalLeases, leases_for
 from hub.logs import fields, flush_repeats
 from hub.mapping import MappingRunner
 from hub.reload import Changes, check_function
-from hub.source import Clock, Destination, Source, SourceContext, SystemClock
+from hub.source import Destination, Source, SourceContext
 from hub.sync import SyncContext, SyncMapping, SyncRunner, SyncServer
 
 if TYPE_CHECKING:
+    from hub.history import Monitor
     from hub.pollers import Pollers
     from hub.s3endpoint.server import S3Endpoint
 
@@ -77,6 +79,8 @@ class Hub:
         self.cluster_health = Health("cluster")
         """The lease store as this hub sees it (a shared store that does not answer degrades it)."""
         self.leases: Leases = LocalLeases()
+        self.monitor: Monitor | None = None
+        """Lag, last minute and history of each mapping (hub.history), while the admin endpoint is on."""
         self._stack = AsyncExitStack()
 
     async def start(self) -> None:
@@ -243,6 +247,7 @@ class Hub:
             from hub import admin
 
             host, _, port = self.config.admin.listen.rpartition(":")
+            self._start_monitor()
             admin_runner = await admin.serve(self, host, int(port))
             self._stack.push_async_callback(admin_runner.cleanup)
             bound = admin_runner.addresses[0] if admin_runner.addresses else (host, port)  # port 0: the one taken
@@ -285,6 +290,30 @@ class Hub:
     def stop(self) -> None:
         """Ask run() to stop gracefully (what SIGTERM and SIGINT do)."""
         self.stopping.set()
+
+    def _start_monitor(self) -> None:
+        """Sample every mapping's lag and counters for the admin endpoint (hub.history), until the hub stops."""
+        from hub.history import Monitor, Watched
+
+        def watched() -> dict[str, Watched]:
+            running = {runner.name: runner for runner in self.runners}
+            names = [*self.mappings.slots, *(r.name for r in self.sync_runners)]
+            return {
+                name: Watched(self.counters[name], getattr(running.get(name), "source", None))
+                for name in names
+                if name in self.counters
+            }
+
+        monitor = self.monitor = Monitor(watched)
+        task = asyncio.ensure_future(monitor.run(self.stopping))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+        async def stop_monitor() -> None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        self._stack.push_async_callback(stop_monitor)
 
     # ---- live control (the admin API, the CLI, SIGHUP) --------------------------------------------------------
 

@@ -83,14 +83,19 @@ def _errors(mapping: dict[str, Any]) -> str:
 
 
 def _lag(mapping: dict[str, Any]) -> str:
+    """The mapping's lag as its source tells it: records behind (Kafka), the age of the newest record read
+    (streams), or the messages waiting and the age of the oldest (queues)."""
     lag = mapping.get("lag") or {}
+    shown = []
     if "offset_lag" in lag:
-        return f"{lag['offset_lag']} records"
+        shown.append(f"{lag['offset_lag']} records")
     if "iterator_age_ms" in lag:
-        return f"{lag['iterator_age_ms'] / 1000:.1f}s"
+        shown.append(f"{lag['iterator_age_ms'] / 1000:.1f}s")
+    if "backlog" in lag:
+        shown.append(f"{lag['backlog']} waiting")
     if "oldest_message_age_s" in lag:
-        return f"{lag['oldest_message_age_s']:.1f}s"
-    return "-"
+        shown.append(f"oldest {lag['oldest_message_age_s']:.1f}s")
+    return ", ".join(shown) or "-"
 
 
 def table(status: dict[str, Any]) -> str:

@@ -19,16 +19,18 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from hub.leases import Lease, Leases
-from hub.records import GiveUp, Outcome, Record
+from hub.records import GiveUp, Lag, Outcome, Record
 from hub.source import (
     ArnSource,
     BatchInfoSource,
     DeadLetterSource,
     Document,
     FilterViewSource,
+    LagSource,
     Lane,
     LaneEnded,
     Source,
+    TraceSource,
 )
 from hub.store import CheckpointStore, Fence
 
@@ -103,13 +105,13 @@ class LeasedLane:
                 self.idle.set()
 
 
-class LeasedSource(Source, BatchInfoSource, FilterViewSource, ArnSource, DeadLetterSource):
+class LeasedSource(Source, BatchInfoSource, FilterViewSource, ArnSource, DeadLetterSource, LagSource, TraceSource):
     """`source` (one lane) run only while this hub holds the lease `name` of `group`; `store` is the FencedStore
     the source was built with.
 
     It has every optional capability of the Source contract: each is the wrapped source's when it has it, else
     what the hub does for a source without it (no batch info, the payload as filter view, no ARN, no dead-letter
-    queue of its own), so that the mapping treats it exactly as the source it wraps.
+    queue of its own, no lag, no trace context), so that the mapping treats it exactly as the source it wraps.
     """
 
     def __init__(self, source: Source, store: FencedStore, leases: Leases, group: str, name: str) -> None:
@@ -124,6 +126,7 @@ class LeasedSource(Source, BatchInfoSource, FilterViewSource, ArnSource, DeadLet
         self._batch_info = source.batch_info if isinstance(source, BatchInfoSource) else None
         self._filter_view = source.filter_view if isinstance(source, FilterViewSource) else None
         self._arn = source.event_source_arn if isinstance(source, ArnSource) else None
+        self._trace = source.trace_context if isinstance(source, TraceSource) else None
 
     async def open(self) -> None:
         """Declare the lease; the source itself opens only once it is held (see lanes)."""
@@ -193,6 +196,16 @@ class LeasedSource(Source, BatchInfoSource, FilterViewSource, ArnSource, DeadLet
     def event_source_arn(self, lane: str) -> str:
         """The wrapped source's ARN; "" when it names none."""
         return self._arn(lane) if self._arn is not None else ""
+
+    async def lag(self) -> Mapping[str, Lag]:
+        """The wrapped source's lag while this hub holds the lease; {} otherwise, or when it tells none."""
+        if self.lane is None or not isinstance(self.source, LagSource):
+            return {}
+        return await self.source.lag()
+
+    def trace_context(self, record: Record) -> Mapping[str, str] | None:
+        """The wrapped source's trace context of the record; None when it tells none."""
+        return self._trace(record) if self._trace is not None else None
 
     @property
     def dead_letter_config(self) -> Any:

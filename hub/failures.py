@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from hub.clock import Clock
 from hub.records import Record
 from hub.runtimes import Result
-from hub.source import BatchInfoSource, Clock, Destination, Document, Source
+from hub.source import BatchInfoSource, Destination, Document, Source
 
 
 def iso(ts: float) -> str:

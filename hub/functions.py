@@ -2,7 +2,9 @@
 
 Every failed invocation is logged on its own line. Successful ones are too, up to LOG_EACH_PER_SECOND a second
 per mapping; past that they are counted and summed up in one line a second, so that a busy stream shows what it
-does without writing a line per batch (a thousand lines a second cost the hub a tenth of its time).
+does without writing a line per batch (a thousand lines a second cost the hub a tenth of its time). Every
+invocation is also recorded for /invocations and /metrics (hub/invocations.py) and, with the `otel` extra, is an
+OpenTelemetry span (hub/tracing.py).
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hub import tracing
 from hub.config import FunctionConfig, FunctionDefaults, HubConfig
+from hub.invocations import ACTIVITY, Activity
 from hub.runtimes import LambdaContext, Result, Runtime, error_payload, log_stream_name
 from hub.runtimes.python import PythonRuntime
 from hub.runtimes.variables import FunctionSetup, merged_aws
@@ -119,6 +123,7 @@ class Function:
         defaults: FunctionDefaults | None = None,
         extra_environment: Mapping[str, str] | None = None,
         shared: bool = False,
+        activity: Activity | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -130,6 +135,9 @@ class Function:
         self.runtime: Runtime = build_runtime(self.setup, config, shared=shared, log_stream=self._log_stream)
         self._slots = asyncio.Semaphore(config.concurrency) if config.concurrency else None
         self._summaries: dict[str, _Summary] = {}
+        self.activity = activity or ACTIVITY
+        """Where its invocations are recorded (/invocations, /metrics): the process's, unless given another."""
+        self._stats = self.activity.stats(name)
         self.started = False
         """True between start() and close(): the function's environments (or module) are loaded."""
 
@@ -163,23 +171,27 @@ class Function:
             log_stream_name=self._log_stream,
         )
 
-    async def invoke(self, event: Any, *, mapping: str = "", records: int = 1, attempt: int = 1) -> Result:
-        """One invocation, logged with its request id, duration and outcome. Never raises for function faults."""
-        context = self.context()
-        if self.config.concurrency == 0:
-            result = Result(
-                False,
-                error_payload("TooManyRequestsException", "Rate Exceeded. (reserved concurrency is 0)"),
-                0.0,
-                context.aws_request_id,
-                "Throttled",
-            )
-        elif self._slots is None:
-            result = await self.runtime.invoke(event, context)
+    async def invoke(
+        self,
+        event: Any,
+        *,
+        mapping: str = "",
+        records: int = 1,
+        attempt: int = 1,
+        trace: Sequence[Mapping[str, str]] = (),
+    ) -> Result:
+        """One invocation, logged with its request id, duration and outcome, and recorded in `activity` (hub/
+        invocations.py). Never raises for function faults.
+
+        `trace`: the trace contexts the records carry (hub.tracing.carriers), which the invocation's span continues
+        when tracing is on (the `otel` extra)."""
+        if tracing.enabled():
+            with tracing.invocation(self.name, self.region, mapping, records, attempt, trace) as span:
+                result = await self._run(event)
+                tracing.outcome(span, result)
         else:
-            async with self._slots:
-                context = self.context()  # the timeout counts from when the function starts
-                result = await self.runtime.invoke(event, context)
+            result = await self._run(event)
+        self.activity.record(self.name, mapping, time.time() - result.duration, result, records, attempt)
         if result.ok and not log.isEnabledFor(logging.INFO):
             return result
         details: dict[str, object] = {
@@ -197,6 +209,29 @@ class Function:
         elif self._show(mapping, records, result.duration):
             log.info("invoked", extra={"fields": details})
         return result
+
+    async def _run(self, event: Any) -> Result:
+        context = self.context()
+        if self.config.concurrency == 0:
+            return Result(
+                False,
+                error_payload("TooManyRequestsException", "Rate Exceeded. (reserved concurrency is 0)"),
+                0.0,
+                context.aws_request_id,
+                "Throttled",
+            )
+        if self._slots is None:
+            return await self._running(event, context)
+        async with self._slots:
+            return await self._running(event, self.context())  # the timeout counts from when the function starts
+
+    async def _running(self, event: Any, context: LambdaContext) -> Result:
+        stats = self._stats
+        stats.concurrent += 1  # ConcurrentExecutions
+        try:
+            return await self.runtime.invoke(event, context)
+        finally:
+            stats.concurrent -= 1
 
     def _show(self, mapping: str, records: int, duration: float) -> bool:
         """Whether to log this successful invocation on its own line; else count it into the second's summary."""

@@ -13,14 +13,16 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from hub import tracing
 from hub.backoff import Backoff, sleep_unless
+from hub.clock import Clock
 from hub.config import MappingConfig
 from hub.failures import FailureRecords
 from hub.functions import Function
 from hub.logs import fields
 from hub.records import Record
 from hub.runtimes import Result
-from hub.source import Clock, Destination, Document, Source
+from hub.source import Destination, Document, Source
 
 log = logging.getLogger("hub.dispatch")
 
@@ -34,6 +36,8 @@ class Counters:
     invoked: int = 0
     failed_invoke: int = 0
     dropped: int = 0
+    deleted: int = 0
+    """Queue sources: records deleted or acked once settled (AWS: DeletedEventCount)."""
     destination_delivered: int = 0
     destination_errors: int = 0
 
@@ -104,7 +108,10 @@ class Invoker:
         if envelope is not None:
             event = envelope.wrap(event)
         self.counters.invoked += len(records)
-        result = await self.function.invoke(event, mapping=self.name, records=len(records), attempt=attempt)
+        trace = tracing.carriers(self.source, records)  # [] unless tracing is on (the `otel` extra)
+        result = await self.function.invoke(
+            event, mapping=self.name, records=len(records), attempt=attempt, trace=trace
+        )
         if result.ok and envelope is not None:
             result = envelope.answer(result)
         if not result.ok:

@@ -174,6 +174,8 @@ class LaneWork:
         """Batches being dispatched: a stop lets them finish within its grace period."""
         self.settling: set[asyncio.Task[None]] = set()
         """Settles of filtered records: a stop waits for them."""
+        self.deletes = mapping.spec.family == "queue"
+        """A queue deletes (acks) what settles: counted as AWS's DeletedEventCount."""
 
     def batcher(
         self, lane: Lane, *, reading: Lane | None = None, boundary: Callable[[Record], object] | None = None
@@ -228,6 +230,8 @@ class LaneWork:
         what = f"settling lane {lane.key}"
         try:
             await self.health.watch(what, SETTLE_BOUND, lane.settle(outcome))
+            if self.deletes:  # the queue deleted (or acked) what settled: AWS's DeletedEventCount
+                self.counters.deleted += len(outcome.settled)
         except Exception as exc:
             error = f"settling {len(outcome)} records on lane {lane.key} failed: {type(exc).__name__}: {exc}"
             if not self.health.fail(what, error + "; they will be delivered again"):

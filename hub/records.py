@@ -1,5 +1,5 @@
-"""Records, outcomes, give-ups and the contiguous checkpoint helper: the values that flow between a Source and the
-hub."""
+"""Records, outcomes, give-ups, lag and the contiguous checkpoint helper: the values that flow between a Source and
+the hub."""
 
 from __future__ import annotations
 
@@ -245,3 +245,32 @@ def data_view(metadata: dict[str, Any], data_key: str, data: bytes | str | None)
     except ValueError:
         view[data_key] = data
     return view
+
+
+@dataclass(frozen=True, slots=True)
+class Lag:
+    """How far behind a lane is, as its broker tells it: each field None where the source does not know it.
+
+    /status shows it per lane and, per mapping, the largest of each field over its lanes; /metrics exports the
+    mapping's (hub.metrics); the history keeps it (hub.history).
+    """
+
+    offset_lag: int | None = None
+    """Records written and not yet processed (AWS: OffsetLag): a Kafka partition's high watermark minus the
+    group's committed offset."""
+    iterator_age_ms: float | None = None
+    """Streams (AWS: IteratorAge): how old the newest record read is now, or the broker's MillisBehindLatest of the
+    last read when larger; 0 once a read found the lane caught up."""
+    oldest_message_age_s: float | None = None
+    """Queues: the age of the oldest message waiting, as far as the queue tells it (the way each source estimates
+    it is in its docs: SQS's CloudWatch ApproximateAgeOfOldestMessage is not an attribute a client can read)."""
+    backlog: int | None = None
+    """Queues: messages waiting to be delivered (SQS ApproximateNumberOfMessages, a Redis group's `lag`, a
+    RabbitMQ queue's ready messages)."""
+
+    def as_dict(self) -> dict[str, float]:
+        """The fields the source knows, by name (what /status and /history show)."""
+        return {name: value for name in _LAG_FIELDS if (value := getattr(self, name)) is not None}
+
+
+_LAG_FIELDS = ("offset_lag", "iterator_age_ms", "oldest_message_age_s", "backlog")

@@ -28,6 +28,7 @@ BUILTIN = {
     "rabbitmq": "connectors.rabbitmq:CONNECTOR",
     "mqtt": "connectors.mqtt:CONNECTOR",
     "nats": "connectors.nats:CONNECTOR",
+    "postgres": "connectors.postgres:CONNECTOR",
     "sqs": "connectors.sqs:CONNECTOR",
     "s3": "connectors.s3:CONNECTOR",
     "http": "connectors.http:CONNECTOR",

@@ -9,8 +9,9 @@ What a connector author writes:
 - a `Source` (open, lanes, render, close) whose lanes are `Lane`s (read, settle);
 - optionally, the capabilities below, each a protocol the hub checks by type when it builds the mapping:
   `BatchInfoSource` (stream sources: the batch info of AWS's on-failure record), `FilterViewSource` (what filter
-  patterns see of a record), `ArnSource` (the ARN tumbling windows name) and `DeadLetterSource` (a dead-letter
-  queue of the source's own, as EventBridge Scheduler has);
+  patterns see of a record), `ArnSource` (the ARN tumbling windows name), `DeadLetterSource` (a dead-letter
+  queue of the source's own, as EventBridge Scheduler has), `LagSource` (how far behind its lanes are: /status,
+  /metrics, the history) and `TraceSource` (the trace context its records carry);
 - a `ConnectorSpec` that registers it: its config model, how to build it, its family, its defaults and the
   hooks by which it checks a mapping and says how its work is shared between processes;
 - optionally a `DestinationSpec` for an on-failure destination (`Destination`, which receives `Document`s).
@@ -20,10 +21,8 @@ Connectors depend on the hub, never the other way round: nothing in the hub name
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -31,9 +30,10 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel
 
 from hub.backoff import Backoff
+from hub.clock import Clock, SystemClock
 from hub.health import Health
 from hub.leases import Leases, LocalLeases
-from hub.records import GiveUp, Outcome, Record
+from hub.records import GiveUp, Lag, Outcome, Record
 from hub.store import CheckpointStore
 
 Family = Literal["stream", "queue", "async", "sync"]
@@ -161,30 +161,29 @@ class DeadLetterSource(Protocol):
         ...
 
 
-class Clock(Protocol):
-    """The hub's wall clock (a test may step it): event times, record ages, schedules."""
+@runtime_checkable
+class LagSource(Protocol):
+    """A source that tells how far behind its lanes are (hub.records.Lag). Without it a mapping shows no lag."""
 
-    def time(self) -> float:
-        """Wall-clock epoch seconds."""
+    async def lag(self) -> Mapping[str, Lag]:
+        """The lag of each lane read now, by lane key (or by the name of what the broker measures as one when the
+        lanes are finer: an SQS FIFO queue, whose lanes are message groups). Only what the broker tells cheaply:
+        what reads bring back (a high watermark, MillisBehindLatest, a sent time: no work per record beyond a
+        comparison) and a round trip or two per lane or queue. The hub calls it every few seconds
+        (hub.history.LAG_EVERY), never twice at once, with a timeout; {} while not open. Raising means "unknown"
+        and never affects the mapping."""
         ...
 
-    async def sleep_until(self, when: float) -> None:
-        """Return once time() >= when."""
+
+@runtime_checkable
+class TraceSource(Protocol):
+    """A source whose records may carry a trace context: with the `otel` extra each invocation is a span that
+    continues it (hub.tracing); without the extra this is never called."""
+
+    def trace_context(self, record: Record) -> Mapping[str, str] | None:
+        """The record's W3C trace context, `{"traceparent": ..., "tracestate": ...}` (tracestate optional), or
+        None. A broker's own format is converted (SQS's X-Ray `AWSTraceHeader`: hub.tracing.xray_to_traceparent)."""
         ...
-
-
-class SystemClock:
-    """The real clock: `time.time()`, and sleeps that notice a step of the wall clock within a minute."""
-
-    def time(self) -> float:
-        """Wall-clock epoch seconds."""
-        return time.time()
-
-    async def sleep_until(self, when: float) -> None:
-        """Return once time() >= when."""
-        # asyncio's timer runs on the monotonic clock; re-check the wall clock so a step of it is noticed.
-        while (delay := when - time.time()) > 0:
-            await asyncio.sleep(min(delay, 60.0))
 
 
 @dataclass(slots=True)

@@ -23,6 +23,7 @@ MODELS: dict[tuple[str, str | None], type[BaseModel]] = {
     ("sqs", None): models.SqsModel,
     ("kinesis", None): models.KinesisDataStreamModel,
     ("dynamodb", None): models.DynamoDBStreamModel,
+    ("postgres", None): models.DynamoDBStreamModel,
     ("kafka", None): models.KafkaSelfManagedEventModel,
     ("kafka", "msk"): models.KafkaMskEventModel,
     ("http", None): models.APIGatewayProxyEventModel,

@@ -194,3 +194,19 @@ def msk_sample_event() -> dict[str, Any]:
         "b-2.demo-cluster.a1bcde.c1.kafka.us-east-1.amazonaws.com:9092",
         "records": sample["records"],
     }
+
+
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+def trace_headers(record: Record) -> dict[str, str] | None:
+    """The W3C trace context in a Kafka record's headers (`traceparent`, `tracestate`), or None."""
+    headers = record.payload.get("headers") if isinstance(record.payload, dict) else None
+    if not headers:
+        return None
+    found: dict[str, str] = {}
+    for header in headers:
+        for name, data in header.items():
+            if name in TRACE_HEADERS and isinstance(data, list):
+                found[name] = bytes(b & 0xFF for b in data).decode("ascii", "replace")
+    return found if "traceparent" in found else None

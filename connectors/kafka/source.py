@@ -38,10 +38,11 @@ from typing import Any
 
 from connectors.kafka.config import KafkaConfig, client_options, group_id_for
 from connectors.kafka.diagnosis import raise_for_configuration
-from connectors.kafka.events import filter_view, kafka_batch_info, kafka_event
+from connectors.kafka.events import filter_view, kafka_batch_info, kafka_event, trace_headers
 from connectors.kafka.fetch import Buffer, Chunk, hub_records, install
+from connectors.kafka.lag import offset_lags
 from connectors.kafka.lane import PartitionLane
-from hub.records import Record
+from hub.records import Lag, Record
 from hub.source import SourceContext
 
 COMMIT_TIMEOUT = 30.0
@@ -163,6 +164,17 @@ class KafkaSource:
     def batch_info(self, records: Sequence[Record]) -> dict[str, Any]:
         """AWS's `KafkaBatchInfo` for a given-up batch (the SQS/SNS on-failure record, without the records)."""
         return kafka_batch_info(self.bootstrap_servers, records, self.config.cluster_arn)
+
+    def trace_context(self, record: Record) -> dict[str, str] | None:
+        """The `traceparent` (and `tracestate`) headers of the record, if it has them (hub.tracing)."""
+        return trace_headers(record)
+
+    async def lag(self) -> dict[str, Lag]:
+        """OffsetLag of each assigned partition (connectors/kafka/lag.py)."""
+        if self._consumer is None or self._closed:
+            return {}
+        lanes = {lane.key: lane.tp for lane in self._lanes.values() if not lane.ending}
+        return await offset_lags(self._consumer, lanes, self.committed, self._paused)
 
     async def close(self) -> None:
         """Leave the group. Lanes end; settles after this commit nothing. Safe twice and after a failed open."""

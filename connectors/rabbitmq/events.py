@@ -38,6 +38,19 @@ def header_value(value: Any) -> Any:
     return value
 
 
+def trace_headers(payload: dict[str, Any]) -> dict[str, str] | None:
+    """The W3C trace context in a rendered message's headers (`traceparent`, `tracestate`), or None."""
+    headers = payload.get("basicProperties", {}).get("headers") or {}
+    found: dict[str, str] = {}
+    for name in ("traceparent", "tracestate"):
+        value = headers.get(name)
+        if isinstance(value, dict) and isinstance(value.get("bytes"), list):
+            found[name] = bytes(value["bytes"]).decode("ascii", "replace")
+        elif isinstance(value, str):
+            found[name] = value
+    return found if "traceparent" in found else None
+
+
 def delivery_count(headers: dict[str, Any], redelivered: bool) -> int:
     """Deliveries of a message so far, this one included."""
     earlier = _int(headers.get(COUNT_HEADER))

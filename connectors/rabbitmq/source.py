@@ -19,9 +19,10 @@ from connectors.rabbitmq.events import (
     amqp_timestamp,
     delivery_count,
     header_value,
+    trace_headers,
 )
 from hub.inbox import Inbox
-from hub.records import Outcome, Record, data_view
+from hub.records import Lag, Outcome, Record, data_view
 from hub.source import SourceContext
 
 
@@ -48,6 +49,7 @@ class RabbitMQSource:
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}  # failed messages waiting for redelivery_delay
         self._returning: set[asyncio.Task[None]] = set()
         self.inbox = Inbox(self.key, self.where)
+        self._lag_channel: Any = None
 
     # ---- Source ----------------------------------------------------------------------------------------------
 
@@ -100,6 +102,22 @@ class RabbitMQSource:
             "rmqMessagesByQueue": {self.key: [r.payload for r in records]},
         }
 
+    def trace_context(self, record: Record) -> dict[str, str] | None:
+        """The `traceparent` (and `tracestate`) headers of the message, if it has them (hub.tracing)."""
+        return trace_headers(record.payload)
+
+    async def lag(self) -> dict[str, Lag]:
+        """The queue's ready messages (a passive queue.declare) as its backlog. On a channel of its own: a
+        declare that fails closes its channel, and must not close the one that consumes."""
+        connection = self._connection
+        if connection is None or self.inbox.closed.is_set():
+            return {}
+        channel = self._lag_channel
+        if channel is None or channel.is_closed:
+            channel = self._lag_channel = await connection.channel(publisher_confirms=False)
+        queue = await channel.declare_queue(self.config.queue, passive=True, timeout=self.config.connect_timeout)
+        return {self.key: Lag(backlog=int(queue.declaration_result.message_count))}
+
     async def close(self) -> None:
         """Unacked messages (read, in flight, waiting to be returned) go back to the queue with the channel."""
         self.inbox.close()
@@ -109,6 +127,7 @@ class RabbitMQSource:
         for task in list(self._returning):
             task.cancel()
         connection, self._connection, self._channel, self._queue = self._connection, None, None, None
+        self._lag_channel = None  # closed with its connection
         self._unacked.clear()
         if connection is not None:
             with contextlib.suppress(Exception):  # already gone is as good as closed

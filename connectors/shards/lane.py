@@ -9,7 +9,7 @@ import time
 from typing import Any, Protocol
 
 from connectors.shards.config import ShardReaderConfig
-from connectors.shards.service import IteratorExpired, Page, ShardGone, ShardService, Start
+from connectors.shards.service import IteratorAge, IteratorExpired, Page, ShardGone, ShardService, Start
 from hub.leases import Lease
 from hub.logs import fields
 from hub.records import ContiguousTracker, Outcome, Record
@@ -72,6 +72,7 @@ class ShardLane:
         self._written: int | None = None
         self._pending: int | None = None
         self._write_lock = asyncio.Lock()
+        self.age = IteratorAge()
 
     # ---- reading ---------------------------------------------------------------------------------------------
 
@@ -96,6 +97,7 @@ class ShardLane:
             if not self.lease.valid():  # woken past the lease: hand nothing on; the next owner reads them
                 continue
             records = self._accept(page.records)
+            self.age.observe(page, records)
             if records:
                 return records
             if page.next_iterator is None:

@@ -7,7 +7,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from hub.records import Record
+from hub.records import Lag, Record
 
 StartKind = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"]
 
@@ -56,6 +56,35 @@ class Page:
     records: list[Any]
     next_iterator: str | None
     millis_behind: int | None
+
+
+class IteratorAge:
+    """A shard's IteratorAge (AWS's name), from what its reads bring back and nothing more: how old the newest
+    record read is now (0 once a read found the shard caught up), or the last MillisBehindLatest when larger
+    (Kinesis tells it; DynamoDB Streams does not)."""
+
+    def __init__(self) -> None:
+        self.behind_ms: int | None = None
+        self.newest: float | None = None
+        """The arrival time of the newest record read; None once a read found the shard caught up."""
+        self.observed = False
+        """A read has answered: the age is known."""
+
+    def observe(self, page: Page, records: list[Record]) -> None:
+        """A GetRecords answered `page`, of which `records` are handed on."""
+        self.observed = True
+        self.behind_ms = page.millis_behind
+        if records:
+            self.newest = records[-1].timestamp
+        elif not page.millis_behind and not page.records:
+            self.newest = None  # caught up
+
+    def lag(self, now: float) -> Lag | None:
+        """The shard's lag at `now` (epoch seconds); None before the first read answered."""
+        if not self.observed:
+            return None
+        age = 0.0 if self.newest is None else max(0.0, (now - self.newest) * 1000)
+        return Lag(iterator_age_ms=round(max(age, float(self.behind_ms or 0)), 3))
 
 
 class ShardService(Protocol):

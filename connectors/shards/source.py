@@ -17,7 +17,7 @@ from connectors.shards.lane import LATEST_MARK, SHARD_END, ShardLane
 from connectors.shards.service import ShardInfo, ShardService, Start
 from hub.leases import Leases
 from hub.logs import fields
-from hub.records import Record
+from hub.records import Lag, Record
 from hub.source import SourceContext
 
 PARENT_RECHECK = 1.0
@@ -147,6 +147,12 @@ class StreamSource:
                 "streamArn": self.service.arn,
             }
         }
+
+    async def lag(self) -> dict[str, Lag]:
+        """IteratorAge of each shard read now (service.IteratorAge): no request of its own."""
+        now = time.time()
+        lags = {key: lane.age.lag(now) for key, lane in self._lanes.items()} if not self.closed else {}
+        return {key: lag for key, lag in lags.items() if lag is not None}
 
     async def close(self) -> None:
         """Stop every lane and close the clients. Safe to call twice."""

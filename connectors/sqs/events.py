@@ -7,6 +7,8 @@ import hashlib
 import time
 from typing import Any
 
+from hub.tracing import xray_to_traceparent
+
 
 def _b64(value: Any) -> str:
     return base64.b64encode(value if isinstance(value, bytes) else str(value).encode()).decode("ascii")
@@ -39,6 +41,22 @@ def sqs_record(message: dict[str, Any], *, arn: str, region: str) -> dict[str, A
         out["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
     out.update(eventSource="aws:sqs", eventSourceARN=arn, awsRegion=region)
     return out
+
+
+def trace_context(payload: dict[str, Any]) -> dict[str, str] | None:
+    """The W3C trace context of an SQS record: its `AWSTraceHeader` system attribute (X-Ray's format, which AWS
+    services and the X-Ray SDK set) converted, else its `traceparent`/`tracestate` message attributes."""
+    header = payload.get("attributes", {}).get("AWSTraceHeader")
+    if header:
+        traceparent = xray_to_traceparent(header)
+        if traceparent is not None:
+            return {"traceparent": traceparent}
+    attributes = payload.get("messageAttributes") or {}
+    parent = (attributes.get("traceparent") or {}).get("stringValue")
+    if not parent:
+        return None
+    state = (attributes.get("tracestate") or {}).get("stringValue")
+    return {"traceparent": parent, "tracestate": state} if state else {"traceparent": parent}
 
 
 def message_attempt(message: dict[str, Any]) -> int:

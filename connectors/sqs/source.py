@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Seque
 from typing import Any, TypeVar
 
 from connectors.sqs.config import QueueSettings
-from connectors.sqs.events import message_attempt, sent_at, sqs_record
+from connectors.sqs.events import message_attempt, sent_at, sqs_record, trace_context
 from connectors.sqs.queue import RECEIVE_MAX, Receipt, SqsQueue, receipt
-from hub.records import Outcome, Record, data_view
+from hub.records import Lag, Outcome, Record, data_view
 from hub.source import LaneEnded, SourceContext
 
 T = TypeVar("T")
@@ -152,6 +152,10 @@ class SqsSource:
         self.room = asyncio.Event()
         self._closed = asyncio.Event()
         self._serial = itertools.count()
+        self._oldest_seen = math.inf
+        """The oldest SentTimestamp among the messages received since the last `lag()`."""
+        self._oldest: float | None = None
+        """The SentTimestamp `lag()` measures the oldest message's age from."""
 
     async def open(self) -> None:
         """Open the queue (its URL, ARN, visibility timeout and kind)."""
@@ -213,6 +217,9 @@ class SqsSource:
         """The record of one message: its SQS event record as payload, its receipt as position, its receive count as
         attempt, and (FIFO) its group as lane and order key."""
         payload = sqs_record(message, arn=self.queue.arn, region=self.queue.region)
+        sent = sent_at(message)
+        if sent < self._oldest_seen:
+            self._oldest_seen = sent
         body = payload["body"]
         metadata = {k: v for k, v in payload.items() if k != "body"}
         group = payload["attributes"].get("MessageGroupId")
@@ -220,7 +227,7 @@ class SqsSource:
             lane=group if self.queue.fifo and group is not None else self.queue.name,
             position=Receipt(next(self._serial), payload["receiptHandle"]),
             payload=payload,
-            timestamp=sent_at(message),
+            timestamp=sent,
             size=len(body) + RECORD_OVERHEAD + len(str(payload["messageAttributes"])),
             item_id=payload["messageId"],
             attempt=message_attempt(message),
@@ -231,6 +238,34 @@ class SqsSource:
     def render(self, records: Sequence[Record], attempt: int) -> Any:
         """The SQS event: `{"Records": [...]}`."""
         return {"Records": [r.payload for r in records]}
+
+    def trace_context(self, record: Record) -> dict[str, str] | None:
+        """The message's trace: its `AWSTraceHeader` (X-Ray's format, converted), else a `traceparent` message
+        attribute (as OpenTelemetry's SQS instrumentation sends it)."""
+        return trace_context(record.payload)
+
+    async def lag(self) -> dict[str, Lag]:
+        """The queue's backlog (ApproximateNumberOfMessages, one GetQueueAttributes) and the age of its oldest
+        message, estimated from what the hub receives: CloudWatch's ApproximateAgeOfOldestMessage is not an
+        attribute a client can read. It is the age of the oldest message received since the previous call; when
+        none was, that of the last one measured (it keeps growing while the queue holds messages); 0 once the queue
+        holds none, visible or in flight. Keyed by the queue's name (a FIFO queue's lanes are its groups)."""
+        client = self.queue.client
+        if client is None or self.closed:
+            return {}
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        attributes = (await client.get_queue_attributes(QueueUrl=self.queue.url, AttributeNames=names))["Attributes"]
+        visible = int(attributes.get("ApproximateNumberOfMessages", 0))
+        held = int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
+        seen, self._oldest_seen = self._oldest_seen, math.inf
+        if not visible and not held:
+            self._oldest = None
+        elif seen < math.inf:
+            self._oldest = seen
+        age = 0.0 if self._oldest is None else max(0.0, round(time.time() - self._oldest, 3))
+        if self._oldest is None and (visible or held):
+            return {self.queue.name: Lag(backlog=visible)}  # nothing received yet: its age is unknown
+        return {self.queue.name: Lag(backlog=visible, oldest_message_age_s=age)}
 
     async def close(self) -> None:
         """Make the messages received but not handed on visible again, and close the queue. Safe to call twice."""

@@ -17,6 +17,7 @@ from tests.connectors.kit import Kit
 from tests.connectors.kits_aws import DynamoDBKit, KinesisKit, S3Kit, SqsKit
 from tests.connectors.kits_brokers import KafkaKit, RabbitMQKit, RedisKit
 from tests.connectors.kits_local import FilesKit, MemoryKit, MemoryQueueKit, ScheduleKit
+from tests.connectors.kits_postgres import PostgresKit
 from tests.fixtures_redis import RedisServer
 
 KITS: dict[str, tuple[str, type[Kit]]] = {}
@@ -64,6 +65,13 @@ def redis_kit(redis_server: RedisServer) -> Iterator[Kit]:
 @connector(RabbitMQKit)
 def rabbitmq_kit(rabbitmq_server: str) -> Iterator[Kit]:
     kit = RabbitMQKit(rabbitmq_server)
+    yield kit
+    kit.close()
+
+
+@connector(PostgresKit)
+def postgres_kit(logical_postgres: str) -> Iterator[Kit]:
+    kit = PostgresKit(logical_postgres)
     yield kit
     kit.close()
 

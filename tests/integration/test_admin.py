@@ -62,8 +62,8 @@ def test_status_metrics_and_health(tmp_path: Path) -> None:
         ]
         code, text = get(f"{base}/metrics")
         assert code == 200
-        assert 'hub_records_invoked_total{mapping="inbox"} 1' in text
-        assert 'hub_mapping_up{mapping="broken"} 0' in text
+        assert 'aws_lambda_invoked_event_count_total{mapping="inbox"} 1.0' in text
+        assert 'hub_mapping_up{mapping="broken"} 0.0' in text
         code, body = get(f"{base}/healthz")
         assert code == 503 and json.loads(body)["not_running"] == ["broken"]
         for page in ("status", "metrics", "healthz"):

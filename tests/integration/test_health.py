@@ -44,13 +44,13 @@ class Admin:
         wait_for(lambda: self.health() == 503, timeout, "/healthz to answer 503")
         mapping = self.mapping()
         assert mapping["state"] == "degraded" and mapping["last_error"], mapping
-        assert self.up_metric().endswith(" 0")
+        assert self.up_metric().endswith(" 0.0")  # prometheus-client writes floats
         return mapping
 
     def wait_running(self, timeout: float = 15.0) -> None:
         wait_for(lambda: self.health() == 200, timeout, "/healthz to answer 200 again")
         assert self.mapping()["state"] == "running"
-        assert self.up_metric().endswith(" 1")
+        assert self.up_metric().endswith(" 1.0")
 
 
 def hub_config(tmp: Path, port: int, source: dict[str, Any]) -> dict[str, Any]:

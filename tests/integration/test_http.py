@@ -207,5 +207,5 @@ def test_status_and_metrics_count_requests(served: tuple[str, str]) -> None:
     assert fails["responses"]["502"] == fails["counters"]["invoked"]
     assert all(f["runtime"] == "python" for f in status["functions"])
     with http_get(admin + "/metrics") as text:
-        assert re.search(r'hub_http_requests_total\{mapping="rest-fails",code="502"\} [1-9]', text)
+        assert re.search(r'hub_http_requests_total\{code="502",mapping="rest-fails"\} [1-9]', text)
         assert 'hub_http_request_duration_seconds_count{mapping="rest-fails"}' in text

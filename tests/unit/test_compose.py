@@ -65,22 +65,29 @@ def test_docker_compose_validates_the_file() -> None:
     assert result.returncode == 0, result.stderr
     resolved = json.loads(result.stdout)
     services = resolved["services"]
-    assert set(services) == {"hub", "kafka", "redis", "rabbitmq", "mosquitto", "nats", "nats-init", "aws", "aws-init"}
+    assert set(services) == {
+        *("hub", "kafka", "redis", "rabbitmq", "mosquitto", "postgres", "nats", "nats-init", "aws", "aws-init"),
+    }
     conditions = {name: dep["condition"] for name, dep in services["hub"]["depends_on"].items()}
     assert conditions == {
         "kafka": "service_healthy",
         "redis": "service_healthy",
         "rabbitmq": "service_healthy",
         "mosquitto": "service_healthy",
+        "postgres": "service_healthy",
         "nats-init": "service_completed_successfully",
         "aws-init": "service_completed_successfully",
     }
     assert services["nats-init"]["depends_on"] == {"nats": {"condition": "service_healthy", "required": True}}
-    for name in ("kafka", "redis", "rabbitmq", "mosquitto", "nats"):
+    for name in ("kafka", "redis", "rabbitmq", "mosquitto", "postgres", "nats"):
         assert services[name]["healthcheck"]["test"], name  # the hub waits for service_healthy
     # the same password on both sides, unless RABBITMQ_PASSWORD says otherwise
     password = services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_PASS"]
     assert services["hub"]["environment"]["RABBITMQ_URL"] == f"amqp://hub:{password}@rabbitmq:5672/"
+    postgres = services["postgres"]
+    login = [postgres["environment"][k] for k in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB")]
+    assert services["hub"]["environment"]["POSTGRES_URL"] == "postgresql://{}:{}@postgres:5432/{}".format(*login)
+    assert "wal_level=logical" in postgres["command"]  # logical replication, for the postgres source
     mount = services["aws-init"]["volumes"][0]
     assert Path(mount["source"]) == ROOT / "config" / "stack-init.sh" and mount["target"] == "/stack-init.sh"
     mount = services["mosquitto"]["volumes"][0]  # a listener for the other containers, and persistence
@@ -170,6 +177,14 @@ def test_the_stack_runs_every_kind_of_source_on_resources_it_creates() -> None:
     command = services["nats-init"]["command"]
     assert command[command.index("add") + 1] == nats.stream and nats.create_consumer
     assert command[command.index("--subjects") + 1] == nats.filter_subject
+    # the table the postgres mapping reads is made by the database's init script, in the database the URL names
+    postgres = next(m.source for m in config.mappings if m.source.type == "postgres")
+    init = next(
+        v for v in services["postgres"]["volumes"] if v.endswith("/docker-entrypoint-initdb.d/stack-postgres.sql:ro")
+    )
+    made = set(re.findall(r"CREATE TABLE (\w+)", (ROOT / init.split(":")[0]).read_text()))
+    assert {name for _, name in postgres.table_names()} <= made
+    assert postgres.database == services["postgres"]["environment"]["POSTGRES_DB"] and postgres.create
 
     dockerfile = (ROOT / "Dockerfile").read_text()
     for copied in re.findall(r"^COPY (\S+)", dockerfile, re.M):

@@ -12,22 +12,37 @@ from connectors.schedule.source import CONNECTOR as SCHEDULE
 from hub.checkpoints import MemoryStore
 from hub.exclusive import FencedStore, LeasedSource
 from hub.leases import LocalLeases
-from hub.records import GiveUp, Record
+from hub.records import GiveUp, Lag, Outcome, Record
 from hub.source import (
     ArnSource,
     BatchInfoSource,
     DeadLetterSource,
     Document,
     FilterViewSource,
+    LagSource,
     Lane,
     SourceContext,
+    TraceSource,
 )
 
-CAPABILITIES = (BatchInfoSource, FilterViewSource, ArnSource, DeadLetterSource)
+CAPABILITIES = (BatchInfoSource, FilterViewSource, ArnSource, DeadLetterSource, LagSource, TraceSource)
 
 
 def context() -> SourceContext:
     return SourceContext(mapping="m", store=MemoryStore(), region="eu-west-1", account_id="123456789012")
+
+
+class OneLane:
+    """The one lane of the sources below: nothing to read."""
+
+    key = "lane"
+    ordered = False
+
+    async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        return []
+
+    async def settle(self, outcome: Outcome) -> None:
+        pass
 
 
 class Plain:
@@ -37,8 +52,7 @@ class Plain:
         pass
 
     async def lanes(self) -> AsyncIterator[Lane]:
-        return
-        yield
+        yield OneLane()
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
         return {"Records": [r.payload for r in records]}
@@ -63,6 +77,12 @@ class Capable(Plain):
 
     def dead_letter(self, records: Sequence[Record], give_up: GiveUp) -> Document:
         return Document({"dead": len(records)}, attributes={})
+
+    async def lag(self) -> dict[str, Lag]:
+        return {"lane": Lag(offset_lag=7)}
+
+    def trace_context(self, record: Record) -> dict[str, str] | None:
+        return {"traceparent": f"00-{record.position:032x}-{1:016x}-01"}
 
 
 def leased(source: Any) -> LeasedSource:
@@ -92,7 +112,7 @@ def test_the_connectors_declare_their_capabilities_by_type() -> None:
     assert isinstance(schedule, DeadLetterSource) and not isinstance(schedule, BatchInfoSource)
 
 
-def test_a_leased_source_has_the_capabilities_of_the_source_it_wraps() -> None:
+async def test_a_leased_source_has_the_capabilities_of_the_source_it_wraps() -> None:
     record = Record("lane", 1, {"n": 1})
     capable, source = Capable(), leased(Capable())
     for capability in CAPABILITIES:
@@ -103,15 +123,23 @@ def test_a_leased_source_has_the_capabilities_of_the_source_it_wraps() -> None:
     assert source.dead_letter_config == capable.dead_letter_config
     give_up = GiveUp(3, None, "RetriesExhausted", "arn:aws:lambda:eu-west-1:123456789012:function:f")
     assert source.dead_letter([record], give_up).body == {"dead": 1}
+    assert source.trace_context(record) == capable.trace_context(record)
+    assert await source.lag() == {}  # no lane while the lease is not held
+    lanes = source.lanes()
+    await anext(lanes)  # a local lease is granted at once: the wrapped source runs
+    assert await source.lag() == {"lane": Lag(offset_lag=7)}
+    await source.close()
+    await lanes.aclose()
 
 
-def test_a_leased_plain_source_answers_as_the_hub_does_for_a_source_without_them() -> None:
+async def test_a_leased_plain_source_answers_as_the_hub_does_for_a_source_without_them() -> None:
     record = Record("lane", 1, {"n": 1})
     source = leased(Plain())
     assert source.batch_info([record]) == {}  # an on-failure record without batch info
     assert source.filter_view(record) == {"n": 1}  # filters see the payload
     assert source.event_source_arn("lane") == ""
     assert source.dead_letter_config is None  # no dead-letter queue of its own: none is built
+    assert source.trace_context(record) is None and await source.lag() == {}
 
 
 def test_a_connectors_check_refuses_a_mapping_at_the_setting_it_names(tmp_path: Any) -> None:
