@@ -97,6 +97,9 @@ class _Clients:
 
 
 class SqsDestination:
+    """An SQS queue as a destination and a dead-letter queue: one message per document (SendMessageBatch), its
+    attributes as message attributes."""
+
     per_record = False
     includes_payload = False
 
@@ -112,6 +115,7 @@ class SqsDestination:
         return self._url
 
     async def send(self, documents: Sequence[Document]) -> None:
+        """Send every document, in batches of 10; raises when SQS refused any (the dispatcher sends them again)."""
         sqs = await self._clients.get()
         url = await self._queue_url(sqs)
         for chunk in _chunks([_entry(d) for d in documents]):
@@ -125,6 +129,7 @@ class SqsDestination:
                 )
 
     async def close(self) -> None:
+        """Close the client."""
         await self._clients.close()
 
 
@@ -154,6 +159,8 @@ def _chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 class S3Destination:
+    """An S3 bucket as a destination: one object per document, under `prefix`, named as AWS names on-failure records."""
+
     per_record = False
     includes_payload = True
 
@@ -163,6 +170,7 @@ class S3Destination:
         self._clients = _Clients(config.connection, "s3", region)
 
     async def send(self, documents: Sequence[Document]) -> None:
+        """Put one object per document; raises on the first refusal (the dispatcher sends them again)."""
         s3 = await self._clients.get()
         for document in documents:
             await s3.put_object(
@@ -173,6 +181,7 @@ class S3Destination:
             )
 
     async def close(self) -> None:
+        """Close the client."""
         await self._clients.close()
 
 
@@ -204,6 +213,18 @@ def _safe(part: str) -> str:
     return part.replace("/", "_")
 
 
+def _sqs_inbox(config: SqsDestinationConfig, region: str, store: Any, mapping: str) -> Any:
+    from connectors.aws_failures import SqsInbox
+
+    return SqsInbox(config, region)
+
+
+def _s3_inbox(config: S3DestinationConfig, region: str, store: Any, mapping: str) -> Any:
+    from connectors.aws_failures import S3Inbox
+
+    return S3Inbox(config, region)
+
+
 SQS_DESTINATION = DestinationSpec(
     type="sqs",
     config=SqsDestinationConfig,
@@ -211,7 +232,8 @@ SQS_DESTINATION = DestinationSpec(
     requires=("aioboto3",),
     extra="aws",
     dead_letter=True,
+    inbox=_sqs_inbox,
 )
 S3_DESTINATION = DestinationSpec(
-    type="s3", config=S3DestinationConfig, build=S3Destination, requires=("aioboto3",), extra="aws"
+    type="s3", config=S3DestinationConfig, build=S3Destination, requires=("aioboto3",), extra="aws", inbox=_s3_inbox
 )

@@ -47,6 +47,9 @@ def _letter(message: dict[str, Any]) -> Letter:
 
 
 class SqsInbox:
+    """An `sqs` destination read back: listing receives with a short visibility timeout and shows the messages again;
+    a replay holds the chosen ones, and deletes each that replayed."""
+
     kind = "sqs"
 
     def __init__(self, config: SqsDestinationConfig, region: str) -> None:
@@ -80,6 +83,7 @@ class SqsInbox:
             await sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
 
     async def list(self, limit: int) -> tuple[list[Letter], int | None]:
+        """Up to `limit` messages (received, then made visible again at once), and the queue's approximate count."""
         sqs, url = await self._queue()
         counted = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
         total = int(counted.get("Attributes", {}).get("ApproximateNumberOfMessages", 0))
@@ -101,6 +105,8 @@ class SqsInbox:
         return letters, max(total, len(letters))
 
     async def take(self, ids: Sequence[str], hold: float) -> dict[str, Letter]:
+        """The messages of these ids, received and held invisible for `hold` seconds (at most SQS's 12 hours); looks
+        for at most TAKE_TIMEOUT, and shows the others again at once."""
         sqs, url = await self._queue()
         wanted = set(ids)
         found: dict[str, Letter] = {}
@@ -126,18 +132,24 @@ class SqsInbox:
         return found
 
     async def remove(self, letter: Letter) -> None:
+        """Delete the message (by the receipt handle of its take)."""
         sqs, url = await self._queue()
         await sqs.delete_message(QueueUrl=url, ReceiptHandle=letter.handle)
 
     async def release(self, letter: Letter) -> None:
+        """Make the message visible again at once."""
         sqs, url = await self._queue()
         await self._show_again(sqs, url, [letter.handle])
 
     async def close(self) -> None:
+        """Close the client."""
         await self._clients.close()
 
 
 class S3Inbox:
+    """An `s3` destination read back: the failure records under `<prefix>aws/lambda/`, each object a letter named by
+    its key."""
+
     kind = "s3"
 
     def __init__(self, config: S3DestinationConfig, region: str) -> None:
@@ -161,6 +173,7 @@ class S3Inbox:
         return Letter(key, body, None, stamp if isinstance(stamp, str) else when)
 
     async def list(self, limit: int) -> tuple[list[Letter], int | None]:
+        """The oldest `limit` objects' records, and how many objects there are."""
         s3 = await self._clients.get()
         keys: list[str] = []
         kwargs: dict[str, Any] = {"Bucket": self.config.bucket, "Prefix": self.prefix}
@@ -175,6 +188,7 @@ class S3Inbox:
         return letters, len(keys)
 
     async def take(self, ids: Sequence[str], hold: float) -> dict[str, Letter]:
+        """The records of these keys that still exist (`hold` is not used: nothing else reads them)."""
         s3 = await self._clients.get()
         found = {}
         for key in ids:
@@ -185,19 +199,13 @@ class S3Inbox:
         return found
 
     async def remove(self, letter: Letter) -> None:
+        """Delete the object."""
         s3 = await self._clients.get()
         await s3.delete_object(Bucket=self.config.bucket, Key=letter.id)
 
     async def release(self, letter: Letter) -> None:
-        pass
+        """Nothing to give back: the object stays."""
 
     async def close(self) -> None:
+        """Close the client."""
         await self._clients.close()
-
-
-def sqs_inbox(config: SqsDestinationConfig, region: str, store: Any, mapping: str) -> SqsInbox:
-    return SqsInbox(config, region)
-
-
-def s3_inbox(config: S3DestinationConfig, region: str, store: Any, mapping: str) -> S3Inbox:
-    return S3Inbox(config, region)

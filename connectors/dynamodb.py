@@ -76,6 +76,9 @@ def _epoch(value: Any) -> float:
 
 
 class DynamoDBService:
+    """DynamoDB Streams as the shard readers need it (connectors/shards/service.py's ShardService): DescribeStream,
+    GetShardIterator and GetRecords, and the DynamoDB Streams event record with plain JSON images."""
+
     kind = "dynamodb"
     max_limit = 1000
     batch_info_key = "DDBStreamBatchInfo"
@@ -89,6 +92,8 @@ class DynamoDBService:
         self.client: Any = None
 
     async def connect(self, stack: AsyncExitStack) -> str:
+        """Make the client; with `table_name`, find the table's latest stream (refused if it has none enabled). Sets
+        `arn` and the region; the stream's ARN is its identity in the store."""
         conn, region = self.config.connection, self.context.region
         if self.config.stream_arn:
             self.arn = self.config.stream_arn
@@ -104,6 +109,7 @@ class DynamoDBService:
         return self.arn
 
     async def shards(self) -> list[ShardInfo]:
+        """Every shard of the stream (all pages of DescribeStream), with its parent and whether it is closed."""
         out: list[ShardInfo] = []
         kwargs: dict[str, Any] = {"StreamArn": self.arn}
         while True:
@@ -118,6 +124,8 @@ class DynamoDBService:
             kwargs = {"StreamArn": self.arn, "ExclusiveStartShardId": last}
 
     async def iterator(self, shard_id: str, start: Start) -> str:
+        """A shard iterator from `start`. Raises ShardGone when the shard no longer exists (trimmed past the 24 h
+        retention)."""
         kwargs: dict[str, Any] = {"StreamArn": self.arn, "ShardId": shard_id, "ShardIteratorType": start.kind}
         if start.sequence is not None:
             kwargs["SequenceNumber"] = start.sequence
@@ -140,6 +148,7 @@ class DynamoDBService:
         return str(answer["ShardIterator"])
 
     async def get_records(self, iterator: str, limit: int) -> Page:
+        """One GetRecords call. Raises IteratorExpired for an expired iterator or trimmed data."""
         try:
             answer = await self.client.get_records(ShardIterator=iterator, Limit=limit)
         except Exception as exc:
@@ -149,6 +158,8 @@ class DynamoDBService:
         return Page(answer.get("Records", []), answer.get("NextShardIterator"), None)
 
     def record(self, shard_id: str, raw: Any) -> Record:
+        """The Record of one stream record: the event record as payload, the sequence number as position; filters see
+        its fields as AWS shows them."""
         change = _plain(raw.get("dynamodb", {}))
         created = _epoch(raw["dynamodb"]["ApproximateCreationDateTime"])
         change["ApproximateCreationDateTime"] = (
@@ -177,20 +188,26 @@ class DynamoDBService:
         )
 
     def latest(self, since: float) -> Start:
+        """A new LATEST mapping starts at LATEST."""
         return Start("LATEST")
 
     def resume_latest(self, since: float) -> Start:
+        """After a restart before anything settled: from TRIM_HORIZON, skipping records created before the mapping
+        began."""
         # no AT_TIMESTAMP on DynamoDB Streams: read from the oldest record, skip what is older than the
         # mapping (creation times are whole seconds, so the second it began is read again: at least once)
         return Start("TRIM_HORIZON", not_before=math.floor(since))
 
 
 class DynamoDBSource(StreamSource):
+    """A DynamoDB stream read shard by shard (connectors/shards/)."""
+
     def __init__(self, config: DynamoDBConfig, context: SourceContext) -> None:
         super().__init__(DynamoDBService(config, context), config, config.starting_position, None, context)
 
 
 def sample_event() -> dict[str, Any]:
+    """A DynamoDB Streams event of one INSERT, for `hub events dynamodb`."""
     return {
         "Records": [
             {
@@ -214,6 +231,12 @@ def sample_event() -> dict[str, Any]:
     }
 
 
+async def _reread(config: Any, context: SourceContext, info: dict[str, Any]) -> Any:
+    from connectors.shards.reread import reread_dynamodb
+
+    return await reread_dynamodb(config, context, info)
+
+
 CONNECTOR = ConnectorSpec(
     type="dynamodb",
     config=DynamoDBConfig,
@@ -226,4 +249,6 @@ CONNECTOR = ConnectorSpec(
     requires=("aioboto3",),
     extra="aws",
     leases="lanes",  # a lease per shard
+    batch_info_key="DDBStreamBatchInfo",
+    reread=_reread,
 )

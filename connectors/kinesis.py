@@ -96,6 +96,9 @@ def kinesis_record(
 
 
 class KinesisService:
+    """Kinesis Data Streams as the shard readers need it (connectors/shards/service.py's ShardService): ListShards,
+    GetShardIterator and GetRecords by stream ARN, and the Kinesis event record."""
+
     kind = "kinesis"
     max_limit = 10_000
     batch_info_key = "KinesisBatchInfo"
@@ -110,6 +113,8 @@ class KinesisService:
         self.client: Any = None
 
     async def connect(self, stack: AsyncExitStack) -> str:
+        """Make the client and describe the stream: sets `arn` and the region; the stream's identity in the store is
+        its ARN and creation time."""
         self.client = await stack.enter_async_context(client(self.config.connection, "kinesis", self.context.region))
         which = (
             {"StreamARN": self.config.stream_arn} if self.config.stream_arn else {"StreamName": self.config.stream_name}
@@ -121,6 +126,7 @@ class KinesisService:
         return f"{self.arn}@{int(created.timestamp())}" if isinstance(created, datetime) else self.arn
 
     async def shards(self) -> list[ShardInfo]:
+        """Every shard of the stream (all pages of ListShards), with its parents and whether it is closed."""
         out: list[ShardInfo] = []
         kwargs: dict[str, Any] = {"StreamARN": self.arn}
         while True:
@@ -135,6 +141,7 @@ class KinesisService:
             kwargs = {"NextToken": token}  # AWS refuses the stream name together with a token
 
     async def iterator(self, shard_id: str, start: Start) -> str:
+        """A shard iterator from `start`. Raises ShardGone when the shard no longer exists."""
         kwargs: dict[str, Any] = {"StreamARN": self.arn, "ShardId": shard_id, "ShardIteratorType": start.kind}
         if start.sequence is not None:
             kwargs["StartingSequenceNumber"] = start.sequence
@@ -149,6 +156,7 @@ class KinesisService:
         return str(answer["ShardIterator"])
 
     async def get_records(self, iterator: str, limit: int) -> Page:
+        """One GetRecords call. Raises IteratorExpired for an expired iterator."""
         try:
             answer = await self.client.get_records(ShardIterator=iterator, Limit=limit, StreamARN=self.arn)
         except Exception as exc:
@@ -158,6 +166,8 @@ class KinesisService:
         return Page(answer.get("Records", []), answer.get("NextShardIterator"), answer.get("MillisBehindLatest"))
 
     def record(self, shard_id: str, raw: Any) -> Record:
+        """The Record of one Kinesis record: the event record as payload, the sequence number as position, the
+        partition key as order key; filters see the data decoded under `data`."""
         data: bytes = raw["Data"]
         arrival = raw["ApproximateArrivalTimestamp"]
         arrival_ts = arrival.timestamp() if isinstance(arrival, datetime) else float(arrival)
@@ -185,9 +195,11 @@ class KinesisService:
         )
 
     def latest(self, since: float) -> Start:
+        """A new LATEST mapping starts at LATEST."""
         return Start("LATEST")
 
     def resume_latest(self, since: float) -> Start:
+        """After a restart before anything settled: AT_TIMESTAMP the mapping's start, skipping what is older."""
         # botocore sends whole seconds: skip what arrived in that second before the mapping began
         return Start("AT_TIMESTAMP", timestamp=since, not_before=since)
 
@@ -201,6 +213,8 @@ def filter_metadata(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 class KinesisSource(StreamSource):
+    """A Kinesis stream read shard by shard (connectors/shards/)."""
+
     def __init__(self, config: KinesisConfig, context: SourceContext) -> None:
         stamp = config.starting_position_timestamp
         if stamp is not None and stamp.tzinfo is None:
@@ -215,6 +229,7 @@ class KinesisSource(StreamSource):
 
 
 def sample_event() -> dict[str, Any]:
+    """A Kinesis event of one record, for `hub events kinesis`."""
     shard = "shardId-000000000006"
     sequence = "49590338271490256608559692538361571095921575989136588898"
     return {
@@ -233,6 +248,12 @@ def sample_event() -> dict[str, Any]:
     }
 
 
+async def _reread(config: Any, context: SourceContext, info: dict[str, Any]) -> Any:
+    from connectors.shards.reread import reread_kinesis
+
+    return await reread_kinesis(config, context, info)
+
+
 CONNECTOR = ConnectorSpec(
     type="kinesis",
     config=KinesisConfig,
@@ -245,4 +266,6 @@ CONNECTOR = ConnectorSpec(
     requires=("aioboto3",),
     extra="aws",
     leases="lanes",  # a lease per shard
+    batch_info_key="KinesisBatchInfo",
+    reread=_reread,
 )

@@ -31,6 +31,7 @@ of them back to the workers they start."""
 
 
 def supported() -> bool:
+    """True where a process can be pinned to CPUs (Linux)."""
     return hasattr(os, "sched_setaffinity")
 
 
@@ -44,6 +45,7 @@ def cpus(setting: Setting) -> list[int]:
 
 
 def cpu_for(setting: Setting, slot: int) -> int | None:
+    """The CPU of process `slot` (0: the hub) under `setting`, taken in turn from the CPUs it names; None when off."""
     chosen = cpus(setting)
     return chosen[slot % len(chosen)] if chosen else None
 
@@ -145,4 +147,5 @@ class Nearby:
             os.sched_setaffinity(0, {cpu} if cpu >= 0 else self.everywhere)
 
     def took(self, seconds: float) -> None:
+        """Record how long a call took (a moving mean)."""
         self.mean_call += (seconds - self.mean_call) * 0.25

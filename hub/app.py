@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub import redact, reload
 from hub.checkpoints import CheckpointStore, open_store, redacted
+from hub.clock import Clock, SystemClock
 from hub.config import ConfigError, HubConfig, MappingConfig
 from hub.control import ControlError, Mappings, Slot
 from hub.destinations import build_destination
@@ -25,7 +26,7 @@ from hub.leases import Coordinator, Leases, LocalLeases, leases_for
 from hub.logs import fields, flush_repeats
 from hub.mapping import MappingRunner
 from hub.reload import Changes, check_function
-from hub.source import Clock, Destination, Source, SourceContext, SystemClock
+from hub.source import Destination, Source, SourceContext
 from hub.sync import SyncContext, SyncMapping, SyncRunner, SyncServer
 
 if TYPE_CHECKING:
@@ -287,6 +288,7 @@ class Hub:
         log.info("hub stopped")
 
     def stop(self) -> None:
+        """Ask run() to stop gracefully (what SIGTERM and SIGINT do)."""
         self.stopping.set()
 
     def _start_monitor(self) -> None:

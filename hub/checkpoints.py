@@ -61,12 +61,15 @@ class MemoryStore(LeaseStore):
         self._members: dict[str, tuple[tuple[str, ...], float, dict[str, Any]]] = {}
 
     async def get(self, scope: str, key: str) -> str | None:
+        """The value of `key` in `scope`, or None."""
         return self._data.get(scope, {}).get(key)
 
     async def get_all(self, scope: str) -> dict[str, str]:
+        """Every key and value of `scope` (a copy)."""
         return dict(self._data.get(scope, {}))
 
     async def put_many(self, scope: str, items: Mapping[str, str | None], fence: Fence | None = None) -> None:
+        """Write or delete every item at once; a shared store refuses a fence that no longer holds (LeaseLost)."""
         if fence is not None and self.shared and not self._holds(fence):
             raise LeaseLost(fence.lease)
         bucket = self._data.setdefault(scope, {})
@@ -88,6 +91,7 @@ class MemoryStore(LeaseStore):
     async def heartbeat(
         self, member: str, groups: Sequence[str], ttl: float, info: Mapping[str, Any]
     ) -> list[MemberRow]:
+        """Keep `member` alive until now + ttl on this store's clock; every live member, sorted by id."""
         now = self.now()
         self._members[member] = (tuple(groups), now + ttl, dict(info))
         return [
@@ -97,13 +101,16 @@ class MemoryStore(LeaseStore):
         ]
 
     async def leave(self, member: str) -> None:
+        """Forget `member` at once."""
         self._members.pop(member, None)
 
     async def register(self, leases: Mapping[str, str]) -> None:
+        """Add a free lease row for every name not known yet."""
         for name, group in leases.items():
             self._leases.setdefault(name, {"group": group, "owner": None, "token": 0, "expires": float("-inf")})
 
     async def leases(self) -> list[LeaseRow]:
+        """Every lease row, sorted by name, with the seconds it has left on this store's clock."""
         now = self.now()
         return [
             LeaseRow(name, row["group"], row["owner"], row["token"], max(-1e9, row["expires"] - now))
@@ -111,6 +118,7 @@ class MemoryStore(LeaseStore):
         ]
 
     async def acquire(self, name: str, member: str, ttl: float) -> int | None:
+        """Take a free or expired lease for `member`: its new token, or None when another member holds it."""
         row = self._leases.get(name)
         now = self.now()
         if row is None or (row["owner"] is not None and row["expires"] > now):
@@ -119,6 +127,7 @@ class MemoryStore(LeaseStore):
         return int(row["token"])
 
     async def renew(self, member: str, held: Mapping[str, int], ttl: float) -> set[str]:
+        """Extend the leases `member` still holds with those tokens; the names renewed."""
         now = self.now()
         kept = set()
         for name, token in held.items():
@@ -129,17 +138,23 @@ class MemoryStore(LeaseStore):
         return kept
 
     async def release(self, fence: Fence) -> None:
+        """Free the lease if the fence still holds."""
         row = self._leases.get(fence.lease)
         if row is not None and row["owner"] == fence.owner and row["token"] == fence.token:
             row.update(owner=None, expires=float("-inf"))
 
     async def forget(self, fence: Fence) -> None:
+        """Delete the lease row if the fence still holds."""
         row = self._leases.get(fence.lease)
         if row is not None and row["owner"] == fence.owner and row["token"] == fence.token:
             del self._leases[fence.lease]
 
 
 class SqliteStore(CheckpointStore):
+    """The embedded store of one hub: a SQLite file in WAL mode, read in a worker thread and written by one writer
+    thread that group-commits every write pending at once in one transaction. It keeps no leases (a store of one
+    process)."""
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,16 +179,20 @@ class SqliteStore(CheckpointStore):
             return list(self._db.execute(sql, args))
 
     async def get(self, scope: str, key: str) -> str | None:
+        """The value of `key` in `scope`, or None (read in a worker thread)."""
         rows = await asyncio.to_thread(
             self._query, "SELECT key, value FROM checkpoints WHERE scope = ? AND key = ?", (scope, key)
         )
         return rows[0][1] if rows else None
 
     async def get_all(self, scope: str) -> dict[str, str]:
+        """Every key and value of `scope`."""
         rows = await asyncio.to_thread(self._query, "SELECT key, value FROM checkpoints WHERE scope = ?", (scope,))
         return dict(rows)
 
     async def put_many(self, scope: str, items: Mapping[str, str | None], fence: Fence | None = None) -> None:
+        """Write or delete every item, atomically; returns once the transaction that holds it is committed (writes
+        pending at the same time share it). The fence is ignored: nothing else writes this file. Raises once closed."""
         if self._closed:
             raise RuntimeError("checkpoint store is closed")
         loop = asyncio.get_running_loop()
@@ -238,6 +257,7 @@ class SqliteStore(CheckpointStore):
         return taken
 
     async def close(self) -> None:
+        """Let the writes in progress commit, then close the file. Safe to call twice."""
         if self._closed:
             return
         self._closed = True

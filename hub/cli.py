@@ -14,9 +14,9 @@ from typing import Any, NoReturn
 import click
 
 from hub import logs, redact
+from hub.cli_args import EXIT_CONFIG, fail, read_json, read_text
 
 DEFAULT_CONFIG = "config/hub.yaml"
-EXIT_CONFIG = 2
 # A SAM template's --parameter-overrides and --bindings travel in the environment, so that the poller processes
 # `hub run` starts (hub/pollers.py) translate the template exactly as the hub did.
 SAM_OVERRIDES = "HUB_SAM_PARAMETER_OVERRIDES"
@@ -44,11 +44,6 @@ def _sam_environment(parameter_overrides: tuple[str, ...], bindings: str | None)
         os.environ[SAM_OVERRIDES] = " ".join(parameter_overrides)  # each is `Key=Value ...`, as sam takes it
     if bindings:
         os.environ[SAM_BINDINGS] = bindings
-
-
-def fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
-    click.echo(redact.text(message), err=True)
-    sys.exit(code)
 
 
 def _load(path: str) -> Any:
@@ -91,63 +86,6 @@ def _masked_excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -
 def _invalid(path: str, exc: Any) -> str:
     """What a configuration error prints: each problem on an `error:` line, then the file's verdict."""
     return "\n".join(f"error: {line}" for line in exc.errors) + f"\n{path}: configuration not valid"
-
-
-def _read_text(value: str, what: str) -> str:
-    """The JSON text an option gives: `-` reads standard input; text that starts as a JSON object, array or
-    string (`{`, `[`, `"`) is itself, and is never taken as a file name, however long; anything else is the
-    file it names when there is one, else itself (`42`, `null`). Any problem exits 2, never with a traceback."""
-    if value == "-":
-        return sys.stdin.read()
-    if value.lstrip().startswith(("{", "[", '"')):
-        return value
-    text = _read_file(value, what)
-    if text is not None:
-        return text
-    try:
-        json.loads(value)  # a bare JSON value: 42, true, null
-    except ValueError:
-        shown = value if len(value) <= 80 else f"{value[:77]}..."
-        fail(f"error: {what}: no file {shown!r}, and it is not inline JSON either")
-    return value
-
-
-def _read_json(value: str, what: str) -> Any:
-    """The JSON value of an option (see _read_text). JSON is read as JSON (json5 would decode an escaped
-    surrogate pair such as `\\ud83d\\ude80` into two lone surrogates, not the one character); only text that
-    is not JSON is tried as JSON5 (comments, trailing commas)."""
-    import json5
-
-    text = _read_text(value, what)
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    except RecursionError:
-        fail(f"error: {what} is nested too deeply to read")
-    try:
-        return json5.loads(text)
-    except ValueError as exc:
-        fail(f"error: {what} is not valid JSON: {exc}")
-    except RecursionError:
-        fail(f"error: {what} is nested too deeply to read")
-
-
-def _read_file(name: str, what: str) -> str | None:
-    """The text of file `name`, or None when there is no such file or the text cannot name one (too long)."""
-    path = Path(name)
-    try:
-        if path.is_dir():
-            fail(f"error: {what}: {name!r} is a folder, not a JSON file")
-        if not path.is_file():
-            return None
-    except OSError:  # ENAMETOOLONG and the like: no file can have this name
-        return None
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        fail(f"error: {what}: cannot read {name!r}: {reason}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -319,7 +257,7 @@ def invoke(function: str, event_arg: str, config: str) -> None:
     cfg = _load(config)
     if function not in cfg.functions:
         fail(f"error: no function {function!r} in {config} (functions: {', '.join(sorted(cfg.functions))})")
-    event = _read_json(event_arg, "--event")
+    event = read_json(event_arg, "--event")
 
     async def once() -> Any:
         fn = Function.from_config(function, cfg)
@@ -382,10 +320,10 @@ def test_pattern(pattern: str, event_arg: str) -> None:
         fail("error: only one of --pattern and --event can be read from standard input (-)")
     try:
         # the text itself, not a parse of it: the pattern compiler reads JSON as EventBridge does
-        compiled = compile_pattern(_read_text(pattern, "--pattern"))
+        compiled = compile_pattern(read_text(pattern, "--pattern"))
     except PatternError as exc:
         fail(f"error: invalid pattern: {exc}")
-    click.echo("true" if compiled.matches(_read_json(event_arg, "--event")) else "false")
+    click.echo("true" if compiled.matches(read_json(event_arg, "--event")) else "false")
 
 
 @main.command()

@@ -60,13 +60,18 @@ class Runner(Protocol):
     name: str
     counters: Counters
 
-    async def run(self) -> None: ...
+    async def run(self) -> None:
+        """Run the mapping until stop()."""
 
-    async def stop(self, grace: float) -> None: ...
+    async def stop(self, grace: float) -> None:
+        """Stop reading; let batches in flight finish within `grace` seconds."""
 
 
 class Closable(Protocol):
-    async def close(self) -> None: ...
+    """What a mapping owns besides its runner and closes when it stops (its on-failure destination)."""
+
+    async def close(self) -> None:
+        """Release its clients."""
 
 
 class ControlError(Exception):
@@ -93,6 +98,7 @@ class Slot:
 
     @property
     def name(self) -> str:
+        """The mapping's name."""
         return self.config.display_name
 
 
@@ -116,6 +122,8 @@ class Mappings:
         return [slot.runner for slot in self.slots.values() if slot.runner is not None]
 
     def get(self, name: str) -> Slot:
+        """The mapping of this name; ControlError (404) when there is none, or when it is an http route, which has no
+        state to change."""
         slot = self.slots.get(name)
         if slot is None:
             if name in self.served:
@@ -154,6 +162,8 @@ class Mappings:
                 self._set(slot, "Enabled", slot.reason)
 
     async def enable(self, name: str, reason: str = "USER_INITIATED") -> Slot:
+        """Start a disabled mapping again from its checkpoints (Enabling, then Enabled); an enabled one is left as it
+        is."""
         async with self.lock:
             slot = self.get(name)
             if slot.state == "Enabled":
@@ -164,6 +174,8 @@ class Mappings:
             return slot
 
     async def disable(self, name: str, reason: str = "USER_INITIATED") -> Slot:
+        """Stop a mapping gracefully and keep its checkpoints (Disabling, then Disabled); a disabled one is left as
+        it is."""
         async with self.lock:
             slot = self.get(name)
             if slot.state == "Disabled":
@@ -194,6 +206,7 @@ class Mappings:
             return await self._replace(self.get(config.display_name), config, reason)
 
     async def delete(self, name: str, reason: str = "CONFIG_RELOAD") -> None:
+        """Stop a mapping and forget it (a reload that no longer has it); its checkpoints stay in the store."""
         async with self.lock:
             slot = self.get(name)
             self._set(slot, "Deleting", reason)

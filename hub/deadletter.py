@@ -26,10 +26,12 @@ __all__ = ["DeadLetterQueue", "GiveUp", "dead_letter_queues", "lambda_dead_lette
 
 
 def string(value: str) -> dict[str, str]:
+    """A String message attribute, in SQS's shape."""
     return {"DataType": "String", "StringValue": value}
 
 
 def number(value: int) -> dict[str, str]:
+    """A Number message attribute, in SQS's shape."""
     return {"DataType": "Number", "StringValue": str(value)}
 
 
@@ -52,6 +54,8 @@ class DeadLetterQueue:
     """None: the function's DLQ (Lambda's format); else the source builds the document (its own format)."""
 
     def document(self, records: Sequence[Record], event: Any, give_up: GiveUp, mapping: str) -> Document:
+        """The document this queue receives for given-up records: the source's own, or Lambda's (the original
+        `event`)."""
         if self.source is not None:
             return self.source.dead_letter(records, give_up)
         return lambda_dead_letter(event, give_up, mapping=mapping, lane=records[0].lane)

@@ -29,13 +29,14 @@ import operator
 from collections.abc import Sequence
 
 from hub.backoff import Backoff, sleep_unless
+from hub.clock import Clock
 from hub.config import MappingConfig
 from hub.deadletter import dead_letter_queues
 from hub.functions import Function
 from hub.invocation import Counters, Envelope, Invoker, item_key
 from hub.records import GiveUp, Outcome, Record
 from hub.runtimes import Result
-from hub.source import Clock, Destination, Source
+from hub.source import Destination, Source
 from hub.streams import StreamRetries
 
 __all__ = ["Backoff", "Counters", "Dispatcher", "Envelope", "item_key", "sleep_unless"]

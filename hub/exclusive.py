@@ -19,16 +19,18 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from hub.leases import Lease, Leases
-from hub.records import GiveUp, Outcome, Record
+from hub.records import GiveUp, Lag, Outcome, Record
 from hub.source import (
     ArnSource,
     BatchInfoSource,
     DeadLetterSource,
     Document,
     FilterViewSource,
+    LagSource,
     Lane,
     LaneEnded,
     Source,
+    TraceSource,
 )
 from hub.store import CheckpointStore, Fence
 
@@ -41,12 +43,15 @@ class FencedStore(CheckpointStore):
         self.fence: Fence | None = None
 
     async def get(self, scope: str, key: str) -> str | None:
+        """The wrapped store's value."""
         return await self.store.get(scope, key)
 
     async def get_all(self, scope: str) -> dict[str, str]:
+        """The wrapped store's values."""
         return await self.store.get_all(scope)
 
     async def put_many(self, scope: str, items: Mapping[str, str | None], fence: Fence | None = None) -> None:
+        """Write through the wrapped store with the current lease's fence (or the one given)."""
         await self.store.put_many(scope, items, fence or self.fence)
 
 
@@ -64,6 +69,8 @@ class LeasedLane:
         self.idle.set()
 
     async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        """The lane's records while the lease holds; LaneEnded once it ended, or once its local bound passed (records
+        read past it are not handed on: the next owner reads them)."""
         lease = self.lease
         if lease.ended.is_set() or not lease.valid():
             raise LaneEnded(self.key)
@@ -88,6 +95,7 @@ class LeasedLane:
         return records
 
     async def settle(self, outcome: Outcome) -> None:
+        """Settle on the wrapped lane, and count the records as no longer in flight."""
         try:
             await self.lane.settle(outcome)
         finally:
@@ -97,13 +105,13 @@ class LeasedLane:
                 self.idle.set()
 
 
-class LeasedSource(Source, BatchInfoSource, FilterViewSource, ArnSource, DeadLetterSource):
+class LeasedSource(Source, BatchInfoSource, FilterViewSource, ArnSource, DeadLetterSource, LagSource, TraceSource):
     """`source` (one lane) run only while this hub holds the lease `name` of `group`; `store` is the FencedStore
     the source was built with.
 
     It has every optional capability of the Source contract: each is the wrapped source's when it has it, else
     what the hub does for a source without it (no batch info, the payload as filter view, no ARN, no dead-letter
-    queue of its own), so that the mapping treats it exactly as the source it wraps.
+    queue of its own, no lag, no trace context), so that the mapping treats it exactly as the source it wraps.
     """
 
     def __init__(self, source: Source, store: FencedStore, leases: Leases, group: str, name: str) -> None:
@@ -118,12 +126,17 @@ class LeasedSource(Source, BatchInfoSource, FilterViewSource, ArnSource, DeadLet
         self._batch_info = source.batch_info if isinstance(source, BatchInfoSource) else None
         self._filter_view = source.filter_view if isinstance(source, FilterViewSource) else None
         self._arn = source.event_source_arn if isinstance(source, ArnSource) else None
+        self._trace = source.trace_context if isinstance(source, TraceSource) else None
 
     async def open(self) -> None:
+        """Declare the lease; the source itself opens only once it is held (see lanes)."""
         self._closing.clear()
         self.leases.want(self.group, [self.name])
 
     async def lanes(self) -> AsyncIterator[Lane]:
+        """For each time this hub holds the lease: open the source, yield its one lane, and when the lease ends (after
+        what is in flight settled, for a revoked one) close the source and give the lease back. Ends when the source is
+        closed."""
         while not self._closing.is_set():
             lease = await self._wait(self.leases.wait_for(self.group, self.name))
             if lease is None:
@@ -184,6 +197,16 @@ class LeasedSource(Source, BatchInfoSource, FilterViewSource, ArnSource, DeadLet
         """The wrapped source's ARN; "" when it names none."""
         return self._arn(lane) if self._arn is not None else ""
 
+    async def lag(self) -> Mapping[str, Lag]:
+        """The wrapped source's lag while this hub holds the lease; {} otherwise, or when it tells none."""
+        if self.lane is None or not isinstance(self.source, LagSource):
+            return {}
+        return await self.source.lag()
+
+    def trace_context(self, record: Record) -> Mapping[str, str] | None:
+        """The wrapped source's trace context of the record; None when it tells none."""
+        return self._trace(record) if self._trace is not None else None
+
     @property
     def dead_letter_config(self) -> Any:
         """The wrapped source's dead-letter queue; None when it has none."""
@@ -196,5 +219,6 @@ class LeasedSource(Source, BatchInfoSource, FilterViewSource, ArnSource, DeadLet
         return self.source.dead_letter(records, give_up)
 
     async def close(self) -> None:
+        """Stop waiting for the lease and close the wrapped source."""
         self._closing.set()
         await self.source.close()

@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from hub.clock import Clock
 from hub.records import Record
 from hub.runtimes import Result
-from hub.source import BatchInfoSource, Clock, Destination, Document, Source
+from hub.source import BatchInfoSource, Destination, Document, Source
 
 
 def iso(ts: float) -> str:
+    """Epoch seconds as AWS writes a failure record's `timestamp`: ISO-8601 UTC with milliseconds."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -29,6 +31,8 @@ class FailureRecords:
     clock: Clock
 
     def base(self, attempts: int, result: Result | None, condition: str) -> dict[str, Any]:
+        """The parts every failure record has: the request context, the response context (None when the function
+        never answered) and the time."""
         return {
             "requestContext": {
                 "requestId": result.request_id if result else str(uuid.uuid4()),

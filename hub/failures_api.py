@@ -98,7 +98,7 @@ def add_routes(app: web.Application, hub: Replaying, allowed: Callable[[web.Requ
             await inbox.close()
         failures = []
         for letter in letters:
-            entry = describe(letter)
+            entry = describe(letter, config.spec)
             shown: Any = letter.body if letter.attributes is None else {"Body": letter.body, **_attrs(letter)}
             entry["document"] = _preview(shown)
             failures.append(entry)

@@ -110,6 +110,9 @@ def in_process_variables(setup: FunctionSetup, *, shared: bool, log_stream: str)
 
 
 class Function:
+    """A function of the configuration: its runtime, its reserved concurrency and its invocation log (one line per
+    invocation, or a summary per mapping when the log level hides successes)."""
+
     def __init__(
         self,
         name: str,
@@ -158,6 +161,7 @@ class Function:
         self.started = True
 
     def context(self) -> LambdaContext:
+        """A new Lambda context for one invocation (its own request id, its deadline counted from now)."""
         return LambdaContext(
             function_name=self.name,
             memory_limit_in_mb=self.config.memory,
@@ -260,6 +264,7 @@ class Function:
         log.info("invoked %d more times, all succeeded", summary.hidden, extra={"fields": values})
 
     async def close(self) -> None:
+        """Log the invocation summaries still due and close the runtime."""
         for mapping, summary in self._summaries.items():
             self._log_summary(mapping, summary)
         self._summaries.clear()

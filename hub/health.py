@@ -51,6 +51,7 @@ class Health:
 
     @property
     def degraded(self) -> bool:
+        """True while a problem stands."""
         return bool(self.problems)
 
     def fail(self, what: str, error: str) -> bool:

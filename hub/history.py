@@ -53,6 +53,8 @@ class Watched(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Sample:
+    """One sample of a mapping: its counters at `t`, its rates over the interval before, and its lag."""
+
     t: float
     """Epoch seconds."""
     counts: tuple[int, ...]
@@ -63,6 +65,7 @@ class Sample:
     lag: dict[str, float]
 
     def as_dict(self) -> dict[str, Any]:
+        """The sample as GET /history shows it."""
         return {
             "t": round(self.t, 3),
             "polled_per_s": self.polled_per_s,
@@ -80,6 +83,7 @@ class _Mapping:
 
 
 def counts(counters: Counters) -> tuple[int, ...]:
+    """The counters named in COUNTED, in that order."""
     return tuple(int(getattr(counters, name)) for name in COUNTED)
 
 
@@ -109,14 +113,18 @@ class Monitor:
     # ---- what the admin endpoint reads -------------------------------------------------------------------------
 
     def lag(self, name: str) -> dict[str, float]:
+        """The mapping's lag: the largest of each field over its lanes ({} when it tells none)."""
         state = self._mappings.get(name)
         return worst(state.lanes) if state is not None else {}
 
     def lanes(self, name: str) -> dict[str, dict[str, float]]:
+        """The mapping's lag per lane, by lane key."""
         state = self._mappings.get(name)
         return {key: lag.as_dict() for key, lag in sorted(state.lanes.items())} if state is not None else {}
 
     def last_minute(self, name: str, counters: Counters) -> dict[str, Any]:
+        """Records polled, invoked, failed and dropped since the sample closest to a minute ago (since the first
+        sample for a younger mapping), and the rates of polling and invoking over that span."""
         now = self.clock()
         state = self._mappings.get(name)
         current = counts(counters)
@@ -135,6 +143,7 @@ class Monitor:
         }
 
     def history(self) -> dict[str, Any]:
+        """GET /history's answer: every mapping's samples of the last hour."""
         return {
             "interval_s": INTERVAL,
             "mappings": {name: [s.as_dict() for s in state.samples] for name, state in self._mappings.items()},

@@ -39,6 +39,7 @@ class Inbox:
         self._queue = asyncio.Queue()
 
     def put(self, record: Record) -> None:
+        """Add a pushed record; reads return it in arrival order."""
         self._queue.put_nowait(record)
 
     def end(self, exc: BaseException) -> None:

@@ -15,13 +15,14 @@ from typing import Any, Protocol
 
 from hub import tracing
 from hub.backoff import Backoff, sleep_unless
+from hub.clock import Clock
 from hub.config import MappingConfig
 from hub.failures import FailureRecords
 from hub.functions import Function
 from hub.logs import fields
 from hub.records import Record
 from hub.runtimes import Result
-from hub.source import Clock, Destination, Document, Source
+from hub.source import Destination, Document, Source
 
 log = logging.getLogger("hub.dispatch")
 

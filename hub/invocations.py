@@ -46,6 +46,7 @@ class Invocation:
     attempt: int
 
     def as_dict(self) -> dict[str, Any]:
+        """The invocation as /invocations shows it."""
         return {
             "request_id": self.request_id,
             "function": self.function,
@@ -85,6 +86,7 @@ class Activity:
         self.functions: dict[str, FunctionStats] = {}
 
     def stats(self, function: str) -> FunctionStats:
+        """The counts of a function (made on first use)."""
         found = self.functions.get(function)
         if found is None:
             found = self.functions[function] = FunctionStats()

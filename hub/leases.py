@@ -31,10 +31,11 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hub.assignment import assign
 from hub.health import Health
 from hub.logs import fields
 from hub.store import CheckpointStore, Fence, LeaseRow, LeaseStore, MemberRow
@@ -118,6 +119,7 @@ class LocalLeases(Leases):
         self._changed: dict[str, asyncio.Event] = {}
 
     def want(self, group: str, names: Iterable[str]) -> None:
+        """Grant every new name of `group` at once."""
         held = self._held.setdefault(group, {})
         new = [name for name in names if name not in held]
         for name in new:
@@ -126,72 +128,38 @@ class LocalLeases(Leases):
             self.changed(group).set()
 
     def held(self, group: str) -> dict[str, Lease]:
+        """Every lease of `group` wanted so far (all are granted)."""
         return dict(self._held.get(group, {}))
 
     def serve(self, groups: Iterable[str]) -> None:
+        """Nothing to do: every lease is granted at once."""
         pass  # every lease is granted at once
 
     def changed(self, group: str) -> asyncio.Event:
+        """Set when a lease of `group` is granted."""
         return self._changed.setdefault(group, asyncio.Event())
 
     async def wait_for(self, group: str, name: str) -> Lease:
+        """The lease `name`, granted at once."""
         self.want(group, [name])
         return self._held[group][name]
 
     async def give_back(self, lease: Lease) -> None:
+        """Forget the lease; a later wait_for grants it again."""
         self._held.get(lease.group, {}).pop(lease.name, None)
 
     async def finish(self, lease: Lease) -> None:
+        """Forget the lease (as give_back)."""
         await self.give_back(lease)
 
     def status(self) -> dict[str, Any]:
+        """`{"mode": "local"}`: no cluster."""
         return {"mode": "local"}
 
 
 def member_id() -> str:
     """`host:pid:random`: unique for each run of each process, readable in /status."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
-
-
-def assign(leases: Sequence[LeaseRow], members: Sequence[MemberRow]) -> dict[str, str]:
-    """Which member should hold each lease: {lease name: member id}. A pure function of the view.
-
-    Leases are spread over the members that serve their group, so that each member of a set of members gets
-    as many as the others, give or take one. A lease stays with its live owner while the owner is under its
-    quota (members that hold more get the larger quotas first), so that a member joining or leaving moves only
-    the leases it must. Leases of a group that no live member serves are left out.
-    """
-    groups: dict[str, list[str]] = {}
-    for member in members:
-        for group in member.groups:
-            groups.setdefault(group, []).append(member.member)
-    by_members: dict[tuple[str, ...], list[LeaseRow]] = {}
-    for row in leases:
-        eligible = tuple(sorted(groups.get(row.group, ())))
-        if eligible:
-            by_members.setdefault(eligible, []).append(row)
-    out: dict[str, str] = {}
-    for eligible, rows in by_members.items():
-        rows.sort(key=lambda r: r.name)
-        base, extra = divmod(len(rows), len(eligible))
-        kept: dict[str, list[str]] = {m: [] for m in eligible}
-        for row in rows:
-            if row.held and row.owner is not None and row.owner in kept:
-                kept[row.owner].append(row.name)
-        order = sorted(eligible, key=lambda m: (-len(kept[m]), m))
-        quota = {m: base + (1 if i < extra else 0) for i, m in enumerate(order)}
-        count = dict.fromkeys(eligible, 0)
-        for owner in eligible:
-            for name in kept[owner][: quota[owner]]:
-                out[name] = owner
-                count[owner] += 1
-        for row in rows:
-            if row.name in out:
-                continue
-            taker = min((m for m in eligible if count[m] < quota[m]), key=lambda m: (count[m], m))
-            out[row.name] = taker
-            count[taker] += 1
-    return out
 
 
 class Coordinator(Leases):
@@ -233,6 +201,7 @@ class Coordinator(Leases):
     # ---- what sources see -------------------------------------------------------------------------------------
 
     def want(self, group: str, names: Iterable[str]) -> None:
+        """Declare names of `group`; they are registered in the store at the next tick."""
         new = {name: group for name in names if name not in self._wanted}
         if new:
             self._wanted.update(new)
@@ -240,18 +209,22 @@ class Coordinator(Leases):
             self._wake.set()
 
     def held(self, group: str) -> dict[str, Lease]:
+        """The leases of `group` this member holds now (revoked ones included, lost ones not)."""
         return {name: lease for name, lease in self._held.items() if lease.group == group}
 
     def serve(self, groups: Iterable[str]) -> None:
+        """Take part in these groups' leases too, from the next tick."""
         added = set(groups) - set(self.groups)
         if added:
             self.groups = tuple(sorted({*self.groups, *added}))
             self._wake.set()
 
     def changed(self, group: str) -> asyncio.Event:
+        """Set whenever a lease of `group` is taken, lost or revoked; the waiter clears it."""
         return self._changed.setdefault(group, asyncio.Event())
 
     async def wait_for(self, group: str, name: str) -> Lease:
+        """Wait until this member holds `name` (a lease that ended does not count), and return it."""
         self.want(group, [name])
         event = self.changed(group)
         while (lease := self._held.get(name)) is None or lease.ended.is_set():
@@ -260,6 +233,8 @@ class Coordinator(Leases):
         return lease
 
     async def give_back(self, lease: Lease) -> None:
+        """Release the lease in the store (if its fence still holds) and end it here, so that its assignee takes it at
+        its next tick. A store that does not answer leaves it to expire."""
         if self._held.get(lease.name) is lease:
             del self._held[lease.name]
             lease.lost = True
@@ -273,6 +248,7 @@ class Coordinator(Leases):
             self._wake.set()
 
     async def finish(self, lease: Lease) -> None:
+        """Stop wanting the lease and delete its row from the store: its work is over for good (a finished shard)."""
         self._wanted.pop(lease.name, None)
         if self._held.get(lease.name) is lease:
             del self._held[lease.name]
@@ -285,6 +261,7 @@ class Coordinator(Leases):
                     log.warning("forgetting lease %s failed: %s", lease.name, exc, extra=fields(lease=lease.name))
 
     def status(self) -> dict[str, Any]:
+        """What /status shows: this member, the live members and each wanted lease's owner (None: free)."""
         owners = {row.name: row.owner if row.held else None for row in self.view}
         return {
             "mode": "shared",

@@ -21,6 +21,8 @@ from hub import redact
 
 
 def fields(**values: Any) -> dict[str, Any]:
+    """The `extra` of a log call whose key=value fields the formatters show: `log.info("...",
+    extra=fields(mapping=name))`."""
     return {"fields": values}
 
 
@@ -46,7 +48,11 @@ def _timestamp(record: logging.LogRecord) -> str:
 
 
 class TextFormatter(logging.Formatter):
+    """One line per record: time, level, logger, message, then the record's fields as key=value (and a traceback
+    below)."""
+
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one text line (plus its traceback, if any)."""
         extra = getattr(record, "fields", None) or {}
         tail = " ".join(f"{k}={_show(v)}" for k, v in extra.items())
         line = f"{_timestamp(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
@@ -58,7 +64,10 @@ class TextFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, the fields, and the traceback as `exception`."""
+
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one JSON line."""
         out: dict[str, Any] = {
             "time": _timestamp(record),
             "level": record.levelname.lower(),
@@ -81,6 +90,8 @@ def _show(value: Any) -> str:
 
 
 def setup(level: str = "info", fmt: str = "text") -> None:
+    """Log to stderr at `level` in `fmt` (text or json), masking secrets, with client libraries' repeated lines
+    counted instead of repeated (RepeatGate)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
@@ -148,6 +159,8 @@ class RepeatGate(logging.Filter):
         self._next_flush = 0.0
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Pass the first line of each kind of a client library's lines, count its repeats; the hub's own lines
+        always pass."""
         if getattr(record, "repeat_summary", False) or record.name.partition(".")[0] not in LIBRARIES:
             if self._kinds and self.clock() >= self._next_flush:
                 self.flush()

@@ -1,8 +1,9 @@
-"""A mapping owns the loop: one task per lane that reads, filters, batches, dispatches and settles.
+"""A mapping owns the loop: it opens its source and runs one task per lane, with the lane runner that suits the
+lane (hub/lanes.py: plain or parallel; hub/windows.py: tumbling windows), which reads, filters, batches,
+dispatches and settles.
 
-Back-pressure: a lane reads a new batch only when it has room in flight (one batch at a time for ordered
-lanes, `max_concurrency` for unordered ones). Stop: stop reading, let in-flight batches finish within the grace
-period, settle them, close the source. Connection trouble is retried with backoff and logged once per change.
+Stop: stop reading, let in-flight batches finish within the grace period, settle them, close the source.
+Connection trouble is retried with backoff and logged once per change.
 
 The mapping's `state` is `connecting`, `running`, `degraded` (open, but a read or a settle failed, or did not return
 within its bound: hub.health), `reconnecting` (opening the source failed; retrying) or `stopping`.

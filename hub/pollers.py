@@ -89,10 +89,12 @@ class Child:
 
     @property
     def running(self) -> bool:
+        """True while its process runs."""
         return self.proc is not None and self.proc.returncode is None
 
     @property
     def pid(self) -> int | None:
+        """Its current process's pid, None before it started."""
         return self.proc.pid if self.proc is not None else None
 
 

@@ -159,11 +159,13 @@ class PostgresStore(LeaseStore):
     # ---- checkpoints -------------------------------------------------------------------------------------------
 
     async def get(self, scope: str, key: str) -> str | None:
+        """The value of `key` in `scope`, or None."""
         async with self._connection() as conn:
             value = await conn.fetchval("SELECT value FROM checkpoints WHERE scope = $1 AND key = $2", scope, key)
         return None if value is None else str(value)
 
     async def get_all(self, scope: str) -> dict[str, str]:
+        """Every key and value of `scope`."""
         async with self._connection() as conn:
             rows = await conn.fetch("SELECT key, value FROM checkpoints WHERE scope = $1", scope)
         return {str(row["key"]): str(row["value"]) for row in rows}
@@ -178,6 +180,9 @@ class PostgresStore(LeaseStore):
         return await self.get_all(scope)
 
     async def put_many(self, scope: str, items: Mapping[str, str | None], fence: Fence | None = None) -> None:
+        """Write or delete every item; returns once the transaction holding it has committed. Writes pending at the same
+        time are group-committed in one transaction, which locks the lease rows of their fences first: a write whose
+        fence no longer holds raises LeaseLost, and the others commit. Raises once closed."""
         if self._closed:
             raise RuntimeError("checkpoint store is closed")
         await self._ready()
@@ -250,6 +255,7 @@ class PostgresStore(LeaseStore):
     async def heartbeat(
         self, member: str, groups: Sequence[str], ttl: float, info: Mapping[str, Any]
     ) -> list[MemberRow]:
+        """Keep `member` alive until the database's now + ttl; every live member, sorted by id."""
         async with self._connection() as conn:
             await conn.execute(
                 "INSERT INTO members (member, groups, expires, info)"
@@ -271,10 +277,12 @@ class PostgresStore(LeaseStore):
         return sorted(members, key=lambda row: row.member)
 
     async def leave(self, member: str) -> None:
+        """Delete the member's row."""
         async with self._connection() as conn:
             await conn.execute("DELETE FROM members WHERE member = $1", member)
 
     async def register(self, leases: Mapping[str, str]) -> None:
+        """Add a free lease row for every name not known yet (existing rows stay as they are)."""
         if not leases:
             return
         async with self._connection() as conn:
@@ -286,12 +294,14 @@ class PostgresStore(LeaseStore):
             )
 
     async def leases(self) -> list[LeaseRow]:
+        """Every lease row, sorted by name, with the seconds it has left on the database's clock."""
         async with self._connection() as conn:
             rows = await conn.fetch(f"SELECT name, grp, owner, token, {REMAINING} AS remaining FROM leases")
         leases = [LeaseRow(row["name"], row["grp"], row["owner"], row["token"], row["remaining"]) for row in rows]
         return sorted(leases, key=lambda row: row.name)
 
     async def acquire(self, name: str, member: str, ttl: float) -> int | None:
+        """Take a free or expired lease for `member` in one UPDATE: its new token, or None."""
         async with self._connection() as conn:
             token = await conn.fetchval(
                 "UPDATE leases SET owner = $2, token = token + 1,"
@@ -304,6 +314,7 @@ class PostgresStore(LeaseStore):
         return None if token is None else int(token)
 
     async def renew(self, member: str, held: Mapping[str, int], ttl: float) -> set[str]:
+        """Extend the leases `member` still holds with those tokens, locking them in name order; the names renewed."""
         if not held:
             return set()
         async with self._connection() as conn:
@@ -322,6 +333,7 @@ class PostgresStore(LeaseStore):
         return {str(row["name"]) for row in rows}
 
     async def release(self, fence: Fence) -> None:
+        """Free the lease if the fence still holds."""
         async with self._connection() as conn:
             await conn.execute(
                 "UPDATE leases SET owner = NULL, expires = '-infinity' WHERE name = $1 AND owner = $2 AND token = $3",
@@ -331,6 +343,7 @@ class PostgresStore(LeaseStore):
             )
 
     async def forget(self, fence: Fence) -> None:
+        """Delete the lease row if the fence still holds."""
         async with self._connection() as conn:
             await conn.execute(
                 "DELETE FROM leases WHERE name = $1 AND owner = $2 AND token = $3",

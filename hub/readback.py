@@ -17,8 +17,9 @@ replay and removes one once its replay succeeded.
 `describe` tells, for any letter, when it was written, why, what records it stands for and how it can be
 replayed: with the event the document holds (`event`: asynchronous invocation records, queue failure records,
 dead letters, stream records sent to S3 or Kafka with their `payload`), by reading the records again from the
-stream at the positions the document names (`source`: Kinesis, DynamoDB Streams and Kafka batch infos sent to a
-file or SQS), or not at all.
+stream at the positions the document names (`source`: the batch info of the mapping's connector, its
+`ConnectorSpec.batch_info_key`, as Kinesis, DynamoDB Streams and Kafka send to a file or SQS), or not at all.
+Destinations other than `file` are read back by their connector (`DestinationSpec.inbox`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import importlib
 import json
 import os
 from collections.abc import Sequence
@@ -34,19 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from hub import registry
 from hub.config import FileDestination
 from hub.destinations import file_lock
-
-INBOXES = {
-    "sqs": "connectors.aws_failures:sqs_inbox",
-    "s3": "connectors.aws_failures:s3_inbox",
-    "kafka": "connectors.kafka.failures:inbox",
-    "redis": "connectors.redis_streams.failures:inbox",
-}
-"""Destination type -> `module:function(config, region, store, mapping) -> Inbox` (`file` is built in here)."""
-
-BATCH_INFO_KEYS = {"KinesisBatchInfo": "kinesis", "DDBStreamBatchInfo": "dynamodb", "KafkaBatchInfo": "kafka"}
-"""The batch info of a stream's failure record, and the source type whose records it names."""
+from hub.source import ConnectorSpec
 
 
 class InboxError(Exception):
@@ -76,6 +67,9 @@ class Letter:
 
 
 class Inbox(Protocol):
+    """An on-failure destination read back, for the console and replays: its letters listed without consuming them,
+    taken for a replay, then removed (replayed) or released (failed again)."""
+
     kind: str
     """The destination's type (`file`, `sqs`, ...): what the console shows of it (never its settings)."""
 
@@ -96,7 +90,8 @@ class Inbox(Protocol):
         """Give back a taken letter that stays (its replay failed)."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release its clients."""
 
 
 def open_inbox(config: Any, region: str, store: Any, mapping: str) -> Inbox:
@@ -105,13 +100,10 @@ def open_inbox(config: Any, region: str, store: Any, mapping: str) -> Inbox:
         raise InboxError("this mapping has no on-failure destination (destination_config.on_failure)")
     if isinstance(config, FileDestination):
         return FileInbox(Path(config.path))
-    kind = str(getattr(config, "type", ""))
-    target = INBOXES.get(kind)
-    if target is None:
-        raise InboxError(f"a {kind!r} destination cannot be read back yet")
-    module, _, name = target.partition(":")
-    build = getattr(importlib.import_module(module), name)
-    inbox: Inbox = build(config, region, store, mapping)
+    spec = registry.get_destination(config.type)
+    if spec.inbox is None:
+        raise InboxError(f"a {spec.type!r} destination cannot be read back yet")
+    inbox: Inbox = spec.inbox(config, region, store, mapping)
     return inbox
 
 
@@ -119,6 +111,7 @@ def open_inbox(config: Any, region: str, store: Any, mapping: str) -> Inbox:
 
 
 def line_id(line: bytes) -> str:
+    """The id of a line of a file destination: a hash of its text (the same line always has the same id)."""
     return hashlib.sha256(line.rstrip(b"\n")).hexdigest()[:16]
 
 
@@ -140,10 +133,12 @@ class FileInbox:
         return [line for line in data.splitlines(keepends=True) if line.strip() and line.endswith(b"\n")]
 
     async def list(self, limit: int) -> tuple[list[Letter], int | None]:
+        """The first `limit` lines as letters, and how many lines there are."""
         lines = await asyncio.to_thread(self._lines)
         return [_file_letter(line) for line in lines[:limit]], len(lines)
 
     async def take(self, ids: Sequence[str], hold: float) -> dict[str, Letter]:
+        """The letters of these ids still in the file (a file holds nothing back: `hold` is not used)."""
         wanted = set(ids)
         found: dict[str, Letter] = {}
         for line in await asyncio.to_thread(self._lines):
@@ -153,6 +148,8 @@ class FileInbox:
         return found
 
     async def remove(self, letter: Letter) -> None:
+        """Remove the letter's line from the file, atomically (rewritten, fsynced, renamed over it), under the file's
+        lock."""
         async with file_lock(self.path):
             await asyncio.to_thread(self._rewrite_without, letter.id)
 
@@ -181,10 +178,10 @@ class FileInbox:
         os.replace(temporary, self.path)
 
     async def release(self, letter: Letter) -> None:
-        pass
+        """Nothing to give back: the line stays in the file."""
 
     async def close(self) -> None:
-        pass
+        """Nothing to release."""
 
 
 def _file_letter(line: bytes) -> Letter:
@@ -218,15 +215,12 @@ def _attribute(attributes: dict[str, Any], name: str) -> str | None:
     return None
 
 
-def batch_info(body: Any) -> tuple[str, dict[str, Any]] | None:
-    """(the source type, the batch info) of a stream failure record that names its records by position."""
-    if not isinstance(body, dict):
-        return None
-    for key, source in BATCH_INFO_KEYS.items():
-        info = body.get(key)
-        if isinstance(info, dict):
-            return source, info
-    return None
+def batch_info(body: Any, spec: ConnectorSpec | None) -> dict[str, Any] | None:
+    """The batch info by which a stream failure record names its records, under the key of the mapping's connector
+    (`spec.batch_info_key`); None when the record has none."""
+    key = spec.batch_info_key if spec is not None else None
+    info = body.get(key) if key is not None and isinstance(body, dict) else None
+    return info if isinstance(info, dict) else None
 
 
 def event_of(letter: Letter) -> Any:
@@ -242,8 +236,9 @@ def event_of(letter: Letter) -> Any:
     return None
 
 
-def describe(letter: Letter) -> dict[str, Any]:
-    """What the console shows of a letter: when, why, the records it stands for and how it can be replayed."""
+def describe(letter: Letter, spec: ConnectorSpec | None = None) -> dict[str, Any]:
+    """What the console shows of a letter of a mapping whose connector is `spec`: when, why, the records it stands
+    for and how it can be replayed."""
     body = letter.body
     context = body.get("requestContext") if isinstance(body, dict) else None
     context = context if isinstance(context, dict) else {}
@@ -263,12 +258,11 @@ def describe(letter: Letter) -> dict[str, Any]:
     elif isinstance(body, dict):
         entry["error"] = _error(body)
     event = event_of(letter)
-    located = batch_info(body)
+    info = batch_info(body, spec)
     if event is not None:
         entry.update(replay="event", records=_count(event), summary=summarize(event))
-    elif located is not None:
-        source, info = located
-        entry.update(replay="source", source=source, records=info.get("batchSize"), summary=_positions(info))
+    elif info is not None and spec is not None:
+        entry.update(replay="source", source=spec.type, records=info.get("batchSize"), summary=_positions(info))
     else:
         entry.update(replay=None, records=None, summary="the document holds neither the event nor its positions")
     return entry

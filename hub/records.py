@@ -77,6 +77,7 @@ class Outcome:
 
     @property
     def settled(self) -> tuple[Record, ...]:
+        """The records that are done: succeeded, given up and filtered."""
         return self.succeeded + self.given_up + self.filtered
 
     def __len__(self) -> int:
@@ -104,6 +105,7 @@ class GiveUp:
 
     @property
     def request_id(self) -> str:
+        """The last invocation's request id (a new one when there was none)."""
         return self.result.request_id if self.result is not None else str(uuid.uuid4())
 
     @property
@@ -116,6 +118,7 @@ class GiveUp:
 
     @property
     def error_type(self) -> str:
+        """The last error's `errorType`, else the condition."""
         payload = self.result.payload if self.result is not None else None
         if isinstance(payload, dict) and payload.get("errorType"):
             return str(payload["errorType"])

@@ -55,6 +55,7 @@ class Redactor:
         return self._pattern is not None
 
     def found_in(self, text: str) -> bool:
+        """True when `text` holds one of the secrets."""
         return any(needle in text for needle in self._needles)
 
     def text(self, text: str) -> str:
@@ -107,6 +108,7 @@ def data(value: Any) -> Any:
 
 
 def active() -> Redactor:
+    """The process's redactor, which log output and error messages go through."""
     return _active
 
 

@@ -169,10 +169,12 @@ class RedisStore(LeaseStore):
         self._closed = False
 
     async def get(self, scope: str, key: str) -> str | None:
+        """The value of `key` in `scope` (one hash per scope), or None."""
         value = await self._client.hget(self.checkpoints + scope, key)
         return None if value is None else str(value)
 
     async def get_all(self, scope: str) -> dict[str, str]:
+        """Every field and value of the scope's hash."""
         raw = await self._client.hgetall(self.checkpoints + scope)
         return {str(k): str(v) for k, v in raw.items()}
 
@@ -187,6 +189,8 @@ class RedisStore(LeaseStore):
         return {str(k): str(v) for k, v in raw.items()}
 
     async def put_many(self, scope: str, items: Mapping[str, str | None], fence: Fence | None = None) -> None:
+        """Write and delete the items in one MULTI/EXEC; with a fence, in a Lua script that first checks the lease in
+        the server's clock and raises LeaseLost when it no longer holds."""
         name = self.checkpoints + scope
         upserts: dict[Any, Any] = {k: v for k, v in items.items() if v is not None}
         deletes = [k for k, v in items.items() if v is None]
@@ -206,6 +210,8 @@ class RedisStore(LeaseStore):
     async def heartbeat(
         self, member: str, groups: Sequence[str], ttl: float, info: Mapping[str, Any]
     ) -> list[MemberRow]:
+        """Keep `member` alive until the server's now + ttl (a sorted set by expiry); every live member, sorted by
+        id."""
         record = json.dumps({"groups": list(groups), "info": dict(info)})
         (seconds, micros), live, infos = await self._heartbeat(
             keys=[self.members_key, self.members_info], args=[member, _ms(ttl), record]
@@ -219,12 +225,14 @@ class RedisStore(LeaseStore):
         return sorted(rows, key=lambda row: row.member)
 
     async def leave(self, member: str) -> None:
+        """Remove `member` and its info in one transaction."""
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.zrem(self.members_key, member)
             pipe.hdel(self.members_info, member)
             await pipe.execute()
 
     async def register(self, leases: Mapping[str, str]) -> None:
+        """Add a free lease row for every name not known yet (HSETNX: existing rows stay as they are)."""
         if not leases:
             return
         async with self._client.pipeline(transaction=True) as pipe:
@@ -235,6 +243,7 @@ class RedisStore(LeaseStore):
             await pipe.execute()
 
     async def leases(self) -> list[LeaseRow]:
+        """Every lease row, sorted by name, with the seconds it has left on the server's clock."""
         (seconds, micros), flat = await self._leases(keys=[self.leases_key])
         now = int(seconds) * 1000 + int(micros) / 1000
         rows = []
@@ -244,10 +253,12 @@ class RedisStore(LeaseStore):
         return sorted(rows, key=lambda row: row.name)
 
     async def acquire(self, name: str, member: str, ttl: float) -> int | None:
+        """Take a free or expired lease for `member` (a Lua script, atomic): its new token, or None."""
         token = await self._acquire(keys=[self.leases_key], args=[name, member, _ms(ttl)])
         return None if token is None else int(token)
 
     async def renew(self, member: str, held: Mapping[str, int], ttl: float) -> set[str]:
+        """Extend the leases `member` still holds with those tokens (a Lua script); the names renewed."""
         if not held:
             return set()
         pairs = [x for name, token in held.items() for x in (name, token)]
@@ -255,12 +266,15 @@ class RedisStore(LeaseStore):
         return {str(name) for name in kept}
 
     async def release(self, fence: Fence) -> None:
+        """Free the lease if the fence still holds."""
         await self._release(keys=[self.leases_key], args=[fence.lease, fence.owner, fence.token, "release"])
 
     async def forget(self, fence: Fence) -> None:
+        """Delete the lease row if the fence still holds."""
         await self._release(keys=[self.leases_key], args=[fence.lease, fence.owner, fence.token, "forget"])
 
     async def close(self) -> None:
+        """Close the client's connections. Safe to call twice."""
         if self._closed:
             return
         self._closed = True

@@ -115,6 +115,7 @@ s3_endpoint:
 
 
 def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a configuration with every installed connector and destination (`hub schema`)."""
     return full_model().model_json_schema()
 
 
@@ -167,6 +168,7 @@ def _table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> str:
 
 
 def markdown() -> str:
+    """docs/configuration.md, generated from the models (`hub schema --markdown`)."""
     parts = [HEADER, "## Top level\n", _table(HubConfig, skip=("functions", "mappings"))]
     parts += [
         "\n## s3_endpoint\n",

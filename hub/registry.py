@@ -69,6 +69,7 @@ def register(spec: ConnectorSpec) -> None:
 
 
 def names() -> list[str]:
+    """Every connector type: built in, installed, or registered from code."""
     return sorted({*_targets(), *_registered})
 
 
@@ -85,6 +86,7 @@ def _load_connector(type_name: str) -> ConnectorSpec:
 
 
 def destination_names() -> list[str]:
+    """Every destination type: `file` and the installed ones."""
     return sorted(["file", *_targets(DESTINATION_GROUP)])
 
 
@@ -95,6 +97,7 @@ def get_destination(type_name: str) -> DestinationSpec:
 
 
 def all_destination_specs() -> list[DestinationSpec]:
+    """Every installed destination but `file`; one that cannot be loaded is logged and left out."""
     specs = []
     for name in destination_names():
         if name == "file":

@@ -44,7 +44,8 @@ class Reloadable(Protocol):
     leases: Leases
     pollers: Pollers | None
 
-    def function_environment(self) -> dict[str, str]: ...
+    def function_environment(self) -> dict[str, str]:
+        """What functions get on top of their own environment (the S3 endpoint's URL and credentials)."""
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Changes:
     needs_restart: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, list[str]]:
+        """The changes as JSON (what `hub reload` prints)."""
         return {k: list(v) for k, v in vars(self).items()}
 
 
@@ -134,6 +136,7 @@ async def apply(hub: Reloadable, new: HubConfig) -> Changes:
 
 
 def check_function(hub: Reloadable, name: str) -> None:
+    """ControlError (404) unless the hub has a function of this name."""
     if name not in hub.functions:
         known = ", ".join(sorted(hub.functions)) or "none"
         raise ControlError(f"no function {name!r} (functions: {known})", 404)

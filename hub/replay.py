@@ -8,7 +8,7 @@ For each chosen letter (hub.readback) the event the function got is rebuilt:
   letter's body, a stream record's `payload` (stream records sent to S3 or Kafka);
 - else from the stream, at the positions the document names (`KinesisBatchInfo`, `DDBStreamBatchInfo`,
   `KafkaBatchInfo`: what AWS sends to SQS and SNS, and the hub to a file or SQS): the connector reads those records
-  again, as long as the stream still retains them (`REREADERS`);
+  again, as long as the stream still retains them (the connector's `ConnectorSpec.reread`);
 - a document that holds neither cannot be replayed, and says so.
 
 The function is invoked once (`attempt` 1), through the hub's Function as the dispatcher invokes it: its
@@ -23,7 +23,6 @@ the admin endpoint, the last `KEPT_JOBS` of them.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import time
 import uuid
@@ -41,14 +40,6 @@ from hub.source import SourceContext
 from hub.store import CheckpointStore
 
 log = logging.getLogger("hub.replay")
-
-REREADERS = {
-    "kafka": "connectors.kafka.failures:reread",
-    "kinesis": "connectors.shards.reread:reread_kinesis",
-    "dynamodb": "connectors.shards.reread:reread_dynamodb",
-}
-"""Source type -> `module:function(source config, context, batch info) -> event`, the event of the records the
-batch info names, read again from the stream (raises Gone when it no longer holds them)."""
 
 KEPT_JOBS = 50
 TAKE_CHUNK = 10
@@ -195,25 +186,21 @@ class Replays:
         event = event_of(letter)
         if event is not None:
             return event
-        located = batch_info(letter.body)
-        if located is None:
-            raise InboxError("the document holds neither the event nor the positions of its records")
-        source_type, info = located
         config = self.hub.mappings.get(mapping).config
-        if config.source.type != source_type or source_type not in REREADERS:
-            raise InboxError(
-                f"records of a {source_type} stream cannot be read again by a {config.source.type} mapping"
-            )
-        module, _, name = REREADERS[source_type].partition(":")
-        reread = getattr(importlib.import_module(module), name)
+        spec = config.spec
+        info = batch_info(letter.body, spec)
+        if info is None:
+            raise InboxError("the document holds neither the event nor the positions of its records")
+        if spec.reread is None:
+            raise InboxError(f"records of a {spec.type} source cannot be read again")
         context = SourceContext(
             mapping=mapping,
             store=self.hub.store,
             region=self.hub.config.region,
             account_id=self.hub.config.account_id,
-            log=logging.getLogger(f"hub.source.{source_type}"),
+            log=logging.getLogger(f"hub.source.{spec.type}"),
         )
-        return await reread(config.source, context, info)
+        return await spec.reread(config.source, context, info)
 
     @staticmethod
     def _result(job: Job, id_: str, ok: bool, *, request_id: str | None = None, error: str | None = None) -> None:

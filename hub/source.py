@@ -21,17 +21,16 @@ Connectors depend on the hub, never the other way round: nothing in the hub name
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import logging
-import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
 from hub.backoff import Backoff
+from hub.clock import Clock, SystemClock
 from hub.health import Health
 from hub.leases import Leases, LocalLeases
 from hub.records import GiveUp, Lag, Outcome, Record
@@ -187,32 +186,6 @@ class TraceSource(Protocol):
         ...
 
 
-class Clock(Protocol):
-    """The hub's wall clock (a test may step it): event times, record ages, schedules."""
-
-    def time(self) -> float:
-        """Wall-clock epoch seconds."""
-        ...
-
-    async def sleep_until(self, when: float) -> None:
-        """Return once time() >= when."""
-        ...
-
-
-class SystemClock:
-    """The real clock: `time.time()`, and sleeps that notice a step of the wall clock within a minute."""
-
-    def time(self) -> float:
-        """Wall-clock epoch seconds."""
-        return time.time()
-
-    async def sleep_until(self, when: float) -> None:
-        """Return once time() >= when."""
-        # asyncio's timer runs on the monotonic clock; re-check the wall clock so a step of it is noticed.
-        while (delay := when - time.time()) > 0:
-            await asyncio.sleep(min(delay, 60.0))
-
-
 @dataclass(slots=True)
 class SourceContext:
     """What the hub hands a connector when it builds a source."""
@@ -317,6 +290,9 @@ class DestinationSpec:
     dead_letter: bool = False
     """True: it can be a dead-letter queue (a function's `dead_letter_config`): its `send` delivers a document's
     `attributes` with its body, as SQS message attributes do."""
+    inbox: Callable[[Any, str, CheckpointStore, str], Any] | None = None
+    """Reads it back for the console and replays: makes a hub.readback.Inbox from its validated config, the hub's
+    region, the checkpoint store and the mapping's name. None: it cannot be read back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +374,13 @@ class ConnectorSpec:
     """Sync sources only: makes the one server (hub.sync.SyncServer) that serves every mapping of this type, from
     a hub.sync.SyncContext; `build` then makes what that server needs of one mapping (its route: a
     hub.sync.SyncRoute, whose `lane` /status lists)."""
+    batch_info_key: str | None = None
+    """The key of the batch info its `batch_info` gives (`KinesisBatchInfo`): where a failure record names the
+    records it stands for by their positions."""
+    reread: Callable[[Any, SourceContext, dict[str, Any]], Awaitable[Any]] | None = None
+    """Replays of failure records that hold no event: from a validated config, a context and the batch info under
+    `batch_info_key`, the event of those records read again from the stream (hub.replay); raises
+    hub.readback.Gone when the stream no longer holds them."""
     resolve: Callable[[Any], ConnectorSpec] | None = None
     """The spec that holds for one validated config, when a setting changes what kind of source it is (the `memory`
     connector's `mode: queue` makes it a queue: another family, so another policy and other settings). None: this

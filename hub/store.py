@@ -39,6 +39,7 @@ class LeaseRow:
 
     @property
     def held(self) -> bool:
+        """True while an owner holds it and it has not expired."""
         return self.owner is not None and self.remaining > 0
 
 
@@ -54,15 +55,20 @@ class MemberRow:
 
 
 class CheckpointStore(ABC):
+    """Where positions and other small state live: string values under a scope and a key, written durably and
+    atomically. Subclasses implement get, get_all and put_many; shared ones are LeaseStores."""
+
     shared = False
     """True for a store several hub processes coordinate through (leases and members below); False for a store
     of one process, whose leases hub/leases.py grants at once without asking it."""
 
     @abstractmethod
-    async def get(self, scope: str, key: str) -> str | None: ...
+    async def get(self, scope: str, key: str) -> str | None:
+        """The value of `key` in `scope`, or None when there is none."""
 
     @abstractmethod
-    async def get_all(self, scope: str) -> dict[str, str]: ...
+    async def get_all(self, scope: str) -> dict[str, str]:
+        """Every key and value of `scope` ({} for an unknown scope)."""
 
     @abstractmethod
     async def put_many(self, scope: str, items: Mapping[str, str | None], fence: Fence | None = None) -> None:
@@ -72,9 +78,11 @@ class CheckpointStore(ABC):
         otherwise nothing is written and LeaseLost is raised. A store that is not `shared` ignores the fence."""
 
     async def put(self, scope: str, key: str, value: str, fence: Fence | None = None) -> None:
+        """Write one value (see put_many)."""
         await self.put_many(scope, {key: value}, fence)
 
     async def delete(self, scope: str, key: str, fence: Fence | None = None) -> None:
+        """Delete one key (see put_many)."""
         await self.put_many(scope, {key: None}, fence)
 
     async def put_absent(self, scope: str, items: Mapping[str, str]) -> dict[str, str]:
@@ -87,7 +95,7 @@ class CheckpointStore(ABC):
         return {**present, **missing}
 
     async def close(self) -> None:  # noqa: B027 - optional hook
-        pass
+        """Release the store's connections; writes in progress finish first. The default has nothing to release."""
 
 
 class LeaseStore(CheckpointStore):

@@ -30,6 +30,7 @@ class RequestStats:
     count: int = 0
 
     def answered(self, status: int, seconds: float) -> None:
+        """Count a response of `status` that took `seconds`."""
         self.by_status[status] = self.by_status.get(status, 0) + 1
         self.seconds_sum += seconds
         self.count += 1
@@ -63,6 +64,7 @@ class SyncMapping:
         return result
 
     def answered(self, status: int, started: float) -> None:
+        """Count a response of `status` to a request received at `started` (monotonic)."""
         self.stats.answered(status, time.monotonic() - started)
 
 
@@ -76,6 +78,8 @@ class SyncRoute(Protocol):
 
 
 class SyncServer(Protocol):
+    """The one server of a sync connector type, serving every mapping of that type (ConnectorSpec.serve makes it)."""
+
     url: str
 
     async def start(self) -> None:
@@ -120,9 +124,11 @@ class SyncRunner:
         return self.sync.in_flight
 
     async def run(self) -> None:
+        """Wait until stop(): the server does the work."""
         await self._stopped.wait()
 
     async def stop(self, grace: float) -> None:
+        """Stop the server, letting requests in flight finish within `grace` seconds."""
         self.phase = "stopping"
         await self.server.stop(grace)
         self._stopped.set()

@@ -30,6 +30,7 @@ def parse_duration(value: object) -> float:
 
 
 def format_duration(seconds: float) -> str:
+    """A duration as configurations write it: `500ms` below a second, else `30s`."""
     if seconds and seconds < 1:
         return f"{round(seconds * 1000)}ms"
     return f"{seconds:g}s"

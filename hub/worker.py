@@ -114,6 +114,7 @@ class Context:
         self._deadline: float = fields["deadline"]
 
     def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before the invocation times out (0 once it has)."""
         return max(0, int((self._deadline - time.time()) * 1000))
 
 
@@ -125,6 +126,7 @@ class Channel:
         self._decode = msgspec.json.Decoder().decode
 
     def read(self) -> Any:
+        """The next request's decoded body; None when the hub closed the pipe."""
         header = self._read_exact(_HEADER.size)
         if header is None:
             return None
@@ -152,6 +154,7 @@ class Channel:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def write(self, body: bytes) -> None:
+        """Send one response (its length, then its body), whole."""
         data = memoryview(_HEADER.pack(len(body)) + body)
         while data:
             data = data[os.write(self.responses, data) :]
@@ -181,6 +184,8 @@ def _die_with_the_hub(hub: int) -> None:
 
 
 def main() -> None:
+    """The worker process: load the handler (reporting an init error to the hub), then answer invocations one at a
+    time until the hub closes the pipe, under the function's memory limit; exits when the hub dies."""
     handler_path, requests, responses, memory_mb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     _die_with_the_hub(int(sys.argv[5]))
     limit = memory_mb * 1024 * 1024

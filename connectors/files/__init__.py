@@ -23,7 +23,8 @@ from pathlib import Path
 
 from connectors.files.config import FilesConfig
 from connectors.files.events import iso, md5_of, s3_record, sample_event
-from connectors.files.source import WATCHED_EVENTS, FilesSource, Identity
+from connectors.files.source import FilesSource, Identity
+from connectors.files.watch import WATCHED_EVENTS
 from hub.source import ConnectorSpec
 
 CONNECTOR = ConnectorSpec(

@@ -11,10 +11,12 @@ from urllib.parse import quote_plus
 
 
 def iso(ts: float) -> str:
+    """Epoch seconds as S3 writes `eventTime`: ISO-8601 UTC with milliseconds."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def md5_of(path: str) -> str:
+    """The file's MD5, hex: the ETag S3 gives an object uploaded in one part."""
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -63,6 +65,7 @@ def s3_record(
 
 
 def sample_event(configuration_id: str = "example-mapping") -> dict[str, Any]:
+    """An `ObjectCreated:Put` event as an S3 bucket notification sends it, for `hub events files`."""
     return {
         "Records": [
             s3_record(

@@ -4,46 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from watchdog.events import (
-    DirCreatedEvent,
-    DirDeletedEvent,
-    DirMovedEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-
 from connectors.files.config import FilesConfig
 from connectors.files.events import md5_of, s3_record
+from connectors.files.watch import WATCHED_EVENTS, Forwarder, observer
 from hub.records import Outcome, Record
 from hub.s3endpoint import RESERVED
 from hub.source import LaneEnded, SourceContext
 
-WATCHED_EVENTS = [
-    FileCreatedEvent,
-    FileModifiedEvent,
-    FileClosedEvent,
-    FileMovedEvent,
-    FileDeletedEvent,
-    DirCreatedEvent,
-    DirMovedEvent,
-    DirDeletedEvent,
-]
-
 
 @dataclass(frozen=True, slots=True)
 class Identity:
+    """A file's version: its size and modification time. A file is handled again only when it changes."""
+
     size: int
     mtime_ns: int
 
@@ -79,18 +57,20 @@ class FilesSource:
     # ---- Source ----------------------------------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Load the handled files from the store, start watching the folder and rescan it: files created or changed
+        while the hub was down are found."""
         self._closed.clear()
         self._loop = asyncio.get_running_loop()
         self.root.mkdir(parents=True, exist_ok=True)
         self._real_root = os.path.realpath(self.root)
         self._handled = await self.context.store.get_all(self.scope)
-        handler = _Forwarder(self)
-        observer = _observer()
+        watching = observer()
         # only the events that say a file changed: opens and read-only closes (our own MD5 reads among them)
         # would only fill the kernel's inotify queue
-        observer.schedule(handler, str(self.root), recursive=self.config.recursive, event_filter=WATCHED_EVENTS)
-        observer.start()  # before the scan, so nothing written meanwhile is missed
-        self._observer = observer
+        forwarder = Forwarder(self, self._loop)
+        watching.schedule(forwarder, str(self.root), recursive=self.config.recursive, event_filter=WATCHED_EVENTS)
+        watching.start()  # before the scan, so nothing written meanwhile is missed
+        self._observer = watching
         await self._scan(startup=True)
         self.log.info(
             "watching %s",
@@ -99,13 +79,16 @@ class FilesSource:
         )
 
     async def lanes(self) -> AsyncIterator[FilesSource]:
+        """Its one unordered lane (itself), until it closes."""
         yield self
         await self._closed.wait()
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
+        """The S3 event of the records, as a bucket notification sends it."""
         return {"Records": [r.payload for r in records]}
 
     async def close(self) -> None:
+        """Stop watching and forget what was found but not handed on (the next open finds it again)."""
         self._closed.set()
         if self._rescan_handle is not None:
             self._rescan_handle.cancel()
@@ -124,6 +107,8 @@ class FilesSource:
     # ---- Lane ------------------------------------------------------------------------------------------------
 
     async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        """Up to `limit` records of files that settled (stopped changing); [] when `timeout` passed; LaneEnded once
+        closed."""
         if self._closed.is_set():
             raise LaneEnded(self.key)
         try:
@@ -138,6 +123,7 @@ class FilesSource:
         return out
 
     async def settle(self, outcome: Outcome) -> None:
+        """Store the identity of every settled file: a restart does not handle it again. Failed files are not stored."""
         updates: dict[str, str | None] = {}
         for record in outcome.settled:
             key, identity = _position(record)
@@ -200,6 +186,7 @@ class FilesSource:
             self._watch_until_stable(path, None)
 
     def on_removed(self, path: str) -> None:
+        """A file was deleted: forget it, and emit `ObjectRemoved:Delete` when `events` asks for it."""
         self._cancel_pending(path)
         key = self.relative_key(path)
         if key is None or self._closed.is_set() or key not in self._handled:
@@ -355,59 +342,6 @@ class FilesSource:
         return out
 
 
-def _observer() -> Any:
-    """A watchdog observer that tells a file moved in from outside the folder from a file created in it.
-
-    On Linux, inotify's IN_MOVED_TO without its IN_MOVED_FROM (a move from an unwatched folder) is a `moved`
-    event with no source (watchdog's full events) rather than `created`: the file is complete at once, where a
-    created file waits for its close or for `settle_time`. Elsewhere a move in from outside is `created`.
-    """
-    if sys.platform.startswith("linux"):
-        from watchdog.observers.inotify import InotifyObserver
-
-        return InotifyObserver(generate_full_events=True)
-    from watchdog.observers import Observer
-
-    return Observer()
-
-
 def _position(record: Record) -> tuple[str, str | None]:
     """A file record's position: its key and identity (None for a removal)."""
     return cast(tuple[str, str | None], record.position)
-
-
-class _Forwarder(FileSystemEventHandler):
-    """watchdog handler: hands events from the observer thread to the loop."""
-
-    def __init__(self, source: FilesSource) -> None:
-        super().__init__()
-        self.source = source
-        assert source._loop is not None
-        self.loop = source._loop
-
-    def dispatch(self, event: FileSystemEvent) -> None:
-        kind = event.event_type
-        src = os.fsdecode(event.src_path)
-        call = self.loop.call_soon_threadsafe
-        try:
-            # a move's missing side is "": from outside the folder (no src) or out of it (no dest)
-            dest = os.fsdecode(event.dest_path) if kind == "moved" else ""
-            if event.is_directory:
-                if kind == "created":
-                    call(lambda: self.source.on_directory(src, moved_in=False))
-                elif kind == "moved" and dest:
-                    call(lambda: self.source.on_directory(dest, moved_in=True))
-                return
-            if kind == "closed":
-                call(lambda: self.source.on_change(src, complete=True))
-            elif kind in ("created", "modified"):
-                call(lambda: self.source.on_change(src, complete=False))
-            elif kind == "moved":
-                if src:
-                    call(self.source.on_removed, src)
-                if dest:  # a rename is a complete file: it never waits for settle_time
-                    call(lambda: self.source.on_change(dest, complete=True))
-            elif kind == "deleted":
-                call(self.source.on_removed, src)
-        except RuntimeError:  # the loop is closed: the hub is stopping
-            pass

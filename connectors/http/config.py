@@ -81,4 +81,6 @@ class HttpConfig(BaseModel):
 
     @property
     def stage_name(self) -> str:
+        """The stage events name: `stage`, else `Prod` (REST) or `$default` (HTTP API, function URL), as SAM names
+        them."""
         return self.stage or ("Prod" if self.api == "rest" else "$default")

@@ -51,6 +51,7 @@ class Request:
     received: float = field(default_factory=time.time)
 
     def header(self, name: str) -> str | None:
+        """The first value of a header (case-insensitive), or None."""
         name = name.lower()
         for key, value in self.headers:
             if key == name:
@@ -238,11 +239,14 @@ def v2_event(request: Request, match: RouteMatch, api: ApiInfo) -> dict[str, Any
 
 
 def render(request: Request, match: RouteMatch, api: ApiInfo) -> dict[str, Any]:
+    """The event API Gateway (REST: payload 1.0; HTTP API and function URLs: payload 2.0) sends for this request."""
     return rest_event(request, match, api) if api.kind == "rest" else v2_event(request, match, api)
 
 
 @dataclass(slots=True)
 class Response:
+    """The HTTP response made of a function's result, as API Gateway maps it."""
+
     status: int
     headers: list[tuple[str, str]]
     body: bytes

@@ -23,12 +23,15 @@ class RouteError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Route(Generic[T]):
+    """A route (`method` and a path template with `{name}` and `{name+}` segments) and what it leads to."""
+
     method: str
     path: str
     target: T
 
     @property
     def segments(self) -> list[str]:
+        """The path template's segments, without the slashes."""
         return [s for s in self.path.split("/") if s]
 
     def rank(self) -> tuple[int, ...]:

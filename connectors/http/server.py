@@ -112,6 +112,7 @@ class HttpServers:
         self.url = ""
 
     async def start(self) -> None:
+        """Start every server; if one cannot listen, stop those already started and raise."""
         started: list[HttpServer] = []
         try:
             for server in self.servers:
@@ -124,6 +125,7 @@ class HttpServers:
         self.url = self.servers[0].url if self.servers else ""
 
     async def stop(self, grace: float) -> None:
+        """Stop every server, letting requests in flight finish within `grace` seconds."""
         await asyncio.gather(*(server.stop(grace) for server in self.servers))
 
 
@@ -158,6 +160,7 @@ class HttpServer:
         self.url = ""
 
     async def start(self) -> None:
+        """Listen; raises HandlerLoadError (a one-line error of `hub run`) when the address is taken."""
         self._task = asyncio.create_task(self._server.serve())
         ready = asyncio.create_task(self._server.ready.wait())
         await asyncio.wait([self._task, ready], return_when=asyncio.FIRST_COMPLETED)
@@ -173,6 +176,7 @@ class HttpServer:
         log.info("http server", extra=fields(url=self.url, routes=len(self.mappings)))
 
     async def stop(self, grace: float) -> None:
+        """Stop accepting; requests in flight finish within `grace` seconds (at least one). Safe to call twice."""
         if self._task is None:
             return
         self._server.config.timeout_graceful_shutdown = int(grace) if grace >= 1 else 1

@@ -6,11 +6,26 @@ never imports it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from connectors.kafka.config import KafkaConfig, KafkaDestinationConfig
 from connectors.kafka.destination import build as build_destination
 from connectors.kafka.events import EVENT_SOURCE, msk_sample_event, sample_event
 from connectors.kafka.source import KafkaSource
-from hub.source import ConnectorSpec, DestinationSpec
+from hub.source import ConnectorSpec, DestinationSpec, SourceContext
+
+
+async def _reread(config: KafkaConfig, context: SourceContext, info: dict[str, Any]) -> Any:
+    from connectors.kafka.failures import reread
+
+    return await reread(config, context, info)
+
+
+def _inbox(config: KafkaDestinationConfig, region: str, store: Any, mapping: str) -> Any:
+    from connectors.kafka.failures import inbox
+
+    return inbox(config, region, store, mapping)
+
 
 CONNECTOR = ConnectorSpec(
     type="kafka",
@@ -26,10 +41,17 @@ CONNECTOR = ConnectorSpec(
     requires=("aiokafka",),
     extra="kafka",
     shares_work=True,
+    batch_info_key="KafkaBatchInfo",
+    reread=_reread,
 )
 
 DESTINATION = DestinationSpec(
-    type="kafka", config=KafkaDestinationConfig, build=build_destination, requires=("aiokafka",), extra="kafka"
+    type="kafka",
+    config=KafkaDestinationConfig,
+    build=build_destination,
+    requires=("aiokafka",),
+    extra="kafka",
+    inbox=_inbox,
 )
 
 __all__ = ["CONNECTOR", "DESTINATION", "EVENT_SOURCE", "KafkaConfig", "KafkaDestinationConfig", "KafkaSource"]

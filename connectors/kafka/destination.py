@@ -12,11 +12,15 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from connectors.kafka.config import KafkaDestinationConfig, client_options, raise_for_configuration
+from connectors.kafka.config import KafkaDestinationConfig, client_options
+from connectors.kafka.diagnosis import raise_for_configuration
 from hub.source import Document
 
 
 class KafkaDestination:
+    """A Kafka topic as a destination: one message per given-up record, with the record's key (an idempotent
+    producer, acks=all)."""
+
     per_record = True
     includes_payload = True
 
@@ -72,10 +76,12 @@ class KafkaDestination:
             raise
 
     async def close(self) -> None:
+        """Flush and stop the producer."""
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
 
 
 def build(config: KafkaDestinationConfig, region: str) -> KafkaDestination:
+    """The destination of a validated `{type: kafka}` config (the region is not used)."""
     return KafkaDestination(config)

@@ -28,6 +28,7 @@ _payload = operator.attrgetter("payload")
 
 
 def iso_ms(epoch_ms: int) -> str:
+    """Epoch milliseconds as an ISO-8601 UTC time with milliseconds."""
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

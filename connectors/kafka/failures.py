@@ -61,6 +61,9 @@ def _letter(message: Any) -> Letter:
 
 
 class KafkaInbox:
+    """A `kafka` destination's topic read back by offsets, with no consumer group; replayed letters are hidden
+    through the checkpoint store, since a topic cannot delete a record."""
+
     kind = "kafka"
 
     def __init__(self, config: KafkaDestinationConfig, store: Any, mapping: str) -> None:
@@ -69,6 +72,8 @@ class KafkaInbox:
         self.scope = f"{mapping}/replayed/kafka:{config.topic}"
 
     async def list(self, limit: int) -> tuple[list[Letter], int | None]:
+        """Up to `limit` records of the topic from its beginning, without those already replayed, and how many
+        remain."""
         hidden = await self.store.get_all(self.scope)
         letters: list[Letter] = []
         async with _consumer(self.config) as consumer:
@@ -103,6 +108,7 @@ class KafkaInbox:
         return letters[:limit], total
 
     async def take(self, ids: Sequence[str], hold: float) -> dict[str, Letter]:
+        """The records of these `partition:offset` ids still in the topic and not replayed yet (`hold` is not used)."""
         from aiokafka import TopicPartition
 
         hidden = await self.store.get_all(self.scope)
@@ -122,13 +128,14 @@ class KafkaInbox:
         return found
 
     async def remove(self, letter: Letter) -> None:
+        """Hide the letter from now on: its id is written to the store as replayed."""
         await self.store.put(self.scope, letter.id, datetime.now(UTC).isoformat(timespec="seconds"))
 
     async def release(self, letter: Letter) -> None:
-        pass
+        """Nothing to give back: the record stays in the topic."""
 
     async def close(self) -> None:
-        pass
+        """Nothing to release: each call opens and closes its own consumer."""
 
 
 def _order(letter: Letter) -> tuple[str, int, int]:
@@ -157,6 +164,7 @@ async def _next(consumer: Any, tp: Any) -> Any:
 
 
 def inbox(config: KafkaDestinationConfig, region: str, store: Any, mapping: str) -> KafkaInbox:
+    """The inbox of a `kafka` destination (its DestinationSpec's `inbox`)."""
     return KafkaInbox(config, store, mapping)
 
 

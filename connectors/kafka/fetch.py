@@ -71,6 +71,7 @@ class Chunk:
 
     @classmethod
     def of(cls, messages: list[Any]) -> Chunk:
+        """A chunk of fetched messages."""
         return cls(iter(messages), len(messages))
 
 
@@ -118,6 +119,7 @@ class HubPartitionRecords:
 
     @property
     def next_fetch_offset(self) -> int:
+        """The offset after the last message handed out (the fetch position aiokafka resumes from)."""
         taken = len(self._chunks) - self._iterator.__length_hint__()  # type: ignore[attr-defined]
         return self._ends[taken - 1] if taken else self._fetch_offset
 
@@ -140,6 +142,7 @@ class Buffer:
         return bool(self._chunks)
 
     def extend(self, chunks: list[Chunk]) -> None:
+        """Append fetched chunks, in order."""
         for chunk in chunks:
             self._chunks.append(chunk)
             self._count += chunk.count

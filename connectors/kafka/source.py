@@ -34,14 +34,16 @@ import operator
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, cast
+from typing import Any
 
-from connectors.kafka.config import KafkaConfig, client_options, group_id_for, raise_for_configuration
-from connectors.kafka.events import filter_view, kafka_batch_info, kafka_event, kafka_records, trace_headers
+from connectors.kafka.config import KafkaConfig, client_options, group_id_for
+from connectors.kafka.diagnosis import raise_for_configuration
+from connectors.kafka.events import filter_view, kafka_batch_info, kafka_event, trace_headers
 from connectors.kafka.fetch import Buffer, Chunk, hub_records, install
 from connectors.kafka.lag import offset_lags
-from hub.records import ContiguousTracker, Lag, Outcome, Record
-from hub.source import LaneEnded, SourceContext
+from connectors.kafka.lane import PartitionLane
+from hub.records import Lag, Record
+from hub.source import SourceContext
 
 COMMIT_TIMEOUT = 30.0
 POLL_TIMEOUT_MS = 1000
@@ -51,62 +53,6 @@ PROBE_EVERY = 2.0
 PROBE_BOUND = 4.0
 """Seconds a metadata request may take before the brokers count as not answering (aiokafka's own timeout is 40)."""
 _position = operator.attrgetter("position")
-
-
-class PartitionLane:
-    """One assigned partition. Reads from the source's buffer; settles by committing the group's offset."""
-
-    ordered = True
-
-    def __init__(self, source: KafkaSource, tp: Any) -> None:
-        self.source = source
-        self.tp = tp
-        self.key = f"{tp.topic}-{tp.partition}"
-        self.tracker = ContiguousTracker()
-        self.ending = False
-        """Revoked: no new batch starts; a batch still filling gets its window; in-flight ones may settle."""
-        self.ended = False
-        """Gone for good: reads raise LaneEnded and settles commit nothing."""
-        self._wake = asyncio.Event()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def read(self, limit: int, timeout: float | None) -> list[Record]:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self.ended:
-                raise LaneEnded(self.key)
-            if self.ending:
-                if deadline is None:
-                    raise LaneEnded(self.key)
-                # A batch is filling: let its window run out so it is dispatched and can settle in the grace.
-            elif (buffer := self.source.buffer(self)) and (messages := buffer.take(limit)):
-                break  # (a buffer that held only offsets compaction emptied gives none: wait again)
-            self._wake.clear()
-            if deadline is None:
-                await self._wake.wait()
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            try:
-                await asyncio.wait_for(self._wake.wait(), remaining)
-            except TimeoutError:
-                return []
-        records = kafka_records(messages, self.key, self.tp.topic, self.tp.partition)
-        self.tracker.track(map(_position, records))
-        self.source.drained(self, len(buffer))
-        return records
-
-    async def settle(self, outcome: Outcome) -> None:
-        """Commit 1 + the highest offset before which every record read has settled; failed records hold it."""
-        self.tracker.done(map(_position, outcome.settled))
-        newest = self.tracker.advance()
-        self.source.settled()
-        if newest is None or self.ended:
-            return
-        await self.source.commit(self, cast(int, newest) + 1)
 
 
 class KafkaSource:
@@ -208,9 +154,11 @@ class KafkaSource:
             await self._changed.wait()
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
+        """The Kafka event (self-managed or MSK, as `cluster_arn` says) of one partition's records."""
         return kafka_event(self.bootstrap_servers, records, self.config.cluster_arn)
 
     def filter_view(self, record: Record) -> dict[str, Any]:
+        """What filters see of a record: its metadata, with its value decoded under `value`."""
         return filter_view(record)
 
     def batch_info(self, records: Sequence[Record]) -> dict[str, Any]:
@@ -269,6 +217,7 @@ class KafkaSource:
     # ---- what lanes call -------------------------------------------------------------------------------------
 
     def buffer(self, lane: PartitionLane) -> Buffer:
+        """The buffer of fetched records of a lane's partition (made on first use)."""
         buffer = self._buffers.get(lane.tp)
         if buffer is None:
             buffer = self._buffers[lane.tp] = Buffer()
@@ -281,6 +230,7 @@ class KafkaSource:
             self._consumer.resume(lane.tp)
 
     def settled(self) -> None:
+        """Say a lane settled: a rebalance waiting for revoked partitions to settle looks again."""
         self._settled.set()
 
     async def commit(self, lane: PartitionLane, offset: int) -> None:

@@ -105,6 +105,7 @@ class Channel:
             raise ConnectionError(f"memory channel {self.name!r} is cut")
 
     def wake(self) -> None:
+        """Wake every read waiting on the channel (records arrived, or a source closed)."""
         with self.lock:
             self.wakeups.wake()
 
@@ -114,6 +115,7 @@ class Channel:
 
     @staticmethod
     def entry(data: Any, key: str | None, sent: float | None) -> Entry:
+        """An entry of `data` with its key and send time (now when None), and the bytes it adds to an event."""
         size = ENTRY_OVERHEAD + len(json.dumps(data, default=str)) + len(key or "")
         return Entry(data, key, time.time() if sent is None else sent, size)
 
@@ -130,6 +132,7 @@ class StreamChannel(Channel):
 
     @property
     def lanes(self) -> int:
+        """How many ordered logs (lanes) the stream has."""
         return len(self.logs)
 
     def put(self, values: Iterable[Any], key: str | None = None, sent: float | None = None) -> list[Any]:
@@ -267,6 +270,7 @@ class Broker:
         return channel, False
 
     def get(self, name: str) -> Channel:
+        """The channel of this name; KeyError when no source or producer made it yet."""
         with self.lock:
             channel = self.channels.get(name)
         if channel is None:

@@ -57,6 +57,7 @@ def filter_view(record: Record) -> dict[str, Any]:
 
 
 def iso(ts: float) -> str:
+    """Epoch seconds as an ISO-8601 UTC time with milliseconds."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -77,6 +78,7 @@ def batch_info(name: str, records: Sequence[Record]) -> dict[str, Any]:
 
 
 def sample_event() -> dict[str, Any]:
+    """An event of one memory record, for `hub events memory`."""
     return {
         "Records": [
             payload(

@@ -33,6 +33,8 @@ class MemorySource:
     # ---- Source ----------------------------------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Make (or find) the channel, put the configured records in a channel it made, and make its lanes: one per
+        log of a stream, starting after the checkpoint; one for a queue."""
         config = self.config
         channel, made = BROKER.create(config.name, config.mode, config.lanes)
         channel.check()
@@ -65,20 +67,25 @@ class MemorySource:
         )
 
     async def lanes(self) -> AsyncIterator[StreamLane | QueueLane]:
+        """The channel's lanes, until the source closes."""
         for lane in self._lanes:
             yield lane
         await self.closed.wait()
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
+        """The event: `{"Records": [...]}`."""
         return {"Records": [r.payload for r in records]}
 
     def filter_view(self, record: Record) -> dict[str, Any]:
+        """What filters see of a record: its metadata, with its data under `data`."""
         return events.filter_view(record)
 
     def batch_info(self, records: Sequence[Record]) -> dict[str, Any]:
+        """The batch info of a given-up stream batch (first and last sequence number per lane)."""
         return events.batch_info(self.config.name, records)
 
     async def close(self) -> None:
+        """Stop the lanes (a waiting read ends) and give a queue's unsettled messages back to it."""
         self.closed.set()
         lanes, self._lanes = self._lanes, []
         queue, self._queue = self._queue, None
@@ -105,6 +112,7 @@ class StreamLane:
         self._write_lock = asyncio.Lock()
 
     async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        """Up to `limit` entries of the log after the last read one; [] when `timeout` passed; LaneEnded once closed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self.source.closed.is_set():
@@ -179,6 +187,8 @@ class QueueLane:
         self.key = source.config.name
 
     async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        """Up to `limit` visible messages, each taken (invisible) until it settles; [] when `timeout` passed;
+        LaneEnded once closed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self.source.closed.is_set():

@@ -67,6 +67,8 @@ class AckWindow:
         self._settled: set[int] = set()
 
     def received(self, mid: int, qos: int) -> int:
+        """Register a message received with packet id `mid` at `qos`; its sequence number (its place in arrival
+        order)."""
         seq = self._next
         self._next += 1
         self._waiting[seq] = (mid, qos)

@@ -158,14 +158,17 @@ class MqttConfig(BaseModel):
 
     @property
     def uses_tls(self) -> bool:
+        """Whether to connect with TLS: `tls`, else whether the URL's scheme is `mqtts`."""
         return self.tls if self.tls is not None else urlsplit(self.url).scheme == "mqtts"
 
     @property
     def host(self) -> str:
+        """The broker's host name, from the URL."""
         return urlsplit(self.url).hostname or "localhost"
 
     @property
     def port(self) -> int:
+        """The broker's port: the URL's, else the scheme's default."""
         return urlsplit(self.url).port or DEFAULT_PORTS[urlsplit(self.url).scheme]
 
     def login(self) -> tuple[str | None, str | None]:

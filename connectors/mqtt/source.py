@@ -47,6 +47,9 @@ class MqttSource:
     # ---- Source ----------------------------------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Connect with a persistent session and subscribe to the topic filters; messages arrive in the inbox, each
+        acknowledged (PUBACK) only once it settles. Each open is a new connection: acks of an older one are not sent.
+        """
         import aiomqtt
 
         config = self.config
@@ -144,6 +147,8 @@ class MqttSource:
                 self._end(ConnectionError(f"the connection of client id {self.client_id!r} was lost: {cause}{hint}"))
 
     async def lanes(self) -> AsyncIterator[MqttSource]:
+        """Its one unordered lane (itself), until the connection ends; raises the connection's error when the broker
+        dropped it, so that the mapping reconnects."""
         yield self
         await self.inbox.ended.wait()
         if (failure := self.inbox.failure) is not None:
@@ -174,6 +179,7 @@ class MqttSource:
     # ---- Lane ------------------------------------------------------------------------------------------------
 
     async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        """Up to `limit` received messages; [] when `timeout` passed; LaneEnded once closed (see hub.inbox)."""
         return await self.inbox.read(limit, timeout)
 
     async def settle(self, outcome: Outcome) -> None:

@@ -166,15 +166,18 @@ class NatsConfig(BaseModel):
 
     @property
     def urls(self) -> list[str]:
+        """The server URLs as a list, whichever form they were written in."""
         return [self.servers] if isinstance(self.servers, str) else list(self.servers)
 
     @property
     def subjects(self) -> list[str]:
+        """The consumer's filter subjects as a list ([] for the whole stream)."""
         value = self.filter_subject
         return [] if value is None else [value] if isinstance(value, str) else list(value)
 
     @property
     def tls(self) -> bool:
+        """Whether to connect with TLS: a TLS file is set, or a server URL's scheme is `tls`."""
         files = (self.tls_ca_file, self.tls_cert_file)
         return any(f is not None for f in files) or any(urlsplit(u).scheme == "tls" for u in self.urls)
 

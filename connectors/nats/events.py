@@ -72,6 +72,7 @@ def nats_record(
 
 
 def sample_event() -> dict[str, Any]:
+    """An event of one JetStream message, for `hub events nats`."""
     meta = Delivery("ORDERS", "orders", 1, 1042, 17, 1_718_000_000_123_456_789)
     record = nats_record(
         "orders.created",

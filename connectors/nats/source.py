@@ -71,6 +71,7 @@ class NatsSource:
     # ---- Source ----------------------------------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Connect, bind the durable pull consumer (created if missing), and start pulling into the buffer."""
         import nats
 
         self._closed.clear()
@@ -185,12 +186,15 @@ class NatsSource:
             )
 
     async def lanes(self) -> AsyncIterator[NatsSource]:
+        """Its one unordered lane (itself), until the connection ends; raises ConnectionError when the server dropped
+        it, so that the mapping reconnects."""
         yield self
         await self._ended.wait()
         if self._lost is not None and not self._closed.is_set():
             raise ConnectionError(f"{self.where}: {self._lost}")
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
+        """The event: `{"Records": [...]}`, one per message."""
         return {"Records": [r.payload for r in records]}
 
     def filter_view(self, record: Record) -> dict[str, Any]:
@@ -311,6 +315,7 @@ class NatsSource:
 
     @property
     def prefetch(self) -> int:
+        """How many messages a pull asks for: `prefetch`, else a batch per batch the mapping may have in flight."""
         return self.config.prefetch or self._limit * max(1, self.context.max_in_flight)
 
     def _until_next_ask(self, now: float) -> float:

@@ -29,6 +29,8 @@ class SetupError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class TableInfo:
+    """A published table as the catalog describes it: its name, oid, replica identity and primary key."""
+
     schema: str
     name: str
     oid: int
@@ -48,12 +50,14 @@ class Admin:
         self._lock = asyncio.Lock()  # one query at a time on the connection (the stream's and the lag's)
 
     async def connect(self) -> None:
+        """Open the ordinary (not replication) connection the catalog queries use."""
         import asyncpg
 
         config = self.config
         self.conn = await asyncpg.connect(config.url, password=config.secret, timeout=config.connect_timeout)
 
     async def close(self) -> None:
+        """Close the connection (terminated if it does not close within the connect timeout). Safe to call twice."""
         conn, self.conn = self.conn, None
         if conn is not None:
             try:
@@ -151,6 +155,7 @@ class Admin:
         return table
 
     async def types(self, oids: list[int]) -> list[tuple[int, str, int, int, str | None]]:
+        """(oid, name, category, element oid, ...) of each of these types, from the catalog (TYPE_QUERY)."""
         rows = await self._fetch(TYPE_QUERY, oids)
         return [(int(r[0]), str(r[1]), int(r[2]), int(r[3]), r[4]) for r in rows]
 

@@ -141,6 +141,7 @@ class PostgresConfig(BaseModel):
 
     @property
     def database(self) -> str:
+        """The database's name, from the URL."""
         return unquote(urlsplit(self.url).path.strip("/"))
 
     @property
@@ -153,9 +154,11 @@ class PostgresConfig(BaseModel):
         return [split_table(t) for t in self.tables]
 
     def publication_name(self, mapping: str) -> str:
+        """The publication: `publication`, else one named after the mapping."""
         return self.publication or default_name(mapping)
 
     def slot_name(self, mapping: str) -> str:
+        """The replication slot: `slot`, else one named after the mapping."""
         return self.slot or default_name(mapping)
 
 
@@ -185,4 +188,5 @@ def default_name(mapping: str) -> str:
 
 
 def quote_ident(name: str) -> str:
+    """`name` as a quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'

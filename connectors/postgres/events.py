@@ -74,6 +74,7 @@ class Table:
         }
 
     def key_image(self, values: Sequence[Value]) -> dict[str, Any]:
+        """The `Keys` of a change: the replica identity's columns, as DynamoDB attribute values."""
         out: dict[str, Any] = {}
         for i in self.keys:
             value = values[i]
@@ -119,6 +120,7 @@ def stream_record(
 
 
 def table_arn(region: str, account: str, database: str, schema: str, table: str, slot: str) -> str:
+    """The ARN a table's records carry, in DynamoDB Streams' form (`table/<db.schema.table>/stream/<slot>`)."""
     return f"arn:aws:dynamodb:{region}:{account}:table/{database}.{schema}.{table}/stream/{slot}"
 
 

@@ -27,6 +27,8 @@ SEQUENCE_SHIFT = 32
 
 @dataclass(slots=True)
 class Transaction:
+    """A transaction read from the slot: its commit LSN, its end (once committed), and its changes not settled yet."""
+
     final_lsn: int
     end_lsn: int = 0
     open: int = 0
@@ -43,17 +45,20 @@ class Transactions:
         self._by_lsn: dict[int, Transaction] = {}
 
     def begin(self, final_lsn: int) -> Transaction:
+        """A transaction begins, at the commit LSN it will have."""
         txn = Transaction(final_lsn)
         self._order.append(txn)
         self._by_lsn[final_lsn] = txn
         return txn
 
     def commit(self, txn: Transaction, end_lsn: int) -> None:
+        """A transaction's commit was read: it ends at `end_lsn`."""
         txn.end_lsn = end_lsn
         txn.committed = True
         self._advance()
 
     def settled(self, records: Iterable[Record]) -> None:
+        """Count these records of their transactions as settled, and move the confirmable position."""
         by_lsn = self._by_lsn
         for record in records:
             txn = by_lsn.get(record.position >> SEQUENCE_SHIFT)  # type: ignore[operator]
@@ -95,6 +100,7 @@ class TableLane:
         self.ended = False
 
     def push(self, record: Record) -> None:
+        """Add a decoded change, in commit order."""
         self._waiting.append(record)
         self._arrived.set()
 
@@ -108,6 +114,7 @@ class TableLane:
         return dropped
 
     async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        """Up to `limit` changes, in order; [] when `timeout` passed; LaneEnded once the lane ended."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._waiting:
             if self.ended:
@@ -129,6 +136,8 @@ class TableLane:
         return out
 
     async def settle(self, outcome: Outcome) -> None:
+        """Checkpoint the highest contiguous settled sequence number; put failed records back in front, to be read
+        again first."""
         settled = outcome.settled
         if settled:
             self._tracker.done([r.position for r in settled])
@@ -154,4 +163,5 @@ class TableLane:
 
     @property
     def waiting(self) -> int:
+        """Changes pushed and not read yet."""
         return len(self._waiting)

@@ -37,6 +37,8 @@ class ProtocolError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Begin:
+    """pgoutput's Begin message: a transaction starts."""
+
     final_lsn: int
     """The LSN of the transaction's commit record: the same for every change of the transaction."""
     commit_time: float
@@ -46,6 +48,8 @@ class Begin:
 
 @dataclass(frozen=True, slots=True)
 class Commit:
+    """pgoutput's Commit message: a transaction ends."""
+
     commit_lsn: int
     end_lsn: int
     """The end of the commit record: what the slot is confirmed up to once the transaction is settled."""
@@ -54,6 +58,8 @@ class Commit:
 
 @dataclass(frozen=True, slots=True)
 class Column:
+    """A column of a Relation message."""
+
     name: str
     type_oid: int
     key: bool
@@ -62,6 +68,8 @@ class Column:
 
 @dataclass(frozen=True, slots=True)
 class Relation:
+    """pgoutput's Relation message: a table's name, replica identity and columns, sent before its first change."""
+
     oid: int
     schema: str
     name: str
@@ -72,6 +80,8 @@ class Relation:
 
 @dataclass(frozen=True, slots=True)
 class TypeInfo:
+    """pgoutput's Type message: a type's name, for a type that is not built in."""
+
     oid: int
     schema: str
     name: str
@@ -91,6 +101,8 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class Truncate:
+    """pgoutput's Truncate message: the tables emptied (no record is made of it)."""
+
     relations: tuple[int, ...]
 
 
@@ -105,6 +117,7 @@ Message = Begin | Commit | Relation | TypeInfo | Change | Truncate | Other
 
 
 def timestamp(micros: int) -> float:
+    """A PostgreSQL timestamp (microseconds since 2000-01-01) as epoch seconds."""
     return POSTGRES_EPOCH + micros / 1_000_000
 
 

@@ -29,6 +29,9 @@ YIELD_EVERY = 256
 
 
 class PostgresSource:
+    """PostgreSQL tables through a logical replication slot: one ordered lane per table (or per key hash of it), the
+    slot confirmed as far as every lane has settled."""
+
     def __init__(self, config: PostgresConfig, context: SourceContext) -> None:
         self.config = config
         self.context = context
@@ -178,6 +181,7 @@ class PostgresSource:
                 self._buffered -= lane.end()
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
+        """The DynamoDB Streams-shaped event: `{"Records": [...]}`."""
         return {"Records": [r.payload for r in records]}
 
     def event_source_arn(self, lane: str) -> str:

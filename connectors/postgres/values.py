@@ -80,6 +80,7 @@ class Types:
         self.kinds: dict[int, Kind] = dict(BUILTIN)
 
     def missing(self, oids: Iterable[int]) -> list[int]:
+        """Those of these type oids not known yet."""
         return sorted({oid for oid in oids if oid not in self.kinds})
 
     def learn(self, rows: Iterable[tuple[int, str, int, int, str | None]]) -> None:
@@ -93,6 +94,7 @@ class Types:
                 self.kinds[oid] = _by_category(category)
 
     def converter(self, oid: int) -> Callable[[str], dict[str, Any]]:
+        """What turns a value of this type (in text form) into a DynamoDB attribute value (`S` for an unknown type)."""
         kind = self.kinds.get(oid, "S")
         return CONVERTERS.get(kind) or _array_converter(kind)
 
@@ -103,33 +105,40 @@ def _by_category(category: str | None) -> Kind:
 
 
 def string(text: str) -> dict[str, Any]:
+    """`{"S": text}`."""
     return {"S": text}
 
 
 def number(text: str) -> dict[str, Any]:
+    """`{"N": text}` for a number as DynamoDB writes one, else `{"S": text}`."""
     return {"N": text} if _NUMBER.match(text) else {"S": text}
 
 
 def integer(text: str) -> dict[str, Any]:
+    """`{"N": text}`."""
     return {"N": text}
 
 
 def floating(text: str) -> dict[str, Any]:
+    """`{"N": text}`, or `{"S": text}` for NaN and the infinities, which DynamoDB numbers cannot hold."""
     # PostgreSQL writes a float or numeric as digits, a sign, `.`, `e`, or as NaN, Infinity, -Infinity
     return {"S": text} if text[-1] in "Ny" else {"N": text}
 
 
 def boolean(text: str) -> dict[str, Any]:
+    """`{"BOOL": ...}` of PostgreSQL's `t`/`f`."""
     return {"BOOL": text in ("t", "true")}
 
 
 def binary(text: str) -> dict[str, Any]:
+    """`{"B": base64}` of a bytea in hex or escape form."""
     if text.startswith("\\x"):
         return {"B": base64.b64encode(bytes.fromhex(text[2:])).decode("ascii")}
     return {"B": base64.b64encode(_unescape_bytea(text)).decode("ascii")}  # bytea_output = 'escape'
 
 
 def json_value(text: str) -> dict[str, Any]:
+    """A json/jsonb value as the DynamoDB attribute value of what it holds (a map, a list, a number...)."""
     return attribute(json.loads(text, parse_float=_Number, parse_int=_Number, parse_constant=str))
 
 

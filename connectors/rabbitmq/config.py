@@ -69,12 +69,14 @@ class RabbitMQConfig(BaseModel):
         return self
 
     def vhost(self) -> str:
+        """The virtual host: `virtual_host`, else the URL's path, else `/`."""
         if self.virtual_host is not None:
             return self.virtual_host
         path = urlsplit(self.url).path
         return "/" if path in ("", "/") else unquote(path[1:])
 
     def login(self) -> str:
+        """The user name: `username`, else the URL's, else `guest`."""
         return self.username or unquote(urlsplit(self.url).username or "") or "guest"
 
     def connection_url(self) -> str:

@@ -67,6 +67,7 @@ def _int(value: Any) -> int:
 
 
 def sample_event() -> dict[str, Any]:
+    """An Amazon MQ for RabbitMQ event of one message, for `hub events rabbitmq`."""
     return {
         "eventSource": "aws:rmq",
         "eventSourceArn": "arn:aws:mq:us-east-1:000000000000:broker:localhost:5672",

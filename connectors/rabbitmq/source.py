@@ -54,6 +54,8 @@ class RabbitMQSource:
     # ---- Source ----------------------------------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Connect, open a channel with the prefetch count, and start consuming the queue (each open is a new
+        generation: acks of an older one are ignored)."""
         import aio_pika
 
         self.inbox.reset()
@@ -85,12 +87,15 @@ class RabbitMQSource:
         )
 
     async def lanes(self) -> AsyncIterator[RabbitMQSource]:
+        """Its one unordered lane (itself), until the connection ends; raises ConnectionError when the broker closed
+        it, so that the mapping reconnects."""
         yield self
         await self.inbox.ended.wait()
         if (failure := self.inbox.failure) is not None:
             raise failure
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
+        """The Amazon MQ for RabbitMQ event: the messages under `rmqMessagesByQueue`."""
         return {
             "eventSource": "aws:rmq",
             "eventSourceArn": self.arn,
@@ -141,6 +146,8 @@ class RabbitMQSource:
     # ---- Lane ------------------------------------------------------------------------------------------------
 
     async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        """Up to `limit` delivered messages; [] when `timeout` passed; LaneEnded once closed, the broker's error once
+        the connection was lost (see hub.inbox)."""
         return await self.inbox.read(limit, timeout)
 
     async def settle(self, outcome: Outcome) -> None:

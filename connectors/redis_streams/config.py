@@ -66,6 +66,7 @@ class RedisStreamsConfig(BaseModel):
 
     @property
     def streams(self) -> list[str]:
+        """The stream keys as a list, whichever form they were written in."""
         return [self.stream] if isinstance(self.stream, str) else list(self.stream)
 
 

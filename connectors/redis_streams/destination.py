@@ -88,6 +88,7 @@ class RedisDestination:
             raise
 
     async def close(self) -> None:
+        """Close the client."""
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
@@ -106,7 +107,14 @@ def entry(document: Document) -> dict[str, str]:
 
 
 def build(config: RedisDestinationConfig, region: str) -> RedisDestination:
+    """The destination of a validated `{type: redis}` config (the region is not used)."""
     return RedisDestination(config)
+
+
+def _inbox(config: RedisDestinationConfig, region: str, store: Any, mapping: str) -> Any:
+    from connectors.redis_streams.failures import inbox
+
+    return inbox(config, region, store, mapping)
 
 
 DESTINATION = DestinationSpec(
@@ -116,4 +124,5 @@ DESTINATION = DestinationSpec(
     requires=("redis",),
     extra="redis",
     dead_letter=True,
+    inbox=_inbox,
 )

@@ -72,6 +72,7 @@ def filter_view(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def sample_event() -> dict[str, Any]:
+    """An event of one stream entry, in the shape of an SQS event, for `hub events redis`."""
     return {
         "Records": [
             {

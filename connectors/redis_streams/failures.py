@@ -104,5 +104,5 @@ class RedisInbox:
 
 
 def inbox(config: RedisDestinationConfig, region: str, store: Any, mapping: str) -> RedisInbox:
-    """The inbox of a `redis` destination (hub.readback.INBOXES)."""
+    """The inbox of a `redis` destination (its DestinationSpec's `inbox`)."""
     return RedisInbox(config, mapping)

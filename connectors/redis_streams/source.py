@@ -69,6 +69,8 @@ class RedisStreamsSource:
     # ---- Source ----------------------------------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Connect, create the consumer group on every stream if it is missing, and make a lane per stream that first
+        reads this consumer's pending entries again."""
         import redis.asyncio as redis
 
         self._closed.clear()
@@ -97,14 +99,18 @@ class RedisStreamsSource:
         )
 
     async def lanes(self) -> AsyncIterator[StreamLane]:
+        """A lane per stream, until the source closes."""
         for lane in self._lanes.values():
             yield lane
         await self._closed.wait()
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
+        """The event: `{"Records": [...]}`, one per stream entry."""
         return {"Records": [r.payload for r in records]}
 
     def filter_view(self, record: Record) -> dict[str, Any]:
+        """What filters see of an entry: its metadata, with its fields under `data` (values parsed as JSON when they
+        are)."""
         return filter_view(record.payload)
 
     async def lag(self) -> dict[str, Lag]:
@@ -135,6 +141,7 @@ class RedisStreamsSource:
         return out
 
     async def close(self) -> None:
+        """Drop what was read ahead (it stays pending and is read again) and close the client."""
         self._closed.set()
         for lane in self._lanes.values():
             lane.drop_read_ahead()
@@ -180,6 +187,8 @@ class StreamLane:
             ahead.add_done_callback(_retrieve)
 
     async def ensure_group(self) -> None:
+        """Create the consumer group at the starting position (and the stream if missing); an existing group keeps
+        its position."""
         from redis.exceptions import ResponseError
 
         start = STARTING_IDS[self.source.config.starting_position]

@@ -70,6 +70,8 @@ class CronSchedule(Schedule):
         start: datetime | None = None,
         end: datetime | None = None,
     ) -> datetime | None:
+        """The first fire strictly after `after` (aware datetimes), within `start` and `end`, in `tz` with its DST
+        rules; None when there is none."""
         _require_aware(after=after, anchor=anchor, start=start, end=end)
         after, start, end = after.astimezone(UTC), _as_utc(start), _as_utc(end)
         lower = after

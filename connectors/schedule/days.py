@@ -36,6 +36,7 @@ class DayOfMonthValues(DaySpec):
     values: tuple[int, ...]
 
     def days(self, year: int, month: int) -> list[int]:
+        """The values that exist in this month."""
         last = _month_length(year, month)
         return [d for d in self.values if d <= last]
 
@@ -47,6 +48,7 @@ class LastDayOfMonth(DaySpec):
     offset: int
 
     def days(self, year: int, month: int) -> list[int]:
+        """The last day minus `offset`, if the month has it."""
         day = _month_length(year, month) - self.offset
         return [day] if day >= 1 else []
 
@@ -56,6 +58,7 @@ class LastWeekdayOfMonth(DaySpec):
     """``LW``: the last Monday-Friday of the month."""
 
     def days(self, year: int, month: int) -> list[int]:
+        """The last Monday-Friday of the month."""
         last = _month_length(year, month)
         weekday = calendar.weekday(year, month, last)  # Monday = 0 ... Sunday = 6
         return [last - max(0, weekday - 4)]
@@ -73,6 +76,7 @@ class NearestWeekday(DaySpec):
     day: int
 
     def days(self, year: int, month: int) -> list[int]:
+        """The Monday-Friday nearest `day`, within the month (the 1st, a Saturday, gives the 3rd)."""
         last = _month_length(year, month)
         if self.day > last:
             return []
@@ -91,6 +95,7 @@ class DayOfWeekValues(DaySpec):
     weekdays: tuple[int, ...]
 
     def days(self, year: int, month: int) -> list[int]:
+        """Every day of the month on one of the weekdays."""
         first = _aws_weekday(year, month, 1)
         wanted = set(self.weekdays)
         return [d for d in range(1, _month_length(year, month) + 1) if (first + d - 2) % 7 + 1 in wanted]
@@ -103,6 +108,7 @@ class LastWeekdayOfKind(DaySpec):
     weekday: int
 
     def days(self, year: int, month: int) -> list[int]:
+        """The month's last day on `weekday`."""
         last = _month_length(year, month)
         return [last - (_aws_weekday(year, month, last) - self.weekday) % 7]
 
@@ -115,6 +121,7 @@ class NthWeekdayOfMonth(DaySpec):
     nth: int
 
     def days(self, year: int, month: int) -> list[int]:
+        """The `nth` day on `weekday` of the month, if it has one."""
         first = 1 + (self.weekday - _aws_weekday(year, month, 1)) % 7
         day = first + 7 * (self.nth - 1)
         return [day] if day <= _month_length(year, month) else []

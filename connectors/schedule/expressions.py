@@ -98,6 +98,8 @@ class RateSchedule(Schedule):
         start: datetime | None = None,
         end: datetime | None = None,
     ) -> datetime | None:
+        """The first fire strictly after `after`: `anchor` (or `start`) plus a whole number of intervals; None past
+        `end`."""
         _require_aware(after=after, anchor=anchor, start=start, end=end)
         after, start, end = after.astimezone(UTC), _as_utc(start), _as_utc(end)
         base_us = _to_us(start if start is not None else anchor)
@@ -139,6 +141,8 @@ class AtSchedule(Schedule):
         start: datetime | None = None,
         end: datetime | None = None,
     ) -> datetime | None:
+        """Its one fire time if it is after `after`, else None (AWS ignores start and end dates for one-time
+        schedules)."""
         # start/end deliberately ignored: AWS ignores StartDate/EndDate for one-time schedules.
         _require_aware(after=after, anchor=anchor, start=start, end=end)
         try:
@@ -279,6 +283,7 @@ class AwsScheduleTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 sh
         self.end = end
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        """APScheduler's question: the fire after the previous one (at first: at or after `now`)."""
         # First call (no previous fire): a fire due exactly `now` still counts, as with APScheduler's
         # own CronTrigger. Afterwards: strictly after the previous fire.
         after = previous_fire_time if previous_fire_time is not None else now - _ONE_US

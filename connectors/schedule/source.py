@@ -153,6 +153,7 @@ class ScheduleConfig(BaseModel):
 
 
 def iso_seconds(when: datetime) -> str:
+    """A fire time as Scheduler writes it: `2024-01-01T00:00:00Z`."""
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -180,12 +181,15 @@ class ScheduleSource:
 
     @property
     def dead_letter_config(self) -> Any:
+        """The schedule's dead-letter queue (its `dead_letter_config`), or None."""
         return self.config.dead_letter_config
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.context.clock.time(), UTC)
 
     async def open(self) -> None:
+        """Load the last settled fire and work out the fires missed since, as `misfire` says (a new expression starts
+        afresh)."""
         self._closed.clear()
         store, scope = self.context.store, self.scope
         state = await store.get_all(scope)
@@ -237,10 +241,13 @@ class ScheduleSource:
         return {"tz": self.tz, "anchor": self._anchor, "start": self.config.start_date, "end": self.config.end_date}
 
     async def lanes(self) -> AsyncIterator[ScheduleSource]:
+        """Its one unordered lane (itself), until it closes."""
         yield self
         await self._closed.wait()
 
     async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        """The next due fires (missed ones first), sleeping until the next one comes; [] when `timeout` passed first;
+        LaneEnded once closed or once the schedule has no fire left."""
         if self._closed.is_set():
             raise LaneEnded(self.key)
         if not self._due:
@@ -269,6 +276,8 @@ class ScheduleSource:
         return Record(self.key, fire, payload, timestamp=fire.timestamp(), size=512, item_id=event_id)
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
+        """The event of one fire: the service's Scheduled Event, or `input` (with Scheduler's placeholders for this
+        attempt)."""
         (record,) = records
         value = self.config.input
         if value is None:
@@ -319,12 +328,14 @@ class ScheduleSource:
         return text if isinstance(value, str) else json.loads(text)
 
     async def settle(self, outcome: Outcome) -> None:
+        """Checkpoint the newest fire before which every fire has settled."""
         self._tracker.done(r.position for r in outcome.settled)
         newest = self._tracker.advance()
         if isinstance(newest, datetime):
             await self.context.store.put(self.scope, "last", newest.isoformat())
 
     async def close(self) -> None:
+        """Stop firing; a pending read ends."""
         self._closed.set()
 
 

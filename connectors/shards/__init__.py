@@ -26,6 +26,7 @@ values it speaks in, `source` the lanes and the source that drives them.
 from __future__ import annotations
 
 from connectors.shards.config import ShardReaderConfig
+from connectors.shards.lane import LATEST_MARK, SHARD_END, ShardLane
 from connectors.shards.service import (
     IteratorExpired,
     Page,
@@ -36,7 +37,7 @@ from connectors.shards.service import (
     StartKind,
     error_code,
 )
-from connectors.shards.source import LATEST_MARK, SHARD_END, ShardLane, StreamSource, iso
+from connectors.shards.source import StreamSource, iso
 
 __all__ = [
     "LATEST_MARK",

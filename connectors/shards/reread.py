@@ -61,12 +61,15 @@ async def reread(service: ShardService, info: dict[str, Any]) -> dict[str, Any]:
 
 
 async def reread_kinesis(config: Any, context: SourceContext, info: dict[str, Any]) -> dict[str, Any]:
+    """The Kinesis event of the records a `KinesisBatchInfo` names, read again from the stream (hub.replay)."""
     from connectors.kinesis import KinesisService
 
     return await reread(KinesisService(config, context), info)
 
 
 async def reread_dynamodb(config: Any, context: SourceContext, info: dict[str, Any]) -> dict[str, Any]:
+    """The DynamoDB Streams event of the records a `DDBStreamBatchInfo` names, read again from the stream
+    (hub.replay)."""
     from connectors.dynamodb import DynamoDBService
 
     return await reread(DynamoDBService(config, context), info)

@@ -31,6 +31,8 @@ def error_code(exc: BaseException) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class ShardInfo:
+    """A shard as the stream lists it: its id, its parents (read first), and whether it is closed (it has an end)."""
+
     shard_id: str
     parents: tuple[str, ...]
     closed: bool
@@ -49,6 +51,8 @@ class Start:
 
 @dataclass(frozen=True, slots=True)
 class Page:
+    """One GetRecords answer: the raw records, the next iterator (None: the shard's end) and how far behind it is."""
+
     records: list[Any]
     next_iterator: str | None
     millis_behind: int | None
@@ -101,7 +105,8 @@ class ShardService(Protocol):
         stream in the checkpoint store (a stream deleted and made again under the same name is another)."""
         ...
 
-    async def shards(self) -> list[ShardInfo]: ...
+    async def shards(self) -> list[ShardInfo]:
+        """Every shard of the stream, with its parents and whether it is closed."""
 
     async def iterator(self, shard_id: str, start: Start) -> str:
         """A shard iterator. Raises ShardGone."""

@@ -60,15 +60,18 @@ def trace_context(payload: dict[str, Any]) -> dict[str, str] | None:
 
 
 def message_attempt(message: dict[str, Any]) -> int:
+    """The message's ApproximateReceiveCount: the record's attempt."""
     return int((message.get("Attributes") or {}).get("ApproximateReceiveCount", "1"))
 
 
 def sent_at(message: dict[str, Any]) -> float:
+    """When the message was sent (epoch seconds): the record's timestamp."""
     sent = (message.get("Attributes") or {}).get("SentTimestamp")
     return int(sent) / 1000 if sent else time.time()
 
 
 def sample_event() -> dict[str, Any]:
+    """An SQS event of one message, for `hub events sqs`."""
     message = {
         "MessageId": "059f36b4-87a3-44ab-83d2-661975830a7d",
         "ReceiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a...",

@@ -32,6 +32,7 @@ class Receipt:
 
 
 def receipt(record: Record) -> Receipt:
+    """The Receipt a record of this queue carries as its position."""
     assert isinstance(record.position, Receipt)
     return record.position
 
@@ -69,16 +70,20 @@ class SqsQueue:
 
     @property
     def name(self) -> str:
+        """The queue's name (from its ARN), or its URL before it is known."""
         return self.arn.rsplit(":", 1)[-1] or self.url
 
     @property
     def beat(self) -> float:
+        """Seconds between extensions of the visibility of messages in flight: a third of the visibility timeout."""
         return max(0.2, self.visibility / 3)
 
     def log(self, level: int, message: str, *args: Any) -> None:
+        """Log through the mapping's logger, with the mapping and the queue as fields."""
         self.context.log.log(level, message, *args, extra=fields(mapping=self.context.mapping, queue=self.name))
 
     async def open(self) -> None:
+        """Connect, and learn the queue's URL, ARN, visibility timeout and whether it is FIFO."""
         stack = AsyncExitStack()
         try:
             self.client = await stack.enter_async_context(client(self.settings.connection, "sqs", self.region))

@@ -44,6 +44,8 @@ class QueueLane:
         self.buffer: deque[Record] = deque()
 
     async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        """Up to `limit` records: buffered ones first, else a ReceiveMessage long poll (at most `wait_time`, bounded
+        by `timeout`); LaneEnded once the source closed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.buffer:
             if self.closed:
@@ -61,6 +63,7 @@ class QueueLane:
         return [self.buffer.popleft() for _ in range(min(limit, len(self.buffer)))]
 
     async def settle(self, outcome: Outcome) -> None:
+        """Delete what settled, release what failed (see SqsQueue.settle)."""
         await self.queue.settle(outcome)
 
 
@@ -78,10 +81,13 @@ class GroupLane:
         self.slot: asyncio.Semaphore | None = None  # the source's slots this lane holds one of
 
     def push(self, record: Record) -> None:
+        """Add a received message of this group, in the order the queue gave it."""
         self.buffer.append(record)
         self.arrived.set()
 
     async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        """The group's buffered messages, in order; LaneEnded once the source closed or the group stayed idle for
+        GROUP_IDLE seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.buffer:
             if self.source.closed:
@@ -110,6 +116,8 @@ class GroupLane:
         return out
 
     async def settle(self, outcome: Outcome) -> None:
+        """Delete what settled; release what failed with every message of the group received after it, so that the
+        group's order holds when they come back. Frees the group's slot once nothing of it is in flight."""
         self.unsettled -= len(outcome)
         try:
             await self.source.queue.settle(outcome, held_back=_after_first_failure(outcome))
@@ -130,6 +138,9 @@ def _after_first_failure(outcome: Outcome) -> list[Record]:
 
 
 class SqsSource:
+    """An SQS queue: one unordered lane for a standard queue; for a FIFO queue, one ordered lane per message group,
+    fed by one receiver that holds back at most `max_concurrency` batches besides what is in flight."""
+
     def __init__(self, config: QueueSettings, context: SourceContext) -> None:
         self.config = config
         self.context = context
@@ -147,6 +158,7 @@ class SqsSource:
         """The SentTimestamp `lag()` measures the oldest message's age from."""
 
     async def open(self) -> None:
+        """Open the queue (its URL, ARN, visibility timeout and kind)."""
         self.closed = False
         self._closed.clear()
         await self.queue.open()
@@ -155,6 +167,8 @@ class SqsSource:
         self.slots = asyncio.Semaphore(max(1, self.context.max_in_flight))
 
     async def lanes(self) -> AsyncIterator[QueueLane | GroupLane]:
+        """A standard queue's one lane; or a lane per message group of a FIFO queue, yielded when its first message
+        arrives. Ends when the source closes."""
         if not self.queue.fifo:
             assert self.lane is not None
             yield self.lane
@@ -179,6 +193,7 @@ class SqsSource:
                 lane.push(record)
 
     def end_group(self, lane: GroupLane) -> None:
+        """Forget an idle group's lane (a later message of the group makes a new one)."""
         if self.groups.get(lane.key) is lane:
             del self.groups[lane.key]
 
@@ -195,9 +210,12 @@ class SqsSource:
         return task.result() if not task.cancelled() else None
 
     async def convert(self, messages: list[dict[str, Any]]) -> list[Record]:
+        """Records of received messages."""
         return [self.record(m) for m in messages]
 
     def record(self, message: dict[str, Any]) -> Record:
+        """The record of one message: its SQS event record as payload, its receipt as position, its receive count as
+        attempt, and (FIFO) its group as lane and order key."""
         payload = sqs_record(message, arn=self.queue.arn, region=self.queue.region)
         sent = sent_at(message)
         if sent < self._oldest_seen:
@@ -218,6 +236,7 @@ class SqsSource:
         )
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
+        """The SQS event: `{"Records": [...]}`."""
         return {"Records": [r.payload for r in records]}
 
     def trace_context(self, record: Record) -> dict[str, str] | None:
@@ -249,6 +268,7 @@ class SqsSource:
         return {self.queue.name: Lag(backlog=visible, oldest_message_age_s=age)}
 
     async def close(self) -> None:
+        """Make the messages received but not handed on visible again, and close the queue. Safe to call twice."""
         self.closed = True
         self._closed.set()
         unread: list[Record] = []

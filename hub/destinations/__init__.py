@@ -52,12 +52,13 @@ class FileSink:
             os.close(fd)
 
     async def send(self, documents: Sequence[Document]) -> None:
+        """Append one line per document and fsync before returning."""
         data = b"".join((json.dumps(_line(d), separators=(",", ":"), default=str) + "\n").encode() for d in documents)
         async with file_lock(self.path):
             await asyncio.to_thread(self._append, data)
 
     async def close(self) -> None:
-        pass
+        """Nothing to release: each send opens and closes the file."""
 
 
 def _line(document: Document) -> Any:
@@ -67,6 +68,7 @@ def _line(document: Document) -> Any:
 
 
 def build_destination(config: Any, region: str) -> Destination | None:
+    """The destination of a validated on-failure or dead-letter config (`file` or a registered type); None for none."""
     if config is None:
         return None
     if isinstance(config, FileDestination):

@@ -108,6 +108,7 @@ class FilterSet:
         return cls(compiled)
 
     def matches(self, event: Any) -> bool:
+        """True when any pattern matches `event` (any Mapping), or when there are no patterns."""
         if not self._alternatives:
             return True
         if event.__class__ is not dict:

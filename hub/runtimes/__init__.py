@@ -26,6 +26,7 @@ class Result:
 
     @property
     def error_message(self) -> str:
+        """`errorType: errorMessage` of a failed invocation, for log lines; "" when it succeeded."""
         if self.ok:
             return ""
         if isinstance(self.payload, dict):
@@ -34,6 +35,7 @@ class Result:
 
 
 def error_payload(error_type: str, message: str, stack: list[str] | None = None) -> dict[str, Any]:
+    """Lambda's error object: `{errorMessage, errorType, stackTrace}`."""
     return {"errorMessage": message, "errorType": error_type, "stackTrace": stack or []}
 
 
@@ -85,10 +87,14 @@ class LambdaContext:
             self.log_stream_name = log_stream_name()
 
     def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before the invocation times out (0 once it has)."""
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 class Runtime(Protocol):
+    """What runs a function's handler: a worker process (`python`), the hub's own process (`in-process`), an HTTP
+    endpoint or AWS Lambda. Each takes the same event and gives the same kind of Result."""
+
     async def start(self) -> None:
         """Load the handler (the cold start). Raises if it cannot be loaded."""
         ...
@@ -97,4 +103,5 @@ class Runtime(Protocol):
         """Run the handler once. Never raises for the handler's own failures: they are a failed Result."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Stop everything it started (processes, sessions). Invocations in flight end."""

@@ -16,6 +16,9 @@ from hub.runtimes import LambdaContext, Result, error_payload
 
 
 class LambdaRuntime:
+    """Runs a function by invoking a real AWS Lambda function (RequestResponse): its payload and FunctionError are
+    the result."""
+
     def __init__(self, function_name: str, *, qualifier: str | None, connection: AwsConnection, region: str):
         self.function_name = function_name
         self.qualifier = qualifier
@@ -25,9 +28,11 @@ class LambdaRuntime:
         self._client: Any = None
 
     async def start(self) -> None:
+        """Make the Lambda client."""
         self._client = await self._stack.enter_async_context(client(self.connection, "lambda", self.region))
 
     async def invoke(self, event: Any, context: LambdaContext) -> Result:
+        """Invoke the function once; an API error (throttled, not found) is a failed invocation, never raised."""
         import botocore.exceptions
 
         started = time.perf_counter()
@@ -73,4 +78,5 @@ class LambdaRuntime:
         return Result(True, payload, duration, request_id)
 
     async def close(self) -> None:
+        """Close the Lambda client."""
         await self._stack.aclose()

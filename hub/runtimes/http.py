@@ -21,6 +21,9 @@ BODY_QUOTED = 300
 
 
 class HttpRuntime:
+    """Runs a function by POSTing the event to `url`: the answer's body is the result; an error status, a timeout or
+    a refused connection is a failed invocation."""
+
     def __init__(self, url: str, *, headers: dict[str, str], authorization_env: str | None, function_name: str):
         self.url = url
         self.headers = {"Content-Type": "application/json", **headers}
@@ -29,6 +32,7 @@ class HttpRuntime:
         self._session: Any = None
 
     async def start(self) -> None:
+        """Open the HTTP session; raises HandlerLoadError when `authorization_env` names a variable that is not set."""
         import aiohttp
 
         if self.authorization_env:
@@ -45,6 +49,7 @@ class HttpRuntime:
         self._session = aiohttp.ClientSession()
 
     async def invoke(self, event: Any, context: LambdaContext) -> Result:
+        """POST the event with Lambda's headers (request id, deadline, function name); the JSON answer is the result."""
         import aiohttp
 
         started = time.perf_counter()
@@ -80,6 +85,7 @@ class HttpRuntime:
         return Result(True, payload, time.perf_counter() - started, request_id)
 
     async def close(self) -> None:
+        """Close the HTTP session."""
         if self._session is not None:
             await self._session.close()
             self._session = None

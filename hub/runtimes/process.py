@@ -53,9 +53,12 @@ class Worker:
 
     @property
     def alive(self) -> bool:
+        """True while its process runs."""
         return self.proc is not None and self.proc.returncode is None
 
     async def start(self) -> None:
+        """Start the worker process and wait for it to load the handler; raises HandlerLoadError when it cannot (its
+        init error), or when it takes longer than the init timeout."""
         setup = self.runtime.setup
         requests_r, requests_w = os.pipe()
         responses_r, responses_w = os.pipe()
@@ -133,6 +136,8 @@ class Worker:
         return json.loads(body)  # type: ignore[no-any-return]
 
     async def call(self, event: Any, context: LambdaContext) -> Result:
+        """Run one invocation in this environment: the Result of the handler, or Lambda's error for a timeout (the
+        process is killed), a crash or an out-of-memory kill."""
         started = time.perf_counter()
         self.request_id = context.aws_request_id
         frame = bytearray(_HEADER.size)  # the frame's length goes in front of the body, written in one go
@@ -206,6 +211,7 @@ class Worker:
             await asyncio.wait(self._log_tasks, timeout=2)
 
     async def kill(self) -> None:
+        """Kill the process and collect the rest of its log lines."""
         if self.proc is not None and self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
@@ -301,6 +307,8 @@ class ProcessRuntime:
         self._idle.append(worker)
 
     async def invoke(self, event: Any, context: LambdaContext) -> Result:
+        """Run one invocation in an idle environment (started if the function has fewer than `environments`); a
+        handler that cannot load is an Unhandled error."""
         async with self._slots:
             try:
                 worker = await self._acquire()
@@ -316,6 +324,7 @@ class ProcessRuntime:
             return result
 
     async def close(self) -> None:
+        """Kill every environment, and cancel invocations waiting for one."""
         workers, self._all, self._idle = list(self._all), set(), []
         for waiter in self._waiting:
             waiter.cancel()

@@ -178,6 +178,8 @@ class PythonRuntime:
         self._workers: Workers | None = None
 
     async def start(self) -> None:
+        """Set the function's environment and import the handler in this process (the cold start); raises
+        HandlerLoadError."""
         os.environ.update(self.variables)  # before the import: module-level clients read the environment
         self._handler = load_handler(self.handler_path, self.task_root)
         self._is_async = inspect.iscoroutinefunction(self._handler)
@@ -187,6 +189,8 @@ class PythonRuntime:
             self._workers = Workers(self._concurrency, f"fn-{self.handler_path}")
 
     async def invoke(self, event: Any, context: LambdaContext) -> Result:
+        """Run the handler once in this process (a thread for a sync handler, a task for an async one), at most
+        `in_process_concurrency` at a time; a timeout or an exception is a failed Result."""
         assert self._handler is not None, "start() first"
         started = time.perf_counter()
         try:
@@ -224,6 +228,7 @@ class PythonRuntime:
         return Result(True, value, duration, context.aws_request_id)
 
     async def close(self) -> None:
+        """Shut down its threads."""
         if self._workers is not None:
             self._workers.close()
             self._workers = None

@@ -36,6 +36,7 @@ class FunctionSetup:
 
     @property
     def aws_region(self) -> str:
+        """The function's AWS_REGION: its `aws.region`, else the hub's region."""
         return self.aws.region or self.region
 
     def reserved(self, log_stream_name: str) -> dict[str, str]:

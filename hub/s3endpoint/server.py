@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import re
 import secrets
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import formatdate
+from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote
 from xml.etree import ElementTree
@@ -25,31 +23,14 @@ from xml.etree import ElementTree
 from aiohttp import web
 
 from hub.s3endpoint import sigv4
-from hub.s3endpoint.store import Folders, ObjectInfo, S3Error, Staged, no_such_key
-from hub.s3endpoint.xml import error_xml, listing_xml, xml_document
+from hub.s3endpoint.reads import CHUNK, RANGE, get_object, iso, list_buckets, list_objects
+from hub.s3endpoint.store import Folders, S3Error, Staged
+from hub.s3endpoint.xml import error_xml, xml_document
 
 if TYPE_CHECKING:
     import os
 
 log = logging.getLogger("hub.s3endpoint")
-
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-_CHUNK = 1 << 20
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _object_headers(info: ObjectInfo) -> dict[str, str]:
-    headers = {
-        "ETag": f'"{info.etag}"',
-        "Last-Modified": formatdate(info.mtime, usegmt=True),
-        "Content-Type": info.content_type,
-        "Accept-Ranges": "bytes",
-    }
-    headers.update({f"x-amz-meta-{k}": v for k, v in info.metadata.items()})
-    return headers
 
 
 def _user_metadata(request: web.Request) -> dict[str, str]:
@@ -107,6 +88,7 @@ class S3Endpoint:
         return self.url
 
     async def close(self) -> None:
+        """Stop serving. Safe to call twice."""
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -151,7 +133,7 @@ class S3Endpoint:
         method = request.method
         if not bucket:
             if method == "GET":
-                return self._list_buckets()
+                return list_buckets(self.folders)
             raise S3Error(405, "MethodNotAllowed", "The specified method is not allowed against this resource.")
         folders = self.folders
         if not key:
@@ -161,14 +143,14 @@ class S3Endpoint:
             if method == "GET" and "location" in query:
                 return xml_document("LocationConstraint", text=None if self.region == "us-east-1" else self.region)
             if method == "GET":
-                return await self._list_objects(bucket, query)
+                return await list_objects(folders, bucket, query)
             if method == "POST" and "delete" in query:
                 return await self._delete_objects(request, bucket, signed)
             if method == "PUT":
                 raise S3Error(409, "BucketAlreadyOwnedByYou", "Buckets are the hub's folders.", BucketName=bucket)
             raise S3Error(501, "NotImplemented", "Buckets are the hub's configured folders.")
         if method in ("GET", "HEAD"):
-            return await self._get(request, bucket, key)
+            return await get_object(folders, request, bucket, key)
         if method == "DELETE":
             if "uploadId" in query:
                 await asyncio.to_thread(folders.abort_upload, bucket, key, query["uploadId"])
@@ -192,94 +174,14 @@ class S3Endpoint:
 
     # ---- operations ------------------------------------------------------------------------------------------
 
-    def _list_buckets(self) -> web.Response:
-        buckets = []
-        for name, root in sorted(self.folders.roots.items()):
-            try:
-                created = root.stat().st_ctime
-            except OSError:
-                continue
-            buckets.append({"Name": name, "CreationDate": _iso(created)})
-        return xml_document(
-            "ListAllMyBucketsResult",
-            Owner={"ID": "hub", "DisplayName": "hub"},
-            Buckets=[("Bucket", b) for b in buckets],
-        )
-
-    async def _list_objects(self, bucket: str, query: dict[str, str]) -> web.Response:
-        v2 = query.get("list-type") == "2"
-        prefix, delimiter = query.get("prefix", ""), query.get("delimiter", "")
-        try:
-            max_keys = max(0, min(1000, int(query.get("max-keys", "1000"))))
-        except ValueError:
-            raise S3Error(400, "InvalidArgument", "max-keys must be an integer.") from None
-        if v2 and "continuation-token" in query:
-            after = _untoken(query["continuation-token"])
-        else:
-            after = query.get("start-after" if v2 else "marker", "")
-        contents, prefixes, next_after = await asyncio.to_thread(
-            self.folders.listing, bucket, prefix, delimiter, after, max_keys
-        )
-        return listing_xml(
-            bucket=bucket,
-            query=query,
-            v2=v2,
-            contents=[(o.key, _iso(o.mtime), o.etag, o.size) for o in contents],
-            prefixes=prefixes,
-            next_after=next_after,
-            next_token=_token(next_after) if next_after is not None else None,
-        )
-
-    async def _get(self, request: web.Request, bucket: str, key: str) -> web.StreamResponse:
-        info = await asyncio.to_thread(self.folders.head, bucket, key)
-        headers = _object_headers(info)
-        start, end = 0, info.size - 1
-        status = 200
-        match = _RANGE.fullmatch(request.headers.get("Range", "").strip())
-        if match is not None and any(match.groups()):
-            first, last = match.groups()
-            if first:
-                start, end = int(first), min(int(last), info.size - 1) if last else info.size - 1
-            else:
-                start = max(0, info.size - int(last))
-            if start >= info.size or start > end:
-                raise S3Error(416, "InvalidRange", "The requested range is not satisfiable", RangeRequested=match[0])
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
-        length = max(0, end - start + 1)
-        headers["Content-Length"] = str(length)
-        response = web.StreamResponse(status=status, headers=headers)
-        if request.method == "HEAD":
-            await response.prepare(request)
-            return response
-        path = self.folders.path(bucket, key)
-        try:
-            f = await asyncio.to_thread(open, path, "rb")
-        except OSError:
-            raise no_such_key(key) from None
-        try:
-            await response.prepare(request)
-            await asyncio.to_thread(f.seek, start)
-            remaining = length
-            while remaining > 0:
-                chunk = await asyncio.to_thread(f.read, min(_CHUNK, remaining))
-                if not chunk:  # the file shrank under us: the client sees a short body, as it would a reset
-                    break
-                await response.write(chunk)
-                remaining -= len(chunk)
-            await response.write_eof()
-        finally:
-            await asyncio.to_thread(f.close)
-        return response
-
     async def _receive(self, request: web.Request, bucket: str, signed: str | None) -> Staged:
         """Stream the request body into a staged file of `bucket`, checking the signed payload hash."""
         staged = await asyncio.to_thread(Staged, self.folders.staging(bucket))
         try:
             buffer = bytearray()
-            async for chunk in request.content.iter_chunked(_CHUNK):
+            async for chunk in request.content.iter_chunked(CHUNK):
                 buffer += chunk
-                if len(buffer) >= _CHUNK:
+                if len(buffer) >= CHUNK:
                     await asyncio.to_thread(staged.write, bytes(buffer))
                     buffer.clear()
             if buffer:
@@ -296,7 +198,7 @@ class S3Endpoint:
         src_bucket, _, src_key = source.partition("/")
         byte_range = None
         if ranged and "x-amz-copy-source-range" in request.headers:
-            match = _RANGE.fullmatch(request.headers["x-amz-copy-source-range"].strip())
+            match = RANGE.fullmatch(request.headers["x-amz-copy-source-range"].strip())
             if match is None or not all(match.groups()):
                 raise S3Error(400, "InvalidArgument", "The x-amz-copy-source-range value must be bytes=first-last.")
             byte_range = (int(match[1]), int(match[2]))
@@ -327,7 +229,7 @@ class S3Endpoint:
             finally:
                 await asyncio.to_thread(staged.discard)
             if copying:
-                return xml_document("CopyPartResult", ETag=f'"{etag}"', LastModified=_iso(datetime.now().timestamp()))
+                return xml_document("CopyPartResult", ETag=f'"{etag}"', LastModified=iso(datetime.now().timestamp()))
             return web.Response(headers={"ETag": f'"{etag}"'})
         if copying:
             source = unquote(request.headers["x-amz-copy-source"].split("?versionId=")[0]).lstrip("/")
@@ -341,7 +243,7 @@ class S3Endpoint:
             info = await asyncio.to_thread(
                 folders.commit, bucket, key, staged.path, staged.md5.hexdigest(), content_type, metadata
             )
-            return xml_document("CopyObjectResult", LastModified=_iso(info.mtime), ETag=f'"{info.etag}"')
+            return xml_document("CopyObjectResult", LastModified=iso(info.mtime), ETag=f'"{info.etag}"')
         staged = await self._receive(request, bucket, signed)
         info = await asyncio.to_thread(
             folders.commit,
@@ -399,14 +301,3 @@ class S3Endpoint:
             if not quiet:
                 deleted.append(("Deleted", {"Key": key}))
         return xml_document("DeleteResult", _items=deleted + errors)
-
-
-def _token(after: str) -> str:
-    return after.encode().hex()
-
-
-def _untoken(token: str) -> str:
-    try:
-        return bytes.fromhex(token).decode()
-    except ValueError:
-        raise S3Error(400, "InvalidArgument", "The continuation token provided is incorrect.") from None

@@ -43,19 +43,24 @@ class S3Error(Exception):
 
 
 def no_such_key(key: str) -> S3Error:
+    """S3's 404 NoSuchKey for `key`."""
     return S3Error(404, "NoSuchKey", "The specified key does not exist.", Key=key)
 
 
 def no_such_bucket(bucket: str) -> S3Error:
+    """S3's 404 NoSuchBucket for `bucket`."""
     return S3Error(404, "NoSuchBucket", "The specified bucket does not exist.", BucketName=bucket)
 
 
 def no_such_upload(upload_id: str) -> S3Error:
+    """S3's 404 NoSuchUpload for `upload_id`."""
     return S3Error(404, "NoSuchUpload", "The specified multipart upload does not exist.", UploadId=upload_id)
 
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
+    """What a HEAD of an object answers: its key, size, modification time, ETag and content type."""
+
     key: str
     size: int
     mtime: float
@@ -78,15 +83,18 @@ class Staged:
         self.size = 0
 
     def write(self, chunk: bytes) -> None:
+        """Append a chunk, hashing it."""
         self._file.write(chunk)
         self.md5.update(chunk)
         self.sha256.update(chunk)
         self.size += len(chunk)
 
     def close(self) -> None:
+        """Close the file, keeping it for the commit."""
         self._file.close()
 
     def discard(self) -> None:
+        """Close and remove the file."""
         self._file.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
@@ -106,6 +114,7 @@ class Folders:
     # ---- paths -----------------------------------------------------------------------------------------------
 
     def root(self, bucket: str) -> Path:
+        """The bucket's folder; NoSuchBucket when it is not served or no longer exists."""
         root = self.roots.get(bucket)
         if root is None or not root.is_dir():
             raise no_such_bucket(bucket)
@@ -138,6 +147,8 @@ class Folders:
             raise S3Error(403, "AccessDenied", "The key leads outside the bucket's folder.", Key=key)
 
     def staging(self, bucket: str) -> Path:
+        """The bucket's staging folder (hidden from listings), where uploads are written before they are renamed into
+        place."""
         return self.root(bucket) / RESERVED
 
     def _meta_path(self, bucket: str, key: str) -> Path:
@@ -146,6 +157,7 @@ class Folders:
     # ---- objects ---------------------------------------------------------------------------------------------
 
     def head(self, bucket: str, key: str) -> ObjectInfo:
+        """What S3 answers to a HEAD of the object; NoSuchKey when there is no such file inside the bucket."""
         path = self.path(bucket, key)
         try:
             self._inside(self.root(bucket), path, key)
@@ -297,6 +309,7 @@ class Folders:
     # ---- multipart uploads -----------------------------------------------------------------------------------
 
     def create_upload(self, bucket: str, key: str, content_type: str, metadata: Mapping[str, str]) -> str:
+        """Start a multipart upload of `key`: its new id (its parts are staged under it)."""
         self.path(bucket, key)
         upload_id = secrets.token_hex(16)
         folder = self.staging(bucket) / "uploads" / upload_id
@@ -364,6 +377,7 @@ class Folders:
         return result
 
     def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        """Remove an upload in progress and its parts; NoSuchUpload if there is none for this key."""
         folder, _ = self.upload(bucket, key, upload_id)
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -49,6 +49,7 @@ def xml_document(
 
 
 def error_xml(err: S3Error, resource: str, request_id: str) -> bytes:
+    """S3's XML error document for `err` on `resource`."""
     root = ElementTree.Element("Error")
     _fill(root, {"Code": err.code, "Message": err.message, **err.extra, "Resource": resource})
     _fill(root, {"RequestId": request_id})

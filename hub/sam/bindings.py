@@ -50,6 +50,8 @@ class _Model(BaseModel):
 
 
 class ResourceBinding(_Model):
+    """Where one resource of the template lives here (`resources.<logical id>` of a bindings file)."""
+
     name: str | None = Field(None, description="The queue's, stream's, table's or bucket's local name.")
     folder: str | None = Field(None, description="A bucket: its folder.")
     bootstrap_servers: str | list[str] | None = Field(None, description="An MSK cluster: its brokers.")
@@ -58,14 +60,20 @@ class ResourceBinding(_Model):
 
 
 class KafkaBinding(_Model):
+    """The brokers of MSK clusters and SelfManagedKafka sources that name none of their own."""
+
     bootstrap_servers: str | list[str] = "127.0.0.1:9092"
 
 
 class RabbitBinding(_Model):
+    """The broker of Amazon MQ sources that name none of their own."""
+
     url: str = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 class BindingsFile(_Model):
+    """A bindings file, as written (every key optional)."""
+
     aws: dict[str, Any] = Field(default_factory=lambda: {"endpoint_url": "http://127.0.0.1:4566"})
     account_id: str = "000000000000"
     buckets: str = "./buckets"
@@ -101,6 +109,7 @@ class Bindings:
         return {"region": self.region, **{k: v for k, v in self.settings.aws.items() if k != "region"}}
 
     def kind(self, logical_id: str) -> str:
+        """The CloudFormation type of a template resource (`AWS::SQS::Queue`), "" when there is none."""
         resource = self.resources.get(logical_id)
         return str(resource.get("Type", "")) if isinstance(resource, dict) else ""
 
@@ -124,12 +133,14 @@ class Bindings:
         return str(Path(self.settings.buckets) / bucket)
 
     def kafka_servers(self, cluster: str | None) -> str | list[str]:
+        """The brokers of an MSK cluster (by logical id), else the bindings' default brokers."""
         bound = self.settings.resources.get(cluster or "")
         if bound is not None and bound.bootstrap_servers:
             return bound.bootstrap_servers
         return self.settings.kafka.bootstrap_servers
 
     def rabbitmq_url(self, broker: str | None) -> str:
+        """The URL of an Amazon MQ broker (by logical id), else the bindings' default URL."""
         bound = self.settings.resources.get(broker or "")
         return bound.url if bound is not None and bound.url else self.settings.rabbitmq.url
 
@@ -140,6 +151,7 @@ class Bindings:
         return next((lid for lid in self.resources if self.name(lid) == name), None)
 
     def arn(self, service: str, resource: str) -> str:
+        """An ARN in the bindings' region and account."""
         return f"arn:aws:{service}:{self.region}:{self.account}:{resource}"
 
     def ref(self, logical_id: str, at: tuple[Any, ...]) -> Any:

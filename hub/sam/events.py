@@ -100,12 +100,14 @@ class Event:
         return self.props.get(key)
 
     def required(self, key: str) -> Any:
+        """Take a property the event cannot do without; SamError naming it when it is missing."""
         value = self.take(key)
         if value is None:
             raise SamError((*self.at, "Properties"), f"{self.kind} event needs {key}")
         return value
 
     def error(self, key: str, message: str) -> SamError:
+        """A SamError located at one of the event's properties."""
         return SamError((*self.at, "Properties", key), message)
 
 

@@ -145,6 +145,7 @@ class SamLocated(Located):
     labels: dict[tuple[Any, ...], str]
 
     def where(self, loc: tuple[Any, ...]) -> str:
+        """`file:line:col` of a place, followed by the resource it belongs to when known."""
         label = getattr(self, "labels", {}).get(tuple(loc[:2]))
         return super().where(loc) + (f" ({label})" if label else "")
 

@@ -4,7 +4,7 @@ under a lease (hub.exclusive.LeasedSource) has exactly the capabilities of the s
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from connectors.kafka import KafkaConfig, KafkaSource
 from connectors.kinesis import CONNECTOR as KINESIS
@@ -12,22 +12,37 @@ from connectors.schedule.source import CONNECTOR as SCHEDULE
 from hub.checkpoints import MemoryStore
 from hub.exclusive import FencedStore, LeasedSource
 from hub.leases import LocalLeases
-from hub.records import GiveUp, Record
+from hub.records import GiveUp, Lag, Outcome, Record
 from hub.source import (
     ArnSource,
     BatchInfoSource,
     DeadLetterSource,
     Document,
     FilterViewSource,
+    LagSource,
     Lane,
     SourceContext,
+    TraceSource,
 )
 
-CAPABILITIES = (BatchInfoSource, FilterViewSource, ArnSource, DeadLetterSource)
+CAPABILITIES = (BatchInfoSource, FilterViewSource, ArnSource, DeadLetterSource, LagSource, TraceSource)
 
 
 def context() -> SourceContext:
     return SourceContext(mapping="m", store=MemoryStore(), region="eu-west-1", account_id="123456789012")
+
+
+class OneLane:
+    """The one lane of the sources below: nothing to read."""
+
+    key = "lane"
+    ordered = False
+
+    async def read(self, limit: int, timeout: float | None) -> list[Record]:
+        return []
+
+    async def settle(self, outcome: Outcome) -> None:
+        pass
 
 
 class Plain:
@@ -37,8 +52,7 @@ class Plain:
         pass
 
     async def lanes(self) -> AsyncIterator[Lane]:
-        return
-        yield
+        yield OneLane()
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
         return {"Records": [r.payload for r in records]}
@@ -63,6 +77,12 @@ class Capable(Plain):
 
     def dead_letter(self, records: Sequence[Record], give_up: GiveUp) -> Document:
         return Document({"dead": len(records)}, attributes={})
+
+    async def lag(self) -> dict[str, Lag]:
+        return {"lane": Lag(offset_lag=7)}
+
+    def trace_context(self, record: Record) -> dict[str, str] | None:
+        return {"traceparent": f"00-{record.position:032x}-{1:016x}-01"}
 
 
 def leased(source: Any) -> LeasedSource:
@@ -92,7 +112,7 @@ def test_the_connectors_declare_their_capabilities_by_type() -> None:
     assert isinstance(schedule, DeadLetterSource) and not isinstance(schedule, BatchInfoSource)
 
 
-def test_a_leased_source_has_the_capabilities_of_the_source_it_wraps() -> None:
+async def test_a_leased_source_has_the_capabilities_of_the_source_it_wraps() -> None:
     record = Record("lane", 1, {"n": 1})
     capable, source = Capable(), leased(Capable())
     for capability in CAPABILITIES:
@@ -103,12 +123,76 @@ def test_a_leased_source_has_the_capabilities_of_the_source_it_wraps() -> None:
     assert source.dead_letter_config == capable.dead_letter_config
     give_up = GiveUp(3, None, "RetriesExhausted", "arn:aws:lambda:eu-west-1:123456789012:function:f")
     assert source.dead_letter([record], give_up).body == {"dead": 1}
+    assert source.trace_context(record) == capable.trace_context(record)
+    assert await source.lag() == {}  # no lane while the lease is not held
+    lanes = source.lanes()
+    await anext(lanes)  # a local lease is granted at once: the wrapped source runs
+    assert await source.lag() == {"lane": Lag(offset_lag=7)}
+    await source.close()
+    await lanes.aclose()
 
 
-def test_a_leased_plain_source_answers_as_the_hub_does_for_a_source_without_them() -> None:
+async def test_a_leased_plain_source_answers_as_the_hub_does_for_a_source_without_them() -> None:
     record = Record("lane", 1, {"n": 1})
     source = leased(Plain())
     assert source.batch_info([record]) == {}  # an on-failure record without batch info
     assert source.filter_view(record) == {"n": 1}  # filters see the payload
     assert source.event_source_arn("lane") == ""
     assert source.dead_letter_config is None  # no dead-letter queue of its own: none is built
+    assert source.trace_context(record) is None and await source.lag() == {}
+
+
+def test_a_connectors_check_refuses_a_mapping_at_the_setting_it_names(tmp_path: Any) -> None:
+    import dataclasses
+
+    import pytest
+    from pydantic import BaseModel, ConfigDict
+
+    from hub import registry
+    from hub.config import ConfigError, load_config
+    from hub.source import MappingFacts, SettingError
+
+    class StrictConfig(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        type: Literal["strict"]
+        level: int = 0
+
+    seen: list[tuple[Any, MappingFacts]] = []
+
+    def check(config: StrictConfig, mapping: MappingFacts) -> None:
+        seen.append((config, mapping))
+        if config.level > 1:
+            raise SettingError(("level",), "must be 0 or 1 here")
+
+    registry.register(dataclasses.replace(SCHEDULE, type="strict", config=StrictConfig, check=check, leases=None))
+    try:
+        path = tmp_path / "hub.yaml"
+        body = (
+            "functions:\n  f: {handler: functions.recorder.record}\n"
+            "mappings:\n  - function: f\n    source: {type: strict, level: %d}\n"
+        )
+        path.write_text(body % 1)
+        assert load_config(path).mappings[0].source.level == 1
+        assert seen[-1][1] == MappingFacts(pollers=1)
+        path.write_text(body % 2)
+        with pytest.raises(ConfigError) as refused:
+            load_config(path)
+        assert refused.value.errors == [f"{path}:5:35: mappings[0].source.level: must be 0 or 1 here"]
+    finally:
+        registry._registered.pop("strict", None)
+
+
+def test_failure_records_are_read_back_and_replayed_through_the_connectors_specs() -> None:
+    from hub import registry
+    from hub.readback import Letter, describe
+
+    for name, key in (("kinesis", "KinesisBatchInfo"), ("dynamodb", "DDBStreamBatchInfo"), ("kafka", "KafkaBatchInfo")):
+        spec = registry.get(name)
+        assert spec.batch_info_key == key and spec.reread is not None
+    for name in ("sqs", "s3", "kafka", "redis"):
+        assert registry.get_destination(name).inbox is not None, name
+    by_position = {"KinesisBatchInfo": {"shardId": "shardId-0", "startSequenceNumber": "1", "endSequenceNumber": "2"}}
+    assert describe(Letter("k", by_position), registry.get("kinesis"))["replay"] == "source"
+    # only the mapping's own connector reads its records again: a kafka mapping cannot replay a Kinesis batch
+    assert describe(Letter("k", by_position), registry.get("kafka"))["replay"] is None
+    assert describe(Letter("k", by_position))["replay"] is None

@@ -7,6 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 
+from hub import registry
 from hub.config import FileDestination
 from hub.destinations import FileSink
 from hub.readback import FileInbox, Letter, describe, event_of, open_inbox
@@ -37,17 +38,17 @@ def test_an_invocation_record_is_replayed_with_its_event() -> None:
 def test_a_stream_record_names_positions_or_carries_its_payload() -> None:
     info = {"shardId": "shardId-0", "startSequenceNumber": "1", "endSequenceNumber": "9", "batchSize": 4}
     by_position = {"requestContext": {"condition": "RetryAttemptsExhausted"}, "KinesisBatchInfo": info}
-    entry = describe(Letter("b", by_position))
+    entry = describe(Letter("b", by_position), registry.get("kinesis"))
     assert entry["replay"] == "source" and entry["source"] == "kinesis" and entry["records"] == 4
     assert entry["summary"] == "shard shardId-0 sequence 1..9"
     assert event_of(Letter("b", by_position)) is None
     with_payload = {**by_position, "payload": json.dumps({"Records": [{"eventSource": "aws:kinesis"}] * 2})}
-    assert describe(Letter("c", with_payload))["replay"] == "event"
+    assert describe(Letter("c", with_payload), registry.get("kinesis"))["replay"] == "event"
     assert event_of(Letter("c", with_payload)) == {"Records": [{"eventSource": "aws:kinesis"}] * 2}
     kafka = {
         "KafkaBatchInfo": {"batchSize": 2, "recordsInfo": {"t-0": {"firstRecordOffset": "5", "lastRecordOffset": "6"}}}
     }
-    assert describe(Letter("d", kafka))["summary"] == "t-0 offset 5..6"
+    assert describe(Letter("d", kafka), registry.get("kafka"))["summary"] == "t-0 offset 5..6"
     assert describe(Letter("e", {"something": "else"}))["replay"] is None
 
 

@@ -95,3 +95,64 @@ def test_the_hub_has_no_import_circle() -> None:
 def test_the_circle_finder_finds_a_circle() -> None:
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert circles({"a": {"b"}, "b": set()}) == []
+
+
+def undocumented(path: Path, root: Path = ROOT) -> list[str]:
+    """The public functions, classes and methods of a module without a docstring (`_private` names, dunder
+    methods and the members of private classes are exempt)."""
+    missing: list[str] = []
+
+    def walk(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and not node.name.startswith(
+                "_"
+            ):
+                if ast.get_docstring(node) is None:
+                    missing.append(f"{path.relative_to(root)}:{node.lineno}: {prefix}{node.name}")
+                if isinstance(node, ast.ClassDef):
+                    walk(node.body, f"{prefix}{node.name}.")
+
+    walk(ast.parse(path.read_text(), str(path)).body, "")
+    return missing
+
+
+def test_every_public_definition_states_its_contract() -> None:
+    missing = [line for package in PACKAGES for path in modules(package).values() for line in undocumented(path)]
+    assert not missing, f"{len(missing)} public definitions without a docstring:\n" + "\n".join(missing)
+
+
+def test_the_docstring_check_sees_what_is_missing(tmp_path: Path) -> None:
+    module = tmp_path / "probe.py"
+    module.write_text(
+        '"""A module."""\n\n\ndef shown():\n    return 1\n\n\ndef _hidden():\n    return 2\n\n\n'
+        'class Kept:\n    """A class."""\n\n    def method(self):\n        return 3\n\n'
+        '    def __repr__(self):\n        return ""\n\n\nclass _Private:\n    def method(self):\n        return 4\n'
+    )
+    assert undocumented(module, tmp_path) == ["probe.py:4: shown", "probe.py:15: Kept.method"]
+
+
+def test_no_file_passes_400_lines() -> None:
+    long = [
+        f"{path.relative_to(ROOT)}: {count} lines"
+        for package in PACKAGES
+        for path in modules(package).values()
+        if (count := len(path.read_text().splitlines())) > MAX_LINES
+    ]
+    assert not long, f"files over {MAX_LINES} lines (split them by what they do):\n" + "\n".join(long)
+
+
+def test_loading_a_configuration_builds_each_model_once() -> None:
+    """The models with a connector's part (`source`, `on_failure`, `dead_letter_config`) are built once, joined
+    with the connectors a configuration names; their generic bases are never built for it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import hub.config as c\n"
+        "config = c.load_config('config/hub.yaml')\n"
+        "assert type(config) is not c.HubConfig and config.mappings\n"
+        "print([m.__name__ for m in (c.HubConfig, c.MappingConfig, c.FunctionConfig, c.DestinationConfig)"
+        " if m.__pydantic_complete__])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
