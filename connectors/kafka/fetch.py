@@ -8,10 +8,11 @@ garbage collector walks again and again. So for the hub's own consumers aiokafka
 which holds the batch still in its wire form (aiokafka's C batch reader, outside the collector's sight), and the
 lane that takes records parses just those and shapes them into AWS's records (`events.kafka_records`) right away.
 
-This is the hub's one patch of a library's private code, kept because the default configuration needs it: without
-it the Kafka source costs about a third more CPU per record and reads a backlog at ~0.7 of the rate it reaches with
-it (bench/README.md, "Speed patches"). What it relies on in aiokafka, each checked against the installed aiokafka
-by tests/unit/test_kafka_fetch.py (which fails, naming the version, when aiokafka changes under it):
+This is the hub's one patch of a library's private code, kept because the default configuration needs it to meet
+its throughput target (bench/README.md, "Speed patches"): without it a record costs ~30 % more CPU, a backlog drains
+20-30 % slower, and the hub's own process reaches ~0.5 of the raw client instead of ~0.8. What it relies on in
+aiokafka, each checked against the installed aiokafka by tests/unit/test_kafka_fetch.py (which fails, naming the
+version, when aiokafka changes under it):
 
 - `aiokafka.consumer.fetcher.PartitionRecords`, a module global that `Fetcher._proc_fetch_request` looks up at
   each fetch and calls with the parameters of `_EXPECTED_PARAMETERS`, positionally, in that order;
