@@ -13,9 +13,8 @@ script starts on a free loopback port (persistence off), in the same run:
   the default configuration (the default runtime, `python`: the function's execution environments are worker
   processes); `hub-pollers` is the same mapping with `provisioned_poller_config` of 2 pollers (two consumer
   processes of the group). The opt-in `runtime: in-process`: `hub-in-process` (the sync handler on a worker thread
-  of the hub), `hub-async` (functions.recorder.noop_async, an `async def` handler, on the hub's event loop: no
-  hand-off at all) and `hub-pinned` (`hub-in-process` with `cpu_affinity: true`: the hub's threads on one CPU, so
-  that the hand-off stays there). All are subprocesses, timed the same way by polling XINFO GROUPS from here: from
+  of the hub) and `hub-async` (functions.recorder.noop_async, an `async def` handler, on the hub's event loop: no
+  hand-off at all). All are subprocesses, timed the same way by polling XINFO GROUPS from here: from
   the first entry read to the moment nothing is left unread or pending. Rounds alternate the variants (the machine
   may be shared); a ratio is best hub over best raw, and every round's figures are printed too. Target for the
   default configuration: hub/raw >= 0.8.
@@ -41,7 +40,7 @@ from typing import Any
 
 from common import PYTHON, Child, child_env, free_port, progress, read_jsonl, summary_ms, work_dir
 
-IN_PROCESS = {"hub-in-process", "hub-async", "hub-pinned"}
+IN_PROCESS = {"hub-in-process", "hub-async"}
 """The variants whose function runs with `runtime: in-process` (the others: the default, `python`)."""
 TARGET_RATIO = 0.8
 POLLERS = 2
@@ -70,14 +69,12 @@ def hub_config(
     handler: str,
     max_concurrency: int,
     pollers: int = 1,
-    pinned: bool = False,
     runtime: str = "python",
 ) -> str:
     scaling = ""
     if pollers > 1:
         scaling = f"    provisioned_poller_config: {{minimum_pollers: {pollers}, maximum_pollers: {pollers}}}\n"
     return f"""\
-cpu_affinity: {"true" if pinned else "false"}
 checkpoints: "memory://"
 shutdown_grace: 5s
 functions:
@@ -99,11 +96,10 @@ def start_hub(
     max_concurrency: int,
     env: dict[str, str],
     pollers: int = 1,
-    pinned: bool = False,
     runtime: str = "python",
 ) -> Child:
     config = work / f"hub-{stream}.yaml"
-    config.write_text(hub_config(url, stream, handler, max_concurrency, pollers, pinned, runtime))
+    config.write_text(hub_config(url, stream, handler, max_concurrency, pollers, runtime))
     name = f"hub-{stream}"
     child = Child(name, [PYTHON, "-m", "hub", "run", str(config)], work, child_env(env), work / f"{name}.log")
     child.wait_log("reading ", 30)
@@ -156,9 +152,7 @@ def throughput(kind: str, work: Path, url: str, count: int, max_concurrency: int
         pollers = POLLERS if kind == "hub-pollers" else 1
         handler = "functions.recorder.noop_async" if kind == "hub-async" else "functions.recorder.noop"
         runtime = "in-process" if kind in IN_PROCESS else "python"
-        child = start_hub(
-            work, url, stream, handler, max_concurrency, {}, pollers, pinned=kind == "hub-pinned", runtime=runtime
-        )
+        child = start_hub(work, url, stream, handler, max_concurrency, {}, pollers, runtime=runtime)
     try:
         seconds, _ = drain_seconds(client, stream, count)
     finally:
@@ -257,14 +251,13 @@ def main() -> int:
     with work_dir("redis-bench-") as work:
         server, url = start_redis(work)
         try:
-            raws, hubs, scaled, inproc, asyncs, pinned = [], [], [], [], [], []
+            raws, hubs, scaled, inproc, asyncs = [], [], [], [], []
             for round_ in range(1, rounds + 1):  # interleaved, so a burst of load elsewhere hits all alike
                 raws.append(throughput("raw", work, url, entries, args.max_concurrency, round_))
                 hubs.append(throughput("hub", work, url, entries, args.max_concurrency, round_))
                 scaled.append(throughput("hub-pollers", work, url, entries, args.max_concurrency, round_))
                 inproc.append(throughput("hub-in-process", work, url, entries, args.max_concurrency, round_))
                 asyncs.append(throughput("hub-async", work, url, entries, args.max_concurrency, round_))
-                pinned.append(throughput("hub-pinned", work, url, entries, args.max_concurrency, round_))
             lat = latency(work, url, args.rate, latency_seconds, args.max_concurrency)
         finally:
             server.stop()
@@ -273,8 +266,6 @@ def main() -> int:
     best_async = max(h["per_s"] for h in asyncs)
     best_inproc = max(h["per_s"] for h in inproc)
     ratio_inproc = round(best_inproc / best_raw, 3)
-    best_pinned = max(h["per_s"] for h in pinned)
-    ratio_pinned = round(best_pinned / best_raw, 3)
     ratio = round(best_hub / best_raw, 3)
     ratio_async = round(best_async / best_raw, 3)
     ratio_scaled = round(best_scaled / best_raw, 3)
@@ -301,12 +292,6 @@ def main() -> int:
             f"best_hub_{POLLERS}_pollers_per_s": best_scaled,
             f"ratio_{POLLERS}_pollers": ratio_scaled,
             f"hub_{POLLERS}_pollers_exit_codes": [h["exit_code"] for h in scaled],
-            "hub_cpu_affinity_per_s": [h["per_s"] for h in pinned],
-            "best_hub_cpu_affinity_per_s": best_pinned,
-            "ratio_cpu_affinity": ratio_pinned,
-            "ratio_cpu_affinity_per_round": sorted(
-                round(h["per_s"] / r["per_s"], 3) for r, h in zip(raws, pinned, strict=True)
-            ),
             "hub_in_process_per_s": [h["per_s"] for h in inproc],
             "best_hub_in_process_per_s": best_inproc,
             "ratio_in_process": ratio_inproc,
@@ -322,7 +307,6 @@ def main() -> int:
                 f"{POLLERS}_pollers": ratio_scaled >= TARGET_RATIO,
                 "one_process_in_process": ratio_inproc >= TARGET_RATIO,
                 "one_process_async_handler": ratio_async >= TARGET_RATIO,
-                "one_process_cpu_affinity": ratio_pinned >= TARGET_RATIO,
             },
         },
         "latency": {

@@ -57,15 +57,6 @@ async def async_notes_overlap(event, context):
     return {"overlap": overlap}
 
 
-def reports_its_cpus(event, context):
-    """The CPUs its thread may run on, after sleeping `sleep` seconds."""
-    import os
-    import time
-
-    time.sleep(event.get("sleep", 0))
-    return sorted(os.sched_getaffinity(0))
-
-
 def poison(event, context):
     """Fail any batch that holds a record whose data is marked poison; succeed otherwise. Records the batches it saw
     (the `n` of each record's data). Records are the `memory` connector's: their value is under `data`."""

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -21,6 +22,11 @@ DEFAULT_CONFIG = "config/hub.yaml"
 # `hub run` starts (hub/pollers.py) translate the template exactly as the hub did.
 SAM_OVERRIDES = "HUB_SAM_PARAMETER_OVERRIDES"
 SAM_BINDINGS = "HUB_SAM_BINDINGS"
+DEPRECATED = {
+    "cpu_affinity": "deprecated and ignored: the hub no longer pins its processes to CPUs (measured, it did not "
+    "make the default configuration faster); delete the setting",
+}
+"""Top-level settings still accepted, to no effect, and what whoever sets them is told (with file and line)."""
 
 
 def sam_options(command: Any) -> Any:
@@ -46,18 +52,19 @@ def _sam_environment(parameter_overrides: tuple[str, ...], bindings: str | None)
         os.environ[SAM_BINDINGS] = bindings
 
 
-def _load(path: str) -> Any:
+def _load(path: str, warn: Callable[[str], object] | None = None) -> Any:
     """The validated configuration; its secrets are masked in everything this process writes from here on (those
-    of a configuration that does not validate too, for its error messages)."""
+    of a configuration that does not validate too, for its error messages). `warn` gets each deprecated setting
+    it uses, as `file:line:col: setting: what to do`."""
     from hub.config import ConfigError
 
     try:
-        return _load_masked(path)
+        return _load_masked(path, warn)
     except ConfigError as exc:
         fail(_invalid(path, exc))
 
 
-def _load_masked(path: str) -> Any:
+def _load_masked(path: str, warn: Callable[[str], object] | None = None) -> Any:
     """load_config, remembering the document's secrets before it is validated. Raises ConfigError."""
     from hub import sam
     from hub.config import validate
@@ -73,6 +80,9 @@ def _load_masked(path: str) -> Any:
     redact.remember(redact.secrets_in(document.data))
     config = validate(document)
     redact.remember(redact.secrets_of(config))
+    for key, why in DEPRECATED.items():
+        if warn is not None and key in document.data:
+            warn(f"{document.where((key,))}: {key}: {why}")
     return config
 
 
@@ -144,7 +154,8 @@ def run(
     from hub.runtimes.python import HandlerLoadError
 
     _sam_environment(parameter_overrides, bindings)
-    cfg = _load(config)
+    # the hub warns; the poller processes it starts load the same file and say nothing
+    cfg = _load(config, logging.getLogger("hub.config").warning if poller is None else None)
     if poller is not None:
         # a child started by the hub (hub/pollers.py): one mapping, every log line tagged with its index
         logs.tag(poller=poller_index)
@@ -152,10 +163,6 @@ def run(
             fail(f"error: {config}: no enabled mapping named {poller!r} to poll")
         main_task = pollers.run_poller(Hub(cfg, only=poller, poller=poller_index), parent_pid)
     else:
-        from hub import affinity
-
-        if (cpu := affinity.pin_self(cfg.cpu_affinity)) is not None:
-            logging.getLogger("hub.affinity").info("cpu_affinity: this process runs on CPU %d", cpu)
         options = ctx.find_root().params
         command = pollers.child_command(config, options["log_level"], options["log_format"])
         extra = pollers.Pollers(cfg, command)
@@ -193,7 +200,7 @@ def validate(configs: tuple[str, ...], parameter_overrides: tuple[str, ...], bin
     invalid = False
     for config in configs:
         try:
-            cfg = _load_masked(config)
+            cfg = _load_masked(config, lambda problem: click.echo(redact.text(f"warning: {problem}"), err=True))
         except ConfigError as exc:
             click.echo(redact.text(_invalid(config, exc)), err=True)
             invalid = True

@@ -31,7 +31,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from hub import affinity
 from hub.config import HubConfig
 from hub.dispatch import Backoff, sleep_unless
 from hub.logs import fields
@@ -124,7 +123,6 @@ class Pollers:
         self.healthy_after = healthy_after
         self.counts = {m.display_name: m.pollers for m in config.mappings if m.enabled and m.pollers > 1}
         self.children = [Child(name, i) for name, count in self.counts.items() for i in range(2, count + 1)]
-        self.cpu_affinity = config.cpu_affinity
         self._stopping = asyncio.Event()
         self._spawning = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
@@ -219,16 +217,6 @@ class Pollers:
                 process_group=0,
             )
             child.started = time.monotonic()
-            slot = 1 + self.children.index(child)  # the hub's own process is slot 0 (hub/affinity.py)
-            if (cpu := affinity.pin_child(child.proc.pid, self.cpu_affinity, slot)) is not None:
-                log.info(
-                    "mapping %s: poller %d (pid %s) runs on CPU %d",
-                    child.mapping,
-                    child.index,
-                    child.pid,
-                    cpu,
-                    extra=fields(mapping=child.mapping, pid=child.pid, cpu=cpu),
-                )
             return True
 
     async def _supervise(self, child: Child) -> None:

@@ -74,15 +74,6 @@ hub. SQS takes 2 to 200 pollers (2 by default), as on AWS. A connector of your o
   lists each mapping's `pollers` (pids, restarts); the counters there are that process's own, and every poller
   logs its totals when it stops.
 - No autoscaling: `maximum_pollers` is validated (AWS's ranges) and accepted for compatibility, not used.
-
-`cpu_affinity: true` (top level, Linux) pins each process to a CPU of its own: the hub to the first CPU it may
-use, its pollers to the next ones in turn (or `cpu_affinity: [2, 3, 4]` to choose them). A process runs Python
-on one CPU at a time anyway; pinned, the hand-offs between its event loop and the worker threads of sync
-`in-process` handlers stay on that CPU instead of waking threads elsewhere, which pays off for many small batches
-(`bench/redis_bench.py` measures it). The process then never uses a second CPU, not even for in-process handlers
-that release the GIL, and the system cannot move it off a CPU that gets busy; so it is off by default. The
-execution environments of the default runtime still run on every CPU; what an in-process handler starts itself
-runs on its hub's CPU.
 """
 
 

@@ -8,6 +8,22 @@ garbage collector walks again and again. So for the hub's own consumers aiokafka
 which holds the batch still in its wire form (aiokafka's C batch reader, outside the collector's sight), and the
 lane that takes records parses just those and shapes them into AWS's records (`events.kafka_records`) right away.
 
+This is the hub's one patch of a library's private code, kept because the default configuration needs it to meet
+its throughput target (bench/README.md, "Speed patches"): without it a record costs ~30 % more CPU, a backlog drains
+20-30 % slower, and the hub's own process reaches ~0.5 of the raw client instead of ~0.8. What it relies on in
+aiokafka, each checked against the installed aiokafka by tests/unit/test_kafka_fetch.py (which fails, naming the
+version, when aiokafka changes under it):
+
+- `aiokafka.consumer.fetcher.PartitionRecords`, a module global that `Fetcher._proc_fetch_request` looks up at
+  each fetch and calls with the parameters of `_EXPECTED_PARAMETERS`, positionally, in that order;
+- `FetchResult`, which takes records from what it was given by iteration (`next()`, `for`) and moves the
+  partition's position to its `next_fetch_offset`, and uses nothing else of it;
+- `MemoryRecords.has_next()` and `next_batch()`; a batch's `validate_crc()`, `is_control_batch`, `magic`,
+  `base_offset`, `next_offset`, and one iteration over records with aiokafka's record attributes.
+
+`HUB_KAFKA_FETCH_PATCH=off` in the hub's environment is its one switch: `install()` then returns False and the
+source opens its consumer without `hub_records`, so it takes aiokafka's own path.
+
 It is opt-in per consumer and falls back to aiokafka's own path whenever it would change anything:
 
 - `install()` replaces the name `PartitionRecords` in `aiokafka.consumer.fetcher` with `_partition_records`, a
@@ -25,6 +41,7 @@ It is opt-in per consumer and falls back to aiokafka's own path whenever it woul
 from __future__ import annotations
 
 import inspect
+import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from itertools import islice
@@ -42,6 +59,9 @@ _EXPECTED_PARAMETERS = (
     "isolation_level",
 )
 """aiokafka.consumer.fetcher.PartitionRecords.__init__'s parameters (aiokafka 0.10 to 0.14)."""
+
+SWITCH = "HUB_KAFKA_FETCH_PATCH"
+"""The environment variable that turns the patch off (`off`); anything else, or nothing, leaves it on."""
 
 _READ_UNCOMMITTED = 0
 
@@ -190,8 +210,11 @@ def _partition_records(
 
 
 def install() -> bool:
-    """Route the hub's consumers' fetches through HubPartitionRecords; True if it is (now or already) in place."""
+    """Route the hub's consumers' fetches through HubPartitionRecords; True if it is (now or already) in place,
+    False if the switch is off or the installed aiokafka is not the shape this module was written against."""
     global _original
+    if os.environ.get(SWITCH, "").strip().lower() == "off":
+        return False
     from aiokafka.consumer import fetcher
 
     current = getattr(fetcher, "PartitionRecords", None)

@@ -111,7 +111,7 @@ class KafkaSource:
         self._chunked = install()  # the fetcher hands over record batches unparsed (connectors/kafka/fetch.py)
         self._consumer = AIOKafkaConsumer(
             **options,
-            key_deserializer=hub_records,
+            key_deserializer=hub_records if self._chunked else None,  # what asks aiokafka's fetcher for Chunks
             group_id=self.group_id,
             client_id=config.client_id,
             enable_auto_commit=False,

@@ -115,10 +115,9 @@ class HubConfig(Model):
     )
     cpu_affinity: bool | list[int] = Field(
         False,
-        description="Linux: `true` pins each hub process to one CPU of those it may use (the hub to the first, its "
-        "pollers to the next ones in turn), or a list of CPU numbers to take them from. A process then keeps the "
-        "hand-offs between its event loop and the threads of sync handlers on one CPU (faster for many small "
-        "batches), but never uses a second CPU, even for handlers that release the GIL. Off by default.",
+        description="Deprecated, ignored (the hub warns, naming the file and line): it pinned each hub process to "
+        "a CPU, which did not make the default configuration faster (bench/README.md). Still accepted: `true`, "
+        "`false` or a list of CPU numbers.",
     )
     function_defaults: FunctionDefaults = Field(
         default_factory=lambda: FunctionDefaults(), description="What every function gets unless it sets its own."

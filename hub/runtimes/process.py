@@ -27,7 +27,6 @@ from typing import Any
 
 import msgspec
 
-from hub import affinity
 from hub.logs import fields
 from hub.runtimes import LambdaContext, Result, error_payload, log_stream_name
 from hub.runtimes.python import HandlerLoadError
@@ -88,7 +87,6 @@ class Worker:
         finally:
             os.close(requests_r)
             os.close(responses_w)
-        affinity.release_child(self.proc.pid)  # a pinned hub's workers still run on every CPU (cpu_affinity)
         loop = asyncio.get_running_loop()
         reader = self.reader = asyncio.StreamReader(limit=2**31)
         await loop.connect_read_pipe(

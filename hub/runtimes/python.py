@@ -23,7 +23,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from hub.affinity import Nearby
 from hub.runtimes import LambdaContext, Result, check_serialisable, error_payload
 from hub.worker import LoadFault, find_handler, handler_frames
 
@@ -62,9 +61,8 @@ class Workers:
     What `loop.run_in_executor` does, for a third of its cost per call: a call is a (future, function, arguments)
     on a queue; a thread runs it and puts the outcome on a deque, and only the first outcome of a burst wakes the
     loop (`call_soon_threadsafe`, a write to its self-pipe), which then resolves every outcome waiting. No
-    concurrent.futures.Future with its lock and condition, no chain of callbacks between two futures. While calls
-    are short, the threads run on the loop's CPU (`hub.affinity.Nearby`). The threads are daemons: a handler that
-    never returns does not keep the hub from exiting.
+    concurrent.futures.Future with its lock and condition, no chain of callbacks between two futures. The threads
+    are daemons: a handler that never returns does not keep the hub from exiting.
     """
 
     def __init__(self, size: int, name: str) -> None:
@@ -79,7 +77,6 @@ class Workers:
         self._threads: list[threading.Thread] = []
         self._busy = 0
         self._closed = False
-        self._nearby = Nearby()
 
     def submit(self, function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """Run function(*args) on a worker thread; the future resolves on the calling loop."""
@@ -88,7 +85,6 @@ class Workers:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         future = self._loop.create_future()
-        self._nearby.look(time.monotonic())
         self._busy += 1
         if self._busy > len(self._threads) and len(self._threads) < self.size:
             thread = threading.Thread(target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True)
@@ -98,20 +94,13 @@ class Workers:
         return future
 
     def _work(self) -> None:
-        calls, outcomes, lock, nearby = self._calls, self._outcomes, self._lock, self._nearby
-        where = -1
-        clock = time.perf_counter
+        calls, outcomes, lock = self._calls, self._outcomes, self._lock
         while (call := calls.get()) is not None:
-            if nearby.enabled and (wanted := nearby.wanted()) != where:
-                nearby.move(wanted)
-                where = wanted
             future, function, args = call
-            started = clock()
             try:
                 outcome = (future, True, function(*args))
             except BaseException as exc:  # SystemExit from a handler is its failure, not the hub's end
                 outcome = (future, False, exc)
-            nearby.took(clock() - started)
             del call, function, args
             outcomes.append(outcome)
             del outcome

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from connectors.kafka import CONNECTOR, DESTINATION
+from connectors.kafka import CONNECTOR, DESTINATION, fetch
 from connectors.kafka.config import KafkaConfig, KafkaDestinationConfig, client_options
 from connectors.kafka.destination import KafkaDestination
 from connectors.kafka.source import KafkaSource, PartitionLane
@@ -265,6 +265,29 @@ async def test_compressed_batches_are_read_whole_and_a_restart_inside_one_resume
     async with Member(make_source(tansu, topic, consumer_group_id=group)) as again:
         lane = (await again.wait_lanes(1))[f"{topic}-0"]
         assert offsets(await read_n(lane, 17)) == list(range(13, 30))  # the batch holding 13 starts before it
+
+
+async def test_the_fetch_patch_switched_off_gives_the_same_records_through_aiokafkas_own_path(
+    tansu: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """connectors/kafka/fetch.py's one switch: with `HUB_KAFKA_FETCH_PATCH=off` the source reads aiokafka's
+    ConsumerRecords (even in a process where another source installed the patch), and its records are the same."""
+    topic = unique("t")
+    await create_topic_async(tansu, topic, 1)
+    await produce_async(tansu, topic, numbered(1, 25))
+    await produce_async(tansu, topic, numbered(1, 25), compression_type="gzip")
+    read: dict[bool, list[Record]] = {}
+    for patched in (True, False):
+        monkeypatch.setenv(fetch.SWITCH, "on" if patched else "off")
+        source = make_source(tansu, topic)
+        async with Member(source) as member:
+            lane = (await member.wait_lanes(1))[f"{topic}-0"]
+            read[patched] = await read_n(lane, 50)
+            assert source._chunked is patched
+            assert source._consumer._key_deserializer is (fetch.hub_records if patched else None)
+    assert offsets(read[False]) == list(range(50))
+    assert [r.payload for r in read[False]] == [r.payload for r in read[True]]
 
 
 async def test_starting_positions_and_an_existing_groups_offsets_win(tansu: str) -> None:

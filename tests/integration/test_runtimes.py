@@ -316,20 +316,6 @@ async def test_closing_the_python_runtime_cancels_calls_not_started_and_lets_the
     assert all(isinstance(outcome, asyncio.CancelledError) for outcome in done[1:])  # never started
 
 
-async def test_sync_handler_threads_stay_on_the_loops_cpu_while_calls_are_short() -> None:
-    everything = sorted(os.sched_getaffinity(0))
-    fn = python_fn("reports_its_cpus", concurrency=1)
-    await fn.start()
-    try:
-        quick = [await fn.invoke({}) for _ in range(5)]
-        cpus = quick[-1].payload
-        assert len(cpus) == 1 and cpus[0] in everything, "short calls run on the loop's CPU"
-        slow = [await fn.invoke({"sleep": 0.01}) for _ in range(5)]
-        assert slow[-1].payload == everything, "long calls may run anywhere"
-    finally:
-        await fn.close()
-
-
 async def test_invocations_that_keep_every_environment_busy_get_new_ones_up_to_the_concurrency() -> None:
     fn = process_fn("sleeps_and_tells_its_pid", concurrency=3)
     await fn.start()

@@ -1,20 +1,29 @@
 """The Kafka source's read-ahead (connectors/kafka/fetch.py): fetch responses as record batches in Chunks, taken
 and parsed in order with none lost or repeated, and aiokafka's position rules kept (fetch offset, control
-batches, compressed batches starting before the fetch offset, CRC)."""
+batches, compressed batches starting before the fetch offset, CRC).
+
+The module patches aiokafka's private code: the last tests check, against the installed aiokafka, each thing it
+relies on (listed in its docstring), so that they fail, naming what changed, when aiokafka changes under it."""
 
 from __future__ import annotations
 
+import ast
+import inspect
 import random
 import struct
+import textwrap
+from importlib.metadata import version
 
 import pytest
 from aiokafka.consumer import fetcher
+from aiokafka.consumer.subscription_state import SubscriptionState
 from aiokafka.errors import CorruptRecordException
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.legacy_records import LegacyRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import TopicPartition
 
+from connectors.kafka import fetch
 from connectors.kafka.fetch import Buffer, Chunk, HubPartitionRecords, hub_records, install
 
 TP = TopicPartition("orders", 3)
@@ -133,3 +142,78 @@ def test_install_routes_only_the_hubs_consumers() -> None:
     assert [record.offset for record in theirs] == [0, 1]  # aiokafka's ConsumerRecords
     committed = fetcher.PartitionRecords(TP, MemoryRecords(data), [], 0, hub_records, None, True, 1)
     assert not isinstance(committed, HubPartitionRecords)  # read_committed: aiokafka's own path
+
+
+def test_the_switch_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(fetch.SWITCH, "off")
+    assert install() is False
+    monkeypatch.setenv(fetch.SWITCH, "on")
+    assert install() is True
+
+
+# ---- what the patch relies on in aiokafka (fetch.py's docstring), checked against the installed version ----------
+
+AIOKAFKA = f"aiokafka {version('aiokafka')}"
+
+
+def aiokafkas_partition_records() -> type:
+    """aiokafka's own class, whether or not install() has replaced the module global already."""
+    install()
+    assert fetch._original is not None, f"{AIOKAFKA}: install() found no PartitionRecords of the expected shape"
+    return fetch._original  # type: ignore[no-any-return]
+
+
+def test_aiokafkas_partition_records_takes_the_parameters_the_factory_passes_on() -> None:
+    parameters = tuple(inspect.signature(aiokafkas_partition_records().__init__).parameters)
+    assert parameters == fetch._EXPECTED_PARAMETERS, f"{AIOKAFKA}: PartitionRecords.__init__{parameters}"
+    assert tuple(inspect.signature(fetch._partition_records).parameters) == fetch._EXPECTED_PARAMETERS[1:]
+
+
+def test_aiokafkas_fetcher_builds_partition_records_through_the_module_global_positionally() -> None:
+    """The patch replaces the name in the module: the fetcher must look it up there at each fetch, and call it
+    with the parameters in order (the factory's names are not aiokafka's business)."""
+    method = fetcher.Fetcher._proc_fetch_request
+    assert "PartitionRecords" in method.__code__.co_names, f"{AIOKAFKA}: _proc_fetch_request no longer calls it"
+    calls = [
+        node
+        for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(method))))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "PartitionRecords"
+    ]
+    assert calls, f"{AIOKAFKA}: _proc_fetch_request builds PartitionRecords some other way"
+    for call in calls:
+        assert not call.keywords and len(call.args) == len(fetch._EXPECTED_PARAMETERS) - 1, ast.dump(call)
+    assert [ast.unparse(arg) for arg in calls[0].args][3:] == [
+        "fetch_offset",
+        "self._key_deserializer",
+        "self._value_deserializer",
+        "self._check_crcs",
+        "self._isolation_level",
+    ], f"{AIOKAFKA}: the arguments changed order"
+
+
+async def test_aiokafkas_fetch_result_reads_hub_partition_records_and_moves_the_position_by_batch() -> None:
+    """FetchResult is what getmany takes records from: it must use only iteration and `next_fetch_offset`."""
+    subscription = SubscriptionState()
+    subscription.assign_from_user({TP})
+    assignment = subscription.subscription.assignment
+    state = assignment.state_value(TP)
+    state.seek(10)
+    records = HubPartitionRecords(TP, MemoryRecords(batch(10, 5) + batch(15, 3) + batch(18, 2)), 10, True)
+    result = fetcher.FetchResult(TP, assignment=assignment, partition_records=records, backoff=0)
+    first = result.getall(max_records=1)
+    assert offsets(first) == [10, 11, 12, 13, 14] and state.position == 15 and result.has_more()
+    second = result.getone()
+    assert isinstance(second, Chunk) and offsets([second]) == [15, 16, 17] and state.position == 18
+    assert offsets(result.getall()) == [18, 19] and state.position == 20 and not result.has_more()
+
+
+def test_aiokafkas_record_batches_have_what_hub_partition_records_reads() -> None:
+    records = MemoryRecords(batch(10, 2))
+    assert records.has_next()
+    fetched = records.next_batch()
+    assert fetched.validate_crc() is True
+    assert (fetched.is_control_batch, fetched.magic, fetched.base_offset, fetched.next_offset) == (False, 2, 10, 12)
+    record = next(iter(fetched))
+    for name in ("offset", "timestamp", "timestamp_type", "key", "value", "headers"):
+        assert hasattr(record, name), f"{AIOKAFKA}: a record has no {name}"
+    assert (record.offset, record.key, record.value) == (10, b"k10", b"v10")
