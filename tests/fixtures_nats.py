@@ -8,22 +8,17 @@ which it may kill and start again on the same port and store directory).
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.servers import ServerProcess, free_port
+
+__all__ = ["NatsServer", "free_port"]
+
 START_TIMEOUT = 15.0
 BINARIES = ("nats-server", "/usr/sbin/nats-server", "/usr/bin/nats-server")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _binary() -> str:
@@ -34,63 +29,33 @@ def _binary() -> str:
     raise RuntimeError("nats-server is not installed (apt-get install nats-server)")
 
 
-class NatsServer:
+class NatsServer(ServerProcess):
     """`nats-server -js -a 127.0.0.1 -p <free> -sd <workdir>/store`, plus `args` (auth, TLS), in `workdir`.
 
     JetStream keeps streams and consumers in the store directory, so a server killed (`kill()`) and started again on
     its port (`start(same_port=True)`) still has them.
     """
 
+    name = "nats"
+    start_timeout = START_TIMEOUT
+    stop_timeout = 10.0
+
     def __init__(self, workdir: Path, *args: str) -> None:
+        super().__init__(workdir)
         self.binary = _binary()
-        self.workdir = workdir
         self.args = args
         self.store = workdir / "store"
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         scheme = "tls" if "--tls" in self.args else "nats"
         return f"{scheme}://127.0.0.1:{self.port}"
 
-    def start(self, same_port: bool = False) -> NatsServer:
-        """Start on a free port, or on the port it had (`same_port`: after `kill()`); return once it is ready."""
-        last = ""
-        for _ in range(1 if same_port else 3):  # another process may take the free port before the server binds it
-            self.port = self.port if same_port else free_port()
-            log = self.workdir / f"nats-{self.port}.log"
-            offset = log.stat().st_size if log.exists() else 0
-            argv = [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store), *self.args]
-            with log.open("ab") as out:
-                self.proc = subprocess.Popen(argv, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT)
-            deadline = time.monotonic() + START_TIMEOUT
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                last = log.read_bytes()[offset:].decode(errors="replace")
-                if "Server is ready" in last:
-                    return self
-                time.sleep(0.02)
-            self.stop()
-        raise RuntimeError(f"nats-server was not ready within {START_TIMEOUT}s:\n{last}")
+    def argv(self) -> list[str]:
+        return [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store), *self.args]
 
-    def kill(self) -> None:
-        """SIGKILL, as a crash."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-        self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    def ready(self, log: str) -> bool:
+        return "Server is ready" in log
 
 
 @pytest.fixture(scope="session")

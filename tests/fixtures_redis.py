@@ -8,20 +8,14 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-START_TIMEOUT = 10.0
+from tests.servers import ServerProcess, free_port
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["RedisServer", "answers_ping", "free_port"]
 
 
 def answers_ping(port: int) -> bool:
@@ -33,68 +27,33 @@ def answers_ping(port: int) -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(ServerProcess):
     """`redis-server --port <free> --save '' --appendonly no` on 127.0.0.1, in `workdir`.
 
     With `persist`, every write is in an append-only file first (`--appendonly yes --appendfsync always`), so that a
     server killed and started again (`kill()`, `start(same_port=True)`) still has its streams and groups.
     """
 
+    name = "redis"
+
     def __init__(self, workdir: Path, *, persist: bool = False) -> None:
+        super().__init__(workdir)
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.binary = binary
-        self.workdir = workdir
         self.persist = persist
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, same_port: bool = False) -> RedisServer:
-        """Start on a free port, or on the port it had (`same_port`: after `kill()`)."""
-        last = ""
+    def argv(self) -> list[str]:
         durable = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else ["--appendonly", "no"]
-        for _ in range(1 if same_port else 3):  # another process may take the free port before redis binds it
-            self.port = self.port if same_port else free_port()
-            log = self.workdir / f"redis-{self.port}.log"
-            with log.open("ab") as out:
-                self.proc = subprocess.Popen(
-                    [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *durable],
-                    cwd=self.workdir,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            deadline = time.monotonic() + START_TIMEOUT
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                if answers_ping(self.port):
-                    return self
-                time.sleep(0.02)
-            last = log.read_text(errors="replace")
-            self.stop()
-        raise RuntimeError(f"redis-server did not answer PING within {START_TIMEOUT}s:\n{last}")
+        return [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *durable]
 
-    def kill(self) -> None:
-        """SIGKILL, as a crash: nothing is flushed that was not already."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-        self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    def ready(self, log: str) -> bool:
+        return answers_ping(self.port)
 
 
 @pytest.fixture(scope="session")
