@@ -31,6 +31,7 @@ import os
 import secrets
 import socket
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,40 +76,40 @@ class Lease:
         return not self.lost and self.clock() < self.deadline
 
 
-class Leases:
+class Leases(ABC):
     """The interface sources see (`SourceContext.leases`); `LocalLeases` and `Coordinator` implement it."""
 
+    @abstractmethod
     def want(self, group: str, names: Iterable[str]) -> None:
         """Declare units of work of `group` (a mapping) that some hub must hold: registered in the store."""
-        raise NotImplementedError
 
+    @abstractmethod
     def held(self, group: str) -> dict[str, Lease]:
         """The leases of `group` this process holds now (revoked ones included, lost ones not)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def serve(self, groups: Iterable[str]) -> None:
         """Take part in these groups' leases too (a mapping added at run time)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def changed(self, group: str) -> asyncio.Event:
         """Set whenever a lease of `group` is taken, lost or revoked; the waiter clears it."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def wait_for(self, group: str, name: str) -> Lease:
         """Wait until this process holds the lease `name` (declared with `want`), and return it."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def give_back(self, lease: Lease) -> None:
         """Hand a lease back (its source has stopped and settled what it read under it)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def finish(self, lease: Lease) -> None:
         """The lease's work is over for good (a finished shard): forget it."""
-        raise NotImplementedError
 
+    @abstractmethod
     def status(self) -> dict[str, Any]:
         """What `/status` shows: this member, the live members, and which member holds which lease."""
-        raise NotImplementedError
 
 
 class LocalLeases(Leases):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Self
 
@@ -26,7 +27,7 @@ def accepts(port: int) -> bool:
         return False
 
 
-class ServerProcess:
+class ServerProcess(ABC):
     """One server process in `workdir`; a subclass says how to run it (`argv`) and when it is ready (`ready`).
 
     `start()` takes a free port (three tries: another process may take the port before the server binds it), or
@@ -47,9 +48,9 @@ class ServerProcess:
     def log_path(self) -> Path:
         return self.workdir / f"{self.name}-{self.port}.log"
 
+    @abstractmethod
     def argv(self) -> list[str]:
         """The command line, for `self.port` (it may write a configuration file first)."""
-        raise NotImplementedError
 
     def ready(self, log: str) -> bool:
         """Whether the server serves, given what it logged since this start."""

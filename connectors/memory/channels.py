@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 import zlib
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -88,7 +89,7 @@ async def wait(future: asyncio.Future[None], timeout: float | None) -> None:
         future.cancel()
 
 
-class Channel:
+class Channel(ABC):
     """What streams and queues share: a name, a lock, readers to wake, and the cut switch."""
 
     mode: Mode
@@ -109,9 +110,9 @@ class Channel:
         with self.lock:
             self.wakeups.wake()
 
+    @abstractmethod
     def put(self, values: Iterable[Any], key: str | None = None, sent: float | None = None) -> list[Any]:
         """Add records (sent at `sent`, epoch seconds; default now); returns where each went."""
-        raise NotImplementedError
 
     @staticmethod
     def entry(data: Any, key: str | None, sent: float | None) -> Entry:

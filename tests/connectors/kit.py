@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-class Kit:
+class Kit(ABC):
     """One connector, as the suite sees it. Subclasses set the class attributes and implement the methods."""
 
     type: str
@@ -81,21 +82,21 @@ class Kit:
     kill_slow = 0.1
     """Seconds each batch takes in the SIGKILL scenario (SLOW_SECONDS): long enough that the kill comes mid-way."""
 
+    @abstractmethod
     def fresh(self, cuttable: bool = False) -> Resource:
         """A new resource; with `cuttable`, one whose broker `cut` and `restore` act on."""
-        raise NotImplementedError
 
+    @abstractmethod
     def produce(self, resource: Resource, numbers: Iterable[int]) -> None:
         """Put one record per number into the resource, in order (straight to the broker, never through a cut)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def numbers(self, event: Any) -> list[tuple[str, int]]:
         """(lane, number) of each record of an event the source rendered (or the recorder wrote), in event order."""
-        raise NotImplementedError
 
+    @abstractmethod
     def source(self, resource: Resource) -> dict[str, Any]:
         """The `source:` of a mapping that reads the resource (through the cut switch of a cuttable one)."""
-        raise NotImplementedError
 
     def clock(self, resource: Resource) -> Clock:
         """The clock its in-process sources run on."""
@@ -107,12 +108,12 @@ class Kit:
         return 0
 
     def cut(self, resource: Resource) -> None:
-        """The broker goes away for the hub: its connections drop and new ones fail."""
-        raise NotImplementedError
+        """The broker goes away for the hub: its connections drop and new ones fail (kits whose scenarios cut)."""
+        raise TypeError(f"the {self.type} kit cannot cut its broker: leave the broker-cut scenario out of its marks")
 
     def restore(self, resource: Resource) -> None:
-        """The broker is back."""
-        raise NotImplementedError
+        """The broker is back (kits whose scenarios cut)."""
+        raise TypeError(f"the {self.type} kit cannot cut its broker: leave the broker-cut scenario out of its marks")
 
     def in_flight(self, batch: int) -> int:
         """The most records a killed hub can have delivered without settling: the batches that may be in flight
@@ -120,7 +121,7 @@ class Kit:
         parallel = self.lanes if self.ordered else int(self.mapping.get("max_concurrency", 1))
         return parallel * batch + self.read_ahead
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most kits make nothing that outlives the test
         """Delete what the kit made (at the end of its test)."""
 
 
