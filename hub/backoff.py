@@ -1,10 +1,15 @@
-"""Waiting between attempts: exponential backoff with jitter, and a sleep that a stop cuts short."""
+"""Waiting between attempts: exponential backoff with jitter, and waits that a stop cuts short."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +34,18 @@ async def sleep_unless(stopping: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return True
     return False
+
+
+async def await_unless(stopping: asyncio.Event, awaitable: Awaitable[T]) -> T | None:
+    """Await `awaitable` unless `stopping` is set first: then cancel it and return None."""
+    task = asyncio.ensure_future(awaitable)
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+    return task.result() if task.done() and not task.cancelled() else None

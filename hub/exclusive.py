@@ -18,6 +18,7 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
+from hub.backoff import await_unless
 from hub.leases import Lease, Leases
 from hub.records import GiveUp, Lag, Outcome, Record
 from hub.source import (
@@ -138,7 +139,7 @@ class LeasedSource(Source, BatchInfoSource, FilterViewSource, ArnSource, DeadLet
         what is in flight settled, for a revoked one) close the source and give the lease back. Ends when the source is
         closed."""
         while not self._closing.is_set():
-            lease = await self._wait(self.leases.wait_for(self.group, self.name))
+            lease = await await_unless(self._closing, self.leases.wait_for(self.group, self.name))
             if lease is None:
                 return
             self.store.fence = lease.fence
@@ -152,27 +153,13 @@ class LeasedSource(Source, BatchInfoSource, FilterViewSource, ArnSource, DeadLet
             self.lane = lane
             try:
                 yield lane
-                await self._wait(lease.ended.wait())
+                await await_unless(self._closing, lease.ended.wait())
                 if lease.revoked:  # hand over only what has settled: wait for what is in flight
-                    await self._wait(lane.idle.wait())
+                    await await_unless(self._closing, lane.idle.wait())
             finally:
                 self.lane = None
                 await inner.aclose()
                 await self._end(lease)
-
-    async def _wait(self, awaitable: Any) -> Any:
-        """Await `awaitable` unless the source is closed first (then None)."""
-        task = asyncio.ensure_future(awaitable)
-        closing = asyncio.ensure_future(self._closing.wait())
-        try:
-            await asyncio.wait((task, closing), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closing.cancel()
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-        return task.result() if task.done() and not task.cancelled() else None
 
     async def _end(self, lease: Lease) -> None:
         try:

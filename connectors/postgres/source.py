@@ -19,6 +19,7 @@ from connectors.postgres.pgoutput import Begin, Change, Commit, Relation, Trunca
 from connectors.postgres.replication import ReplicationStream
 from connectors.postgres.values import Types
 from connectors.shards import iso
+from hub.backoff import await_unless
 from hub.leases import Lease
 from hub.logs import fields
 from hub.records import Lag, Record
@@ -85,7 +86,9 @@ class PostgresSource:
         the source closes; raises what stopped the stream. A lease that ends (lost, or moved to another hub) stops
         the stream, and the source waits for it again."""
         while not self._closing.is_set():
-            lease = await self._until_closed(self.context.leases.wait_for(self.context.mapping, self._lease_name))
+            lease = await await_unless(
+                self._closing, self.context.leases.wait_for(self.context.mapping, self._lease_name)
+            )
             if lease is None:
                 return
             self.fence = lease.fence
@@ -96,7 +99,9 @@ class PostgresSource:
                 reader = self._tasks[0]
                 ended = asyncio.ensure_future(lease.ended.wait())
                 try:
-                    await self._until_closed(asyncio.wait((reader, ended), return_when=asyncio.FIRST_COMPLETED))
+                    await await_unless(
+                        self._closing, asyncio.wait((reader, ended), return_when=asyncio.FIRST_COMPLETED)
+                    )
                 finally:
                     ended.cancel()
                 failure = reader.exception() if reader.done() and not reader.cancelled() else None
@@ -104,19 +109,6 @@ class PostgresSource:
                     raise failure
             finally:
                 await self._end(lease)
-
-    async def _until_closed(self, awaitable: Any) -> Any:
-        task = asyncio.ensure_future(awaitable)
-        closing = asyncio.ensure_future(self._closing.wait())
-        try:
-            await asyncio.wait((task, closing), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closing.cancel()
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-        return task.result() if task.done() and not task.cancelled() else None
 
     async def _start(self) -> None:
         config = self.config
@@ -168,7 +160,7 @@ class PostgresSource:
         if lease.revoked:
             while self._buffered > 0 and not self._closing.is_set():
                 self._room.clear()
-                await self._until_closed(self._room.wait())
+                await await_unless(self._closing, self._room.wait())
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.close()
