@@ -250,9 +250,12 @@ class LaneWork:
         await sleep_unless(self.stopping, Backoff(0.2, 5.0).delay(failures))
 
     def read_recovered(self, lane: Lane, failures: int) -> int:
-        """A read succeeded after `failures` failed ones: clear the problem; the new count of failures (0)."""
+        """A read succeeded (after `failures` failed ones): the broker answers, so the lane's read problem and the
+        settle that failed while it was away (its records are delivered again) are over; the new count (0)."""
         if failures:
             self.health.ok(f"reading lane {lane.key}")
+        if self.health.problems:  # only then: nothing to format on the per-batch path of a healthy mapping
+            self.health.ok(f"settling lane {lane.key}")
         return 0
 
 

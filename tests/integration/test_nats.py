@@ -306,7 +306,15 @@ async def test_a_refused_pull_request_fails_the_read_and_the_next_one_goes_on(br
         assert await first.read(1, 0.2) == []  # its pull request waits on the server: the only one allowed
         with pytest.raises(RuntimeError, match=r"refused a pull request .*409 .*Exceeded MaxWaiting"):
             await second.read(1, 5.0)
-        await first.close()  # its request goes with its connection
+        await first.close()  # its request goes with its connection, once the server has noticed
+
+        async def forgotten() -> bool:
+            return (await broker.js.consumer_info(stream, "narrow")).num_waiting == 0
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while not await forgotten():
+            assert asyncio.get_running_loop().time() < deadline, "the server kept the closed client's pull request"
+            await asyncio.sleep(0.02)
         await broker.publish(stream, b"then")
         (record,) = await read_n(second, 1)
         assert data(record) == b"then"
