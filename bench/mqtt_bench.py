@@ -155,7 +155,7 @@ def counters(admin_port: int) -> dict[str, float]:
         text = answer.read().decode()
     out: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("hub_records_") and 'mapping="bench"' in line:
+        if line.startswith("aws_lambda_") and 'mapping="bench"' in line:
             name, value = line.split("{", 1)[0], line.rsplit(" ", 1)[1]
             out[name] = float(value)
     return out
@@ -174,9 +174,9 @@ def drain_hub(child: Child, admin_port: int, count: int) -> float:
             time.sleep(0.02)
             continue
         now = time.perf_counter()
-        if started is None and seen.get("hub_records_polled_total", 0) > 0:
+        if started is None and seen.get("aws_lambda_polled_event_count_total", 0) > 0:
             started = now
-        if started is not None and seen.get("hub_records_invoked_total", 0) >= count:
+        if started is not None and seen.get("aws_lambda_invoked_event_count_total", 0) >= count:
             return now - started
         time.sleep(0.02)
     raise RuntimeError(f"the hub did not invoke {count} messages within {TIMEOUT}s")

@@ -185,7 +185,7 @@ def counters(admin_port: int) -> dict[str, float]:
         text = answer.read().decode()
     out: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("hub_records_") and 'mapping="bench"' in line:
+        if line.startswith("aws_lambda_") and 'mapping="bench"' in line:
             out[line.split("{", 1)[0]] = float(line.rsplit(" ", 1)[1])
     return out
 
@@ -202,7 +202,7 @@ def drain_hub(child: Child, admin_port: int, count: int) -> float:
         except OSError:
             time.sleep(0.005)
             continue
-        if seen.get("hub_records_invoked_total", 0) >= count:
+        if seen.get("aws_lambda_invoked_event_count_total", 0) >= count:
             return time.time() - streaming_since(child)
         time.sleep(0.005)
     raise RuntimeError(f"the hub did not invoke {count} changes within {TIMEOUT}s")
