@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import operator
 import time
+from collections import deque
 from typing import Any, Protocol, cast
 
 from connectors.kafka.events import kafka_records
@@ -51,6 +52,8 @@ class PartitionLane:
         self.ended = False
         """Gone for good: reads raise LaneEnded and settles commit nothing."""
         self._wake = asyncio.Event()
+        self._again: deque[Record] = deque()
+        """Records that settled as failed (not done, not given up): read again before the buffer."""
 
     def wake(self) -> None:
         """Wake a read waiting for the buffer (records arrived, or the lane is ending)."""
@@ -63,6 +66,9 @@ class PartitionLane:
         while True:
             if self.ended:
                 raise LaneEnded(self.key)
+            if self._again and not self.ending:
+                again = self._again
+                return [again.popleft() for _ in range(min(limit, len(again)))]  # still tracked, in their place
             if self.ending:
                 if deadline is None:
                     raise LaneEnded(self.key)
@@ -86,8 +92,13 @@ class PartitionLane:
         return records
 
     async def settle(self, outcome: Outcome) -> None:
-        """Commit 1 + the highest offset before which every record read has settled; failed records hold it."""
+        """Commit 1 + the highest offset before which every record read has settled; failed records hold it and are
+        read again first (a partition never moves past what has not settled; once revoked, its next owner reads them
+        from the committed offset)."""
         self.tracker.done(map(_position, outcome.settled))
+        if outcome.failed and not (self.ending or self.ended):
+            self._again.extendleft(reversed(outcome.failed))
+            self._wake.set()
         newest = self.tracker.advance()
         self.source.settled()
         if newest is None or self.ended:

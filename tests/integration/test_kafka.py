@@ -248,6 +248,29 @@ async def test_commits_only_contiguous_settled_offsets_and_a_restart_resumes_the
         assert offsets(await read_n(lane, 2)) == [8, 9]
 
 
+async def test_failed_records_are_read_again_first_within_the_session(tansu: str) -> None:
+    """A batch that settles as failed (a fault in the hub's dispatch, not the function's: that is retried or given
+    up) is read again before anything newer, without a restart, and holds the commit until it settles."""
+    topic, group = unique("t"), unique("g")
+    await create_topic_async(tansu, topic, 1)
+    await produce_async(tansu, topic, numbered(1, 10))
+    source = make_source(tansu, topic, consumer_group_id=group)
+    async with Member(source) as member:
+        lane = (await member.wait_lanes(1))[f"{topic}-0"]
+        first = await read_n(lane, 6)
+        await lane.settle(Outcome(succeeded=tuple(first[:3]), failed=tuple(first[3:])))
+        assert source.committed == {f"{topic}-0": 3}
+        again = await within(lane.read(10, 5))
+        assert offsets(again) == [3, 4, 5]  # the failed ones, before offsets 6..9
+        assert again[0].payload == first[3].payload
+        rest = await read_n(lane, 4)
+        assert offsets(rest) == [6, 7, 8, 9]
+        await lane.settle(Outcome(succeeded=tuple(rest)))
+        assert source.committed == {f"{topic}-0": 3}  # 3..5 still hold it
+        await lane.settle(Outcome(succeeded=tuple(again)))
+        assert source.committed == {f"{topic}-0": 10}
+
+
 async def test_compressed_batches_are_read_whole_and_a_restart_inside_one_resumes_at_its_offset(
     tansu: str,
 ) -> None:
