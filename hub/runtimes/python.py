@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from hub.runtimes import LambdaContext, Result, check_serialisable, error_payload
+from hub.runtimes import LambdaContext, Result, check_serialisable, error_payload, output
 from hub.worker import LoadFault, find_handler, handler_frames
 
 
@@ -170,6 +170,7 @@ class PythonRuntime:
         """Set the function's environment and import the handler in this process (the cold start); raises
         HandlerLoadError."""
         os.environ.update(self.variables)  # before the import: module-level clients read the environment
+        output.install()  # what handlers print goes to the hub's log (hub/runtimes/output.py)
         self._handler = load_handler(self.handler_path, self.task_root)
         self._is_async = inspect.iscoroutinefunction(self._handler)
         if self._is_async:
@@ -183,18 +184,19 @@ class PythonRuntime:
         assert self._handler is not None, "start() first"
         started = time.perf_counter()
         try:
-            if self._is_async:
-                assert self._turns is not None
-                async with self._turns, asyncio.timeout(context.timeout):
-                    value = await self._handler(event, context)
-            else:
-                assert self._workers is not None
-                running = self._workers.submit(contextvars.copy_context().run, self._handler, event, context)
-                timer = asyncio.get_running_loop().call_later(context.timeout, _time_out, running)
-                try:  # a timer on the future itself: asyncio.wait_for would add a future and callbacks per call
-                    value = await running
-                finally:
-                    timer.cancel()
+            with output.Printed(context.function_name, context.aws_request_id):
+                if self._is_async:
+                    assert self._turns is not None
+                    async with self._turns, asyncio.timeout(context.timeout):
+                        value = await self._handler(event, context)
+                else:
+                    assert self._workers is not None
+                    running = self._workers.submit(contextvars.copy_context().run, self._handler, event, context)
+                    timer = asyncio.get_running_loop().call_later(context.timeout, _time_out, running)
+                    try:  # a timer on the future itself: asyncio.wait_for would add a future and callbacks per call
+                        value = await running
+                    finally:
+                        timer.cancel()
         except TimeoutError:
             return Result(
                 False,
