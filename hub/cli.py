@@ -52,25 +52,27 @@ def _sam_environment(parameter_overrides: tuple[str, ...], bindings: str | None)
         os.environ[SAM_BINDINGS] = bindings
 
 
-def _load(path: str, warn: Callable[[str], object] | None = None) -> Any:
+def _load(path: str, warn: Callable[[str], object] | None = None, create_resources: bool = False) -> Any:
     """The validated configuration; its secrets are masked in everything this process writes from here on (those
     of a configuration that does not validate too, for its error messages). `warn` gets each deprecated setting
-    it uses, as `file:line:col: setting: what to do`."""
+    it uses, as `file:line:col: setting: what to do`. `create_resources`: a SAM template's missing queues, streams
+    and tables are created first (hub/sam/resources.py)."""
     from hub.config import ConfigError
 
     try:
-        return _load_masked(path, warn)
+        return _load_masked(path, warn, create_resources)
     except ConfigError as exc:
         fail(_invalid(path, exc))
 
 
-def _load_masked(path: str, warn: Callable[[str], object] | None = None) -> Any:
+def _load_masked(path: str, warn: Callable[[str], object] | None = None, create_resources: bool = False) -> Any:
     """load_config, remembering the document's secrets before it is validated. Raises ConfigError."""
     from hub import sam
     from hub.config import validate
     from hub.yamlsource import load
 
-    if sam.is_template(path):
+    template = sam.is_template(path)
+    if template:
         from hub.sam.translate import parse_overrides, translate
 
         overrides = parse_overrides([os.environ.get(SAM_OVERRIDES, "")])
@@ -83,6 +85,10 @@ def _load_masked(path: str, warn: Callable[[str], object] | None = None) -> Any:
     for key, why in DEPRECATED.items():
         if warn is not None and key in document.data:
             warn(f"{document.where((key,))}: {key}: {why}")
+    if template:
+        from hub.sam import resources
+
+        resources.prepare(document, create=create_resources)  # else only checked: nothing is contacted
     return config
 
 
@@ -95,7 +101,8 @@ def _masked_excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -
 
 def _invalid(path: str, exc: Any) -> str:
     """What a configuration error prints: each problem on an `error:` line, then the file's verdict."""
-    return "\n".join(f"error: {line}" for line in exc.errors) + f"\n{path}: configuration not valid"
+    verdict = getattr(exc, "verdict", "configuration not valid")
+    return "\n".join(f"error: {line}" for line in exc.errors) + f"\n{path}: {verdict}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -147,15 +154,17 @@ def run(
     On a stop, reading ends, in-flight invocations get `shutdown_grace` to finish, positions are
     checkpointed and the hub exits 0. A bad configuration exits 2 before anything starts. A mapping with
     `provisioned_poller_config` runs in `minimum_pollers` processes: this one and child processes it
-    starts, restarts and stops. CONFIG may be a SAM template (docs/sam.md).
+    starts, restarts and stops. CONFIG may be a SAM template (docs/sam.md): its missing queues, streams
+    and tables are first created on the AWS API emulator its bindings point at.
     """
     from hub import pollers
     from hub.app import Hub
     from hub.runtimes.python import HandlerLoadError
 
     _sam_environment(parameter_overrides, bindings)
-    # the hub warns; the poller processes it starts load the same file and say nothing
-    cfg = _load(config, logging.getLogger("hub.config").warning if poller is None else None)
+    # the hub warns and creates a template's missing resources; the poller processes it starts load the same file,
+    # say nothing and create nothing
+    cfg = _load(config, logging.getLogger("hub.config").warning if poller is None else None, poller is None)
     if poller is not None:
         # a child started by the hub (hub/pollers.py): one mapping, every log line tagged with its index
         logs.tag(poller=poller_index)

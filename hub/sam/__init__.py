@@ -4,7 +4,8 @@
 stands for (a `Located` document whose marks point into the template), which then goes through the hub's own
 validation. The template is read with cfn-lint's CloudFormation YAML/JSON loader (short-form tags, line marks)
 and `Globals` are merged by aws-sam-translator, the SAM specification's own implementation; both come with the
-`sam` extra.
+`sam` extra. `hub run` creates the template's missing queues, streams and tables on the AWS API emulator
+(resources.py plans them from the template, emulator.py makes them exist).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ A bindings file (`hub-bindings.yaml` next to the template, or `--bindings FILE`)
     kafka: {bootstrap_servers: "127.0.0.1:9092"}                     # MSK clusters, SelfManagedKafka
     rabbitmq: {url: "amqp://guest:guest@127.0.0.1:5672/"}            # Amazon MQ brokers
     http_server: {listen: "127.0.0.1:3000"}  # where Api, HttpApi and function URL routes are served (as sam local)
+    create_resources: true           # `hub run` creates the template's missing queues, streams and tables on the
+                                     # aws endpoint_url, and its buckets' folders (hub/sam/resources.py)
     resources:                       # per logical id, overriding the above
       OrdersQueue: {name: orders-local}
       Photos: {folder: /srv/photos}
@@ -80,6 +82,11 @@ class BindingsFile(_Model):
     kafka: KafkaBinding = Field(default_factory=KafkaBinding)
     rabbitmq: RabbitBinding = Field(default_factory=RabbitBinding)
     http_server: dict[str, Any] | None = None
+    create_resources: bool = Field(
+        True,
+        description="`hub run`: create the template's missing queues, streams and tables on the emulator at "
+        "aws.endpoint_url, and its buckets' folders, before the mappings start (false: create nothing).",
+    )
     resources: dict[str, ResourceBinding] = Field(default_factory=dict)
 
 

@@ -59,9 +59,10 @@ def translate(path: str | Path, overrides: dict[str, str] | None = None, binding
     except InvalidGlobalsSectionException as exc:
         raise ConfigError([f"{_where(template, name, ('Globals',))}: Globals: {exc.message}"]) from None
     builder = _Builder(name, template, overrides or {}, _bindings(name, template, bindings), globals_)
-    located.data = _plain(builder.build())
+    located.data = plain(builder.build())
     located.marks = {out: _line(template, at) for out, at in builder.marks.items()}
     located.labels = builder.labels
+    located.template, located.resolver, located.bindings = template, builder.resolver, builder.bindings
     if builder.errors:
         raise ConfigError(builder.errors)
     return located
@@ -102,12 +103,12 @@ def _number(text: str, at: tuple[Any, ...], builder: _Builder) -> int | float | 
         return text
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Plain dicts, lists and scalars (the loader's nodes are subclasses that carry marks)."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, bool | None):
         return value
     for kind in (str, int, float):
@@ -143,6 +144,15 @@ class SamLocated(Located):
     came from (`template.yaml:12:5 (Fn.Events.Queue)`), so that the hub's own errors point into the template."""
 
     labels: dict[tuple[Any, ...], str]
+    template: dict[str, Any]
+    """The template as read (its nodes carry their lines)."""
+    resolver: Resolver
+    """Its parameters, conditions and intrinsic functions, evaluated (hub/sam/resources.py resolves more with it)."""
+    bindings: Bindings
+
+    def place(self, at: tuple[Any, ...]) -> str:
+        """`file:line:col` of a place in the template (a path of keys from its root)."""
+        return _where(self.template, self.path, at)
 
     def where(self, loc: tuple[Any, ...]) -> str:
         """`file:line:col` of a place, followed by the resource it belongs to when known."""

@@ -197,9 +197,10 @@ def test_mq_template_consumes_the_rabbitmq_queue(tmp_path: Path, moto: str) -> N
 def test_schedule_template_gives_a_failed_fire_to_its_dead_letter_queue(tmp_path: Path, moto: str) -> None:
     prefix = unique("reports")
     dlq = boto(moto, "sqs").create_queue(QueueName=f"{prefix}-dlq")["QueueUrl"]
-    # no reports queue: the handler's SendMessage fails, so every fire fails and goes to the dead-letter queue
+    # no reports queue (the hub is told not to create it): the handler's SendMessage fails, so every fire fails and
+    # goes to the dead-letter queue
     overrides = f"Prefix={prefix} 'NightlySchedule=rate(1 second)' Retries=0"
-    env = {**bindings(tmp_path, moto), "HUB_SAM_PARAMETER_OVERRIDES": overrides}
+    env = {**bindings(tmp_path, moto, create_resources=False), "HUB_SAM_PARAMETER_OVERRIDES": overrides}
     with HubProcess(tmp_path, SAM / "schedule-dlq/template.yaml", env) as hub:
         hub.start()
         (letter, *_) = drain(moto, dlq, 1)

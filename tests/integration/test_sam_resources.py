@@ -1,0 +1,120 @@
+"""`hub run template.yaml` creates the template's missing queues, streams and tables on the emulator (a real
+moto_server), as a deploy would, before its mappings start: records put to each are delivered, a second start
+leaves them as they are, an unreachable emulator exits 2 naming the template and the resource, and
+`create_resources: false` creates nothing."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tests.fixtures_aws import boto, free_port, unique
+from tests.helpers import ROOT, HubProcess
+from tests.integration.test_sam import bindings, drain
+
+TEMPLATE = ROOT / "tests/sam/create-resources/template.yaml"
+
+
+def attributes(url: str, name: str) -> dict[str, str]:
+    sqs = boto(url, "sqs")
+    queue = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    answer: dict[str, str] = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    return answer
+
+
+def names(url: str, prefix: str) -> dict[str, Any]:
+    """The queues, streams and tables on the emulator whose names start with `prefix`."""
+    queues = boto(url, "sqs").list_queues(QueueNamePrefix=prefix).get("QueueUrls", [])
+    streams = boto(url, "kinesis").list_streams()["StreamNames"]
+    tables = boto(url, "dynamodb").list_tables()["TableNames"]
+    return {
+        "queues": sorted(q.rsplit("/", 1)[-1] for q in queues),
+        "streams": [s for s in streams if s.startswith(prefix)],
+        "tables": sorted(t for t in tables if t.startswith(prefix)),
+    }
+
+
+def test_run_creates_the_missing_resources_delivers_from_each_and_leaves_them_on_a_second_start(
+    tmp_path: Path, moto: str
+) -> None:
+    prefix = unique("made")
+    env = {**bindings(tmp_path, moto), "HUB_SAM_PARAMETER_OVERRIDES": f"Prefix={prefix}"}
+    with HubProcess(tmp_path, TEMPLATE, env) as hub:
+        hub.start()
+        log = hub.log()
+        for kind, name in (("queue", "jobs-dlq"), ("queue", "jobs"), ("queue", "seen"), ("stream", "clicks")):
+            assert f"created {kind} {prefix}-{name} on {moto}" in log
+        assert log.index(f"created queue {prefix}-jobs-dlq") < log.index(f"created queue {prefix}-jobs ")
+        assert f"created table {prefix}-orders on {moto}" in log and f"created table {prefix}-sessions" in log
+        assert "testing" not in log  # the bindings' credentials
+        assert (tmp_path / "buckets" / f"{prefix}-uploads").is_dir()
+
+        jobs, dlq = attributes(moto, f"{prefix}-jobs"), attributes(moto, f"{prefix}-jobs-dlq")
+        assert json.loads(jobs["RedrivePolicy"]) == {"deadLetterTargetArn": dlq["QueueArn"], "maxReceiveCount": 3}
+        assert (jobs["VisibilityTimeout"], jobs["MessageRetentionPeriod"]) == ("45", "86400")
+        assert dlq["MessageRetentionPeriod"] == "1209600"
+        stream = boto(moto, "kinesis").describe_stream_summary(StreamName=f"{prefix}-clicks")
+        assert stream["StreamDescriptionSummary"]["OpenShardCount"] == 2
+        table = boto(moto, "dynamodb").describe_table(TableName=f"{prefix}-orders")["Table"]
+        assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
+        sessions = boto(moto, "dynamodb").describe_table(TableName=f"{prefix}-sessions")["Table"]
+        assert sessions["KeySchema"] == [{"AttributeName": "session", "KeyType": "HASH"}]
+
+        sqs = boto(moto, "sqs")
+        sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=f"{prefix}-jobs")["QueueUrl"], MessageBody="job-1")
+        boto(moto, "kinesis").put_record(StreamName=f"{prefix}-clicks", PartitionKey="k", Data=b"click-1")
+        boto(moto, "dynamodb").put_item(TableName=f"{prefix}-orders", Item={"id": {"S": "order-1"}})
+        seen = sqs.get_queue_url(QueueName=f"{prefix}-seen")["QueueUrl"]
+        assert sorted(json.loads(b) for b in drain(moto, seen, 3)) == [
+            ["aws:dynamodb", "order-1"],
+            ["aws:kinesis", "click-1"],
+            ["aws:sqs", "job-1"],
+        ]
+        assert hub.stop() == 0
+
+    # changed behind the hub's back: a second start must leave every resource as it is now
+    sqs.set_queue_attributes(
+        QueueUrl=sqs.get_queue_url(QueueName=f"{prefix}-jobs")["QueueUrl"], Attributes={"VisibilityTimeout": "7"}
+    )
+    before = names(moto, prefix)
+    with HubProcess(tmp_path, TEMPLATE, env) as hub:
+        hub.start()
+        log = hub.log()
+        assert "created " not in log
+        for kind, name in (("queue", "jobs"), ("queue", "jobs-dlq"), ("stream", "clicks"), ("table", "orders")):
+            assert f"{kind} {prefix}-{name} exists on {moto}" in log
+        assert attributes(moto, f"{prefix}-jobs")["VisibilityTimeout"] == "7"
+        assert names(moto, prefix) == before
+        item = boto(moto, "dynamodb").get_item(TableName=f"{prefix}-orders", Key={"id": {"S": "order-1"}})
+        assert "Item" in item  # the same table, not a new one
+        assert hub.stop() == 0
+
+
+def test_an_unreachable_emulator_exits_2_naming_the_template_and_the_resource(tmp_path: Path) -> None:
+    secret = f"secret-{uuid.uuid4().hex}"
+    env = {**bindings(tmp_path, f"http://127.0.0.1:{free_port()}"), "HUB_SAM_PARAMETER_OVERRIDES": "Prefix=nowhere"}
+    path = Path(env["HUB_SAM_BINDINGS"])
+    settings = path.read_text().replace("secret_access_key: testing", f"secret_access_key: {secret}")
+    path.write_text(settings)
+    with HubProcess(tmp_path, TEMPLATE, env) as hub:
+        hub.start(ready=None)
+        assert hub.proc is not None
+        assert hub.proc.wait(60) == 2
+        out = hub.log()
+    assert f"{TEMPLATE}:" in out and "(JobsDLQ)" in out and "cannot reach the AWS API emulator" in out
+    assert "create_resources: false" in out and "resources not created" in out
+    assert "Traceback" not in out and secret not in out
+    assert "hub running" not in out
+
+
+def test_create_resources_false_creates_nothing(tmp_path: Path, moto: str) -> None:
+    prefix = unique("left")
+    env = {**bindings(tmp_path, moto, create_resources=False), "HUB_SAM_PARAMETER_OVERRIDES": f"Prefix={prefix}"}
+    with HubProcess(tmp_path, TEMPLATE, env) as hub:
+        hub.start()
+        assert "create_resources: false" in hub.log()
+        assert names(moto, prefix) == {"queues": [], "streams": [], "tables": []}
+        assert "made folder" not in hub.log()  # (the S3 endpoint makes the folders of the buckets it serves)
+        assert hub.stop() == 0
