@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fixtures_aws import boto, free_port, unique
-from tests.helpers import ROOT, HubProcess
+from tests.helpers import ROOT, HubProcess, wait_for
 from tests.integration.test_sam import bindings, drain
 
 TEMPLATE = ROOT / "tests/sam/create-resources/template.yaml"
@@ -43,7 +43,10 @@ def test_run_creates_the_missing_resources_delivers_from_each_and_leaves_them_on
     env = {**bindings(tmp_path, moto), "HUB_SAM_PARAMETER_OVERRIDES": f"Prefix={prefix}"}
     with HubProcess(tmp_path, TEMPLATE, env) as hub:
         hub.start()
+        # the SQS event has two pollers: the second, a process of its own, reads the template and creates nothing
+        wait_for(lambda: hub.log().count("hub running") == 2, 30, "the second poller running")
         log = hub.log()
+        assert log.count(f"queue {prefix}-jobs ") == 1 and log.count(f"stream {prefix}-clicks ") == 1
         for kind, name in (("queue", "jobs-dlq"), ("queue", "jobs"), ("queue", "seen"), ("stream", "clicks")):
             assert f"created {kind} {prefix}-{name} on {moto}" in log
         assert log.index(f"created queue {prefix}-jobs-dlq") < log.index(f"created queue {prefix}-jobs ")
@@ -90,6 +93,30 @@ def test_run_creates_the_missing_resources_delivers_from_each_and_leaves_them_on
         item = boto(moto, "dynamodb").get_item(TableName=f"{prefix}-orders", Key={"id": {"S": "order-1"}})
         assert "Item" in item  # the same table, not a new one
         assert hub.stop() == 0
+
+
+def test_hubs_started_together_agree_on_what_exists(tmp_path: Path, moto: str) -> None:
+    prefix = unique("race")
+    hubs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        env = {**bindings(tmp_path / name, moto), "HUB_SAM_PARAMETER_OVERRIDES": f"Prefix={prefix}"}
+        hubs.append(HubProcess(tmp_path / name, TEMPLATE, env).start(ready=None))
+    try:
+        for hub in hubs:
+            hub.wait_log("hub running", timeout=60)
+        for kind, name in (("queue", "jobs"), ("queue", "jobs-dlq"), ("stream", "clicks"), ("table", "orders")):
+            said = [
+                f"created {kind} {prefix}-{name} on" in h.log() or f"{kind} {prefix}-{name} exists" in h.log()
+                for h in hubs
+            ]
+            assert said == [True, True], (kind, name)
+        assert names(moto, prefix)["queues"] == sorted(f"{prefix}-{q}" for q in ("jobs", "jobs-dlq", "seen"))
+        for hub in hubs:
+            assert hub.stop() == 0
+    finally:
+        for hub in hubs:
+            hub.__exit__()
 
 
 def test_an_unreachable_emulator_exits_2_naming_the_template_and_the_resource(tmp_path: Path) -> None:
