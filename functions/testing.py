@@ -217,3 +217,16 @@ async def sleeps_async(event, context):
     """Sleep `seconds` on the event loop (in-process, invocations overlap), then return them."""
     await asyncio.sleep(event.get("seconds", 0))
     return event.get("seconds", 0)
+
+
+def spins_when_told(event, context):
+    """Spin for ever when the event says `spin`; otherwise return at once."""
+    while event.get("spin"):
+        pass
+    return "quick"
+
+
+def returns_odd_json(event, context):
+    """A result that only Python's json writes and reads back (NaN, Infinity), a number past 64 bits, text beyond
+    ASCII, and the event itself."""
+    return {"nan": float("nan"), "inf": float("-inf"), "big": 10**30, "text": "é ☃", "event": event}

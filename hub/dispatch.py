@@ -99,7 +99,7 @@ class Dispatcher(Invoker):
     # ---- asynchronous invocation -----------------------------------------------------------------------------
 
     async def _asynchronous(self, records: Sequence[Record]) -> Outcome:
-        oldest = min(r.timestamp for r in records)
+        oldest = records[0].timestamp if len(records) == 1 else min(r.timestamp for r in records)
         attempt = 0
         result: Result | None = None
         condition = "RetriesExhausted"

@@ -192,7 +192,7 @@ class Function:
         else:
             result = await self._run(event)
         self.activity.record(self.name, mapping, time.time() - result.duration, result, records, attempt)
-        if result.ok and not log.isEnabledFor(logging.INFO):
+        if result.ok and not (log.isEnabledFor(logging.INFO) and self._show(mapping, records, result.duration)):
             return result
         details: dict[str, object] = {
             "function": self.name,
@@ -206,7 +206,7 @@ class Function:
             details["mapping"] = mapping
         if not result.ok:
             log.warning("failed: %s", result.error_message, extra={"fields": details})
-        elif self._show(mapping, records, result.duration):
+        else:
             log.info("invoked", extra={"fields": details})
         return result
 

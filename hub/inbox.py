@@ -66,19 +66,25 @@ class Inbox:
 
     async def read(self, limit: int, timeout: float | None) -> list[Record]:
         """Up to `limit` records; [] after `timeout` seconds without one (None: wait for ever)."""
-        try:
-            async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can swallow a cancellation
-                first = await self._queue.get()
-        except TimeoutError:
-            return []
+        queue = self._queue
+        if not queue.empty():
+            first = queue.get_nowait()
+        elif timeout is None:
+            first = await queue.get()
+        else:
+            try:
+                async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can swallow a cancellation
+                    first = await queue.get()
+            except TimeoutError:
+                return []
         out: list[Record] = []
         item: Record | None = first
         while item is not None:
             out.append(item)
-            if len(out) >= limit or self._queue.empty():
+            if len(out) >= limit or queue.empty():
                 return out
-            item = self._queue.get_nowait()
-        self._queue.put_nowait(None)  # the end mark stays for the next read
+            item = queue.get_nowait()
+        queue.put_nowait(None)  # the end mark stays for the next read
         if out:
             return out
         if self.closed.is_set():

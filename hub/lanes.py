@@ -228,14 +228,21 @@ class LaneWork:
         """Settle an outcome on its lane, within SETTLE_BOUND; a failure marks the mapping degraded (the records
         are delivered again) and never raises."""
         what = f"settling lane {lane.key}"
+        health = self.health
+        watch = health.begin(what, SETTLE_BOUND)  # as Health.watch does, without a coroutine around each settle
         try:
-            await self.health.watch(what, SETTLE_BOUND, lane.settle(outcome))
-            if self.deletes:  # the queue deleted (or acked) what settled: AWS's DeletedEventCount
-                self.counters.deleted += len(outcome.settled)
-        except Exception as exc:
+            await lane.settle(outcome)
+        except BaseException as exc:
+            health.end(watch, succeeded=False)
+            if not isinstance(exc, Exception):
+                raise
             error = f"settling {len(outcome)} records on lane {lane.key} failed: {type(exc).__name__}: {exc}"
-            if not self.health.fail(what, error + "; they will be delivered again"):
+            if not health.fail(what, error + "; they will be delivered again"):
                 log.debug("%s", error, extra=fields(mapping=self.name))
+            return
+        health.end(watch)
+        if self.deletes:  # the queue deleted (or acked) what settled: AWS's DeletedEventCount
+            self.counters.deleted += len(outcome.settled)
 
     def settle_filtered(self, lane: Lane, records: list[Record]) -> None:
         """Count records no filter matched and settle them on their lane, in the background."""

@@ -34,6 +34,8 @@ MAX_LINKS = 32
 INSTRUMENTATION = "eventhub"
 
 _installed: bool | None = None
+_provided = False
+"""True once the process has a tracer provider: OpenTelemetry sets it once and never takes it back."""
 _api: Any = None
 _tracer: Any = None
 
@@ -42,7 +44,9 @@ def enabled() -> bool:
     """Whether invocations are spans now: the OpenTelemetry API is installed, OTEL_SDK_DISABLED is not true, and
     the process has a tracer provider (without one every span would be a no-op: none is made, which spares the
     hot path). Whether it is installed is looked up once, and finding the package imports nothing of it."""
-    global _installed, _api
+    global _installed, _api, _provided
+    if _provided:
+        return True
     if _installed is None:
         disabled = os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
         _installed = not disabled and importlib.util.find_spec("opentelemetry") is not None and _has_trace_api()
@@ -50,7 +54,8 @@ def enabled() -> bool:
             from opentelemetry import trace
 
             _api = trace
-    return bool(_installed) and not isinstance(_api.get_tracer_provider(), _api.ProxyTracerProvider)
+    _provided = bool(_installed) and not isinstance(_api.get_tracer_provider(), _api.ProxyTracerProvider)
+    return _provided
 
 
 def _has_trace_api() -> bool:
@@ -63,7 +68,7 @@ def _has_trace_api() -> bool:
 def carriers(source: object, records: Sequence[Record]) -> list[Mapping[str, str]]:
     """The trace contexts of (up to MAX_LINKS + 1 of) `records`, in order, when tracing is on and the source tells
     them; [] otherwise."""
-    if not enabled() or not isinstance(source, TraceSource):
+    if not isinstance(source, TraceSource) or not enabled():
         return []
     found: list[Mapping[str, str]] = []
     for record in records:

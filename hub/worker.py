@@ -4,11 +4,14 @@ invocations one at a time, as a Lambda execution environment does.
 `python -m hub.worker HANDLER REQUEST_FD RESPONSE_FD MEMORY_MB HUB_PID`. It sits at the top of the package, and
 imports asyncio only for an `async def` handler, so that starting an environment costs the interpreter, msgspec
 and the handler's own imports, nothing of the hub's. The memory limit is set on the process
-(RLIMIT_DATA: the heap and every private mapping) before the handler is imported. Frames (4-byte big-endian
-length + JSON) come in on REQUEST_FD and go out on RESPONSE_FD, so the handler's own stdout and stderr stay free for
-its logs, which the hub reads and tags with the function and request id. The handler is found as Lambda's Python
-runtime finds it, and its failures take the shape Lambda gives them (`find_handler`, `error`, `to_json`, shared
-with the in-process runtime). This module imports nothing of the hub, so the cold start is the handler's own.
+(RLIMIT_DATA: the heap and every private mapping) before the handler is imported. Frames (a 4-byte big-endian
+length, then the body) come in on REQUEST_FD and go out on RESPONSE_FD, so the handler's own stdout and stderr stay
+free for its logs, which the hub reads and tags with the function and request id. A request's body is the JSON
+`{"event": ..., "context": {...}}`; a response's is one status byte (READY, INIT_FAILED, OK, FAILED, REPLACE) and
+the JSON of the result or of Lambda's error object, so that the hub decodes the handler's result and nothing else.
+The handler is found as Lambda's Python runtime finds it, and its failures take the shape Lambda gives them
+(`find_handler`, `error`, `to_json`, shared with the in-process runtime). This module imports nothing of the hub, so
+the cold start is the handler's own.
 """
 
 from __future__ import annotations
@@ -31,6 +34,18 @@ from typing import Any
 import msgspec
 
 _HEADER = struct.Struct(">I")
+_READ_SIZE = 1 << 16
+
+READY = b"R"
+"""The handler is loaded: invocations may come (the only response without JSON)."""
+INIT_FAILED = b"E"
+"""The handler cannot be loaded: Lambda's init error object follows."""
+OK = b"0"
+"""The handler returned: its result follows, as Lambda's runtime serialises it."""
+FAILED = b"1"
+"""The invocation failed: Lambda's error object follows."""
+REPLACE = b"2"
+"""The invocation failed and this environment can no longer be trusted (out of memory): the hub replaces it."""
 _HUB = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ASYNCIO = os.path.join(os.path.dirname(os.__file__), "asyncio")
 
@@ -93,9 +108,16 @@ def _number(value: object) -> object:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+_ENCODER = json.JSONEncoder(default=_number)
+"""`json.dumps(value, default=_number)` without making an encoder per call."""
+
+
 def to_json(value: Any) -> str:
-    """A handler's result as Lambda's runtime serialises it; raises TypeError or ValueError if it cannot be."""
-    return json.dumps(value, default=_number)
+    """A handler's result as Lambda's runtime serialises it (json.dumps, a Decimal as its number); raises TypeError
+    or ValueError if it cannot be."""
+    if value is None:  # what most handlers return
+        return "null"
+    return _ENCODER.encode(value)
 
 
 class Context:
@@ -124,13 +146,14 @@ class Channel:
     def __init__(self, requests: int, responses: int) -> None:
         self.requests, self.responses = requests, responses
         self._decode = msgspec.json.Decoder().decode
+        self._rest = b""
 
     def read(self) -> Any:
         """The next request's decoded body; None when the hub closed the pipe."""
-        header = self._read_exact(_HEADER.size)
+        header = self._take(_HEADER.size)
         if header is None:
             return None
-        body = self._read_exact(_HEADER.unpack(header)[0])
+        body = self._take(_HEADER.unpack(header)[0])
         if body is None:
             return None
         # A JSON document holds no reference cycles: the collector would only walk the new event again and again
@@ -143,30 +166,29 @@ class Channel:
             if collecting:
                 gc.enable()
 
-    def _read_exact(self, n: int) -> bytes | None:
-        chunks, remaining = [], n
-        while remaining:
-            chunk = os.read(self.requests, remaining)
+    def _take(self, n: int) -> bytes | None:
+        """The next `n` bytes of the request pipe; None at its end. A read asks for what is there (a small request
+        is one read: its length and its body together), and keeps what goes beyond `n` for the next call."""
+        rest = self._rest
+        if len(rest) >= n:
+            self._rest = rest[n:]
+            return rest[:n]
+        chunks, have = [rest], len(rest)
+        while have < n:
+            chunk = os.read(self.requests, max(n - have, _READ_SIZE))
             if not chunk:
                 return None
             chunks.append(chunk)
-            remaining -= len(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            have += len(chunk)
+        data = b"".join(chunks)
+        self._rest = data[n:]
+        return data[:n]
 
-    def write(self, body: bytes) -> None:
-        """Send one response (its length, then its body), whole."""
-        data = memoryview(_HEADER.pack(len(body)) + body)
+    def write(self, status: bytes, payload: bytes = b"") -> None:
+        """Send one response (its length, then its status byte and payload), whole."""
+        data = memoryview(b"".join((_HEADER.pack(len(status) + len(payload)), status, payload)))
         while data:
             data = data[os.write(self.responses, data) :]
-
-
-def _answer(ok: bool, payload: str, replace: bool = False) -> bytes:
-    """A response frame's body; `payload` is JSON already (the result, or the error object)."""
-    return b'{"ok":%s,"replace":%s,"payload":%s}' % (
-        b"true" if ok else b"false",
-        b"true" if replace else b"false",
-        payload.encode(),
-    )
 
 
 def _die_with_the_hub(hub: int) -> None:
@@ -199,12 +221,12 @@ def main() -> None:
         handler = find_handler(handler_path)
     except LoadFault as fault:
         failure = {"errorMessage": str(fault), "errorType": fault.error_type, "stackTrace": fault.stack}
-        channel.write(json.dumps({"ready": False, "error": failure}).encode())
+        channel.write(INIT_FAILED, json.dumps(failure).encode())
         return
     except Exception as exc:  # the module raised while it was imported: Lambda's init error
-        channel.write(json.dumps({"ready": False, "error": error(exc, "")}).encode())
+        channel.write(INIT_FAILED, json.dumps(error(exc, "")).encode())
         return
-    channel.write(b'{"ready":true}')
+    channel.write(READY)
     loop = None
     if inspect.iscoroutinefunction(handler):
         import asyncio
@@ -217,7 +239,7 @@ def main() -> None:
             if loop is not None:
                 value = loop.run_until_complete(value)
             try:
-                response = _answer(True, to_json(value))
+                status, payload = OK, to_json(value)
             except (TypeError, ValueError) as exc:
                 failure = {
                     "errorMessage": f"Unable to marshal response: {exc}",
@@ -225,17 +247,17 @@ def main() -> None:
                     "requestId": context.aws_request_id,
                     "stackTrace": [],
                 }
-                response = _answer(False, json.dumps(failure))
+                status, payload = FAILED, json.dumps(failure)
         except MemoryError as exc:
             # the worker's heap may be in any state: answer, then let the hub replace this environment
             failure = error(exc, context.aws_request_id, "Runtime.OutOfMemory")
             failure["errorMessage"] = f"the function used more than its memory limit ({memory_mb} MB)"
-            response = _answer(False, json.dumps(failure), replace=True)
+            status, payload = REPLACE, json.dumps(failure)
         except Exception as exc:
-            response = _answer(False, json.dumps(error(exc, context.aws_request_id)))
+            status, payload = FAILED, json.dumps(error(exc, context.aws_request_id))
         sys.stdout.flush()
         sys.stderr.flush()
-        channel.write(response)
+        channel.write(status, payload.encode())
 
 
 if __name__ == "__main__":

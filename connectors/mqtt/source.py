@@ -193,7 +193,7 @@ class MqttSource:
             sent_on, seq = _position(record)
             if sent_on == generation:
                 window.settle(seq)
-        if any(_position(record)[0] == generation for record in outcome.failed):
+        if outcome.failed and any(_position(record)[0] == generation for record in outcome.failed):
             self._end(ConnectionError("a message failed without a final outcome: reconnecting for its redelivery"))
 
     # ---- records ---------------------------------------------------------------------------------------------

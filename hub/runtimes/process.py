@@ -29,13 +29,16 @@ import msgspec
 
 from hub.logs import fields
 from hub.runtimes import LambdaContext, Result, error_payload, log_stream_name
+from hub.runtimes.frames import Responses, result_json
 from hub.runtimes.python import HandlerLoadError
 from hub.runtimes.variables import FunctionSetup
+from hub.worker import INIT_FAILED, OK, READY, REPLACE
 
 log = logging.getLogger("hub.function")
 _HEADER = struct.Struct(">I")
 _PIPE_BYTES = 1 << 20  # a batch of a thousand records is written in one go (Linux; 64 KiB where it cannot be set)
 _encode_into = msgspec.json.Encoder().encode_into  # the event is the hub's own JSON values: encoded in C
+_STATUS_OK, _STATUS_REPLACE = OK[0], REPLACE[0]
 
 
 class Worker:
@@ -44,11 +47,14 @@ class Worker:
     def __init__(self, runtime: ProcessRuntime) -> None:
         self.runtime = runtime
         self.proc: asyncio.subprocess.Process | None = None
-        self.reader: asyncio.StreamReader | None = None
+        self.responses = Responses()
         self.writer: asyncio.WriteTransport | None = None
         self.request_id = "-"
         self.log_stream_name = log_stream_name()
         self._log_tasks: list[asyncio.Task[None]] = []
+        self._deadline: float | None = None
+        """When the invocation running now times out (the loop's clock); None while none runs."""
+        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def alive(self) -> bool:
@@ -88,10 +94,7 @@ class Worker:
             os.close(requests_r)
             os.close(responses_w)
         loop = asyncio.get_running_loop()
-        reader = self.reader = asyncio.StreamReader(limit=2**31)
-        await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(responses_r, "rb", buffering=0)
-        )
+        await loop.connect_read_pipe(lambda: self.responses, os.fdopen(responses_r, "rb", buffering=0))
         # writes go through the loop (no thread per call); a large event is buffered until the pipe takes it
         self.writer, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(requests_w, "wb", buffering=0))
         assert self.proc.stdout is not None and self.proc.stderr is not None
@@ -99,19 +102,23 @@ class Worker:
             asyncio.ensure_future(self._forward(self.proc.stdout)),
             asyncio.ensure_future(self._forward(self.proc.stderr)),
         ]
+        detail: dict[str, Any] | None = None
         try:
             async with asyncio.timeout(self.runtime.init_timeout):
-                ready = await self._read()
+                ready = await self.responses.expect()
         except TimeoutError:
-            ready = {
-                "error": {
-                    "errorType": "Runtime.InitTimeout",
-                    "errorMessage": f"the handler's module did not load within {self.runtime.init_timeout:.0f} s",
-                }
+            detail = {
+                "errorType": "Runtime.InitTimeout",
+                "errorMessage": f"the handler's module did not load within {self.runtime.init_timeout:.0f} s",
             }
-        if ready is None or not ready.get("ready"):
+        else:
+            if ready is not None and ready[:1] == INIT_FAILED:
+                detail = json.loads(ready[1:])
+            elif ready != READY:
+                detail = {}
+        if detail is not None:
             await self.kill()
-            detail = (ready or {}).get("error") or {"errorMessage": await self._death()}
+            detail = detail or {"errorMessage": await self._death()}
             raise HandlerLoadError(
                 f"function {setup.name!r}: {detail.get('errorType', 'Error')}: {detail.get('errorMessage')} "
                 f"(handler {setup.handler!r}, code in {setup.task_root})",
@@ -123,15 +130,6 @@ class Worker:
         while line := await stream.readline():
             text = line.decode(errors="replace").rstrip("\n")
             log.info(text, extra=fields(function=name, request_id=self.request_id))
-
-    async def _read(self) -> dict[str, Any] | None:
-        assert self.reader is not None
-        try:
-            header = await self.reader.readexactly(_HEADER.size)
-            body = await self.reader.readexactly(_HEADER.unpack(header)[0])
-        except asyncio.IncompleteReadError:
-            return None
-        return json.loads(body)  # type: ignore[no-any-return]
 
     async def call(self, event: Any, context: LambdaContext) -> Result:
         """Run one invocation in this environment: the Result of the handler, or Lambda's error for a timeout (the
@@ -157,20 +155,25 @@ class Worker:
         )
         _HEADER.pack_into(frame, 0, len(frame) - _HEADER.size)
         assert self.writer is not None
-        try:
-            async with asyncio.timeout(context.timeout):
-                if self.writer.is_closing():
-                    raise ConnectionResetError
-                self.writer.write(frame)
-                response = await self._read()
-        except TimeoutError:
-            await self.kill()
-            return self._failed(
-                "Sandbox.Timedout", f"Task timed out after {context.timeout:.2f} seconds", started, context, "Timeout"
-            )
-        except OSError:
-            response = None
-        if response is None:
+        response: bytes | None = None
+        if not self.writer.is_closing():
+            answered = self.responses.expect()
+            self.writer.write(frame)
+            self._time_out_at(asyncio.get_running_loop().time() + context.timeout)
+            try:
+                response = await answered
+            except TimeoutError:
+                await self.kill()
+                return self._failed(
+                    "Sandbox.Timedout",
+                    f"Task timed out after {context.timeout:.2f} seconds",
+                    started,
+                    context,
+                    "Timeout",
+                )
+            finally:
+                self._deadline = None
+        if not response:
             reason = await self._death()
             return self._failed(
                 "Runtime.ExitError",
@@ -179,12 +182,36 @@ class Worker:
                 context,
                 "Unhandled",
             )
-        if response.get("replace"):
+        status = response[0]
+        if status == _STATUS_REPLACE:
             await self.kill()
+        payload = result_json(response[1:])
         duration = time.perf_counter() - started
-        if response["ok"]:
-            return Result(True, response["payload"], duration, context.aws_request_id)
-        return Result(False, response["payload"], duration, context.aws_request_id, "Unhandled")
+        if status == _STATUS_OK:
+            return Result(True, payload, duration, context.aws_request_id)
+        return Result(False, payload, duration, context.aws_request_id, "Unhandled")
+
+    def _time_out_at(self, deadline: float) -> None:
+        """Time the invocation out at `deadline`. One timer per environment, moved on only when it fires early (it
+        was set for an invocation that has ended): not a timer made and cancelled per invocation."""
+        self._deadline = deadline
+        if self._timer is None or self._timer.when() > deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = asyncio.get_running_loop().call_at(deadline, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return  # no invocation runs: the next one sets its own
+        loop = asyncio.get_running_loop()
+        if loop.time() < deadline:
+            self._timer = loop.call_at(deadline, self._check_deadline)
+            return
+        waiter = self.responses.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TimeoutError())
 
     def _failed(self, kind: str, message: str, started: float, context: LambdaContext, error: str) -> Result:
         return Result(False, error_payload(kind, message), time.perf_counter() - started, context.aws_request_id, error)
@@ -219,6 +246,9 @@ class Worker:
             task.cancel()
         if self.writer is not None:
             self.writer.close()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 SCALE_UP_AFTER = 0.01

@@ -327,3 +327,30 @@ async def test_invocations_that_keep_every_environment_busy_get_new_ones_up_to_t
         assert all(pids.count(pid) == 2 for pid in set(pids))  # then each environment ran one more, warm
     finally:
         await fn.close()
+
+
+async def test_a_timeout_counts_from_its_own_invocation_after_quick_ones_in_the_same_environment() -> None:
+    fn = process_fn("spins_when_told", timeout=1, concurrency=1)
+    await fn.start()
+    try:
+        for n in range(50):  # each one done long before the timeout: their deadlines pass unused
+            assert (await fn.invoke({"n": n})).payload == "quick"
+        timed_out = await fn.invoke({"spin": True})
+        assert timed_out.payload["errorType"] == "Sandbox.Timedout"
+        assert (await fn.invoke({})).payload == "quick"  # a fresh environment
+    finally:
+        await fn.close()
+
+
+async def test_a_result_reaches_the_hub_as_pythons_json_reads_it() -> None:
+    fn = process_fn("returns_odd_json")
+    await fn.start()
+    try:
+        event = {"a": [1, 2.5, None, True], "b": "x" * 100_000}  # a response longer than one read of the pipe
+        result = await fn.invoke(event)
+        assert result.ok
+        payload = result.payload
+        assert payload["nan"] != payload["nan"] and payload["inf"] == float("-inf")
+        assert payload["big"] == 10**30 and payload["text"] == "é ☃" and payload["event"] == event
+    finally:
+        await fn.close()
