@@ -110,8 +110,10 @@ class TableLane:
 
     def push(self, record: Record) -> None:
         """Add a decoded change, in commit order."""
-        self._waiting.append(record)
-        self._arrived.set()
+        waiting = self._waiting
+        if not waiting:  # a reader waits only on an empty lane: the first record wakes it, the others need not
+            self._arrived.set()
+        waiting.append(record)
 
     def end(self) -> int:
         """No more records for this lane (the connection closed or the lease ended): reads raise LaneEnded, and

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import time
 import zlib
 from collections.abc import AsyncIterator, Sequence
@@ -25,6 +26,7 @@ from hub.logs import fields
 from hub.records import Lag, Record
 from hub.source import SourceContext
 
+_payload = operator.attrgetter("payload")
 YIELD_EVERY = 256
 """Messages decoded between two returns to the event loop while the stream has more at once."""
 
@@ -179,7 +181,7 @@ class PostgresSource:
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
         """The DynamoDB Streams-shaped event: `{"Records": [...]}`."""
-        return {"Records": [r.payload for r in records]}
+        return {"Records": list(map(_payload, records))}
 
     def event_source_arn(self, lane: str) -> str:
         """The `eventSourceARN` of the records of `lane` (its table's), which tumbling windows repeat."""
