@@ -59,9 +59,7 @@ class PostgresSource:
         self._commit_time = 0.0
         self._created = 0.0
         self._index = 0
-        self._base = 0
-        """The sequence number of the current transaction's changes before their place in it (its commit LSN <<
-        SEQUENCE_SHIFT)."""
+        self._base = 0  # the current transaction's commit LSN << SEQUENCE_SHIFT: its changes' sequence numbers + i
         self._view = config.stream_view_type
         self._region = context.region
         self._session = 0
@@ -270,7 +268,8 @@ class PostgresSource:
                 stream.keep_alive()
                 self._room.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._room.wait(), interval)
+                    async with asyncio.timeout(interval):  # once per settled batch: no task, as wait_for makes
+                        await self._room.wait()
                 continue
             item = stream.read_now()
             if item is None:
