@@ -129,27 +129,19 @@ def stream_record(
     seconds rounded to the millisecond; `size` the change's message size, given as SizeBytes."""
     new = change.new
     old_row = change.old if change.old_kind == "O" else None
-    both = table.images(new) if old_row is None and new is not None and view in NEW_VIEWS else None
-    if both is not None:  # an insert, or an update without the old row and no UNCHANGED value: one dict display
-        keys = both[0]
-        change_part = {
-            "ApproximateCreationDateTime": commit_time,
-            "Keys": keys,
-            "NewImage": both[1],
-            "SequenceNumber": str(sequence),
-            "SizeBytes": size,
-            "StreamViewType": view,
-        }
-    else:
-        keys = table.key_image(new if new is not None else change.old)  # type: ignore[arg-type]
-        change_part = {"ApproximateCreationDateTime": commit_time, "Keys": keys}
-        if new is not None and view in NEW_VIEWS:
-            change_part["NewImage"] = table.image(new, old_row)
-        if old_row is not None and view in OLD_VIEWS:
-            change_part["OldImage"] = table.image(old_row)
-        change_part["SequenceNumber"] = str(sequence)
-        change_part["SizeBytes"] = size
-        change_part["StreamViewType"] = view
+    key_row = new if new is not None else change.old
+    assert key_row is not None
+    shown = table.images(key_row)  # its Keys and image at once (None with an UNCHANGED value: column by column)
+    keys = shown[0] if shown is not None else table.key_image(key_row)
+    change_part: dict[str, Any] = {"ApproximateCreationDateTime": commit_time, "Keys": keys}
+    if new is not None and view in NEW_VIEWS:
+        change_part["NewImage"] = shown[1] if shown is not None else table.image(new, old_row)
+    if old_row is not None and view in OLD_VIEWS:
+        old_shown = shown if new is None else table.images(old_row)
+        change_part["OldImage"] = old_shown[1] if old_shown is not None else table.image(old_row)
+    change_part["SequenceNumber"] = str(sequence)
+    change_part["SizeBytes"] = size
+    change_part["StreamViewType"] = view
     payload = {
         "eventID": f"{sequence:032x}",
         "eventName": EVENT_NAMES[change.kind],
