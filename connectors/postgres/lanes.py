@@ -12,7 +12,9 @@ every lane has settled.
 from __future__ import annotations
 
 import asyncio
+import operator
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from hub.source import LaneEnded
 
 SEQUENCE_SHIFT = 32
 """A record's sequence number is (the commit LSN of its transaction << SEQUENCE_SHIFT) + its place in it."""
+_position = operator.attrgetter("position")
 
 
 @dataclass(slots=True)
@@ -60,10 +63,16 @@ class Transactions:
     def settled(self, records: Iterable[Record]) -> None:
         """Count these records of their transactions as settled, and move the confirmable position."""
         by_lsn = self._by_lsn
-        for record in records:
-            txn = by_lsn.get(record.position >> SEQUENCE_SHIFT)  # type: ignore[operator]
+        positions = sorted(map(_position, records))
+        # a transaction's changes are a run of the sorted positions: counted per run (bisected), not per record
+        at = 0
+        while at < len(positions):
+            lsn = positions[at] >> SEQUENCE_SHIFT
+            after = bisect_left(positions, (lsn + 1) << SEQUENCE_SHIFT, at)
+            txn = by_lsn.get(lsn)
             if txn is not None:
-                txn.open -= 1
+                txn.open -= after - at
+            at = after
         self._advance()
 
     def _advance(self) -> None:
@@ -101,8 +110,10 @@ class TableLane:
 
     def push(self, record: Record) -> None:
         """Add a decoded change, in commit order."""
-        self._waiting.append(record)
-        self._arrived.set()
+        waiting = self._waiting
+        if not waiting:  # a reader waits only on an empty lane: the first record wakes it, the others need not
+            self._arrived.set()
+        waiting.append(record)
 
     def end(self) -> int:
         """No more records for this lane (the connection closed or the lease ended): reads raise LaneEnded, and
@@ -130,9 +141,13 @@ class TableLane:
         if self.ended:
             raise LaneEnded(self.key)
         waiting = self._waiting
-        count = min(limit, len(waiting))
-        out = [waiting.popleft() for _ in range(count)]
-        self._tracker.track([r.position for r in out])
+        if len(waiting) <= limit:
+            out = list(waiting)
+            waiting.clear()
+        else:
+            popleft = waiting.popleft
+            out = [popleft() for _ in range(limit)]
+        self._tracker.track(list(map(_position, out)))
         return out
 
     async def settle(self, outcome: Outcome) -> None:
@@ -140,7 +155,7 @@ class TableLane:
         again first."""
         settled = outcome.settled
         if settled:
-            self._tracker.done([r.position for r in settled])
+            self._tracker.done(list(map(_position, settled)))
         dropped = 0
         if outcome.failed and not self.ended:
             # read again first: a stream lane never moves past what has not settled

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import time
 import zlib
 from collections.abc import AsyncIterator, Sequence
@@ -13,7 +14,7 @@ from typing import Any
 
 from connectors.postgres.admin import Admin, TableInfo
 from connectors.postgres.config import PostgresConfig
-from connectors.postgres.events import ENVELOPE, PER_VALUE, Table, stream_record, table_arn
+from connectors.postgres.events import Table, stream_record, table_arn
 from connectors.postgres.lanes import SEQUENCE_SHIFT, TableLane, Transaction, Transactions
 from connectors.postgres.pgoutput import Begin, Change, Commit, Relation, Truncate, decode
 from connectors.postgres.replication import ReplicationStream
@@ -25,6 +26,7 @@ from hub.logs import fields
 from hub.records import Lag, Record
 from hub.source import SourceContext
 
+_payload = operator.attrgetter("payload")
 YIELD_EVERY = 256
 """Messages decoded between two returns to the event loop while the stream has more at once."""
 
@@ -57,6 +59,9 @@ class PostgresSource:
         self._commit_time = 0.0
         self._created = 0.0
         self._index = 0
+        self._base = 0  # the current transaction's commit LSN << SEQUENCE_SHIFT: its changes' sequence numbers + i
+        self._view = config.stream_view_type
+        self._region = context.region
         self._session = 0
         self._buffered = 0
         self._room = asyncio.Event()
@@ -174,7 +179,7 @@ class PostgresSource:
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
         """The DynamoDB Streams-shaped event: `{"Records": [...]}`."""
-        return {"Records": [r.payload for r in records]}
+        return {"Records": list(map(_payload, records))}
 
     def event_source_arn(self, lane: str) -> str:
         """The `eventSourceARN` of the records of `lane` (its table's), which tumbling windows repeat."""
@@ -263,17 +268,21 @@ class PostgresSource:
                 stream.keep_alive()
                 self._room.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._room.wait(), interval)
+                    async with asyncio.timeout(interval):  # once per settled batch: no task, as wait_for makes
+                        await self._room.wait()
                 continue
             item = stream.read_now()
             if item is None:
                 await stream.wait(interval)
                 continue
-            message = decode(item[1])
-            if isinstance(message, Relation):
+            data = item[1]
+            message = decode(data)
+            if type(message) is Change:  # nearly every message: straight to it
+                self._change(message, len(data))
+            elif isinstance(message, Relation):
                 await self._relation(message)
             else:
-                self._route(message, len(item[1]))
+                self._route(message)
             burst += 1
             if burst >= YIELD_EVERY:  # a long backlog: let the lanes and the status updates in
                 burst = 0
@@ -281,14 +290,14 @@ class PostgresSource:
                 stream.keep_alive()
                 await asyncio.sleep(0)
 
-    def _route(self, message: Any, size: int) -> None:
-        if isinstance(message, Change):
-            self._change(message, size)
-        elif isinstance(message, Begin):
+    def _route(self, message: Any) -> None:
+        """A message other than a change or a relation: a transaction's bounds, a truncate."""
+        if isinstance(message, Begin):
             self._txn = self._txns.begin(message.final_lsn)
             self._commit_time = message.commit_time
             self._created = round(message.commit_time, 3)
             self._index = 0
+            self._base = message.final_lsn << SEQUENCE_SHIFT
         elif isinstance(message, Commit):
             if self._txn is not None:
                 self._txns.commit(self._txn, message.end_lsn)
@@ -312,25 +321,25 @@ class PostgresSource:
         self._index += 1
         if not table.wanted:
             return
-        sequence = (txn.final_lsn << SEQUENCE_SHIFT) + self._index
-        payload, key_json = stream_record(
-            table, change, sequence, self._created, self.config.stream_view_type, self.context.region, size
-        )
-        lanes = self.config.lanes_per_table
-        key = table.qualified if lanes == 1 else f"{table.qualified}#{zlib.crc32(key_json) % lanes}"
-        lane = self._lanes[key]
-        if sequence <= lane.checkpoint:
+        sequence = self._base + self._index
+        lane = table.lane
+        if lane is not None and sequence <= lane.checkpoint:
             return  # settled before the restart; the slot's confirmed LSN had not moved past it yet
+        payload, key_json = stream_record(table, change, sequence, self._created, self._view, self._region, size)
+        if lane is None:  # key-hash lanes
+            lane = self._lanes[f"{table.qualified}#{zlib.crc32(key_json) % self.config.lanes_per_table}"]
+            if sequence <= lane.checkpoint:
+                return
         txn.open += 1
         self._buffered += 1
-        values = len(table.names) * (2 if change.old_kind == "O" and change.new is not None else 1)
+        both = change.old_kind == "O" and change.new is not None
         lane.push(
             Record(
-                key,
+                lane.key,
                 sequence,
                 payload,
                 timestamp=self._commit_time,
-                size=size + ENVELOPE + PER_VALUE * values,
+                size=size + (table.extra_size_both if both else table.extra_size),
                 item_id=payload["dynamodb"]["SequenceNumber"],
                 order_key=key_json,
             )
@@ -361,7 +370,10 @@ class PostgresSource:
             self.slot,
         )
         converters = [self._types.converter(c.type_oid) for c in relation.columns]
-        self._tables[relation.oid] = Table(relation, converters, keys, arn, wanted)
+        table = Table(relation, converters, keys, arn, wanted)
+        if wanted and self.config.lanes_per_table == 1:
+            table.lane = self._lanes.get(table.qualified)
+        self._tables[relation.oid] = table
 
     # ---- the slot's lag --------------------------------------------------------------------------------------
 

@@ -179,3 +179,24 @@ def test_an_unchanged_large_value_comes_from_the_old_row_or_is_left_out() -> Non
     payload, _ = stream_record(table, plain, 6, 1.5, "NEW_AND_OLD_IMAGES", "us-east-1", 20)
     assert payload["dynamodb"]["NewImage"] == {"id": {"N": "1"}} and "OldImage" not in payload["dynamodb"]
     assert payload["dynamodb"]["SizeBytes"] == 20 and payload["eventName"] == "MODIFY"
+
+
+def test_the_images_made_for_a_table_are_those_of_the_column_by_column_conversion() -> None:
+    from connectors.postgres.events import Table
+    from connectors.postgres.pgoutput import Column
+
+    types = Types()
+    columns = [("id", 20, True), ('a "quoted"\\name', 25, False), ("n", 1700, False), ("j", 3802, False)]
+    columns += [("é", 1007, False), ("k2", 23, True), ("b", 16, False)]
+    relation = Relation(1, "public", "t", "d", tuple(Column(*c) for c in columns))
+    table = Table(relation, [types.converter(c[1]) for c in columns], (5, 0), "arn")
+    for row in (
+        ("1", "x", "1.5", '{"a": [1, null]}', "{1,NULL}", "2", "t"),
+        ("1", None, "NaN", None, None, "2", None),
+    ):
+        assert table.images(row) == (table.key_image(row), table.image(row))
+        keys, image = table.images(row)  # type: ignore[misc]
+        assert list(keys) == ["k2", "id"] and list(image) == [c[0] for c in columns]  # the JSON's order too
+    assert table.images(("1", UNCHANGED, "1", None, None, "2", None)) is None  # an UNCHANGED value: column by column
+    no_columns = Table(Relation(2, "public", "empty", "n", ()), [], (), "arn")  # CREATE TABLE empty ()
+    assert no_columns.images(()) == ({}, {})
