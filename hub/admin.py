@@ -219,6 +219,8 @@ async def serve(hub: Observed, host: str, port: int) -> web.AppRunner:
 
     async def health_view(request: web.Request) -> web.Response:
         down = [r.name for r in hub.runners if r.state != "running"]
+        if hub.pollers is not None:
+            down += hub.pollers.down()  # a poller process that died and waits for its restart
         if hub.cluster_health.degraded:
             down.append("cluster")  # the lease store does not answer: leases may be lost
         return web.json_response({"ok": not down, "not_running": down}, status=200 if not down else 503)

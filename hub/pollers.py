@@ -206,6 +206,14 @@ class Pollers:
             ]
         return out
 
+    def down(self) -> list[str]:
+        """The children that should run and do not (exited and waiting for their restart, or never started): what
+        /healthz names, as `<mapping> (poller <i>)`. One stopped on purpose for a reload is not down; nor is any
+        once the hub is stopping."""
+        if self._stopping.is_set():
+            return []
+        return [f"{c.mapping} (poller {c.index})" for c in self.children if not c.running and not c.recycling]
+
     async def _spawn(self, child: Child) -> bool:
         """Start the child's process; False (and nothing started) once the hub is stopping. Raises OSError."""
         async with self._spawning:

@@ -16,6 +16,7 @@ import re
 import signal
 import socket
 import sys
+import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -249,6 +250,35 @@ def test_a_killed_poller_is_restarted_and_nothing_is_lost(tmp_path: Path, tansu:
     expected = {f"r{i}" for i in range(1200)} | {f"s{i}" for i in range(200)}
     assert set(ids(out)) == expected
     assert {pid for record_id, pid in handled(out) if record_id.startswith("s")} == {parent, restarted}
+
+
+def test_a_poller_that_cannot_start_shows_in_healthz_until_it_runs_again(tmp_path: Path, tansu: str) -> None:
+    """A child that dies and keeps failing to start (here: its configuration file broke since the hub read it) is
+    named by /healthz (503) while it is down, and no longer once it runs again."""
+    topic, group, port = unique("t"), unique("g"), free_port()
+    create_topic(tansu, topic, 2)
+    config = {**hub_config(tmp_path, tansu, topic, group), "admin": {"listen": f"127.0.0.1:{port}"}}
+    url = f"http://127.0.0.1:{port}/healthz"
+
+    def health() -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    with HubProcess(tmp_path, config) as hub:
+        hub.start()
+        _, child = poller_pids(hub)
+        wait_for(lambda: health()[0] == 200, 30, "a healthy hub")
+        good = hub.config_path.read_text()
+        hub.config_path.write_text(good.replace("minimum_pollers", "minimum_polers"))  # the child reads it anew
+        os.kill(child, signal.SIGKILL)
+        wait_for(lambda: health() == (503, {"ok": False, "not_running": ["orders (poller 2)"]}), 30, "the child down")
+        hub.config_path.write_text(good)
+        wait_for(lambda: health()[0] == 200, 60, "the child running again")
+        assert "poller 2 restarted" in hub.log()
+        assert hub.stop() == 0
 
 
 def test_sigterm_stops_every_poller_and_exits_0(tmp_path: Path, tansu: str) -> None:
