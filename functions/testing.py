@@ -8,6 +8,14 @@ def returns_garbage(event, context):
     return {"not json": object()}
 
 
+def returns_too_deep(event, context):
+    """A result nested deeper than json.dumps goes (it raises RecursionError, not TypeError)."""
+    deep = []
+    for _ in range(100_000):
+        deep = [deep]
+    return deep
+
+
 _release = threading.Event()
 
 

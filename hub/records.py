@@ -242,7 +242,7 @@ def data_view(metadata: dict[str, Any], data_key: str, data: bytes | str | None)
             return view
     try:
         view[data_key] = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python reads: a string
         view[data_key] = data
     return view
 

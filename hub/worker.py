@@ -113,8 +113,8 @@ _ENCODER = json.JSONEncoder(default=_number)
 
 
 def to_json(value: Any) -> str:
-    """A handler's result as Lambda's runtime serialises it (json.dumps, a Decimal as its number); raises TypeError
-    or ValueError if it cannot be."""
+    """A handler's result as Lambda's runtime serialises it (json.dumps, a Decimal as its number); raises TypeError,
+    ValueError or RecursionError (nested too deep) if it cannot be."""
     if value is None:  # what most handlers return
         return "null"
     return _ENCODER.encode(value)
@@ -240,7 +240,7 @@ def main() -> None:
                 value = loop.run_until_complete(value)
             try:
                 status, payload = OK, to_json(value)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:  # a result nested too deep too
                 failure = {
                     "errorMessage": f"Unable to marshal response: {exc}",
                     "errorType": "Runtime.MarshalError",

@@ -33,8 +33,10 @@ def iot_event(payload: bytes, topic: str, topic_key: str | None) -> Any:
         except msgspec.DecodeError:  # Python's json has the last word on the rest (it reads 1e400 as inf)
             try:
                 event = json.loads(payload.decode("utf-8"), parse_constant=_not_json)
-            except ValueError:  # not UTF-8 (UnicodeDecodeError is a ValueError), or not JSON
+            except (ValueError, RecursionError):  # not UTF-8 (a ValueError), not JSON, or nested too deep to read
                 event = {BINARY_KEY: base64.b64encode(payload).decode("ascii")}
+        except RecursionError:  # JSON nested deeper than Python reads: delivered as the bytes it is
+            event = {BINARY_KEY: base64.b64encode(payload).decode("ascii")}
     if topic_key is not None and isinstance(event, dict):
         event[topic_key] = topic
     return event

@@ -138,8 +138,12 @@ def binary(text: str) -> dict[str, Any]:
 
 
 def json_value(text: str) -> dict[str, Any]:
-    """A json/jsonb value as the DynamoDB attribute value of what it holds (a map, a list, a number...)."""
-    return attribute(json.loads(text, parse_float=_Number, parse_int=_Number, parse_constant=str))
+    """A json/jsonb value as the DynamoDB attribute value of what it holds (a map, a list, a number...); one nested
+    deeper than Python reads is its text (`{"S": ...}`), never a failed change."""
+    try:
+        return attribute(json.loads(text, parse_float=_Number, parse_int=_Number, parse_constant=str))
+    except RecursionError:
+        return {"S": text}
 
 
 CONVERTERS: dict[Kind, Callable[[str], dict[str, Any]]] = {

@@ -59,7 +59,7 @@ def split_binary(fields: dict[str, str]) -> tuple[dict[str, str], dict[str, str]
 def _parsed(value: str) -> Any:
     try:
         return json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python reads: the string
         return value
 
 

@@ -21,7 +21,7 @@ def _records_of(body: str) -> list[Any] | None:
         document = json.loads(body)
         if isinstance(document, dict) and document.get("Type") == "Notification" and "Message" in document:
             document = json.loads(document["Message"])  # S3 -> SNS -> SQS without raw message delivery
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None
     if not isinstance(document, dict):
         return None

@@ -46,7 +46,7 @@ def check_serialisable(value: Any) -> str | None:
 
     try:
         to_json(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         return f"Unable to marshal response: {exc}"
     return None
 

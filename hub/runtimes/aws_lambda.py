@@ -68,7 +68,7 @@ class LambdaRuntime:
         request_id = response.get("ResponseMetadata", {}).get("RequestId") or context.aws_request_id
         try:
             payload = json.loads(body) if body else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python reads
             payload = body.decode(errors="replace")
         duration = time.perf_counter() - started
         if response.get("FunctionError"):

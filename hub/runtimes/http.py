@@ -80,7 +80,7 @@ class HttpRuntime:
             return Result(True, None, time.perf_counter() - started, request_id)
         try:
             payload = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python reads
             return failed("Http.InvalidResponse", f"POST {self.url} answered {status} with a body that is not JSON")
         return Result(True, payload, time.perf_counter() - started, request_id)
 

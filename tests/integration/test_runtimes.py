@@ -39,6 +39,7 @@ def python_fn(handler: str, **settings: Any) -> Function:
         ("spins", "Sandbox.Timedout", "Task timed out after 1.00 seconds"),
         ("eats_memory", "Runtime.OutOfMemory", "more than its memory limit (128 MB)"),
         ("returns_garbage", "Runtime.MarshalError", "Unable to marshal response"),
+        ("returns_too_deep", "Runtime.MarshalError", "Unable to marshal response"),
         ("raises", "KeyError", "'missing'"),
     ],
 )
@@ -65,6 +66,7 @@ async def test_a_faulty_function_is_a_failed_invocation_and_the_next_gets_a_work
         ("calls_sys_exit", "SystemExit", "3"),
         ("hangs", "Sandbox.Timedout", "Task timed out after 0.20 seconds"),
         ("returns_garbage", "Runtime.MarshalError", "Unable to marshal response"),
+        ("returns_too_deep", "Runtime.MarshalError", "Unable to marshal response"),
         ("raises", "KeyError", "'missing'"),
     ],
 )
