@@ -233,7 +233,7 @@ def sam_command(template: str, parameter_overrides: tuple[str, ...], bindings: s
     import yaml
 
     from hub.config import ConfigError
-    from hub.sam import is_template
+    from hub.sam import is_template, resources
     from hub.sam.translate import parse_overrides, translate
 
     if not is_template(template):
@@ -242,6 +242,7 @@ def sam_command(template: str, parameter_overrides: tuple[str, ...], bindings: s
         document = translate(template, parse_overrides(parameter_overrides), bindings)
         redact.remember(redact.secrets_in(document.data))
         _validated(document)
+        resources.prepare(document, create=False)  # a resource hub run could not create fails here too
     except ConfigError as exc:
         fail(_invalid(template, exc))
     text = yaml.safe_dump(document.data, sort_keys=False, width=120)

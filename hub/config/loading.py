@@ -156,7 +156,8 @@ def _resolve_code_uris(data: dict[str, Any], folder: Path) -> None:
         return
     for function in functions.values():
         code_uri = function.get("code_uri") if isinstance(function, dict) else None
-        if isinstance(code_uri, str) and code_uri and not Path(code_uri).is_absolute():
+        # a NUL is left to the model, which says the folder does not exist (a path cannot hold one)
+        if isinstance(code_uri, str) and code_uri and "\0" not in code_uri and not Path(code_uri).is_absolute():
             function["code_uri"] = str((folder / code_uri).resolve())
 
 

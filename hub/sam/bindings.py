@@ -107,6 +107,7 @@ class Bindings:
         self.resources = resources
         self.region = str(settings.aws.get("region") or region)
         self.account = settings.account_id
+        self._naming: set[str] = set()  # the resources whose name is being resolved (a name that needs itself)
         # the template's intrinsic functions, for names given as `!Sub "${Prefix}-queue"` (set by the translator)
         self.resolve: Callable[[Any, tuple[Any, ...]], Any] | None = None
 
@@ -129,7 +130,16 @@ class Bindings:
         prop = _NAME_PROPERTY.get(self.kind(logical_id), "")
         given = props.get(prop, None) if isinstance(props, dict) else None
         if given is not None and not isinstance(given, str) and self.resolve is not None:
-            given = self.resolve(given, ("Resources", logical_id, "Properties", prop))
+            at = ("Resources", logical_id, "Properties", prop)
+            if logical_id in self._naming:  # `QueueName: !Ref Self`, or two queues named after each other
+                raise SamError(
+                    at, f"{prop} refers back to {logical_id} itself (by Ref, Fn::GetAtt or Fn::Sub): name it"
+                )
+            self._naming.add(logical_id)
+            try:
+                given = self.resolve(given, at)
+            finally:
+                self._naming.discard(logical_id)
         return given if isinstance(given, str) else logical_id
 
     def folder(self, bucket: str) -> str:

@@ -283,7 +283,10 @@ def _s3(event: Event) -> dict[str, Any]:
         else:
             raise event.error("Events", f"{kind}: the hub sends s3:ObjectCreated:* and s3:ObjectRemoved:* events")
     source["events"] = sorted(set(wanted))
-    rules = ((event.take("Filter") or {}).get("S3Key") or {}).get("Rules") or []
+    key = (event.take("Filter") or {}).get("S3Key") or {}
+    rules = (key.get("Rules") if isinstance(key, dict) else None) or []
+    if not isinstance(rules, list) or not all(isinstance(rule, dict) for rule in rules):
+        raise event.error("Filter", "Filter is {S3Key: {Rules: [{Name: prefix | suffix, Value: ...}]}}")
     for rule in rules:
         name = str(rule.get("Name", "")).lower()
         if name not in ("prefix", "suffix"):

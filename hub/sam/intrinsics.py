@@ -140,8 +140,11 @@ class Resolver:
         if not (isinstance(arg, list) and len(arg) == 2 and isinstance(arg[1], list)):
             raise SamError(at, "Fn::Select takes [index, [values]]")
         try:
-            return arg[1][int(arg[0])]
-        except (ValueError, IndexError):
+            index = int(arg[0])
+            if index < 0:  # CloudFormation counts from 0 only: -1 is no item, not the last one
+                raise IndexError(index)
+            return arg[1][index]
+        except (TypeError, ValueError, IndexError):
             raise SamError(at, f"Fn::Select: no item {arg[0]!r} in a list of {len(arg[1])}") from None
 
     def _fn_split(self, arg: Any, at: tuple[Any, ...]) -> Any:

@@ -177,7 +177,7 @@ def _queue(document: SamLocated, logical_id: str, name: str) -> Wanted:
 
 def _stream(document: SamLocated, logical_id: str, name: str) -> Wanted:
     props = _properties(document, logical_id, ("ShardCount", "StreamModeDetails"))
-    mode = (props.get("StreamModeDetails") or {}).get("StreamMode")
+    mode = _mapping(props, "StreamModeDetails", logical_id).get("StreamMode")
     if mode == "ON_DEMAND":
         return Wanted(logical_id, "stream", name, {"StreamName": name, "StreamModeDetails": {"StreamMode": mode}})
     try:
@@ -187,9 +187,20 @@ def _stream(document: SamLocated, logical_id: str, name: str) -> Wanted:
     return Wanted(logical_id, "stream", name, {"StreamName": name, "ShardCount": shards})
 
 
-def _throughput(value: Any) -> dict[str, int]:
+def _mapping(props: dict[str, Any], key: str, logical_id: str) -> dict[str, Any]:
+    """The mapping `props[key]` ({} when it is not set). Raises SamError for another kind of value."""
+    value = props.get(key) or {}
+    if not isinstance(value, dict):
+        raise SamError(("Resources", logical_id, "Properties", key), f"{key} takes a mapping (`Key: value` lines)")
+    return value
+
+
+def _throughput(value: Any, at: tuple[Any, ...]) -> dict[str, int]:
     units = value if isinstance(value, dict) else {}
-    return {k: int(units[k]) for k in ("ReadCapacityUnits", "WriteCapacityUnits") if k in units}
+    try:
+        return {k: int(units[k]) for k in ("ReadCapacityUnits", "WriteCapacityUnits") if k in units}
+    except (TypeError, ValueError):
+        raise SamError(at, "ReadCapacityUnits and WriteCapacityUnits are whole numbers") from None
 
 
 def _table(document: SamLocated, logical_id: str, name: str) -> Wanted:
@@ -199,19 +210,22 @@ def _table(document: SamLocated, logical_id: str, name: str) -> Wanted:
         raise SamError(("Resources", logical_id, "Properties"), "a table needs KeySchema and AttributeDefinitions")
     arguments: dict[str, Any] = {"TableName": name, "KeySchema": props["KeySchema"]}
     arguments["AttributeDefinitions"] = props["AttributeDefinitions"]
-    throughput = _throughput(props.get("ProvisionedThroughput"))
+    throughput = _throughput(props.get("ProvisionedThroughput"), ("Resources", logical_id, "Properties"))
     # CloudFormation's default is PROVISIONED, which needs a throughput; without one the table is on demand here
     arguments["BillingMode"] = props.get("BillingMode") or ("PROVISIONED" if throughput else "PAY_PER_REQUEST")
     if arguments["BillingMode"] == "PROVISIONED":
         arguments["ProvisionedThroughput"] = throughput
     for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
         if isinstance(props.get(key), list):
+            if not all(isinstance(index, dict) for index in props[key]):
+                raise SamError(("Resources", logical_id, "Properties", key), f"{key} is a list of mappings")
             indexes = [{k: v for k, v in index.items() if k in _INDEX_KEYS} for index in props[key]]
             for index in indexes:
                 if "ProvisionedThroughput" in index:
-                    index["ProvisionedThroughput"] = _throughput(index["ProvisionedThroughput"])
+                    at = ("Resources", logical_id, "Properties", key)
+                    index["ProvisionedThroughput"] = _throughput(index["ProvisionedThroughput"], at)
             arguments[key] = indexes
-    view = (props.get("StreamSpecification") or {}).get("StreamViewType")
+    view = _mapping(props, "StreamSpecification", logical_id).get("StreamViewType")
     if view:
         arguments["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": view}
     return Wanted(logical_id, "table", name, arguments)
@@ -219,7 +233,7 @@ def _table(document: SamLocated, logical_id: str, name: str) -> Wanted:
 
 def _simple_table(document: SamLocated, logical_id: str, name: str) -> Wanted:
     props = _properties(document, logical_id, ("PrimaryKey", "ProvisionedThroughput"))
-    key = props.get("PrimaryKey") or {"Name": "id", "Type": "String"}
+    key = _mapping(props, "PrimaryKey", logical_id) or {"Name": "id", "Type": "String"}
     kind = _SIMPLE_TYPES.get(str(key.get("Type", "String")))
     if kind is None or not key.get("Name"):
         raise SamError(("Resources", logical_id, "Properties", "PrimaryKey"), "PrimaryKey takes {Name, Type: String}")
@@ -231,7 +245,8 @@ def _simple_table(document: SamLocated, logical_id: str, name: str) -> Wanted:
     }
     if props.get("ProvisionedThroughput"):
         arguments["BillingMode"] = "PROVISIONED"
-        arguments["ProvisionedThroughput"] = _throughput(props["ProvisionedThroughput"])
+        at = ("Resources", logical_id, "Properties", "ProvisionedThroughput")
+        arguments["ProvisionedThroughput"] = _throughput(props["ProvisionedThroughput"], at)
     return Wanted(logical_id, "table", name, arguments)
 
 

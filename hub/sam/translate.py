@@ -15,7 +15,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from hub.sam import events
+from hub.sam import events, shape
 from hub.sam.bindings import DEFAULT_FILE, Bindings, BindingsFile
 from hub.sam.intrinsics import NO_VALUE, Resolver, SamError
 from hub.yamlsource import ConfigError, Located, dotted
@@ -53,6 +53,9 @@ def translate(path: str | Path, overrides: dict[str, str] | None = None, binding
             [f"{name}:{p.linenumber}:{p.columnnumber}: {p.message}" for p in problems or []]
             or [f"{name}: not a template"]
         )
+    shape_problems = shape.problems(template, lambda at: _where(template, name, at))
+    if shape_problems:
+        raise ConfigError(shape_problems)
     located = SamLocated(name, None)
     try:
         globals_ = Globals(template)
@@ -240,7 +243,11 @@ class _Builder:
         buckets = {}
         for logical_id, resource in self.resources.items():
             if isinstance(resource, dict) and resource.get("Type") == "AWS::S3::Bucket":
-                bucket = self.bindings.name(logical_id)
+                try:
+                    bucket = self.bindings.name(logical_id)  # its BucketName may be a !Sub of a missing parameter
+                except SamError as exc:
+                    self.fail(exc)
+                    continue
                 if self.bindings.folder(bucket) not in watched:
                     buckets[bucket] = self.bindings.folder(bucket)
         if buckets:
@@ -277,6 +284,9 @@ class _Builder:
         ):
             if values.get(prop) is not None:
                 put(prop, field, values[prop])
+        for prop in ("Environment", "EventInvokeConfig"):
+            if not isinstance(values.get(prop) or {}, dict):
+                raise SamError((*here, prop), f"{prop} takes a mapping (`Key: value` lines)")
         variables = (values.get("Environment") or {}).get("Variables")
         if variables:
             put("Environment", "environment", variables)
@@ -290,7 +300,10 @@ class _Builder:
                 ),
             )
         invoke = values.get("EventInvokeConfig") or {}
-        if isinstance(invoke, dict) and (invoke.get("DestinationConfig") or {}).get("OnSuccess"):
+        destinations = invoke.get("DestinationConfig") or {}
+        if not isinstance(destinations, dict):
+            raise SamError((*here, "EventInvokeConfig", "DestinationConfig"), "DestinationConfig is {OnFailure: ...}")
+        if destinations.get("OnSuccess"):
             raise SamError((*here, "EventInvokeConfig"), "OnSuccess destinations are not supported by the hub")
         self.marks[("functions", logical_id)] = at
         self.labels[("functions", logical_id)] = logical_id
@@ -354,6 +367,8 @@ class _Builder:
         except Exception:  # not a SAM event type at all: events.mapping names it
             return
         known = getattr(cls, "property_types", {})
-        for key in props:
+        for key, value in props.items():
             if known and key not in known:
                 raise SamError((*at, "Properties", key), f"{key} is not a property of a SAM {kind} event")
+            if key in known and not shape.valid(known[key], value):
+                raise SamError((*at, "Properties", key), f"{key} {shape.expected(known[key])} in a SAM {kind} event")
