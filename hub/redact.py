@@ -49,7 +49,7 @@ class Redactor:
         forms = {form for secret in self._secrets for form in _forms(secret)}
         # longest first: a secret that contains another is masked whole
         self._needles = tuple(sorted(forms, key=len, reverse=True))
-        self._pattern = re.compile("|".join(re.escape(form) for form in self._needles))
+        self._pattern = re.compile("|".join(_alternative(form) for form in self._needles))
 
     def __bool__(self) -> bool:
         return self._pattern is not None
@@ -76,6 +76,18 @@ class Redactor:
         if value is None or isinstance(value, bool | int | float):
             return value
         return self.text(str(value))
+
+
+SHORT = 4
+"""A secret shorter than this (`e`, `pw`) is masked where it stands as a token of its own (`redis://:pw@host`,
+`password pw`), not inside every word that holds its letters: masking each `e` of a line would make every message
+unreadable and tell a reader the secret besides."""
+
+
+def _alternative(form: str) -> str:
+    if len(form) >= SHORT:
+        return re.escape(form)
+    return rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])"
 
 
 def _forms(secret: str) -> set[str]:

@@ -115,3 +115,14 @@ def test_data_is_masked_in_values_and_keys_and_stays_json() -> None:
     masked = redactor.data({"k": ['a s"3', 1, None, True], 's"3': {"n": 2.5}, "obj": Path('/x/s"3')})
     assert masked == {"k": ["a ***", 1, None, True], "***": {"n": 2.5}, "obj": "/x/***"}
     json.dumps(masked)
+
+
+def test_a_short_secret_is_masked_as_a_token_not_in_every_word() -> None:
+    redactor = Redactor(["e", "pw"])
+    assert redactor.text("mappings[0].source: password e refused") == "mappings[0].source: password *** refused"
+    assert (
+        redactor.text("redis://:pw@host:6379 answered: wrong password")
+        == "redis://:***@host:6379 answered: wrong password"
+    )
+    assert redactor.text("e") == "***"
+    assert redactor.text("every pwd here") == "every pwd here"
