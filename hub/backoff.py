@@ -12,6 +12,11 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+_MOST_DOUBLINGS = 64
+"""Doublings past which a wait is the cap anyway: an attempt count a broker reports (a redelivered message's
+thousandth delivery, a header that says 10**30) never makes a float overflow or a number too large to compute."""
+
+
 @dataclass(frozen=True, slots=True)
 class Backoff:
     """Exponential backoff with jitter: attempt n waits a random time in [d/2, d], d = base * 2^(n-1) <= cap."""
@@ -21,7 +26,7 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before attempt `attempt` + 1 (1-based: the wait after the first failure is ~`base`)."""
-        ceiling = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
+        ceiling = min(self.cap, self.base * (2 ** min(max(0, attempt - 1), _MOST_DOUBLINGS)))
         return random.uniform(ceiling / 2, ceiling)
 
 

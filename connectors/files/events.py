@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote_plus
 
+from hub.isotime import iso_seconds
+
 
 def iso(ts: float) -> str:
-    """Epoch seconds as S3 writes `eventTime`: ISO-8601 UTC with milliseconds."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Epoch seconds as S3 writes `eventTime`: ISO-8601 UTC with milliseconds (a file's mtime can be past 9999)."""
+    return iso_seconds(ts)
 
 
 def md5_of(path: str) -> str:
@@ -37,7 +38,8 @@ def s3_record(
     etag: str | None = None,
 ) -> dict[str, Any]:
     """One `Records[]` entry of an S3 event notification (AWS's eventVersion 2.1 shape)."""
-    obj: dict[str, Any] = {"key": quote_plus(key, safe="/")}
+    # a file name that is not UTF-8 comes as lone surrogates (os.fsdecode): its key shows its very bytes, %-encoded
+    obj: dict[str, Any] = {"key": quote_plus(key.encode("utf-8", "surrogateescape"), safe="/")}
     if size is not None:
         obj["size"] = size
         obj["eTag"] = etag

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -63,7 +64,7 @@ class FilesSource:
         self._loop = asyncio.get_running_loop()
         self.root.mkdir(parents=True, exist_ok=True)
         self._real_root = os.path.realpath(self.root)
-        self._handled = await self.context.store.get_all(self.scope)
+        self._handled = {_unstored(k): v for k, v in (await self.context.store.get_all(self.scope)).items()}
         watching = observer()
         # only the events that say a file changed: opens and read-only closes (our own MD5 reads among them)
         # would only fill the kernel's inotify queue
@@ -129,7 +130,7 @@ class FilesSource:
             key, identity = _position(record)
             updates[key] = identity
         if updates:
-            await self.context.store.put_many(self.scope, updates)
+            await self.context.store.put_many(self.scope, {_stored(k): v for k, v in updates.items()})
             for key, value in updates.items():
                 if value is None:
                     self._handled.pop(key, None)
@@ -195,7 +196,7 @@ class FilesSource:
             self._emit_removed(key)
         else:
             self._handled.pop(key, None)
-            self._spawn(self.context.store.delete(self.scope, key))
+            self._spawn(self.context.store.delete(self.scope, _stored(key)))
 
     def on_directory(self, path: str, *, moved_in: bool) -> None:
         """A folder appeared: its files may never send events of their own. Moved in, its files are complete."""
@@ -315,7 +316,7 @@ class FilesSource:
             elif gone:
                 for key in gone:
                     self._handled.pop(key)
-                await self.context.store.put_many(self.scope, dict.fromkeys(gone))
+                await self.context.store.put_many(self.scope, dict.fromkeys(map(_stored, gone)))
         if under is None and self.config.rescan_interval > 0 and not self._closed.is_set():
             assert self._loop is not None
             self._rescan_handle = self._loop.call_later(self.config.rescan_interval, self._spawn_rescan)
@@ -340,6 +341,27 @@ class FilesSource:
                     continue
                 out.append((path, key, st.st_mtime, str(Identity(st.st_size, st.st_mtime_ns))))
         return out
+
+
+_BYTES_MARK = "/"
+"""Starts the stored form of a key that is not UTF-8 (a relative key never starts with it)."""
+
+
+def _stored(key: str) -> str:
+    """A key as the checkpoint store keeps it: itself, or, for a file name that is not UTF-8 (lone surrogates,
+    which no store encodes), its bytes in base64 after _BYTES_MARK."""
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return _BYTES_MARK + base64.urlsafe_b64encode(key.encode("utf-8", "surrogateescape")).decode("ascii")
+    return key
+
+
+def _unstored(stored: str) -> str:
+    """The key of a stored key (the inverse of _stored)."""
+    if not stored.startswith(_BYTES_MARK):
+        return stored
+    return base64.urlsafe_b64decode(stored[len(_BYTES_MARK) :]).decode("utf-8", "surrogateescape")
 
 
 def _position(record: Record) -> tuple[str, str | None]:

@@ -13,9 +13,9 @@ import json
 import operator
 import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
+from hub.isotime import iso_ms
 from hub.records import Record, data_view
 
 EVENT_SOURCE = "SelfManagedKafka"
@@ -25,11 +25,6 @@ RECORD_OVERHEAD = 160
 _b2a = binascii.b2a_base64
 _lane = operator.attrgetter("lane")
 _payload = operator.attrgetter("payload")
-
-
-def iso_ms(epoch_ms: int) -> str:
-    """Epoch milliseconds as an ISO-8601 UTC time with milliseconds."""
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def signed_bytes(value: bytes | None) -> list[int]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from connectors.kafka.config import KafkaConnection, KafkaDestinationConfig, client_options
 from connectors.kafka.events import kafka_event, kafka_records
+from hub.isotime import iso_ms
 from hub.readback import Gone, Letter, parsed
 from hub.source import SourceContext
 
@@ -48,15 +49,11 @@ async def _partitions(consumer: Any, topic: str) -> list[Any]:
     return [TopicPartition(topic, p) for p in sorted(found)]
 
 
-def _iso(epoch_ms: int) -> str:
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _letter(message: Any) -> Letter:
     body = parsed(message.value.decode(errors="replace")) if message.value is not None else None
     when = body.get("timestamp") if isinstance(body, dict) else None
     return Letter(
-        f"{message.partition}:{message.offset}", body, when=when if isinstance(when, str) else _iso(message.timestamp)
+        f"{message.partition}:{message.offset}", body, when=when if isinstance(when, str) else iso_ms(message.timestamp)
     )
 
 

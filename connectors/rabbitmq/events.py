@@ -59,10 +59,17 @@ def delivery_count(headers: dict[str, Any], redelivered: bool) -> int:
     return earlier + (2 if redelivered else 1)
 
 
+MOST_COUNTED = 2**31 - 1
+"""The largest count a header is taken to say: a producer's `x-hub-receive-count: 10**30` is a huge count, not one
+the republished copy's header (an AMQP long) could not carry."""
+
+
 def _int(value: Any) -> int:
+    """A count from a header: a number, or the text or bytes of one; anything else (`"abc"`, NaN, Infinity, a
+    table) counts 0, never an exception in the record's path."""
     try:
-        return max(0, int(value))
-    except (TypeError, ValueError):
+        return min(max(0, int(value)), MOST_COUNTED)
+    except (TypeError, ValueError, OverflowError):
         return 0
 
 

@@ -214,7 +214,7 @@ class SqsQueue:
         base = self.settings.visibility_backoff
         if base is None:
             return None
-        return int(min(self.visibility, base * 2 ** max(0, attempt - 1)))
+        return int(min(self.visibility, base * 2 ** min(max(0, attempt - 1), 64)))  # a float never overflows
 
     async def _change(self, entries: Sequence[tuple[str, int]]) -> Any:
         return await self.client.change_message_visibility_batch(

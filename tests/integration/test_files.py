@@ -236,3 +236,24 @@ def test_file_moved_in_from_another_folder_fires_without_waiting_settle_time(tmp
         wait_for(lambda: "marker.csv" in keys_seen(out), timeout=10, what="the marker")
         assert hub.stop() == 0
         assert sorted(keys_seen(out)) == ["marker.csv", "photos/p.jpg", "report.csv"]
+
+
+def test_a_file_name_that_is_not_utf8_is_delivered_with_its_bytes_and_handled_once(tmp_path: Path, out: Path) -> None:
+    """`caf\\xe9.txt` (Latin-1) is a name Linux takes: its key is its bytes, %-encoded, and the store keeps it, so a
+    restart does not deliver it again (it used to fail its record's build, and the file was never delivered)."""
+    config = files_config(tmp_path)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir(parents=True)
+    with HubProcess(tmp_path, config, {"RECORDER_OUT": str(out)}) as hub:
+        hub.start()
+        hub.wait_log("watching")
+        with open(os.path.join(os.fsencode(inbox), b"caf\xe9.txt"), "wb") as f:
+            f.write(b"latin-1")
+        wait_for(lambda: keys_seen(out) == ["caf%E9.txt"], what="caf\\xe9.txt")
+        assert hub.stop() == 0
+    with HubProcess(tmp_path, config, {"RECORDER_OUT": str(out)}) as hub:
+        hub.start()
+        drop(inbox / "marker.txt", b"m")
+        wait_for(lambda: "marker.txt" in keys_seen(out), what="marker.txt")
+        assert keys_seen(out) == ["caf%E9.txt", "marker.txt"]
+        assert hub.stop() == 0
