@@ -211,7 +211,7 @@ def _describe(located: Located, err: Any) -> str:
     if err["type"] == "extra_forbidden":
         message = "unknown setting (check its spelling; settings are AWS's names in snake_case)"
     elif err["type"] in _CONTAINERS:
-        message = f"{_CONTAINERS[err['type']]}, not {_kind(err.get('input'))}"
+        message = f"{_CONTAINERS[err['type']]}, not {kind_in_words(err.get('input'))}"
     show_input = err["type"] not in {"extra_forbidden", "missing", "value_error", *_CONTAINERS} and "input" in err
     if loc and loc[-1] == "[key]":  # a key that is not text (`1:`, `true:`): pydantic adds this marker
         loc, message, show_input = loc[:-1], "this key must be text (quote it)", False
@@ -240,7 +240,7 @@ _CONTAINERS = {
 }
 
 
-def _kind(value: Any) -> str:
+def kind_in_words(value: Any) -> str:
     """What a YAML value is, in words that never show the value itself (it may be a secret)."""
     if isinstance(value, dict):
         return "a mapping"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hub.config.loading import kind_in_words
 from hub.yamlsource import dotted
 
 _SECTIONS = ("Parameters", "Conditions", "Mappings", "Resources", "Globals")
@@ -28,7 +29,7 @@ def problems(template: dict[str, Any], where: Callable[[tuple[Any, ...]], str]) 
     def mapping(value: Any, at: tuple[Any, ...], what: str = _MAPPING) -> bool:
         if isinstance(value, dict):
             return True
-        wrong(at, what.format(_kind(value)))
+        wrong(at, what.format(kind_in_words(value)))
         return False
 
     for section in _SECTIONS:
@@ -44,23 +45,14 @@ def problems(template: dict[str, Any], where: Callable[[tuple[Any, ...]], str]) 
             continue
         kind = resource.get("Type")
         if not isinstance(kind, str):
-            wrong((*at, "Type"), f"a resource's Type is text (AWS::Serverless::Function, ...), not {_kind(kind)}")
+            what = kind_in_words(kind)
+            wrong((*at, "Type"), f"a resource's Type is text (AWS::Serverless::Function, ...), not {what}")
         props = resource.get("Properties")
         if props is None or not mapping(props, (*at, "Properties")):
             continue
         if kind == "AWS::Serverless::Function" and props.get("Events") is not None:
             mapping(props["Events"], (*at, "Properties", "Events"))
     return out
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "a list"
-    if value is None:
-        return "empty"
-    if isinstance(value, bool):
-        return "a boolean"
-    return "a number" if isinstance(value, int | float) else "text"
 
 
 def valid(prop: Any, value: Any) -> bool:
