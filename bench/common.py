@@ -181,6 +181,20 @@ class Child:
         return self.exit_code
 
 
+def run_raw_consumer(name: str, argv: list[str], work: Path, out: Path, timeout: float) -> tuple[float, int]:
+    """Run a raw consumer (this benchmark's own file with `--raw-consumer ...`, writing `{"seconds": ...}` to `out`)
+    to its end: (the seconds it timed itself, its exit code). RuntimeError, with its log's end, if it wrote nothing."""
+    child = Child(name, argv, work, None, work / f"{out.stem}.log")
+    try:
+        child.proc.wait(timeout)
+        if not out.exists():
+            raise RuntimeError(f"the {name} consumer did not finish:\n{child.log()[-3000:]}")
+        seconds = float(json.loads(out.read_text())["seconds"])
+    finally:
+        exit_code = child.stop()
+    return seconds, exit_code
+
+
 def _terminate(signum: int, _frame: Any) -> None:
     """SIGTERM: unwind like Ctrl-C, so the children are stopped and the temporary folder removed."""
     raise SystemExit(128 + signum)

@@ -43,7 +43,18 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from common import PYTHON, Child, child_env, exit_on_sigterm, free_port, log_problems, progress, read_jsonl, summary_ms
+from common import (
+    PYTHON,
+    Child,
+    child_env,
+    exit_on_sigterm,
+    free_port,
+    log_problems,
+    progress,
+    read_jsonl,
+    run_raw_consumer,
+    summary_ms,
+)
 from common import work_dir as make_work_dir
 
 TARGET_RATIO = 0.8
@@ -190,14 +201,7 @@ def throughput(kind: str, work: Path, port: int, count: int, round_: int) -> dic
     if kind in RAW_KINDS:
         out = work / f"{kind}-{round_}.json"
         argv = [PYTHON, str(Path(__file__).resolve()), "--raw-consumer", kind, str(port), client_id, topic, str(count)]
-        child = Child(kind, [*argv, str(out)], work, None, work / f"{kind}-{round_}.log")
-        try:
-            child.proc.wait(TIMEOUT)
-            if not out.exists():
-                raise RuntimeError(f"the {kind} consumer did not finish:\n{child.log()[-3000:]}")
-            seconds = float(json.loads(out.read_text())["seconds"])
-        finally:
-            exit_code = child.stop()
+        seconds, exit_code = run_raw_consumer(kind, [*argv, str(out)], work, out, TIMEOUT)
         problems: list[str] = []
     else:
         handler, runtime = HUB_KINDS[kind]

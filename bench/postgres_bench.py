@@ -47,6 +47,7 @@ from common import (
     log_problems,
     progress,
     read_jsonl,
+    run_raw_consumer,
     summary_ms,
 )
 from common import work_dir as make_work_dir
@@ -238,14 +239,7 @@ def throughput(kind: str, work: Path, url: str, count: int, round_: int, first_i
         if kind in RAW_KINDS:
             out = work / f"{slot}.json"
             argv = [PYTHON, str(Path(__file__).resolve()), "--raw-consumer", kind, url, slot, str(count), str(out)]
-            child = Child(kind, argv, work, None, work / f"{slot}.log")
-            try:
-                child.proc.wait(TIMEOUT)
-                if not out.exists():
-                    raise RuntimeError(f"the raw consumer did not finish:\n{child.log()[-3000:]}")
-                seconds = float(json.loads(out.read_text())["seconds"])
-            finally:
-                exit_code = child.stop()
+            seconds, exit_code = run_raw_consumer(kind, argv, work, out, TIMEOUT)
             problems: list[str] = []
         else:
             handler, runtime = HUB_KINDS[kind]
