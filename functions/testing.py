@@ -238,3 +238,18 @@ def returns_odd_json(event, context):
     """A result that only Python's json writes and reads back (NaN, Infinity), a number past 64 bits, text beyond
     ASCII, and the event itself."""
     return {"nan": float("nan"), "inf": float("-inf"), "big": 10**30, "text": "é ☃", "event": event}
+
+
+def runs_and_tells(event, context):
+    """Exit when the event says `exit`, spin for ever when it says `spin`; else sleep `sleep` seconds and tell which
+    process ran it, when it began and ended, and the time it had left as it began."""
+    import os
+    import time
+
+    began, remaining = time.time(), context.get_remaining_time_in_millis()
+    if event.get("exit"):
+        os._exit(1)
+    while event.get("spin"):
+        pass
+    time.sleep(event.get("sleep", 0))
+    return {"pid": os.getpid(), "began": began, "ended": time.time(), "remaining": remaining, "n": event.get("n")}

@@ -8,8 +8,9 @@ for streams and queues, and it is marked as an error with the function's masked 
 
 Spans go to the process's tracer provider: set it up as for any Python program (`opentelemetry-instrument hub
 run ...` with `opentelemetry-distro` and an exporter, or `trace.set_tracer_provider` in a program that embeds the
-hub); until one is set no span is made. Without the extra, nothing here imports OpenTelemetry and invocations are
-not touched; `OTEL_SDK_DISABLED=true` turns tracing off with it installed.
+hub); until one is set no span is made (a process without one looks again every second). Without the extra,
+nothing here imports OpenTelemetry and invocations are not touched; `OTEL_SDK_DISABLED=true` turns tracing off with
+it installed.
 
 Nothing of the records but their trace context is read, and nothing of the event or the result goes into a span.
 """
@@ -20,8 +21,9 @@ import contextlib
 import importlib.util
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from hub import redact
 from hub.records import Record
@@ -38,15 +40,25 @@ _provided = False
 """True once the process has a tracer provider: OpenTelemetry sets it once and never takes it back."""
 _api: Any = None
 _tracer: Any = None
+_checked_at = -1.0
+"""When (time.monotonic()) the process was last found without a tracer provider."""
+RECHECK_SECONDS = 1.0
+"""How often a process without a tracer provider looks again: spans start within this of one being set."""
+_tells: dict[type, bool] = {}
+"""Whether a source's class tells its records' trace context (a Protocol's isinstance is slow: once per class)."""
 
 
 def enabled() -> bool:
     """Whether invocations are spans now: the OpenTelemetry API is installed, OTEL_SDK_DISABLED is not true, and
     the process has a tracer provider (without one every span would be a no-op: none is made, which spares the
     hot path). Whether it is installed is looked up once, and finding the package imports nothing of it."""
-    global _installed, _api, _provided
+    global _installed, _api, _provided, _checked_at
     if _provided:
         return True
+    now = time.monotonic()
+    if 0 <= now - _checked_at < RECHECK_SECONDS:
+        return False
+    _checked_at = now
     if _installed is None:
         disabled = os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
         _installed = not disabled and importlib.util.find_spec("opentelemetry") is not None and _has_trace_api()
@@ -56,6 +68,12 @@ def enabled() -> bool:
             _api = trace
     _provided = bool(_installed) and not isinstance(_api.get_tracer_provider(), _api.ProxyTracerProvider)
     return _provided
+
+
+def look_again() -> None:
+    """Make the next enabled() look for a tracer provider now (one was just set, by a program embedding the hub)."""
+    global _checked_at
+    _checked_at = -1.0
 
 
 def _has_trace_api() -> bool:
@@ -68,8 +86,13 @@ def _has_trace_api() -> bool:
 def carriers(source: object, records: Sequence[Record]) -> list[Mapping[str, str]]:
     """The trace contexts of (up to MAX_LINKS + 1 of) `records`, in order, when tracing is on and the source tells
     them; [] otherwise."""
-    if not isinstance(source, TraceSource) or not enabled():
+    kind = type(source)
+    tells = _tells.get(kind)
+    if tells is None:
+        tells = _tells[kind] = isinstance(source, TraceSource)
+    if not tells or not enabled():
         return []
+    source = cast(TraceSource, source)
     found: list[Mapping[str, str]] = []
     for record in records:
         carrier = source.trace_context(record)

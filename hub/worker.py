@@ -133,7 +133,7 @@ class Context:
         self.log_stream_name: str = fields["log_stream_name"]
         self.identity = None
         self.client_context = None
-        self._deadline: float = fields["deadline"]
+        self._deadline: float = time.time() + fields["timeout"]  # made as the invocation begins
 
     def get_remaining_time_in_millis(self) -> int:
         """Milliseconds left before the invocation times out (0 once it has)."""

@@ -2,7 +2,8 @@
 
 A response frame is a 4-byte big-endian length, then its body: a status byte (hub.worker's READY, OK, ...) and the
 JSON of the result or of Lambda's error object. `Responses` cuts the pipe's bytes into bodies as they arrive and
-hands each to the one invocation waiting for it, without a stream reader's buffer and coroutines in between.
+hands each to the environment, which gives it to the invocation it answers (the oldest one unanswered), without a
+stream reader's buffer and coroutines in between.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -28,23 +30,16 @@ def result_json(data: bytes) -> Any:
 
 
 class Responses(asyncio.Protocol):
-    """The hub's end of an environment's response pipe: each frame, as it arrives, resolves the call waiting for it
-    (one at a time); None once the pipe ends (the process died)."""
+    """The hub's end of an environment's response pipe: each frame's body, as it arrives, goes to `deliver`, in
+    order; then None, once, when the pipe ends (the process died or was killed)."""
 
-    def __init__(self) -> None:
-        self.waiter: asyncio.Future[bytes | None] | None = None
+    def __init__(self, deliver: Callable[[bytes | None], None]) -> None:
+        self._deliver = deliver
         self.ended = False
         self._buffer = bytearray()
 
-    def expect(self) -> asyncio.Future[bytes | None]:
-        """The future of the next response's body."""
-        waiter = self.waiter = asyncio.get_running_loop().create_future()
-        if self.ended:
-            waiter.set_result(None)
-        return waiter
-
     def data_received(self, data: bytes) -> None:
-        """Take bytes of the pipe: whole frames go to the waiting call."""
+        """Take bytes of the pipe: each whole frame is delivered."""
         buffer = self._buffer
         if not buffer and len(data) >= _HEADER.size and _HEADER.unpack_from(data)[0] == len(data) - _HEADER.size:
             self._deliver(data[_HEADER.size :])  # the usual case: one read, one whole frame
@@ -58,18 +53,16 @@ class Responses(asyncio.Protocol):
             del buffer[:end]
             self._deliver(body)
 
-    def _deliver(self, body: bytes | None) -> None:
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(body)
-
     def eof_received(self) -> bool:
         """The worker closed its end: it has died (or is dying)."""
-        self.ended = True
-        self._deliver(None)
+        self._end()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The pipe is closed."""
-        self.ended = True
-        self._deliver(None)
+        self._end()
+
+    def _end(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self._deliver(None)

@@ -4,6 +4,7 @@ is a failed invocation with the reason, never a dead hub."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 from pathlib import Path
@@ -340,6 +341,62 @@ async def test_a_timeout_counts_from_its_own_invocation_after_quick_ones_in_the_
         timed_out = await fn.invoke({"spin": True})
         assert timed_out.payload["errorType"] == "Sandbox.Timedout"
         assert (await fn.invoke({})).payload == "quick"  # a fresh environment
+    finally:
+        await fn.close()
+
+
+@pytest.fixture
+def pipelined(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Invocations under 50 ms are pipelined (the default is 1 ms, which a loaded test machine may not show)."""
+    from hub.runtimes import process
+
+    monkeypatch.setattr(process, "PIPELINE_WITHIN", 0.05)
+
+
+async def warm(fn: Function) -> None:
+    for n in range(10):  # quick ones, one at a time: the runtime learns that this function's invocations are short
+        assert (await fn.invoke({"n": n})).ok
+
+
+@pytest.mark.usefixtures("pipelined")
+async def test_short_invocations_are_pipelined_into_one_environment_and_run_one_at_a_time_in_order() -> None:
+    fn = process_fn("runs_and_tells", concurrency=4, timeout=1)
+    await fn.start()
+    try:
+        await warm(fn)
+        results = await asyncio.gather(*(fn.invoke({"n": n, "sleep": 0.02}) for n in range(8)))
+        assert all(r.ok for r in results), [r.payload for r in results]
+        runs = [r.payload for r in results]
+        assert len({run["pid"] for run in runs}) < 4  # some shared an environment rather than each waking one
+        for pid in {run["pid"] for run in runs}:
+            mine = [run for run in runs if run["pid"] == pid]  # in the order sent
+            for before, after in itertools.pairwise(mine):
+                assert before["ended"] <= after["began"]  # one at a time, in order
+        assert all(run["remaining"] > 900 for run in runs)  # each timeout counts from when it began
+        assert all(r.duration < 0.5 for r in results)  # Lambda's duration: its own run, not its wait in the queue
+    finally:
+        await fn.close()
+
+
+@pytest.mark.usefixtures("pipelined")
+@pytest.mark.parametrize(("fault", "error_type"), [("spin", "Sandbox.Timedout"), ("exit", "Runtime.ExitError")])
+async def test_invocations_queued_behind_one_that_fails_its_environment_run_in_another(
+    fault: str, error_type: str
+) -> None:
+    fn = process_fn("runs_and_tells", concurrency=4, timeout=1)
+    await fn.start()
+    try:
+        await warm(fn)
+        first = await fn.invoke({})
+        faulty = asyncio.ensure_future(fn.invoke({fault: True}))
+        queued = [asyncio.ensure_future(fn.invoke({"n": n})) for n in range(3)]  # sent behind it, same environment
+        failed = await faulty
+        assert failed.payload["errorType"] == error_type
+        results = await asyncio.gather(*queued)
+        assert all(r.ok for r in results), [r.payload for r in results]
+        assert {r.payload["n"] for r in results} == {0, 1, 2}
+        assert all(r.payload["pid"] != first.payload["pid"] for r in results)  # not in the environment that ended
+        assert all(r.payload["remaining"] > 900 for r in results)  # their timeouts count from when they began
     finally:
         await fn.close()
 

@@ -13,25 +13,28 @@ def frame(body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + body
 
 
-async def test_a_frame_is_handed_to_its_call_whole_however_the_pipe_cuts_it() -> None:
-    responses = Responses()
-    first = responses.expect()
+def test_each_frame_is_delivered_whole_and_in_order_however_the_pipe_cuts_it() -> None:
+    got: list[bytes | None] = []
+    responses = Responses(got.append)
     data = frame(b"0" + b"[" + b"1," * 5000 + b"1]")
     for at in range(0, len(data), 777):
-        assert not first.done()
+        assert got == []
         responses.data_received(data[at : at + 777])
-    assert first.result() == data[4:]
-    second = responses.expect()
-    responses.data_received(frame(b"0null") + frame(b"1{}")[:3])  # a frame, and the start of one nobody awaits
-    assert second.result() == b"0null"
+    assert got == [data[4:]]
+    responses.data_received(frame(b"0null") + frame(b"1{}") + frame(b"0[]")[:3])  # two frames and part of one
+    assert got == [data[4:], b"0null", b"1{}"]
+    responses.data_received(frame(b"0[]")[3:])
+    assert got[-1] == b"0[]"
 
 
-async def test_the_end_of_the_pipe_answers_none_now_and_to_every_later_call() -> None:
-    responses = Responses()
-    waiting = responses.expect()
+def test_the_end_of_the_pipe_is_delivered_once_as_none() -> None:
+    got: list[bytes | None] = []
+    responses = Responses(got.append)
+    responses.data_received(frame(b"0null"))
     responses.eof_received()
-    assert waiting.result() is None
-    assert responses.expect().result() is None
+    responses.connection_lost(None)
+    assert got == [b"0null", None]
+    assert responses.ended
 
 
 def test_a_result_reads_back_as_pythons_json_reads_what_the_worker_wrote() -> None:

@@ -147,8 +147,13 @@ def test_no_span_is_made_until_the_process_has_a_tracer_provider() -> None:
         from opentelemetry.sdk.trace import TracerProvider
         from hub import tracing
 
+        import time
+
         before = tracing.enabled()
         trace.set_tracer_provider(TracerProvider())
+        deadline = time.monotonic() + 10  # a process without one looks again every RECHECK_SECONDS
+        while not tracing.enabled() and time.monotonic() < deadline:
+            time.sleep(0.05)
         print(before, tracing.enabled())
         """
     )
