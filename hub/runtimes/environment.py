@@ -42,7 +42,11 @@ _STATUS_OK, _STATUS_REPLACE = OK[0], REPLACE[0]
 
 
 COALESCE = 0.0005
-"""While invocations are pipelined, the frames sent to one environment within this time go out in one write."""
+"""While invocations are pipelined, a frame for an environment that is not running one and was written to less than
+this ago waits until this long after that write, and goes out with those that come meanwhile, in one write: each
+write that wakes a sleeping process costs the hub about as much as a short invocation. An environment that is
+running one is written to at once (the write does not wake it), and so is one not written to for this long, so a
+function invoked less often than every half millisecond never waits for it."""
 
 
 class NotStarted(Exception):
@@ -92,6 +96,8 @@ class Worker:
         self._flush: asyncio.TimerHandle | None = None
         self._written_at = -1.0
         self._killing = False
+        self.coalesce = False
+        """Whether frames sent just after a write wait to go out together (the runtime pipelines)."""
 
     @property
     def alive(self) -> bool:
@@ -235,15 +241,19 @@ class Worker:
     # ---- sending: frames go out at once, or coalesced while invocations are pipelined -------------------------
 
     def _send(self, frame: bytearray, now: float) -> None:
-        """Send a call's frame: at once, unless this environment was written to less than COALESCE ago while
-        invocations are pipelined; then with the frames that follow within that time, in one write (each write
-        that wakes a sleeping process costs the hub as much as a short invocation)."""
-        self._unsent.append(frame)
-        if self._flush is not None:
-            return
-        if len(self.calls) == 1 or now - self._written_at >= COALESCE:
+        """Send a call's frame: at once, or while invocations are pipelined, with those that follow (COALESCE)."""
+        unsent = self._unsent
+        unsent.append(frame)
+        if (
+            self.calls[0].sent  # it is running one: the write does not wake it
+            or not self.coalesce
+            or now - self._written_at >= COALESCE
+        ):
+            if self._flush is not None:
+                self._flush.cancel()
+                self._flush = None
             self._write(now)
-        else:
+        elif self._flush is None:
             self._flush = asyncio.get_running_loop().call_at(self._written_at + COALESCE, self._flush_now)
 
     def _flush_now(self) -> None:

@@ -156,6 +156,7 @@ class ProcessRuntime:
                         False, error_payload(exc.error_type, str(exc)), 0.0, context.aws_request_id, "Unhandled"
                     )
                 self._hot = worker
+                worker.coalesce = self.depth > 1
                 try:
                     result = await worker.call(event, context)
                 except NotStarted:
