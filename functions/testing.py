@@ -241,8 +241,9 @@ def returns_odd_json(event, context):
 
 
 def runs_and_tells(event, context):
-    """Exit when the event says `exit`, spin for ever when it says `spin`; else sleep `sleep` seconds and tell which
-    process ran it, when it began and ended, and the time it had left as it began."""
+    """Exit when the event says `exit`, spin for ever when it says `spin`, eat memory when it says `eat`; else
+    sleep `sleep` seconds and tell which process ran it, when it began and ended, and the time it had left as it
+    began."""
     import os
     import time
 
@@ -251,5 +252,8 @@ def runs_and_tells(event, context):
         os._exit(1)
     while event.get("spin"):
         pass
+    hog = []
+    while event.get("eat"):
+        hog.append(bytearray(16 * 1024 * 1024))
     time.sleep(event.get("sleep", 0))
     return {"pid": os.getpid(), "began": began, "ended": time.time(), "remaining": remaining, "n": event.get("n")}

@@ -258,6 +258,8 @@ def main() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         channel.write(status, payload.encode())
+        if status == REPLACE:
+            return  # begin nothing more here: what the hub sent behind it runs in another environment
 
 
 if __name__ == "__main__":

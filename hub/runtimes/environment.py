@@ -299,7 +299,10 @@ class Worker:
         now = asyncio.get_running_loop().time()
         if call.began is not None:
             self._ran(now - call.began)
-        if calls and calls[0].sent:
+        if body[0] == _STATUS_REPLACE:
+            self._killing = True  # the worker begins nothing more: those behind it get NotStarted as it is killed
+            self._deadline = None
+        elif calls and calls[0].sent:
             self._begin(calls[0], now)
         else:
             self._deadline = None

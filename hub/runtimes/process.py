@@ -71,6 +71,7 @@ class ProcessRuntime:
         """Running mean of how long an invocation runs (seconds): pipelining starts once it is short."""
         self.depth = 1
         """Invocations one environment may be sent at once (1: no pipelining)."""
+        self._closed = False
 
     def ran(self, seconds: float) -> None:
         """An invocation ran for `seconds` (from when it began to its answer): the pipelining depth follows."""
@@ -161,6 +162,14 @@ class ProcessRuntime:
                     result = await worker.call(event, context)
                 except NotStarted:
                     self._release(worker)
+                    if self._closed:  # the hub is stopping: unsettled, delivered again after a restart
+                        return Result(
+                            False,
+                            error_payload("Runtime.Stopped", "the function's environments were closed"),
+                            0.0,
+                            context.aws_request_id,
+                            "Unhandled",
+                        )
                     continue
                 except asyncio.CancelledError:
                     await worker.kill()
@@ -173,6 +182,7 @@ class ProcessRuntime:
         """Kill every environment, and cancel invocations waiting for one."""
         workers, self._all, self._idle = list(self._all), set(), []
         self._hot = None
+        self._closed = True
         for waiter in self._waiting:
             waiter.cancel()
         self._waiting.clear()

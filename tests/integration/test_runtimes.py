@@ -379,7 +379,10 @@ async def test_short_invocations_are_pipelined_into_one_environment_and_run_one_
 
 
 @pytest.mark.usefixtures("pipelined")
-@pytest.mark.parametrize(("fault", "error_type"), [("spin", "Sandbox.Timedout"), ("exit", "Runtime.ExitError")])
+@pytest.mark.parametrize(
+    ("fault", "error_type"),
+    [("spin", "Sandbox.Timedout"), ("exit", "Runtime.ExitError"), ("eat", "Runtime.OutOfMemory")],
+)
 async def test_invocations_queued_behind_one_that_fails_its_environment_run_in_another(
     fault: str, error_type: str
 ) -> None:
