@@ -15,17 +15,20 @@ Powertools' `DynamoDBStreamModel`.
 - `NewImage` / `OldImage` as the view type asks and the change carries: an INSERT has no old row, a DELETE no new
   one; the old row is there only with REPLICA IDENTITY FULL. A column whose large (TOASTed) value an UPDATE did not
   touch is not sent again by PostgreSQL: it is taken from the old row when there is one, else left out of NewImage.
+  A text value that is not UTF-8 (a SQL_ASCII database keeps whatever bytes a client sends) is its bytes, as a
+  binary value (`{"B": base64}`).
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
-from connectors.postgres.pgoutput import UNCHANGED, Change, Relation, Value
+from connectors.postgres.pgoutput import UNCHANGED, Change, NotUtf8, Relation, Value
 
 EVENT_NAMES = {"I": "INSERT", "U": "MODIFY", "D": "REMOVE"}
 NEW_VIEWS = frozenset({"NEW_IMAGE", "NEW_AND_OLD_IMAGES"})
@@ -80,7 +83,7 @@ class Table:
                 for i, v in enumerate(values)
             ]
         return {
-            name: {"NULL": True} if value is None else convert(value)  # type: ignore[arg-type]
+            name: _value(convert, value)
             for name, convert, value in zip(self.names, self.converters, values, strict=False)
             if value is not UNCHANGED
         }
@@ -92,8 +95,17 @@ class Table:
             value = values[i]
             if value is UNCHANGED:
                 continue
-            out[self.names[i]] = {"NULL": True} if value is None else self.converters[i](value)  # type: ignore[arg-type]
+            out[self.names[i]] = _value(self.converters[i], value)
         return out
+
+
+def _value(convert: Callable[[str], dict[str, Any]], value: Value) -> dict[str, Any]:
+    """A column's attribute value: NULL, the bytes of a text that is not UTF-8 (`B`), or its type's conversion."""
+    if value is None:
+        return {"NULL": True}
+    if type(value) is NotUtf8:
+        return {"B": base64.b64encode(value).decode("ascii")}
+    return convert(value)  # type: ignore[arg-type]
 
 
 def _images_of(
@@ -131,13 +143,14 @@ def stream_record(
     old_row = change.old if change.old_kind == "O" else None
     key_row = new if new is not None else change.old
     assert key_row is not None
-    shown = table.images(key_row)  # its Keys and image at once (None with an UNCHANGED value: column by column)
+    # its Keys and image at once (None with an UNCHANGED value: column by column, as for a value not UTF-8)
+    shown = None if change.not_utf8 else table.images(key_row)
     keys = shown[0] if shown is not None else table.key_image(key_row)
     change_part: dict[str, Any] = {"ApproximateCreationDateTime": commit_time, "Keys": keys}
     if new is not None and view in NEW_VIEWS:
         change_part["NewImage"] = shown[1] if shown is not None else table.image(new, old_row)
     if old_row is not None and view in OLD_VIEWS:
-        old_shown = shown if new is None else table.images(old_row)
+        old_shown = shown if new is None or change.not_utf8 else table.images(old_row)
         change_part["OldImage"] = old_shown[1] if old_shown is not None else table.image(old_row)
     change_part["SequenceNumber"] = str(sequence)
     change_part["SizeBytes"] = size

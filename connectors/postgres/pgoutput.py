@@ -22,6 +22,12 @@ POSTGRES_EPOCH = 946684800.0
 UNCHANGED = object()
 """The value of a column an update left as it was (a TOASTed value PostgreSQL did not send again)."""
 
+
+class NotUtf8(bytes):
+    """A text value that is not UTF-8 (a SQL_ASCII database stores whatever bytes a client sends): its bytes, which
+    the record carries as a binary value (`B`) rather than text."""
+
+
 Value = str | None | object
 """A column's text, None for SQL NULL, or UNCHANGED."""
 
@@ -95,6 +101,8 @@ class Change(msgspec.Struct, frozen=True, gc=False):
     new: tuple[Value, ...] | None
     old: tuple[Value, ...] | None
     old_kind: Literal["K", "O"] | None
+    not_utf8: bool = False
+    """A value is NotUtf8 (rare: such a change is laid out column by column)."""
 
 
 class Truncate(msgspec.Struct, frozen=True, gc=False):
@@ -120,7 +128,12 @@ def timestamp(micros: int) -> float:
 def decode(data: bytes) -> Message:
     """One pgoutput message. Raises ProtocolError for a message cut short or an unknown tuple kind."""
     try:
-        return _decode(data)
+        try:
+            return _decode(data)
+        except UnicodeDecodeError:
+            if data[:1] not in (b"I", b"U", b"D"):
+                raise
+            return _change(data, lenient=True)  # a text value that is not UTF-8: its bytes
     except (struct.error, IndexError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"a pgoutput message of kind {data[:1]!r} could not be read: {exc}") from exc
 
@@ -170,23 +183,51 @@ def _relation(data: bytes) -> Relation:
     return Relation(oid, schema or "pg_catalog", name, identity, tuple(columns))
 
 
-def _change(data: bytes) -> Change:
+def _change(data: bytes, lenient: bool = False) -> Change:
     kind = chr(data[0])
     (relation,) = _U32.unpack_from(data, 1)
     at = 5
     old: tuple[Value, ...] | None = None
     old_kind: Literal["K", "O"] | None = None
+    read = _lenient_tuple if lenient else _tuple
     marker = data[at : at + 1]
     if marker in (b"K", b"O"):
         old_kind = "K" if marker == b"K" else "O"
-        old, at = _tuple(data, at + 1)
+        old, at = read(data, at + 1)
         marker = data[at : at + 1]
     new: tuple[Value, ...] | None = None
     if marker == b"N":
-        new, at = _tuple(data, at + 1)
+        new, at = read(data, at + 1)
     elif kind != "D":
         raise ProtocolError(f"a pgoutput {kind} message without its new row")
-    return Change(kind, relation, new, old, old_kind)  # type: ignore[arg-type]
+    return Change(kind, relation, new, old, old_kind, lenient)  # type: ignore[arg-type]
+
+
+def _lenient_tuple(data: bytes, at: int) -> tuple[tuple[Value, ...], int]:
+    """`_tuple`, where a text value that is not UTF-8 is NotUtf8 (its bytes) instead of an error."""
+    (count,) = _I16.unpack_from(data, at)
+    at += 2
+    values: list[Value] = []
+    for _ in range(count):
+        kind = data[at]
+        at += 1
+        if kind == 0x74:  # 't': text
+            (length,) = _I32.unpack_from(data, at)
+            raw = data[at + 4 : at + 4 + length]
+            if len(raw) != length:
+                raise IndexError(f"a value of {length} bytes where {len(raw)} are left")
+            try:
+                values.append(raw.decode())
+            except UnicodeDecodeError:
+                values.append(NotUtf8(raw))
+            at += 4 + length
+        elif kind == 0x6E:  # 'n': NULL
+            values.append(None)
+        elif kind == 0x75:  # 'u': an unchanged TOASTed value
+            values.append(UNCHANGED)
+        else:
+            raise ProtocolError(f"unknown column kind {chr(kind)!r} (binary values need protocol options not used)")
+    return tuple(values), at
 
 
 def _tuple(data: bytes, at: int) -> tuple[tuple[Value, ...], int]:

@@ -4,7 +4,9 @@ database of its own (tests/fixtures_postgres.py), dropped after it with its repl
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import uuid
 from typing import Any
 
 import asyncpg
@@ -19,6 +21,7 @@ from hub.filtering import FilterSet
 from hub.records import Outcome, Record
 from hub.source import SourceContext
 from tests.event_models import conforms
+from tests.fixtures_postgres import database_url, drop_database
 from tests.helpers import read_n, running
 
 ORDERS = "CREATE TABLE orders (id int PRIMARY KEY, note text, total numeric, tags text[], extra jsonb)"
@@ -118,6 +121,39 @@ async def test_insert_update_delete_arrive_as_insert_modify_remove_with_old_and_
     # filters see the record as the function does (data key `dynamodb`)
     paid = FilterSet.compile([{"eventName": ["MODIFY"], "dynamodb": {"NewImage": {"note": {"S": ["paid"]}}}}])
     assert [paid.matches(r.view()) for r in records] == [False, True, False]
+
+
+async def test_text_that_is_not_utf8_arrives_as_binary_and_the_stream_goes_on(logical_postgres: str) -> None:
+    """A SQL_ASCII database stores whatever bytes a client sends as text, and pgoutput passes them on: a value that
+    is not UTF-8 is delivered as the bytes it is (a DynamoDB binary value, `B`) rather than stalling the slot."""
+    database = f"hub_test_{uuid.uuid4().hex[:12]}"
+    await sql(
+        logical_postgres,
+        f"CREATE DATABASE \"{database}\" ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+    )
+    url = database_url(database, logical_postgres)
+    try:
+        await sql(url, ORDERS, "ALTER TABLE orders REPLICA IDENTITY FULL")
+        source = pg_source(url)
+        async with running(source) as run:
+            lane = await run.lane("public.orders")
+            await sql(
+                url,
+                "INSERT INTO orders (id, note) VALUES (1, E'caf\\xe9')",
+                "UPDATE orders SET total = 2 WHERE id = 1",
+                "INSERT INTO orders (id, note) VALUES (2, 'plain')",
+            )
+            records = await read_n(lane, 3)
+        assert changes(records) == [("INSERT", 1), ("MODIFY", 1), ("INSERT", 2)]
+        binary = {"B": base64.b64encode(b"caf\xe9").decode()}
+        assert records[0].payload["dynamodb"]["NewImage"]["note"] == binary
+        assert records[1].payload["dynamodb"]["OldImage"]["note"] == binary
+        modified = records[1].payload["dynamodb"]["NewImage"]
+        assert (modified["note"], modified["total"], modified["tags"]) == (binary, {"N": "2"}, {"NULL": True})
+        assert records[1].payload["dynamodb"]["Keys"] == {"id": {"N": "1"}}
+        assert records[2].payload["dynamodb"]["NewImage"]["note"] == {"S": "plain"}
+    finally:
+        drop_database(database)
 
 
 @pytest.mark.parametrize("view", ["KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"])
