@@ -72,7 +72,7 @@ class NatsSource:
 
     async def open(self) -> None:
         """Connect, bind the durable pull consumer (created if missing), and start pulling into the buffer."""
-        import nats
+        from connectors.nats.client import LenientClient
 
         self._closed.clear()
         self._ended.clear()
@@ -84,20 +84,22 @@ class NatsSource:
         tls = {"tls": ssl_context} if ssl_context is not None else {}
         # asyncio.timeout rather than wait_for throughout: Python 3.11's wait_for can swallow a cancellation
         async with asyncio.timeout(timeout * (len(self.config.urls) + 1)):
-            nc = await nats.connect(
-                servers=self.config.urls,
-                name=f"eventhub {self.context.mapping}",
-                connect_timeout=timeout,
-                allow_reconnect=False,  # trouble ends the source; the mapping reopens it with backoff
-                max_reconnect_attempts=0,
-                ping_interval=max(2, int(self.config.pull_wait)),
-                max_outstanding_pings=2,
-                error_cb=self._on_error,
-                disconnected_cb=self._on_disconnected,
-                closed_cb=self._on_disconnected,
+            options: dict[str, Any] = {
+                "servers": self.config.urls,
+                "name": f"eventhub {self.context.mapping}",
+                "connect_timeout": timeout,
+                "allow_reconnect": False,  # trouble ends the source; the mapping reopens it with backoff
+                "max_reconnect_attempts": 0,
+                "ping_interval": max(2, int(self.config.pull_wait)),
+                "max_outstanding_pings": 2,
+                "error_cb": self._on_error,
+                "disconnected_cb": self._on_disconnected,
+                "closed_cb": self._on_disconnected,
                 **tls,
                 **self.config.login(),
-            )
+            }
+            nc = LenientClient()  # what nats.connect makes, delivering a subject that is not UTF-8
+            await nc.connect(**options)
         self._nc = nc
         try:
             info = await self._consumer_info(nc)

@@ -126,6 +126,40 @@ async def test_read_renders_events_and_settle_acks(broker: Broker, nats_url: str
         await source.close()
 
 
+async def publish_raw(nats_url: str, subject: bytes, payload: bytes) -> None:
+    """Publish as a client that sends its subject's bytes as they are (nats-server takes any but white space)."""
+    host, port = nats_url.removeprefix("nats://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        await reader.readline()  # INFO
+        writer.write(b'CONNECT {"verbose":false,"pedantic":false}\r\n')
+        writer.write(b"PUB " + subject + b" %d\r\n" % len(payload) + payload + b"\r\nPING\r\n")
+        await writer.drain()
+        async with asyncio.timeout(10):
+            while (line := await reader.readline()) != b"PONG\r\n":
+                assert line and not line.startswith(b"-ERR"), line
+    finally:
+        writer.close()
+
+
+async def test_a_subject_that_is_not_utf8_is_delivered_with_its_bytes_shown(broker: Broker, nats_url: str) -> None:
+    """nats-py alone drops the connection on such a subject, and JetStream sends the message again for ever."""
+    stream = await broker.stream()
+    await publish_raw(nats_url, f"{stream.lower()}.caf".encode() + b"\xe9", b"odd")
+    after = await broker.publish(stream, b"next", "plain")
+    source = make_source(nats_url, stream)
+    await source.open()
+    try:
+        records = await read_n(source, 2)
+        assert [r.payload["subject"] for r in records] == [f"{stream.lower()}.caf\\xe9", f"{stream.lower()}.plain"]
+        assert [data(r) for r in records] == [b"odd", b"next"]
+        await source.settle(Outcome(succeeded=tuple(records)))
+        info = await wait_for_consumer(broker, stream, "m", lambda i: i.ack_floor.stream_seq == after)
+        assert (info.num_ack_pending, info.num_redelivered) == (0, 0)
+    finally:
+        await source.close()
+
+
 async def wait_for_consumer(broker: Broker, stream: str, name: str, condition: Any, timeout: float = 10.0) -> Any:
     """The consumer's info once `condition(info)` holds (acks reach the server asynchronously)."""
     async with asyncio.timeout(timeout):
