@@ -51,6 +51,7 @@ IGNORED = frozenset(
         "GroupName",
         "Target",
         "DeadLetterConfig.Type",
+        "DeadLetterConfig.QueueLogicalId",
         "ResponseTransformingEnabled",
     }
 )
@@ -316,9 +317,22 @@ def _schedule(event: Event, service: str) -> dict[str, Any]:
         out["enabled"] = state == "ENABLED"
     letter = event.take("DeadLetterConfig", ("source", "dead_letter_config"))
     if isinstance(letter, dict):
-        arn = letter.get("Arn") or f"{event.function}{event.event_id}Queue"  # SAM's queue for {Type: SQS}
-        source["dead_letter_config"] = destination_for(event.bindings, str(arn), event.error("DeadLetterConfig", ""))
+        arn = letter.get("Arn")
+        if arn is None and letter.get("Type") == "SQS":  # the queue SAM makes for it (hub/sam/resources.py too)
+            queue = event.bindings.name(made_dead_letter_queue(event.function, event.event_id, letter))
+            source["dead_letter_config"] = {"type": "sqs", "queue_name": queue, "connection": event.bindings.connection}
+        elif arn is None:
+            raise event.error("DeadLetterConfig", "DeadLetterConfig takes Arn (a queue's ARN) or Type: SQS")
+        else:
+            error = event.error("DeadLetterConfig", "")
+            source["dead_letter_config"] = destination_for(event.bindings, str(arn), error)
     return _asynchronous(event, out, event.take("RetryPolicy"))
+
+
+def made_dead_letter_queue(function: str, event_id: str, letter: dict[str, Any]) -> str:
+    """The logical id of the queue SAM makes for a schedule's `DeadLetterConfig: {Type: SQS}`: its
+    QueueLogicalId, else `<function><event>Queue`."""
+    return str(letter.get("QueueLogicalId") or f"{function}{event_id}Queue")
 
 
 def _http(event: Event, api: str) -> dict[str, Any]:

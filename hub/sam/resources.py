@@ -5,7 +5,8 @@ and validated and before any mapping or poller process starts (pollers never cre
 
 - Every `AWS::SQS::Queue`, `AWS::Kinesis::Stream`, `AWS::DynamoDB::Table` and `AWS::Serverless::SimpleTable` of
   the template (whose `Condition` holds) exists on the bindings' `aws.endpoint_url` afterwards, under its local
-  name (`Bindings.name`), and every `AWS::S3::Bucket` has its folder.
+  name (`Bindings.name`), and every `AWS::S3::Bucket` has its folder; so does the queue SAM makes for a schedule's
+  `DeadLetterConfig: {Type: SQS}` (`<Function><Event>Queue`, or its QueueLogicalId).
 - A missing resource is created with the properties that matter locally (`QUEUE_ATTRIBUTES`, RedrivePolicy with
   the dead-letter queue's ARN as the emulator gives it, the dead-letter queue created first; ShardCount or
   ON_DEMAND; a table's keys, billing, indexes and stream, which a table that a DynamoDB event reads always gets).
@@ -25,6 +26,7 @@ from typing import Any
 
 from hub.sam.bindings import name_in_arn
 from hub.sam.emulator import Unmade, Wanted, create_all
+from hub.sam.events import made_dead_letter_queue
 from hub.sam.intrinsics import NO_VALUE, SamError
 from hub.sam.translate import SamLocated, plain
 from hub.yamlsource import ConfigError, dotted
@@ -75,7 +77,34 @@ def plan(document: SamLocated) -> list[Wanted]:
             errors.append(f"{document.place(exc.at)}: {dotted(exc.at)} ({logical_id}): {exc.message}")
     if errors:
         raise ConfigError(errors)
+    out.extend(_made_dead_letter_queues(document, {w.logical_id for w in out}))
     return _dead_letters_first(out)
+
+
+def _made_dead_letter_queues(document: SamLocated, declared: set[str]) -> list[Wanted]:
+    """The queues SAM makes for schedules' `DeadLetterConfig: {Type: SQS}` (those the template does not declare)."""
+    out: list[Wanted] = []
+    resources = document.template.get("Resources") or {}
+    for function, resource in resources.items():
+        if not isinstance(resource, dict) or resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        at = ("Resources", function)
+        if "Condition" in resource and not document.resolver.condition(resource["Condition"], (*at, "Condition")):
+            continue
+        events = (resource.get("Properties") or {}).get("Events") or {}
+        for event_id, event in events.items() if isinstance(events, dict) else ():
+            if not isinstance(event, dict) or event.get("Type") not in ("Schedule", "ScheduleV2"):
+                continue
+            letter = (event.get("Properties") or {}).get("DeadLetterConfig")
+            if not isinstance(letter, dict) or "Arn" in letter or letter.get("Type") != "SQS":
+                continue
+            logical_id = made_dead_letter_queue(function, event_id, letter)
+            if logical_id in declared or logical_id in resources:
+                continue
+            declared.add(logical_id)
+            name = document.bindings.name(logical_id)
+            out.append(Wanted(logical_id, "queue", name, {"QueueName": name, "Attributes": {}}))
+    return out
 
 
 def prepare(document: Any, create: bool = True) -> None:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from tests.fixtures_aws import boto, free_port, unique
 from tests.helpers import ROOT, HubProcess, wait_for
-from tests.integration.test_sam import bindings, drain
+from tests.integration.test_sam import SAM, bindings, drain
 
 TEMPLATE = ROOT / "tests/sam/create-resources/template.yaml"
 
@@ -144,4 +145,30 @@ def test_create_resources_false_creates_nothing(tmp_path: Path, moto: str) -> No
         assert "create_resources: false" in hub.log()
         assert names(moto, prefix) == {"queues": [], "streams": [], "tables": []}
         assert "made folder" not in hub.log()  # (the S3 endpoint makes the folders of the buckets it serves)
+        assert hub.stop() == 0
+
+
+def test_the_queues_sam_makes_for_a_schedules_dead_letters_are_created_and_take_the_failed_event(
+    tmp_path: Path, moto: str
+) -> None:
+    tick, tock = unique("tick"), unique("tock")
+    resources = {"ReportTickQueue": {"name": tick}, "TockDeadLetters": {"name": tock}}
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=57)  # a fire within seconds
+    overrides = f"Start={start:%Y-%m-%dT%H:%M:%SZ}"
+    env = {**bindings(tmp_path, moto, resources=resources), "HUB_SAM_PARAMETER_OVERRIDES": overrides}
+    with HubProcess(tmp_path, SAM / "schedule-made-dlq/template.yaml", env) as hub:
+        hub.start()
+        log = hub.log()
+        assert f"created queue {tick} on {moto}" in log and f"created queue {tock} on {moto}" in log
+        sqs = boto(moto, "sqs")
+        queue = sqs.get_queue_url(QueueName=tock)["QueueUrl"]
+        letters: list[dict[str, Any]] = []
+
+        def dead_lettered() -> bool:
+            letters.extend(sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", []))
+            return bool(letters)
+
+        wait_for(dead_lettered, 90, "the failed event in the queue SAM makes")
+        event = json.loads(letters[0]["Body"])
+        assert event["source"] == "aws.scheduler" and event["detail-type"] == "Scheduled Event"
         assert hub.stop() == 0
