@@ -138,6 +138,12 @@ class Function:
         self.activity = activity or ACTIVITY
         """Where its invocations are recorded (/invocations, /metrics): the process's, unless given another."""
         self._stats = self.activity.stats(name)
+        count_running = getattr(self.runtime, "count_running", None)
+        self._counted_by_runtime = callable(count_running)
+        """Whether the runtime counts ConcurrentExecutions itself (`python`: only invocations begun in an
+        environment, not those waiting for one or queued in one)."""
+        if count_running is not None:
+            count_running(self._concurrent)
         self.started = False
         """True between start() and close(): the function's environments (or module) are loaded."""
 
@@ -225,7 +231,12 @@ class Function:
         async with self._slots:
             return await self._running(event, self.context())  # the timeout counts from when the function starts
 
+    def _concurrent(self, change: int) -> None:
+        self._stats.concurrent += change
+
     async def _running(self, event: Any, context: LambdaContext) -> Result:
+        if self._counted_by_runtime:
+            return await self.runtime.invoke(event, context)
         stats = self._stats
         stats.concurrent += 1  # ConcurrentExecutions
         try:

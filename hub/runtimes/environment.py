@@ -76,11 +76,19 @@ class Worker:
     running: its timeout counts from when it began, and the next one begins when it is answered.
     """
 
-    def __init__(self, setup: FunctionSetup, init_timeout: float, ran: Callable[[float], None]) -> None:
+    def __init__(
+        self,
+        setup: FunctionSetup,
+        init_timeout: float,
+        ran: Callable[[float], None],
+        running: Callable[[int], None] = lambda change: None,
+    ) -> None:
         self.setup = setup
         self.init_timeout = init_timeout
         self._ran = ran
         """Told how long each invocation ran (the runtime's pipelining follows it)."""
+        self._running = running
+        """Told +1 as an invocation begins and -1 as it ends (ConcurrentExecutions: not those queued here)."""
         self.proc: asyncio.subprocess.Process | None = None
         self.responses = Responses(self._answered)
         self.writer: asyncio.WriteTransport | None = None
@@ -280,6 +288,7 @@ class Worker:
     def _begin(self, call: _Call, now: float) -> None:
         """`call` is the one running now: its timeout counts from `now`."""
         call.began = now
+        self._running(1)
         self.request_id = call.request_id
         self._time_out_at(now + call.timeout)
 
@@ -298,6 +307,7 @@ class Worker:
             call.answer.set_result(body)
         now = asyncio.get_running_loop().time()
         if call.began is not None:
+            self._running(-1)
             self._ran(now - call.began)
         if body[0] == _STATUS_REPLACE:
             self._killing = True  # the worker begins nothing more: those behind it get NotStarted as it is killed
@@ -316,6 +326,8 @@ class Worker:
             self._flush = None
         self._unsent.clear()
         for call in calls:
+            if call.began is not None:
+                self._running(-1)
             if not call.answer.done():
                 if call.began is not None:
                     call.answer.set_result(None)
@@ -345,6 +357,7 @@ class Worker:
         self._killing = True
         if self.calls:
             call = self.calls.popleft()  # those behind it never began: NotStarted once the process is killed
+            self._running(-1)
             if not call.answer.done():
                 call.answer.set_exception(TimeoutError())
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from hub.runtimes import LambdaContext, Result, error_payload
@@ -72,6 +73,12 @@ class ProcessRuntime:
         self.depth = 1
         """Invocations one environment may be sent at once (1: no pipelining)."""
         self._closed = False
+        self._count: Callable[[int], None] = lambda change: None
+
+    def count_running(self, count: Callable[[int], None]) -> None:
+        """Have `count` told +1 as an invocation begins in an environment and -1 as it ends (not while it waits for
+        one, or waits in one behind another: ConcurrentExecutions counts functions running)."""
+        self._count = count
 
     def ran(self, seconds: float) -> None:
         """An invocation ran for `seconds` (from when it began to its answer): the pipelining depth follows."""
@@ -83,7 +90,7 @@ class ProcessRuntime:
         self._idle.append(await self._spawn())
 
     async def _spawn(self) -> Worker:
-        worker = Worker(self.setup, self.init_timeout, self.ran)
+        worker = Worker(self.setup, self.init_timeout, self.ran, self._count)
         self._all.add(worker)
         try:
             await worker.start()

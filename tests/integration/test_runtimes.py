@@ -15,6 +15,7 @@ from aiohttp import web
 
 from hub.config import FunctionConfig
 from hub.functions import Function
+from hub.invocations import Activity
 from tests.helpers import HubProcess, read_jsonl, wait_for
 
 
@@ -347,10 +348,10 @@ async def test_a_timeout_counts_from_its_own_invocation_after_quick_ones_in_the_
 
 @pytest.fixture
 def pipelined(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Invocations under 50 ms are pipelined (the default is 1 ms, which a loaded test machine may not show)."""
+    """Invocations under a second are pipelined (the default is 1 ms, which a loaded test machine may not show)."""
     from hub.runtimes import process
 
-    monkeypatch.setattr(process, "PIPELINE_WITHIN", 0.05)
+    monkeypatch.setattr(process, "PIPELINE_WITHIN", 1.0)
 
 
 async def warm(fn: Function) -> None:
@@ -376,6 +377,28 @@ async def test_short_invocations_are_pipelined_into_one_environment_and_run_one_
         assert all(r.duration < 0.5 for r in results)  # Lambda's duration: its own run, not its wait in the queue
     finally:
         await fn.close()
+
+
+@pytest.mark.usefixtures("pipelined")
+async def test_concurrent_executions_counts_invocations_running_not_those_queued() -> None:
+    activity = Activity()
+    config = FunctionConfig(handler="functions.testing.runs_and_tells", concurrency=4, timeout=1)
+    fn = Function("fn", config, region="us-east-1", account_id="000000000000", activity=activity)
+    await fn.start()
+    try:
+        await warm(fn)
+        stats = activity.functions["fn"]
+        calls = [asyncio.ensure_future(fn.invoke({"n": n, "sleep": 0.05})) for n in range(8)]
+        seen: set[int] = set()
+        while not all(call.done() for call in calls):
+            seen.add(stats.concurrent)
+            await asyncio.sleep(0.005)
+        results = [call.result() for call in calls]
+    finally:
+        await fn.close()
+    environments = {r.payload["pid"] for r in results}
+    assert max(seen) >= 1 and max(seen) <= len(environments) < 4  # one per environment running one, not 4 or 8
+    assert stats.concurrent == 0
 
 
 @pytest.mark.usefixtures("pipelined")
