@@ -69,12 +69,7 @@ class _Call:
 
 
 class Worker:
-    """One execution environment: a worker process, its pipes and its log stream.
-
-    It runs one invocation at a time, in the order they were sent; more than one may be sent before the first is
-    answered (the runtime pipelines short invocations, see ProcessRuntime). The oldest unanswered call is the one
-    running: its timeout counts from when it began, and the next one begins when it is answered.
-    """
+    """One execution environment: a worker process, its pipes, its log stream and its calls (module docstring)."""
 
     def __init__(
         self,
