@@ -12,6 +12,7 @@ The messages are frozen msgspec Structs: one is made for every message of the st
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Literal
 
 import msgspec
@@ -189,48 +190,32 @@ def _change(data: bytes, lenient: bool = False) -> Change:
     at = 5
     old: tuple[Value, ...] | None = None
     old_kind: Literal["K", "O"] | None = None
-    read = _lenient_tuple if lenient else _tuple
+    text = _text_or_bytes if lenient else _utf8
     marker = data[at : at + 1]
     if marker in (b"K", b"O"):
         old_kind = "K" if marker == b"K" else "O"
-        old, at = read(data, at + 1)
+        old, at = _tuple(data, at + 1, text)
         marker = data[at : at + 1]
     new: tuple[Value, ...] | None = None
     if marker == b"N":
-        new, at = read(data, at + 1)
+        new, at = _tuple(data, at + 1, text)
     elif kind != "D":
         raise ProtocolError(f"a pgoutput {kind} message without its new row")
     return Change(kind, relation, new, old, old_kind, lenient)  # type: ignore[arg-type]
 
 
-def _lenient_tuple(data: bytes, at: int) -> tuple[tuple[Value, ...], int]:
-    """`_tuple`, where a text value that is not UTF-8 is NotUtf8 (its bytes) instead of an error."""
-    (count,) = _I16.unpack_from(data, at)
-    at += 2
-    values: list[Value] = []
-    for _ in range(count):
-        kind = data[at]
-        at += 1
-        if kind == 0x74:  # 't': text
-            (length,) = _I32.unpack_from(data, at)
-            raw = data[at + 4 : at + 4 + length]
-            if len(raw) != length:
-                raise IndexError(f"a value of {length} bytes where {len(raw)} are left")
-            try:
-                values.append(raw.decode())
-            except UnicodeDecodeError:
-                values.append(NotUtf8(raw))
-            at += 4 + length
-        elif kind == 0x6E:  # 'n': NULL
-            values.append(None)
-        elif kind == 0x75:  # 'u': an unchanged TOASTed value
-            values.append(UNCHANGED)
-        else:
-            raise ProtocolError(f"unknown column kind {chr(kind)!r} (binary values need protocol options not used)")
-    return tuple(values), at
+_utf8 = bytes.decode
 
 
-def _tuple(data: bytes, at: int) -> tuple[tuple[Value, ...], int]:
+def _text_or_bytes(raw: bytes) -> str | NotUtf8:
+    """A text value's text, or its bytes (NotUtf8) when it is not UTF-8 (the lenient read of a change)."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return NotUtf8(raw)
+
+
+def _tuple(data: bytes, at: int, text: Callable[[bytes], Value] = _utf8) -> tuple[tuple[Value, ...], int]:
     (count,) = _I16.unpack_from(data, at)
     at += 2
     values: list[Value] = []
@@ -243,7 +228,7 @@ def _tuple(data: bytes, at: int) -> tuple[tuple[Value, ...], int]:
             at += 4
             if at + length > len(data):
                 raise IndexError(f"a value of {length} bytes where {len(data) - at} are left")
-            append(data[at : at + length].decode())
+            append(text(data[at : at + length]))
             at += length
         elif kind == 0x6E:  # 'n': NULL
             append(None)
