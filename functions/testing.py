@@ -257,3 +257,8 @@ def runs_and_tells(event, context):
         hog.append(bytearray(16 * 1024 * 1024))
     time.sleep(event.get("sleep", 0))
     return {"pid": os.getpid(), "began": began, "ended": time.time(), "remaining": remaining, "n": event.get("n")}
+
+
+def returns_its_event(event, context):
+    """Answers with the event it received, as it received it."""
+    return event

@@ -34,7 +34,7 @@ from hub.config import MappingConfig
 from hub.deadletter import dead_letter_queues
 from hub.functions import Function
 from hub.invocation import Counters, Envelope, Invoker, item_key
-from hub.records import GiveUp, Outcome, Record
+from hub.records import GiveUp, Outcome, Record, plain
 from hub.runtimes import Result
 from hub.source import Destination, Source
 from hub.streams import StreamRetries
@@ -120,7 +120,7 @@ class Dispatcher(Invoker):
                 return Outcome(failed=tuple(records))  # stopping: unsettled, handled again after a restart
         documents = self.failures.asynchronous(records, attempt, result, condition) if self.destination else []
         give_up = GiveUp(attempt, result, condition, self.function.arn)
-        event = self.source.render(records, 1) if self.dead_letters else None  # the original event: attempt 1's
+        event = plain(self.source.render(records, 1)) if self.dead_letters else None  # the original event: attempt 1's
         dead_letters = [
             (queue.destination, [queue.document(records, event, give_up, self.name)]) for queue in self.dead_letters
         ]

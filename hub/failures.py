@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hub.clock import Clock
-from hub.records import Record
+from hub.records import Record, plain
 from hub.runtimes import Result
 from hub.source import BatchInfoSource, Destination, Document, Source
 
@@ -54,7 +54,7 @@ class FailureRecords:
         body = self.base(attempts, result, condition)
         if result is None:
             body["responseContext"] = {"statusCode": 429, "executedVersion": "$LATEST", "functionError": "Unhandled"}
-        body["requestPayload"] = self.source.render(records, max(1, attempts))
+        body["requestPayload"] = plain(self.source.render(records, max(1, attempts)))
         body["responsePayload"] = result.payload if result else None
         return [Document(body, mapping=self.mapping, lane=records[0].lane)]
 
@@ -75,7 +75,7 @@ class FailureRecords:
                 body = self.base(attempts, result, condition)
                 info = batch_info([record]) if batch_info else {}
                 body.update(_single_record_info(info))
-                body["payload"] = self.source.render([record], 1)
+                body["payload"] = plain(self.source.render([record], 1))
                 documents.append(
                     Document(body, key=_key_bytes(record.order_key), mapping=self.mapping, lane=record.lane)
                 )
@@ -83,7 +83,7 @@ class FailureRecords:
         body = self.base(attempts, result, condition)
         body.update(batch_info(records) if batch_info else {})
         if destination.includes_payload:
-            body["payload"] = json.dumps(self.source.render(records, 1))
+            body["payload"] = json.dumps(plain(self.source.render(records, 1)))
         return [Document(body, mapping=self.mapping, lane=records[0].lane)]
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from hub import tracing
 from hub.config import FunctionConfig, FunctionDefaults, HubConfig
 from hub.invocations import ACTIVITY, Activity
+from hub.records import plain
 from hub.runtimes import LambdaContext, Result, Runtime, error_payload, log_stream_name
 from hub.runtimes.python import PythonRuntime
 from hub.runtimes.variables import FunctionSetup, merged_aws
@@ -217,6 +218,8 @@ class Function:
         return result
 
     async def _run(self, event: Any) -> Result:
+        if not getattr(self.runtime, "takes_encoded", False):
+            event = plain(event)  # records a source gave as JSON already (see hub.records.plain), as objects
         context = self.context()
         if self.config.concurrency == 0:
             return Result(

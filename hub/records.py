@@ -59,6 +59,28 @@ class Record(msgspec.Struct, eq=False, gc=False, repr_omit_defaults=True):
         return (self.lane, self.position) if self.item_id is None else self.item_id
 
 
+_encode_json = msgspec.json.Encoder().encode
+_decode_json = msgspec.json.Decoder().decode
+
+
+def plain(event: Any) -> Any:
+    """The event with its pre-encoded records decoded.
+
+    A source may give the items of a top-level list of its event (its `Records`) as `msgspec.Raw`: their JSON,
+    written once when the record was read. The execution environments' encoder copies it as it is; a runtime that
+    hands the function Python objects, or encodes with the json module, and a destination's document, take the
+    event through this first. An event without such items is returned as it is."""
+    if type(event) is not dict:
+        return event
+    out = None
+    for name, value in event.items():
+        if type(value) is list and value and type(value[0]) is msgspec.Raw:
+            if out is None:
+                out = dict(event)
+            out[name] = _decode_json(_encode_json(value))  # one pass in C over the whole list
+    return event if out is None else out
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """How a batch ended. Every batch is settled exactly once with one of these.

@@ -10,25 +10,28 @@
 
 How it reads: a publication names the tables and a logical replication slot (plugin `pgoutput`) keeps the position;
 both are created on request (`create: true`). One replication connection streams the slot (`START_REPLICATION ...
-(proto_version '1', publication_names '...')`); each Insert, Update and Delete becomes a record (connectors/postgres/
-events.py) pushed into the lane of its table. The position is the slot's: nothing after its confirmed LSN is ever
-removed by the server, so a hub killed mid-stream loses nothing. Changes the lanes settled after the last confirmed
-LSN come again on reconnection, and each lane skips those at or below its own checkpoint: what is delivered twice
-is bounded by what was in flight (read, not settled) at the kill.
+(proto_version '1', publication_names '...')`); each Insert, Update and Delete becomes a record
+(connectors/postgres/events.py) pushed into the lane of its table. The record is its JSON, written straight from
+the message by a function made for the table (connectors/postgres/encoded.py); a change it does not take (an
+unchanged TOASTed value, a text that is not UTF-8) is decoded and laid out the long way, with the same result. The
+position is the slot's: nothing after its confirmed LSN is ever removed by the server, so a hub killed mid-stream
+loses nothing. Changes the lanes settled after the last confirmed LSN come again on reconnection, and each lane
+skips those at or below its own checkpoint: what is delivered twice is bounded by what was in flight (read, not
+settled) at the kill.
 
 Why psycopg2: psycopg 3 has no replication protocol (psycopg/psycopg#71 is open) and asyncpg has none either, while
 psycopg2's `LogicalReplicationConnection` is maintained, speaks the protocol through libpq (every authentication
 method, TLS) and has an asynchronous mode driven here by the event loop's readiness callbacks, without a thread
 (connectors/postgres/replication.py). The only library for pgoutput's messages, pypgoutput, was last released in
-2022 and reads through psycopg2's blocking loop; the messages are simple, so connectors/postgres/pgoutput.py
-decodes them. The SQL side (the publication, the slot, keys, types, the lag) uses asyncpg, as the hub's
-PostgreSQL store does (connectors/postgres/admin.py).
+2022 and reads through psycopg2's blocking loop; the messages are simple, so connectors/postgres/pgoutput.py decodes
+them. The SQL side (the publication, the slot, keys, types, the lag) uses asyncpg, as the hub's PostgreSQL store
+does (connectors/postgres/admin.py).
 
 Several hubs: the slot can be streamed by one connection at a time, so the source takes one lease on it (through
 `SourceContext.leases`): with a shared store, one hub streams it and another takes over when that one dies.
-Back-pressure: at most `max_buffered` changes are held; past that the hub reads nothing more (the database keeps
-the rest) but still sends status updates, so the server keeps the connection. The slot's lag (WAL bytes past its
-confirmed LSN) is read every `lag_interval`, logged, and available from `lag()`.
+Back-pressure: at most `max_buffered` changes are held; past that the hub reads nothing more (the database keeps the
+rest) until half of them have settled, but still sends status updates, so the server keeps the connection. The
+slot's lag (WAL bytes past its confirmed LSN) is read every `lag_interval`, logged, and available from `lag()`.
 """
 
 from __future__ import annotations

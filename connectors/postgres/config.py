@@ -75,8 +75,8 @@ class PostgresConfig(BaseModel):
         10000,
         ge=100,
         description="Most changes held in memory, read and not yet settled, over all lanes: beyond it the hub "
-        "stops reading the stream (the database holds the rest) until some settle. A lane whose function keeps "
-        "failing therefore holds up the others once this many changes wait behind it.",
+        "stops reading the stream (the database holds the rest) until half of them have settled. A lane whose "
+        "function keeps failing therefore holds up the others once this many changes wait behind it.",
     )
     status_interval: Duration = Field(
         2.0,

@@ -60,6 +60,8 @@ class Table:
     """Bytes a record of one image adds to its change's message in a payload: ENVELOPE, PER_VALUE per column."""
     extra_size_both: int = 0
     """The same for a record with both images."""
+    encode: Any = None
+    """The record encoder of the table (encoded.py), set by the source: a change's message straight to its JSON."""
     _row: Callable[[Sequence[Value]], tuple[dict[str, Any], dict[str, Any]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -165,6 +167,15 @@ def stream_record(
         "eventSourceARN": table.arn,
     }
     return payload, _encode(keys)
+
+
+def key_columns(relation: Relation, primary_key: Sequence[str]) -> tuple[int, ...]:
+    """Indexes of a table's key columns: its primary key's, when the relation has them all, else those the
+    Relation message marks as its replica identity."""
+    names = [c.name for c in relation.columns]
+    if primary_key and all(k in names for k in primary_key):
+        return tuple(names.index(k) for k in primary_key)
+    return tuple(i for i, c in enumerate(relation.columns) if c.key)
 
 
 def table_arn(region: str, account: str, database: str, schema: str, table: str, slot: str) -> str:

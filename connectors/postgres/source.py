@@ -7,16 +7,19 @@ import asyncio
 import contextlib
 import logging
 import operator
-import time
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
+
+import msgspec
 
 from connectors.postgres.admin import Admin, TableInfo
 from connectors.postgres.config import PostgresConfig
-from connectors.postgres.events import Table, stream_record, table_arn
+from connectors.postgres.encoded import record_encoder, the_long_way
+from connectors.postgres.events import Table, key_columns, table_arn
+from connectors.postgres.lag import SlotLag
 from connectors.postgres.lanes import SEQUENCE_SHIFT, TableLane, Transaction, Transactions
-from connectors.postgres.pgoutput import Begin, Change, Commit, Relation, Truncate, decode
+from connectors.postgres.pgoutput import Begin, Commit, Relation, Truncate, decode
 from connectors.postgres.replication import ReplicationStream
 from connectors.postgres.values import Types
 from connectors.shards import iso
@@ -27,6 +30,9 @@ from hub.records import Lag, Record
 from hub.source import SourceContext
 
 _payload = operator.attrgetter("payload")
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+_CHANGES = frozenset(b"IUD")
 YIELD_EVERY = 256
 """Messages decoded between two returns to the event loop while the stream has more at once."""
 
@@ -44,10 +50,9 @@ class PostgresSource:
         self.publication = config.publication_name(context.mapping)
         self.scope = context.scope("postgres", config.database, self.slot)
         self.fence: Any = None
-        self.lag_bytes: int | None = None
-        """Bytes of WAL the slot holds past its confirmed LSN, as last read (None: not read yet)."""
         self._f = fields(mapping=context.mapping, slot=self.slot)
         self._admin = Admin(config, self.log, self._f)
+        self._lag = SlotLag(self._admin, self.slot, context.mapping, self.log)
         self._types = Types()
         self._known: dict[tuple[str, str], TableInfo] = {}
         self._tables: dict[int, Table] = {}
@@ -58,6 +63,7 @@ class PostgresSource:
         self._txn: Transaction | None = None
         self._commit_time = 0.0
         self._created = 0.0
+        self._created_json = "0.0"
         self._index = 0
         self._base = 0  # the current transaction's commit LSN << SEQUENCE_SHIFT: its changes' sequence numbers + i
         self._view = config.stream_view_type
@@ -69,7 +75,6 @@ class PostgresSource:
         self._tasks: list[asyncio.Task[None]] = []
         self._truncates: set[str] = set()
         self._arns: dict[str, str] = {}
-        self._last_lag: dict[str, Any] = {}
 
     # ---- Source ----------------------------------------------------------------------------------------------
 
@@ -151,7 +156,10 @@ class PostgresSource:
             self.publication,
             extra=fields(mapping=self.context.mapping, lanes=len(self._lanes), checkpoints=len(self._checkpoints)),
         )
-        self._tasks = [asyncio.ensure_future(self._pump(stream)), asyncio.ensure_future(self._watch_lag())]
+        self._tasks = [
+            asyncio.ensure_future(self._pump(stream)),
+            asyncio.ensure_future(self._lag.watch(config.lag_interval, lambda: self._buffered)),
+        ]
 
     async def _end(self, lease: Lease) -> None:
         """Stop reading; the lanes end; with a revoked lease, give it back once what was read has settled."""
@@ -178,8 +186,14 @@ class PostgresSource:
                 self._buffered -= lane.end()
 
     def render(self, records: Sequence[Record], attempt: int) -> Any:
-        """The DynamoDB Streams-shaped event: `{"Records": [...]}`."""
+        """The DynamoDB Streams-shaped event: `{"Records": [...]}`, each record its JSON already (msgspec.Raw, see
+        hub.records.plain)."""
         return {"Records": list(map(_payload, records))}
+
+    def filter_view(self, record: Record) -> Mapping[str, Any]:
+        """The record itself, decoded: filters see what the function gets (only mappings with filters decode)."""
+        view: Mapping[str, Any] = _decode(record.payload)
+        return view
 
     def event_source_arn(self, lane: str) -> str:
         """The `eventSourceARN` of the records of `lane` (its table's), which tumbling windows repeat."""
@@ -195,7 +209,7 @@ class PostgresSource:
                 "approximateArrivalOfFirstRecord": iso(records[0].timestamp),
                 "approximateArrivalOfLastRecord": iso(records[-1].timestamp),
                 "batchSize": len(records),
-                "streamArn": records[0].payload["eventSourceARN"],
+                "streamArn": self.event_source_arn(records[0].lane),
             }
         }
 
@@ -223,20 +237,17 @@ class PostgresSource:
         }
 
     async def slot_lag(self) -> dict[str, Any]:
-        """The slot's lag now: `{"slot_lag_bytes": N, "slot_active": bool}` (empty when the slot is gone), read from
-        `pg_replication_slots` (`pg_current_wal_lsn() - confirmed_flush_lsn`)."""
-        found = await self._admin.lag(self.slot)
-        if found is None:
-            self._last_lag = {}
-            return {}
-        self.lag_bytes = found[0]
-        self._last_lag = {"slot_lag_bytes": found[0], "slot_active": found[1]}
-        return dict(self._last_lag)
+        """The slot's lag now (SlotLag.read)."""
+        return await self._lag.read()
+
+    @property
+    def lag_bytes(self) -> int | None:
+        """Bytes of WAL the slot holds past its confirmed LSN, as last read (None: not read yet)."""
+        return self._lag.bytes
 
     def last_lag(self) -> dict[str, Any]:
-        """The slot's lag as last read (every `lag_interval`), without a query: what a status page shows. Empty
-        before the first read."""
-        return dict(self._last_lag)
+        """The slot's lag as last read (every `lag_interval`), without a query: what a status page shows."""
+        return self._lag.last()
 
     # ---- settling --------------------------------------------------------------------------------------------
 
@@ -246,8 +257,8 @@ class PostgresSource:
         if lane.session != self._session or self._stream is None:
             return  # a lane of a connection closed since: the new one reads from the slot's confirmed LSN
         self._buffered -= len(records) + dropped
-        if self._buffered < self.config.max_buffered:
-            self._room.set()
+        if self._buffered <= self.config.max_buffered // 2:
+            self._room.set()  # reading resumes once half the buffer has settled: see _pump
         self._txns.settled(records)
 
     def _confirm(self, lsn: int) -> None:
@@ -258,7 +269,11 @@ class PostgresSource:
 
     async def _pump(self, stream: ReplicationStream) -> None:
         """Read and route messages until cancelled; every wait is bounded by the status interval, and the
-        connection is kept (status updates) while the lanes are full."""
+        connection is kept (status updates) while the lanes are full.
+
+        Once `max_buffered` changes are held, reading waits until half of them have settled, rather than going on
+        as soon as one batch has: refilled one batch at a time, the refill ran between a batch's answer and the
+        next batch's dispatch, so the function and the reading took turns instead of overlapping."""
         interval = self.config.status_interval
         limit = self.config.max_buffered
         burst = 0
@@ -268,7 +283,7 @@ class PostgresSource:
                 stream.keep_alive()
                 self._room.clear()
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(interval):  # once per settled batch: no task, as wait_for makes
+                    async with asyncio.timeout(interval):  # no task, as wait_for makes
                         await self._room.wait()
                 continue
             item = stream.read_now()
@@ -276,13 +291,14 @@ class PostgresSource:
                 await stream.wait(interval)
                 continue
             data = item[1]
-            message = decode(data)
-            if type(message) is Change:  # nearly every message: straight to it
-                self._change(message, len(data))
-            elif isinstance(message, Relation):
-                await self._relation(message)
+            if data[0] in _CHANGES:  # nearly every message: straight to its record
+                self._change(data)
             else:
-                self._route(message)
+                message = decode(data)
+                if isinstance(message, Relation):
+                    await self._relation(message)
+                else:
+                    self._route(message)
             burst += 1
             if burst >= YIELD_EVERY:  # a long backlog: let the lanes and the status updates in
                 burst = 0
@@ -296,6 +312,7 @@ class PostgresSource:
             self._txn = self._txns.begin(message.final_lsn)
             self._commit_time = message.commit_time
             self._created = round(message.commit_time, 3)
+            self._created_json = _encode(self._created).decode()
             self._index = 0
             self._base = message.final_lsn << SEQUENCE_SHIFT
         elif isinstance(message, Commit):
@@ -310,14 +327,15 @@ class PostgresSource:
                     self._truncates.add(name)
                     self.log.warning("TRUNCATE of %s is not an item change: not delivered", name, extra=self._f)
 
-    def _change(self, change: Change, size: int) -> None:
+    def _change(self, data: bytes) -> None:
+        """An Insert, Update or Delete message: its record, to its lane. The table's encoder writes the record's
+        JSON from the message itself; what it leaves (None) is decoded and laid out the long way."""
         txn = self._txn
-        table = self._tables.get(change.relation)
+        relation = int.from_bytes(data[1:5], "big")
+        table = self._tables.get(relation)
         if txn is None or table is None:
-            raise ValueError(
-                f"a change of relation {change.relation} outside a transaction or before its Relation "
-                f"(txn {txn}, tables {sorted(self._tables)})"
-            )
+            decode(data)  # a message cut short raises ProtocolError here
+            raise ValueError(f"a change of relation {relation} outside a transaction or before its Relation")
         self._index += 1
         if not table.wanted:
             return
@@ -325,22 +343,27 @@ class PostgresSource:
         lane = table.lane
         if lane is not None and sequence <= lane.checkpoint:
             return  # settled before the restart; the slot's confirmed LSN had not moved past it yet
-        payload, key_json = stream_record(table, change, sequence, self._created, self._view, self._region, size)
+        item = str(sequence)
+        size = len(data)
+        encoded = table.encode(data, sequence, item, self._created_json, size) or the_long_way(
+            table, data, sequence, self._created, self._view, self._region
+        )
+        payload, key_json = encoded
         if lane is None:  # key-hash lanes
             lane = self._lanes[f"{table.qualified}#{zlib.crc32(key_json) % self.config.lanes_per_table}"]
             if sequence <= lane.checkpoint:
                 return
         txn.open += 1
         self._buffered += 1
-        both = change.old_kind == "O" and change.new is not None
+        both = data[0] == 0x55 and data[5] == 0x4F  # an Update with the old row (`O`): both images
         lane.push(
             Record(
                 lane.key,
                 sequence,
-                payload,
+                msgspec.Raw(payload),
                 timestamp=self._commit_time,
                 size=size + (table.extra_size_both if both else table.extra_size),
-                item_id=payload["dynamodb"]["SequenceNumber"],
+                item_id=item,
                 order_key=key_json,
             )
         )
@@ -354,45 +377,16 @@ class PostgresSource:
         wanted = info is not None
         if info is None or info.oid != relation.oid:
             info = await self._admin.table(relation.schema, relation.name)
-        names = [c.name for c in relation.columns]
-        primary = info.primary_key if info and all(k in names for k in info.primary_key) else ()
-        keys = (
-            tuple(names.index(k) for k in primary)
-            if primary
-            else tuple(i for i, c in enumerate(relation.columns) if c.key)
-        )
+        context = self.context
         arn = table_arn(
-            self.context.region,
-            self.context.account_id,
-            self.config.database,
-            relation.schema,
-            relation.name,
-            self.slot,
+            context.region, context.account_id, self.config.database, relation.schema, relation.name, self.slot
         )
         converters = [self._types.converter(c.type_oid) for c in relation.columns]
-        table = Table(relation, converters, keys, arn, wanted)
+        table = Table(relation, converters, key_columns(relation, info.primary_key if info else ()), arn, wanted)
+        table.encode = record_encoder(table, self._view, self._region)
         if wanted and self.config.lanes_per_table == 1:
             table.lane = self._lanes.get(table.qualified)
         self._tables[relation.oid] = table
-
-    # ---- the slot's lag --------------------------------------------------------------------------------------
-
-    async def _watch_lag(self) -> None:
-        """Read the slot's lag every `lag_interval`, for /status and the log (a failed read is logged, not fatal:
-        the stream does not depend on it)."""
-        while True:
-            try:
-                lag = await self.slot_lag()
-            except Exception as exc:
-                self.log.warning("reading the slot's lag failed: %s", exc, extra=self._f)
-            else:
-                self.log.info(
-                    "slot lag %s bytes",
-                    lag.get("slot_lag_bytes", "?"),
-                    extra=fields(mapping=self.context.mapping, slot=self.slot, buffered=self._buffered, **lag),
-                )
-            started = time.monotonic()
-            await asyncio.sleep(max(0.0, self.config.lag_interval - (time.monotonic() - started)))
 
 
 def _lane_keys(table: str, lanes: int) -> list[str]:

@@ -59,6 +59,10 @@ class ProcessRuntime:
     `environments` invocations are in the environments at once, pipelined or not.
     """
 
+    takes_encoded = True
+    """Events go to the environments as JSON, with records a source gave as JSON already copied in as they are
+    (hub.records.plain)."""
+
     def __init__(self, setup: FunctionSetup, *, environments: int, timeout: float) -> None:
         self.setup = setup
         self.init_timeout = max(10.0, timeout)

@@ -28,7 +28,7 @@ from hub.dispatch import Counters, Dispatcher
 from hub.functions import Function
 from hub.health import Health
 from hub.mapping import MappingRunner
-from hub.records import Outcome, Record
+from hub.records import Outcome, Record, plain
 from hub.source import Clock, LaneEnded, SourceContext, SystemClock
 from tests.helpers import RunningSource
 
@@ -169,7 +169,7 @@ def numbered(kit: Kit, source: Any, records: Iterable[Record]) -> list[tuple[str
     """(lane, number) of each record, read back from the event its source renders for it."""
     out = []
     for record in records:
-        (pair,) = kit.numbers(source.render([record], 1))
+        (pair,) = kit.numbers(plain(source.render([record], 1)))  # as a function gets it
         out.append(pair)
     return out
 
