@@ -33,8 +33,13 @@ _payload = operator.attrgetter("payload")
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 _CHANGES = frozenset(b"IUD")
-YIELD_EVERY = 256
-"""Messages decoded between two returns to the event loop while the stream has more at once."""
+YIELD_EVERY = 64
+"""Messages read between two yields to the event loop while the stream has more at once (about 0.4 ms)."""
+TURNS = 4
+"""Turns of the event loop given up at each yield: a batch's dispatch takes several (its answer, the settle, the
+next batch's task, its write to the environment), each waiting for the reader's next yield; giving up a few in a
+row lets a whole dispatch go ahead of the next burst of reading, so that the function runs while the hub reads
+instead of after. Measured with one lane (bench/postgres_bench.py): the hub's process went from 26 % idle to 15 %."""
 
 
 class PostgresSource:
@@ -304,7 +309,8 @@ class PostgresSource:
                 burst = 0
                 stream.heard()
                 stream.keep_alive()
-                await asyncio.sleep(0)
+                for _ in range(TURNS):
+                    await asyncio.sleep(0)
 
     def _route(self, message: Any) -> None:
         """A message other than a change or a relation: a transaction's bounds, a truncate."""
