@@ -287,6 +287,9 @@ async def run_plain_lane(work: LaneWork, lane: Lane) -> None:
             raise
         except Exception as exc:
             room.release()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # a library turned the cancellation into its own error
+                raise asyncio.CancelledError from exc
             read_failures += 1
             await work.read_failed(lane, exc, read_failures)
             continue

@@ -213,6 +213,10 @@ class TcpProxy:
         except OSError:
             writer.close()
             return
+        if not self._open:  # cut while this one was connecting: it must not outlive the cut
+            up_writer.transport.abort()
+            writer.transport.abort()
+            return
         self._writers |= {writer, up_writer}
 
         async def pipe(src: Any, dst: Any) -> None:

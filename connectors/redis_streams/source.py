@@ -213,6 +213,7 @@ class StreamLane:
         while True:
             if self.source._closed.is_set() or self.source.client is None:
                 raise LaneEnded(self.key)
+            _still_wanted()
             try:
                 # each call blocks at most `block`: one that takes longer is a server that does not answer
                 records = await self.source.context.health.watch(
@@ -365,3 +366,12 @@ class StreamLane:
                 await client.xack(self.stream, self.source.group, *[entry_id.encode() for entry_id in done])
         finally:
             self.in_flight.difference_update(map(_position, outcome.settled + outcome.failed))
+
+
+def _still_wanted() -> None:
+    """Raise CancelledError when this task was cancelled and the cancellation did not reach it: redis-py turns a
+    cancellation that lands while it closes a broken connection into a ConnectionError, which its own retry then
+    absorbs, and the read goes on (the lane would never stop)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
