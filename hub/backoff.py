@@ -54,3 +54,11 @@ async def await_unless(stopping: asyncio.Event, awaitable: Awaitable[T]) -> T | 
             with contextlib.suppress(BaseException):
                 await task
     return task.result() if task.done() and not task.cancelled() else None
+
+
+def cancelling() -> bool:
+    """Whether the running task has been cancelled, though the cancellation may not have reached it: a client library
+    that catches it while it closes a broken connection can raise an error of its own instead, or retry and go on
+    (redis-py evidently does). A loop that retries reads checks this, so that a stopping lane stops."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
-from hub.backoff import Backoff, sleep_unless
+from hub.backoff import Backoff, cancelling, sleep_unless
 from hub.config import MappingConfig
 from hub.dispatch import Dispatcher
 from hub.filtering import FilterSet
@@ -287,8 +287,7 @@ async def run_plain_lane(work: LaneWork, lane: Lane) -> None:
             raise
         except Exception as exc:
             room.release()
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():  # a library turned the cancellation into its own error
+            if cancelling():  # a library turned the cancellation into an error of its own (hub.backoff.cancelling)
                 raise asyncio.CancelledError from exc
             read_failures += 1
             await work.read_failed(lane, exc, read_failures)

@@ -107,7 +107,7 @@ def record_encoder(table: Table, view: str, region: str) -> Encoder:
     }
     tail = _encode({"StreamViewType": view})[1:-1].decode() + "}," + _encode({"eventSourceARN": table.arn})[1:].decode()
     lines += [
-        "def layout(data):",  # (kind, new row, old row, whether the old row is whole) or None
+        "def parse(data):",  # (kind, new row, old row, whether the old row is whole) or None
         "    kind = data[0]",
         "    if kind not in heads:",
         "        return None",
@@ -135,7 +135,7 @@ def record_encoder(table: Table, view: str, region: str) -> Encoder:
         "    return kind, new, old, full",
         "def encode(data, sequence, item, created, size):",
         "    try:",
-        "        found = layout(data)",
+        "        found = parse(data)",
         "    except (IndexError, struct_error, UnicodeDecodeError):",  # cut short, not UTF-8: the long way says
         "        return None",
         "    if found is None:",

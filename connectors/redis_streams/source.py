@@ -21,6 +21,7 @@ from connectors.redis_streams.events import (
     is_text,
     split_binary,
 )
+from hub.backoff import cancelling
 from hub.health import STALL_GRACE
 from hub.records import Lag, Outcome, Record
 from hub.source import LaneEnded, SourceContext
@@ -213,7 +214,8 @@ class StreamLane:
         while True:
             if self.source._closed.is_set() or self.source.client is None:
                 raise LaneEnded(self.key)
-            _still_wanted()
+            if cancelling():  # redis-py's retry absorbed the cancellation (hub.backoff.cancelling)
+                raise asyncio.CancelledError
             try:
                 # each call blocks at most `block`: one that takes longer is a server that does not answer
                 records = await self.source.context.health.watch(
@@ -366,12 +368,3 @@ class StreamLane:
                 await client.xack(self.stream, self.source.group, *[entry_id.encode() for entry_id in done])
         finally:
             self.in_flight.difference_update(map(_position, outcome.settled + outcome.failed))
-
-
-def _still_wanted() -> None:
-    """Raise CancelledError when this task was cancelled and the cancellation did not reach it: redis-py turns a
-    cancellation that lands while it closes a broken connection into a ConnectionError, which its own retry then
-    absorbs, and the read goes on (the lane would never stop)."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
