@@ -7,10 +7,13 @@ these handlers to prove that the hub's default runtime keeps that rule with seve
 
 Every record carries a JSON object with our own number `n`; `"fail": true` marks a poison record, which the record
 handler raises for. The record handler pauses RECORD_PAUSE_SECONDS (default 0) per record, so that invocations
-overlap. Each invocation appends one JSON line to the file named by RECORDER_OUT: the numbers of the records it saw
-(`seen`), the numbers it reported as failed (`failed`: every record when the processor raised because all of them
-failed, which fails the whole invocation), its process id and when it ran. A reported identifier that is not a record
-of the invocation's own batch is written as `"foreign:<identifier>"`.
+overlap. With MEET_DIR set, the first invocation of each environment waits (up to MEET_SECONDS, default 5) until
+MEET_COUNT environments (default 2) have started one: the tests use it to make sure that several environments are in
+flight at once whenever the hub dispatches batches concurrently, however fast the broker hands them out. Each
+invocation appends one JSON line to the file named by RECORDER_OUT: the numbers of the records it saw (`seen`), the
+numbers it reported as failed (`failed`: every record when the processor raised because all of them failed, which
+fails the whole invocation), its process id and when it ran. A reported identifier that is not a record of the
+invocation's own batch is written as `"foreign:<identifier>"`.
 """
 
 import base64
@@ -40,6 +43,23 @@ def _write(entry):
         os.close(fd)
 
 
+_met = False
+
+
+def _meet():
+    """Once per environment: mark this one as started under MEET_DIR and wait until MEET_COUNT have."""
+    global _met
+    folder = os.environ.get("MEET_DIR")
+    if _met or not folder:
+        return
+    _met = True
+    os.makedirs(folder, exist_ok=True)
+    open(os.path.join(folder, str(os.getpid())), "w").close()
+    deadline = time.monotonic() + float(os.environ.get("MEET_SECONDS", "5"))
+    while len(os.listdir(folder)) < int(os.environ.get("MEET_COUNT", "2")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def _key(identifier):
     """A batchItemFailures identifier in hashable form: a string, or Kafka's (topic-partition, offset)."""
     if isinstance(identifier, dict):
@@ -54,6 +74,7 @@ def recorded(numbers_of):
     def decorate(handler):
         @functools.wraps(handler)
         def run(event, context):
+            _meet()
             numbers = numbers_of(event)
             entry = {"source": handler.__name__, "seen": list(numbers.values()), "pid": os.getpid()}
             entry["started"] = time.time()

@@ -201,27 +201,42 @@ class LaneWork:
         task.add_done_callback(group.discard)
         return task
 
-    def process(self, lane: Lane, records: Sequence[Record]) -> asyncio.Task[Any]:
-        """Dispatch a batch and settle its outcome on `lane`, as a batch in flight."""
-        return self.start(self._process(lane, records), self.in_flight)
+    def process(self, lane: Lane, records: Sequence[Record], *, again: bool = False) -> asyncio.Task[Any]:
+        """Dispatch a batch and settle its outcome on `lane`, as a batch in flight. A dispatch that raises (a fault
+        of the hub, never of the function) leaves the records unsettled: the lane reads them again, or with
+        `again` (a sub-lane, whose later records of the same keys are already queued) this batch is dispatched
+        again after a backoff, until the hub stops."""
+        return self.start(self._process(lane, records, again), self.in_flight)
 
     async def dispatch(self, records: Sequence[Record], envelope: Envelope | None = None) -> Outcome:
         """Dispatch a batch as a batch in flight, without settling it (the caller settles). Shielded: stopping
         cancels the lane runner, never a batch in flight (the stop waits for those)."""
         return await asyncio.shield(self.start(self.dispatcher.dispatch(records, envelope), self.in_flight))
 
-    async def _process(self, lane: Lane, records: Sequence[Record]) -> None:
-        try:
-            outcome = await self.dispatcher.dispatch(records)
-        except asyncio.CancelledError:
-            await self.settle(lane, Outcome(failed=tuple(records)))
-            raise
-        except Exception:
-            log.exception("dispatch failed unexpectedly; records stay unsettled", extra=fields(mapping=self.name))
-            await self.settle(lane, Outcome(failed=tuple(records)))
-            # the lane reads these records again: not at once, so a fault that repeats is not a hot loop
-            await sleep_unless(self.stopping, Backoff(1.0, 30.0).delay(1))
-            return
+    async def _process(self, lane: Lane, records: Sequence[Record], again: bool) -> None:
+        unsettled = Outcome(failed=tuple(records))
+        faults = 0
+        while True:
+            try:
+                outcome = await self.dispatcher.dispatch(records)
+                break
+            except asyncio.CancelledError:
+                await self.settle(lane, unsettled)
+                raise
+            except Exception:
+                faults += 1
+                then = "dispatching them again" if again else "the lane reads them again"
+                log.exception(
+                    "dispatch failed unexpectedly; records stay unsettled, %s", then, extra=fields(mapping=self.name)
+                )
+            # not at once, so a fault that repeats is not a hot loop
+            if not again:
+                await self.settle(lane, unsettled)
+                await sleep_unless(self.stopping, Backoff(1.0, 30.0).delay(faults))
+                return
+            if not await sleep_unless(self.stopping, Backoff(1.0, 30.0).delay(faults)):
+                await self.settle(lane, unsettled)  # stopping: read again after a restart
+                return
         await self.settle(lane, outcome)
 
     async def settle(self, lane: Lane, outcome: Outcome) -> None:
@@ -327,7 +342,7 @@ async def _run_sub_lane(work: LaneWork, lane: Lane, sub: _SubLane) -> None:
     while not work.stopping.is_set():
         records = await batcher.next()
         # shielded: stopping cancels this worker, never a batch in flight (stop() waits for those)
-        await asyncio.shield(work.process(lane, records))
+        await asyncio.shield(work.process(lane, records, again=True))
 
 
 class _SubLane:

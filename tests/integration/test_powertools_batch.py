@@ -50,7 +50,8 @@ def function(handler: str, out: Path) -> dict[str, Any]:
     return {
         "handler": f"functions.powertools_batch.{handler}",
         "timeout": "10s",
-        "environment": {"RECORDER_OUT": str(out), "RECORD_PAUSE_SECONDS": PAUSE},
+        # the first invocation of an environment waits until a second environment has started one
+        "environment": {"RECORDER_OUT": str(out), "RECORD_PAUSE_SECONDS": PAUSE, "MEET_DIR": f"{out}.environments"},
     }
 
 

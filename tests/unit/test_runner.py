@@ -89,6 +89,39 @@ async def test_parallelization_keeps_order_per_partition_key(tmp_path: Path, mon
     assert await stream.checkpoint() == 80  # the next offset: record 79 and all before it settled
 
 
+async def test_a_sub_lane_dispatches_a_faulted_batch_again_before_later_records_of_its_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dispatch that raises (a fault of the hub, not of the function) leaves its records unsettled: the sub-lane
+    dispatches them again itself, ahead of the later records of the same keys already queued behind them."""
+    out = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("RECORDER_OUT", str(out))
+    monkeypatch.setenv("SLOW_SECONDS", "0.01")
+    dispatch = Dispatcher.dispatch
+    faults = []
+
+    async def faulty(self: Dispatcher, records: Any, envelope: Any = None) -> Any:
+        if not faults:
+            faults.append([r.position for r in records])
+            raise RuntimeError("a fault of the hub")
+        return await dispatch(self, records, envelope)
+
+    monkeypatch.setattr(Dispatcher, "dispatch", faulty)
+    stream = Stream()
+    for i in range(80):
+        stream.put(i, f"k{i % 4}")
+    runner = await run(stream, "functions.recorder.slow", parallelization_factor=4, batch_size=5)
+    await stream.drained()
+    await runner.stop(5)
+    assert faults, "no dispatch faulted"
+    seen: dict[str, list[int]] = {}
+    for call in read_jsonl(out):
+        for r in call["event"]["Records"]:
+            seen.setdefault(r["partitionKey"], []).append(r["data"]["n"])
+    assert seen == {f"k{j}": list(range(j, 80, 4)) for j in range(4)}
+    assert await stream.checkpoint() == 80
+
+
 async def test_tumbling_window_carries_state_and_checkpoints_at_the_final_invoke(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
