@@ -14,7 +14,9 @@ import re
 from pathlib import Path
 
 TRANSFORM = "AWS::Serverless-2016-10-31"
-_TRANSFORM = re.compile(r"""^\s*["']?Transform["']?\s*:.*|^\s*-\s*["']?AWS::Serverless-2016-10-31""", re.M)
+_TRANSFORM = re.compile(r"""(?:^|[{,])\s*["']?Transform["']?\s*:|^\s*-\s*["']?AWS::Serverless-2016-10-31""", re.M)
+"""A `Transform` key at the start of a line, or after `{` or `,` (a JSON template on one line, as tools write
+them), or the transform as an item of a YAML list."""
 
 
 def is_template(path: str | Path) -> bool:

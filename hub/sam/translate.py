@@ -15,7 +15,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from hub.sam import events, shape
+from hub.sam import events, graph, shape
 from hub.sam.bindings import DEFAULT_FILE, Bindings, BindingsFile
 from hub.sam.intrinsics import NO_VALUE, Resolver, SamError
 from hub.yamlsource import ConfigError, Located, dotted
@@ -56,6 +56,9 @@ def translate(path: str | Path, overrides: dict[str, str] | None = None, binding
     shape_problems = shape.problems(template, lambda at: _where(template, name, at))
     if shape_problems:
         raise ConfigError(shape_problems)
+    graph_problems = graph.problems(template, lambda at: _where(template, name, at))
+    if graph_problems:
+        raise ConfigError(graph_problems)
     located = SamLocated(name, None)
     try:
         globals_ = Globals(template)

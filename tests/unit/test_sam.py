@@ -203,3 +203,50 @@ def test_validate_takes_parameter_overrides_with_quoted_values() -> None:
     bad = run_cli("validate", template, "--parameter-overrides", "'NightlySchedule=rate(5 lightyears)'")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "(NightlyReport.Events.Nightly)" in bad.stderr
+
+
+def test_a_json_template_on_one_line_is_a_template(tmp_path: Path) -> None:
+    path = tmp_path / "template.json"
+    path.write_text(
+        '{"AWSTemplateFormatVersion": "2010-09-09", "Transform": "AWS::Serverless-2016-10-31", "Resources": {"Fn": '
+        '{"Type": "AWS::Serverless::Function", "Properties": {"Handler": "app.handler", "Runtime": "python3.12"}}}}'
+    )
+    assert is_template(path)
+    result = run_cli("validate", str(path))
+    assert result.returncode == 0, result.stderr
+    hub_config = tmp_path / "hub.json"
+    hub_config.write_text(
+        '{"functions": {"f": {"handler": "x.y", "description": "Transform: AWS::Serverless-2016-10-31"}}}'
+    )
+    assert not is_template(hub_config)
+
+
+def test_dependencies_aws_would_refuse_are_errors_naming_their_line(tmp_path: Path) -> None:
+    """A DependsOn naming no resource, resources that depend on each other (DependsOn, Ref, Fn::GetAtt, Fn::Sub),
+    conditions that do: CloudFormation refuses the template, and so does the hub."""
+    path = tmp_path / "template.yaml"
+    (tmp_path / "src").mkdir()
+    path.write_text(
+        "Transform: AWS::Serverless-2016-10-31\n"
+        "Conditions:\n  A: !Condition B\n  B: !Not [!Condition A]\n  C: !Equals [x, x]\n"
+        "Resources:\n"
+        "  Fn:\n    Type: AWS::Serverless::Function\n    DependsOn: [Jobs, Nowhere]\n    Properties:\n"
+        "      CodeUri: src/\n      Handler: app.handler\n      Runtime: python3.12\n"
+        "      Environment: {Variables: {JOBS: !Sub '${Jobs.Arn} ${!Fn} ${AWS::Region}'}}\n"
+        "  Jobs:\n    Type: AWS::SQS::Queue\n    Properties: {QueueName: !Sub '${Fn}-jobs'}\n"
+        "  Other:\n    Type: AWS::SQS::Queue\n    Properties: {QueueName: !GetAtt Jobs.QueueName}\n",
+    )
+    result = run_cli("validate", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: {path}:9:16: Resources.Fn.DependsOn (Fn): no resource Nowhere in the template"
+        " (CloudFormation: unresolved resource dependencies)",
+        f"error: {path}:9:17: Resources.Fn.DependsOn[0] (Fn): circular dependency between resources: Fn -> Jobs -> Fn"
+        " (through DependsOn, Ref, Fn::GetAtt or Fn::Sub)",
+        f"error: {path}:3:6: Conditions.A: circular dependency between conditions: A -> B -> A",
+    ]
+    acyclic = path.read_text().replace("Fn}-jobs", "AWS::StackName}-jobs").replace("[Jobs, Nowhere]", "Jobs")
+    path.write_text(acyclic.replace("  A: !Condition B\n", "  A: !Condition C\n"))
+    result = run_cli("validate", str(path))
+    assert result.returncode == 0, result.stderr
