@@ -51,3 +51,8 @@ def noop(event, context):
 async def noop_async(event, context):
     """The same on the event loop (the benchmark: the hub's HTTP path without the thread hop of sync handlers)."""
     return {"statusCode": 200, "body": ""}
+
+
+def who(event, context):
+    """Answers with the function's WHO variable: which configuration of the function answered."""
+    return {"statusCode": 200, "body": os.environ.get("WHO", "")}

@@ -27,7 +27,7 @@ from hub.logs import fields, flush_repeats
 from hub.mapping import MappingRunner
 from hub.reload import Changes, check_function
 from hub.source import Destination, Source, SourceContext
-from hub.sync import SyncContext, SyncMapping, SyncRunner, SyncServer
+from hub.sync import Rerouted, Serving, SyncMapping, SyncRunner
 
 if TYPE_CHECKING:
     from hub.history import Monitor
@@ -67,7 +67,8 @@ class Hub:
         self.functions: dict[str, Function] = {}
         self.mappings = Mappings(self._build_runner, config.shutdown_grace)
         """Every mapping but the sync ones (`http`), with its AWS state; changed at run time (hub.control)."""
-        self.sync_runners: list[SyncRunner] = []
+        self.serving = Serving(self._serve)
+        """The sync mappings (`http`) and their servers."""
         self.loader = loader
         """Loads the configuration file again (validated; raises ConfigError): what `reload` applies."""
         self._reloading = asyncio.Lock()
@@ -100,19 +101,19 @@ class Hub:
             await self.leases.start()
             self._stack.push_async_callback(self.leases.stop)
             log.info("joined the cluster", extra=fields(member=self.leases.member, leased_mappings=len(leased)))
-        synchronous: dict[str, list[SyncMapping]] = {}
+        served: list[SyncMapping] = []
         for mapping in mappings:
             if mapping.spec.family == "sync":
                 if mapping.enabled:
-                    source = self._build_source(mapping, self._context(mapping))
-                    counters = self.counters.setdefault(mapping.display_name, Counters())
-                    served = SyncMapping(mapping, source, self.functions[mapping.function], counters)
-                    synchronous.setdefault(mapping.spec.type, []).append(served)
+                    served.append(self._serve(mapping, self.functions[mapping.function]))
                 self.mappings.served.add(mapping.display_name)
                 continue
             counters = self.counters.setdefault(mapping.display_name, Counters())
             await self.mappings.add(mapping, counters=counters, launch=False)
-        await self._start_servers(synchronous)
+        # listening before `hub running` is logged; stopped by the runners' stop (requests in flight finish within
+        # shutdown_grace), and here at the latest
+        for server in await self.serving.start(self.config, served):
+            self._stack.push_async_callback(server.stop, 0.0)
 
     async def _close_functions(self) -> None:
         """Close every function that was started (at start, or later by a mapping enabled at run time)."""
@@ -123,7 +124,27 @@ class Hub:
     @property
     def runners(self) -> list[MappingRunner | SyncRunner]:
         """What reads or serves each enabled mapping now: /status, /metrics and /healthz show these."""
-        return [*self.mappings.runners, *self.sync_runners]
+        return [*self.mappings.runners, *self.serving.runners]
+
+    def _serve(self, mapping: MappingConfig, function: Function) -> SyncMapping:
+        """An enabled sync mapping, served with `function`."""
+        counters = self.counters.setdefault(mapping.display_name, Counters())
+        return SyncMapping(mapping, self._build_source(mapping, self._context(mapping)), function, counters)
+
+    async def reroute(self, config: HubConfig, function_of: Callable[[str], Function]) -> Rerouted | None:
+        """Serve the sync mappings of `config` (a reload; hub.sync.Serving.reroute), each function started."""
+
+        async def started(name: str) -> Function:
+            function = function_of(name)
+            if not function.started:
+                await function.start()
+            return function
+
+        wanted = [m for m in config.mappings if m.spec.family == "sync" and m.enabled and self.only is None]
+        rerouted = await self.serving.reroute(wanted, started)
+        if rerouted is not None:
+            self.mappings.served = {m.display_name for m in config.mappings if m.spec.family == "sync"}
+        return rerouted
 
     def _context(self, mapping: MappingConfig) -> SourceContext:
         spec = mapping.spec
@@ -167,17 +188,6 @@ class Hub:
         context.store = fenced
         name = context.scope("source")
         return LeasedSource(spec.build(mapping.source, context), fenced, self.leases, mapping.display_name, name)
-
-    async def _start_servers(self, synchronous: dict[str, list[SyncMapping]]) -> None:
-        """One server per sync connector type (every `http` mapping on `http_server`), listening before `hub
-        running` is logged; stopped by its runners' stop (in-flight requests finish within shutdown_grace)."""
-        for served in synchronous.values():
-            spec = served[0].mapping.spec
-            assert spec.serve is not None, f"sync connector {spec.type} has no serve"
-            server: SyncServer = spec.serve(SyncContext(self.config, served))
-            await server.start()
-            self._stack.push_async_callback(server.stop, 0.0)  # already stopped after a graceful stop
-            self.sync_runners.extend(SyncRunner(mapping, server) for mapping in served)
 
     async def _start_s3_endpoint(self) -> None:
         """Serve the folders as S3 buckets before any function starts, so that its URL can be handed to them."""
@@ -242,7 +252,7 @@ class Hub:
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
         self.mappings.launch()
-        tasks = [asyncio.create_task(runner.run(), name=runner.name) for runner in self.sync_runners]
+        tasks = [asyncio.create_task(runner.run(), name=runner.name) for runner in self.serving.runners]
         if self.config.admin is not None and self.only is None:
             from hub import admin
 
@@ -266,7 +276,7 @@ class Hub:
             )
             await self.stopping.wait()
             log.info("stopping: finishing in-flight work", extra=fields(grace_s=grace))
-            stopping = [self.mappings.stop_all(grace), *(r.stop(grace) for r in self.sync_runners)]
+            stopping = [self.mappings.stop_all(grace), *(r.stop(grace) for r in self.serving.runners)]
             if self.pollers is not None:
                 stopping.append(self.pollers.stop(grace))
             await asyncio.gather(*stopping)
@@ -297,7 +307,7 @@ class Hub:
 
         def watched() -> dict[str, Watched]:
             running = {runner.name: runner for runner in self.runners}
-            names = [*self.mappings.slots, *(r.name for r in self.sync_runners)]
+            names = [*self.mappings.slots, *(r.name for r in self.serving.runners)]
             return {
                 name: Watched(self.counters[name], getattr(running.get(name), "source", None))
                 for name in names

@@ -6,16 +6,21 @@
   checkpoint); a new one is created; one that is gone is deleted (stopped; its checkpoints stay in the store).
 - A changed function (or `function_defaults`) is loaded anew; the mappings that use it are replaced, and the old
   one is closed once they have stopped.
+- An `http` route is added, changed or removed in place on the running HTTP server (a request already routed
+  finishes with the route and function it was routed to; a retired function is closed once they have answered).
 - What a running hub cannot change in place (the checkpoint store, the cluster, the admin endpoint, the S3
-  endpoint, the HTTP server and its `http` routes, the region or account) is reported, and applies at the next
-  start; everything else is applied.
+  endpoint, the HTTP server, a route on an address no server listens on yet, the region or account) is reported,
+  and applies at the next start; everything else is applied.
 
 The new configuration was validated by the caller (an invalid file never gets here: the running one stays).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -26,6 +31,7 @@ from hub.functions import Function
 from hub.leases import Leases
 from hub.logs import fields
 from hub.pollers import Pollers
+from hub.sync import Rerouted
 
 log = logging.getLogger("hub.reload")
 
@@ -46,6 +52,10 @@ class Reloadable(Protocol):
 
     def function_environment(self) -> dict[str, str]:
         """What functions get on top of their own environment (the S3 endpoint's URL and credentials)."""
+
+    async def reroute(self, config: HubConfig, function_of: Callable[[str], Function]) -> Rerouted | None:
+        """Serve the sync mappings (`http` routes) of `config` in place; None (nothing changed) if that needs a
+        restart."""
 
 
 @dataclass
@@ -78,9 +88,6 @@ async def apply(hub: Reloadable, new: HubConfig) -> Changes:
     old = hub.config
     changes = Changes()
     changes.needs_restart = [name for name in FIXED if getattr(old, name) != getattr(new, name)]
-    served = [m for m in old.mappings if m.spec.family == "sync"]
-    if served != [m for m in new.mappings if m.spec.family == "sync"]:
-        changes.needs_restart.append("http routes")
     hub.leases.serve(m.display_name for m in new.mappings if m.leases is not None and m.enabled)
     pollers = {m.display_name: m.pollers for m in old.mappings}
     if any(
@@ -95,6 +102,19 @@ async def apply(hub: Reloadable, new: HubConfig) -> Changes:
             continue
         replaced[name] = Function.from_config(name, new, hub.function_environment())
     changes.functions = sorted(replaced)
+    try:
+        rerouted = await hub.reroute(new, lambda name: replaced.get(name) or hub.functions[name])
+    except Exception as exc:  # a route that cannot be served (its signature's secret is not set): nothing changed
+        for function in replaced.values():
+            if function.started:
+                await function.close()
+        raise ControlError(f"the configuration was not reloaded: {exc}") from None
+    if rerouted is None:
+        changes.needs_restart.append("http routes on another address (or none left)")
+    else:
+        changes.created += rerouted.created
+        changes.updated += rerouted.updated
+        changes.deleted += rerouted.deleted
 
     before, after = _polled(old, hub.only), _polled(new, hub.only)
     for name in before.keys() - after.keys():
@@ -115,6 +135,10 @@ async def apply(hub: Reloadable, new: HubConfig) -> Changes:
                 await hub.pollers.recycle(name)
         else:
             changes.unchanged.append(name)
+    if rerouted is not None and rerouted.retired:  # requests they are answering finish first, as a stop lets them
+        idle = asyncio.gather(*(mapping.idle() for mapping in rerouted.retired))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(idle, new.shutdown_grace)
     for function in retired:
         if function.started:
             await function.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -48,6 +49,8 @@ class SyncMapping:
         self.counters = counters
         self.stats = RequestStats()
         self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def invoke(self, event: Any) -> Result:
         """One RequestResponse invocation: counted (polled: a request came; invoked; failed_invoke) and logged
@@ -55,10 +58,13 @@ class SyncMapping:
         self.counters.polled += 1
         self.counters.invoked += 1
         self.in_flight += 1
+        self._idle.clear()
         try:
             result = await self.function.invoke(event, mapping=self.name)
         finally:
             self.in_flight -= 1
+            if not self.in_flight:
+                self._idle.set()
         if not result.ok:
             self.counters.failed_invoke += 1
         return result
@@ -66,6 +72,10 @@ class SyncMapping:
     def answered(self, status: int, started: float) -> None:
         """Count a response of `status` to a request received at `started` (monotonic)."""
         self.stats.answered(status, time.monotonic() - started)
+
+    async def idle(self) -> None:
+        """Wait until no invocation of this mapping is in flight."""
+        await self._idle.wait()
 
 
 @runtime_checkable
@@ -88,6 +98,14 @@ class SyncServer(Protocol):
 
     async def stop(self, grace: float) -> None:
         """Stop accepting; let requests in flight finish within `grace` seconds, then close. Safe to call twice."""
+        ...
+
+    def fits(self, mappings: list[SyncMapping]) -> bool:
+        """Whether this server can serve `mappings` instead of its own (a reload), as it listens now."""
+        ...
+
+    def reroute(self, mappings: list[SyncMapping]) -> None:
+        """Serve `mappings` from now on (they fit); requests already routed finish as they were."""
         ...
 
 
@@ -132,3 +150,81 @@ class SyncRunner:
         self.phase = "stopping"
         await self.server.stop(grace)
         self._stopped.set()
+
+
+@dataclass
+class Rerouted:
+    """What a reload changed of the sync mappings, by name, and the mappings it took out of service."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    retired: list[SyncMapping] = field(default_factory=list)
+
+
+class Serving:
+    """The sync mappings of a hub, and the servers that serve them (one per sync connector type, made by its
+    ConnectorSpec.serve). A reload changes what the servers serve in place (`reroute`): a request already routed
+    finishes with the mapping and function it was routed to."""
+
+    def __init__(self, build: Callable[[MappingConfig, Function], SyncMapping]) -> None:
+        self.build = build
+        """A SyncMapping of an enabled sync mapping and its (started) function."""
+        self.servers: dict[str, SyncServer] = {}
+        self.runners: list[SyncRunner] = []
+
+    async def start(self, config: HubConfig, served: list[SyncMapping]) -> list[SyncServer]:
+        """Start a server for each sync connector type of `served` (listening when this returns): those started."""
+        groups = _by_type(served)
+        started = []
+        for kind, group in groups.items():
+            spec = group[0].mapping.spec
+            assert spec.serve is not None, f"sync connector {kind} has no serve"
+            server: SyncServer = spec.serve(SyncContext(config, group))
+            await server.start()
+            started.append(server)
+            self.servers[kind] = server
+            self.runners.extend(SyncRunner(mapping, server) for mapping in group)
+        return started
+
+    async def reroute(
+        self, wanted: list[MappingConfig], function_of: Callable[[str], Awaitable[Function]]
+    ) -> Rerouted | None:
+        """Serve the enabled sync mappings `wanted` instead of those served now, with the functions
+        `function_of(name)` gives: new ones are added, changed ones (or ones whose function changed) replaced, gone
+        ones removed. None, and nothing changed, when that needs a server that is not listening (another address,
+        another connector type, no route left): a restart."""
+        old = {runner.name: runner.sync for runner in self.runners}
+        served: list[SyncMapping] = []
+        for mapping in wanted:
+            function = await function_of(mapping.function)
+            kept = old.get(mapping.display_name)
+            if kept is not None and kept.mapping == mapping and kept.function is function:
+                served.append(kept)
+                continue
+            fresh = self.build(mapping, function)
+            if kept is not None:
+                fresh.stats = kept.stats  # the same route's responses, counted on
+            served.append(fresh)
+        groups = _by_type(served)
+        if set(groups) != set(self.servers) or not all(self.servers[k].fits(g) for k, g in groups.items()):
+            return None
+        for kind, group in groups.items():
+            self.servers[kind].reroute(group)
+        runners = {id(runner.sync): runner for runner in self.runners}
+        self.runners = [runners.get(id(m)) or SyncRunner(m, self.servers[m.mapping.spec.type]) for m in served]
+        names = {m.name for m in served}
+        kept_ids = {id(m) for m in served}
+        return Rerouted(
+            created=[m.name for m in served if m.name not in old],
+            updated=[m.name for m in served if m.name in old and id(old[m.name]) not in kept_ids],
+            deleted=[name for name in old if name not in names],
+            retired=[m for m in old.values() if id(m) not in kept_ids],
+        )
+
+
+def _by_type(served: list[SyncMapping]) -> dict[str, list[SyncMapping]]:
+    groups: dict[str, list[SyncMapping]] = {}
+    for sync in served:
+        groups.setdefault(sync.mapping.spec.type, []).append(sync)
+    return groups

@@ -104,12 +104,26 @@ class HttpServers:
     each address routes name themselves (a function URL is a host of its own)."""
 
     def __init__(self, context: SyncContext) -> None:
-        groups: dict[str, list[SyncMapping]] = {}
-        for mapping in context.mappings:
-            listen = mapping.source.config.listen or context.config.http_server.listen
-            groups.setdefault(listen, []).append(mapping)
+        self.listen = context.config.http_server.listen
+        groups = self._groups(context.mappings)
         self.servers = [HttpServer(SyncContext(context.config, group), listen) for listen, group in groups.items()]
         self.url = ""
+
+    def _groups(self, mappings: list[SyncMapping]) -> dict[str, list[SyncMapping]]:
+        groups: dict[str, list[SyncMapping]] = {}
+        for mapping in mappings:
+            groups.setdefault(mapping.source.config.listen or self.listen, []).append(mapping)
+        return groups
+
+    def fits(self, mappings: list[SyncMapping]) -> bool:
+        """Whether these servers can serve `mappings` instead (a reload): they listen on the addresses those need."""
+        return set(self._groups(mappings)) == {server.listen for server in self.servers}
+
+    def reroute(self, mappings: list[SyncMapping]) -> None:
+        """Serve `mappings` from now on (they `fit`): a request already routed finishes with its old route."""
+        groups = self._groups(mappings)
+        for server in self.servers:
+            server.route(groups[server.listen])
 
     async def start(self) -> None:
         """Start every server; if one cannot listen, stop those already started and raise."""
@@ -133,13 +147,8 @@ class HttpServer:
     """Serves `http` mappings on one address (`listen`)."""
 
     def __init__(self, context: SyncContext, listen: str) -> None:
-        self.mappings = context.mappings
-        routes: list[Route[SyncMapping]] = []
-        for mapping in context.mappings:
-            trigger: Trigger = mapping.source
-            routes.append(Route(trigger.config.method, trigger.config.path, mapping))
-        self.router = Router(routes)
-        self.all_rest = all(m.source.config.api == "rest" for m in context.mappings)
+        self.listen = listen
+        self.route(context.mappings)
         host, _, port = listen.rpartition(":")
         self.host, self.port = host, int(port)
         app = Starlette(routes=[StarletteRoute("/{path:path}", self._endpoint, methods=ALL_METHODS)])
@@ -158,6 +167,16 @@ class HttpServer:
         self._detached: set[asyncio.Future[Any]] = set()
         """REST invocations API Gateway stopped waiting for (29 s), running on to the function's own timeout."""
         self.url = ""
+
+    def route(self, mappings: list[SyncMapping]) -> None:
+        """Serve these mappings' routes (at the start, and at a reload)."""
+        routes: list[Route[SyncMapping]] = []
+        for mapping in mappings:
+            trigger: Trigger = mapping.source
+            routes.append(Route(trigger.config.method, trigger.config.path, mapping))
+        self.mappings = mappings
+        self.router = Router(routes)
+        self.all_rest = all(m.source.config.api == "rest" for m in mappings)
 
     async def start(self) -> None:
         """Listen; raises HandlerLoadError (a one-line error of `hub run`) when the address is taken."""

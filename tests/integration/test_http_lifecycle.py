@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.helpers import HubProcess, wait_for
 from tests.http_client import Reply, call, free_port, http_get, server_url, sign
@@ -125,6 +126,65 @@ def test_an_unset_secret_variable_or_a_busy_port_stops_the_hub_with_one_line(tmp
             assert hub.proc is not None and hub.proc.wait(30) == 2
             assert f"error: http: cannot listen on {config['http_server']['listen']}" in hub.log()
             assert "Traceback" not in hub.log()
+
+
+def test_a_reload_changes_routes_on_the_running_server_and_requests_in_flight_finish(tmp_path: Path) -> None:
+    admin = free_port()
+    config: dict[str, Any] = {
+        "checkpoints": "memory://",
+        "http_server": {"listen": "127.0.0.1:0"},
+        "admin": {"listen": f"127.0.0.1:{admin}"},
+        "functions": {
+            "who": {"handler": "functions.http_testing.who", "environment": {"WHO": "one"}},
+            "slow": {"handler": "functions.http_testing.slow", "timeout": "20s", "environment": {"SLOW_SECONDS": "3"}},
+        },
+        "mappings": [
+            {"name": "who", "function": "who", "source": {"type": "http", "method": "GET", "path": "/who"}},
+            {"name": "slow", "function": "slow", "source": {"type": "http", "method": "GET", "path": "/slow"}},
+            {"name": "gone", "function": "who", "source": {"type": "http", "method": "GET", "path": "/gone"}},
+        ],
+    }
+    with HubProcess(tmp_path, config) as hub:
+        hub.start(ready="admin endpoint")
+        url = server_url(hub)
+        assert call(url, "GET", "/who")[2] == b"one"
+        replies: list[Reply] = []
+        client = threading.Thread(target=lambda: replies.append(call(url, "GET", "/slow")))
+        client.start()
+
+        def in_flight() -> bool:
+            with http_get(f"http://127.0.0.1:{admin}/status") as text:
+                slow = next(m for m in json.loads(text)["mappings"] if m["name"] == "slow")
+                return bool(slow["in_flight_batches"] == 1)
+
+        wait_for(in_flight, what="the slow request to be in flight")
+        config["functions"]["who"]["environment"]["WHO"] = "two"  # the function replaced
+        config["functions"]["slow"]["environment"]["SLOW_SECONDS"] = "0"  # with a request in flight
+        config["mappings"][2] = {"name": "new", "function": "who", "source": {"type": "http", "path": "/new"}}
+        hub.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        assert hub.proc is not None
+        hub.proc.send_signal(signal.SIGHUP)
+        hub.wait_log("configuration reloaded")
+        assert call(url, "GET", "/who")[2] == b"two"
+        assert call(url, "POST", "/new")[2] == b"two"
+        assert call(url, "GET", "/gone")[0] == 404
+        client.join(30)
+        assert replies and replies[0][0] == 200 and replies[0][2] == b"late", "the request in flight was answered"
+        assert call(url, "GET", "/slow")[0:3:2] == (200, b"late")
+        with http_get(f"http://127.0.0.1:{admin}/status") as text:
+            names = sorted(m["name"] for m in json.loads(text)["mappings"])
+        assert names == ["new", "slow", "who"]
+        log = hub.log()
+        assert "applied at the next start" not in log
+        assert re.search(r"configuration reloaded .*created=new .*updated=who,slow .*deleted=gone", log), log
+        # a route on an address no server listens on: a restart's to apply, and the routes stay as they are
+        config["mappings"][0]["source"]["listen"] = f"127.0.0.1:{free_port()}"
+        config["mappings"][0]["function"] = "slow"
+        hub.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        hub.proc.send_signal(signal.SIGHUP)
+        hub.wait_log("applied at the next start only: http routes on another address")
+        assert call(url, "GET", "/who")[2] == b"two"
+        assert hub.stop() == 0
 
 
 async def until(condition: Any, what: str, timeout: float = 20.0) -> None:
