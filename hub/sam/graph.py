@@ -1,6 +1,7 @@
 """What a template's resources and conditions depend on, checked before it is translated, as CloudFormation
-checks it before it creates anything: a `DependsOn` names a resource of the template, and no resource or condition
-depends on itself, directly or through others.
+checks it before it creates anything: a `DependsOn` names a resource of the template (or one SAM's transform makes
+of it: `FnRole`, `ApiProdStage`, `ServerlessRestApi`...), and no resource or condition depends on itself, directly
+or through others.
 
 A resource depends on the resources its `DependsOn` names and on those its `Ref`, `Fn::GetAtt` and `Fn::Sub`
 (`${Name}`, `${Name.Attribute}`) point at; a condition on the conditions its `Condition` functions name. The hub
@@ -16,6 +17,7 @@ from typing import Any
 
 from hub.yamlsource import dotted
 
+_SAM = "AWS::Serverless::"
 _SUB = re.compile(r"\$\{([^!}][^}]*)\}")
 
 
@@ -24,6 +26,7 @@ def problems(template: dict[str, Any], where: Callable[[tuple[Any, ...]], str]) 
     out: list[str] = []
     resources = template.get("Resources")
     resources = resources if isinstance(resources, dict) else {}
+    serverless = [str(k) for k, r in resources.items() if isinstance(r, dict) and str(r.get("Type")).startswith(_SAM)]
     needs: dict[str, dict[str, tuple[Any, ...]]] = {}
     """For each resource, the resources it depends on, each with the place of the first mention."""
     for logical_id, resource in resources.items():
@@ -32,7 +35,7 @@ def problems(template: dict[str, Any], where: Callable[[tuple[Any, ...]], str]) 
         at = ("Resources", logical_id, "DependsOn")
         named = resource.get("DependsOn")
         named = [named] if isinstance(named, str) else named if isinstance(named, list) else []
-        missing = [n for n in named if n not in resources]
+        missing = [n for n in named if n not in resources and not _generated(n, serverless)]
         if missing:
             names = ", ".join(map(str, missing))
             out.append(
@@ -65,6 +68,12 @@ def problems(template: dict[str, Any], where: Callable[[tuple[Any, ...]], str]) 
             f"{' -> '.join([*cycle, first])}"
         )
     return out
+
+
+def _generated(name: Any, serverless: list[str]) -> bool:
+    """Whether `name` may be a resource SAM's transform makes (a function's `FnRole`, an API's `ApiProdStage`, the
+    implicit `ServerlessRestApi`...): each is named after its SAM resource, which a DependsOn may name."""
+    return isinstance(name, str) and name.startswith((*serverless, "ServerlessRestApi", "ServerlessHttpApi"))
 
 
 def _references(value: Any, at: tuple[Any, ...]) -> Iterator[tuple[str, tuple[Any, ...]]]:

@@ -234,7 +234,8 @@ def test_dependencies_aws_would_refuse_are_errors_naming_their_line(tmp_path: Pa
         "      CodeUri: src/\n      Handler: app.handler\n      Runtime: python3.12\n"
         "      Environment: {Variables: {JOBS: !Sub '${Jobs.Arn} ${!Fn} ${AWS::Region}'}}\n"
         "  Jobs:\n    Type: AWS::SQS::Queue\n    Properties: {QueueName: !Sub '${Fn}-jobs'}\n"
-        "  Other:\n    Type: AWS::SQS::Queue\n    Properties: {QueueName: !GetAtt Jobs.QueueName}\n",
+        "  Other:\n    Type: AWS::SQS::Queue\n    Properties: {QueueName: !GetAtt Jobs.QueueName}\n"
+        "    DependsOn: [FnRole, ServerlessRestApiProdStage]\n",  # made by SAM's transform
     )
     result = run_cli("validate", str(path))
     assert result.returncode == 2 and "Traceback" not in result.stderr
