@@ -129,7 +129,7 @@ class Mappings:
             if name in self.served:
                 raise ControlError(
                     f"{name} is an http route: a server serves it rather than a poller reading it, so it has no "
-                    "state to change; edit the configuration (applied at the next start)",
+                    "state to change; edit the configuration and reload it (`hub reload`)",
                     409,
                 )
             known = ", ".join(self.slots) or "none"
