@@ -19,6 +19,13 @@ from tests.helpers import HubProcess, wait_for
 from tests.http_client import Reply, call, free_port, http_get, server_url, sign
 
 
+def slow_in_flight(admin: int) -> bool:
+    """Whether the admin endpoint shows one request in flight for the mapping of function `slow`."""
+    with http_get(f"http://127.0.0.1:{admin}/status") as text:
+        slow = next(m for m in json.loads(text)["mappings"] if m["function"] == "slow")
+        return bool(slow["in_flight_batches"] == 1)
+
+
 def test_signed_webhooks(tmp_path: Path) -> None:
     secret = "whsec-unique-7f3a"
     config = {
@@ -89,13 +96,7 @@ def test_timeouts_answer_504_and_a_stop_lets_requests_in_flight_finish(tmp_path:
         replies: list[Reply] = []
         client = threading.Thread(target=lambda: replies.append(call(url, "GET", "/slow")))
         client.start()
-
-        def in_flight() -> bool:
-            with http_get(f"http://127.0.0.1:{admin}/status") as text:
-                slow = next(m for m in json.loads(text)["mappings"] if m["function"] == "slow")
-                return bool(slow["in_flight_batches"] == 1)
-
-        wait_for(in_flight, what="the slow request to be in flight")
+        wait_for(lambda: slow_in_flight(admin), what="the slow request to be in flight")
         assert hub.proc is not None
         hub.proc.send_signal(signal.SIGTERM)
         client.join(30)
@@ -151,13 +152,7 @@ def test_a_reload_changes_routes_on_the_running_server_and_requests_in_flight_fi
         replies: list[Reply] = []
         client = threading.Thread(target=lambda: replies.append(call(url, "GET", "/slow")))
         client.start()
-
-        def in_flight() -> bool:
-            with http_get(f"http://127.0.0.1:{admin}/status") as text:
-                slow = next(m for m in json.loads(text)["mappings"] if m["name"] == "slow")
-                return bool(slow["in_flight_batches"] == 1)
-
-        wait_for(in_flight, what="the slow request to be in flight")
+        wait_for(lambda: slow_in_flight(admin), what="the slow request to be in flight")
         config["functions"]["who"]["environment"]["WHO"] = "two"  # the function replaced
         config["functions"]["slow"]["environment"]["SLOW_SECONDS"] = "0"  # with a request in flight
         config["mappings"][2] = {"name": "new", "function": "who", "source": {"type": "http", "path": "/new"}}
