@@ -9,8 +9,9 @@
 - An `http` route is added, changed or removed in place on the running HTTP server (a request already routed
   finishes with the route and function it was routed to; a retired function is closed once they have answered).
 - What a running hub cannot change in place (the checkpoint store, the cluster, the admin endpoint, the S3
-  endpoint, the HTTP server, a route on an address no server listens on yet, the region or account) is reported,
-  and applies at the next start; everything else is applied.
+  endpoint, the HTTP server, the region or account) is reported, and applies at the next start; everything else
+  is applied. A file whose `http` routes need a server on an address none listens on yet is refused as a whole:
+  it takes a restart.
 
 The new configuration was validated by the caller (an invalid file never gets here: the running one stays).
 """
@@ -55,7 +56,7 @@ class Reloadable(Protocol):
 
     async def reroute(self, config: HubConfig, function_of: Callable[[str], Function]) -> Rerouted | None:
         """Serve the sync mappings (`http` routes) of `config` in place; None (nothing changed) if that needs a
-        restart."""
+        server that is not listening: a restart."""
 
 
 @dataclass
@@ -88,7 +89,6 @@ async def apply(hub: Reloadable, new: HubConfig) -> Changes:
     old = hub.config
     changes = Changes()
     changes.needs_restart = [name for name in FIXED if getattr(old, name) != getattr(new, name)]
-    hub.leases.serve(m.display_name for m in new.mappings if m.leases is not None and m.enabled)
     pollers = {m.display_name: m.pollers for m in old.mappings}
     if any(
         m.pollers != pollers.get(m.display_name, 1) for m in new.mappings if m.pollers > 1 or m.display_name in pollers
@@ -102,19 +102,21 @@ async def apply(hub: Reloadable, new: HubConfig) -> Changes:
             continue
         replaced[name] = Function.from_config(name, new, hub.function_environment())
     changes.functions = sorted(replaced)
+    problem = "its http routes need an HTTP server on an address none listens on yet: restart the hub to apply it"
     try:
         rerouted = await hub.reroute(new, lambda name: replaced.get(name) or hub.functions[name])
-    except Exception as exc:  # a route that cannot be served (its signature's secret is not set): nothing changed
+    except Exception as exc:  # a route that cannot be served (its signature's secret is not set)
+        rerouted, problem = None, str(exc)
+    if rerouted is None:  # nothing changed
         for function in replaced.values():
             if function.started:
                 await function.close()
-        raise ControlError(f"the configuration was not reloaded: {exc}") from None
-    if rerouted is None:
-        changes.needs_restart.append("http routes on another address (or none left)")
-    else:
-        changes.created += rerouted.created
-        changes.updated += rerouted.updated
-        changes.deleted += rerouted.deleted
+        log.error("the configuration was not reloaded: %s; the running one stays", problem)
+        raise ControlError(f"the configuration was not reloaded: {problem}", 409)
+    changes.created += rerouted.created
+    changes.updated += rerouted.updated
+    changes.deleted += rerouted.deleted
+    hub.leases.serve(m.display_name for m in new.mappings if m.leases is not None and m.enabled)
 
     before, after = _polled(old, hub.only), _polled(new, hub.only)
     for name in before.keys() - after.keys():
@@ -135,7 +137,7 @@ async def apply(hub: Reloadable, new: HubConfig) -> Changes:
                 await hub.pollers.recycle(name)
         else:
             changes.unchanged.append(name)
-    if rerouted is not None and rerouted.retired:  # requests they are answering finish first, as a stop lets them
+    if rerouted.retired:  # requests they are answering finish first, as a stop lets them
         idle = asyncio.gather(*(mapping.idle() for mapping in rerouted.retired))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(idle, new.shutdown_grace)

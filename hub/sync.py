@@ -101,7 +101,7 @@ class SyncServer(Protocol):
         ...
 
     def fits(self, mappings: list[SyncMapping]) -> bool:
-        """Whether this server can serve `mappings` instead of its own (a reload), as it listens now."""
+        """Whether this server can serve `mappings` instead of its own (a reload), listening where it does."""
         ...
 
     def reroute(self, mappings: list[SyncMapping]) -> None:
@@ -192,8 +192,8 @@ class Serving:
     ) -> Rerouted | None:
         """Serve the enabled sync mappings `wanted` instead of those served now, with the functions
         `function_of(name)` gives: new ones are added, changed ones (or ones whose function changed) replaced, gone
-        ones removed. None, and nothing changed, when that needs a server that is not listening (another address,
-        another connector type, no route left): a restart."""
+        ones removed (a server left with no route keeps listening). None, and nothing changed, when that needs a
+        server that is not listening (on another address, or for another connector type): a restart."""
         old = {runner.name: runner.sync for runner in self.runners}
         served: list[SyncMapping] = []
         for mapping in wanted:
@@ -207,10 +207,10 @@ class Serving:
                 fresh.stats = kept.stats  # the same route's responses, counted on
             served.append(fresh)
         groups = _by_type(served)
-        if set(groups) != set(self.servers) or not all(self.servers[k].fits(g) for k, g in groups.items()):
+        if not all(kind in self.servers and self.servers[kind].fits(group) for kind, group in groups.items()):
             return None
-        for kind, group in groups.items():
-            self.servers[kind].reroute(group)
+        for kind, server in self.servers.items():
+            server.reroute(groups.get(kind, []))
         runners = {id(runner.sync): runner for runner in self.runners}
         self.runners = [runners.get(id(m)) or SyncRunner(m, self.servers[m.mapping.spec.type]) for m in served]
         names = {m.name for m in served}

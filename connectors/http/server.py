@@ -116,14 +116,15 @@ class HttpServers:
         return groups
 
     def fits(self, mappings: list[SyncMapping]) -> bool:
-        """Whether these servers can serve `mappings` instead (a reload): they listen on the addresses those need."""
-        return set(self._groups(mappings)) == {server.listen for server in self.servers}
+        """Whether these servers can serve `mappings` instead (a reload): they listen on every address those need."""
+        return set(self._groups(mappings)) <= {server.listen for server in self.servers}
 
     def reroute(self, mappings: list[SyncMapping]) -> None:
-        """Serve `mappings` from now on (they `fit`): a request already routed finishes with its old route."""
+        """Serve `mappings` from now on (they `fit`; a server none of them needs keeps listening, with no route): a
+        request already routed finishes with its old route."""
         groups = self._groups(mappings)
         for server in self.servers:
-            server.route(groups[server.listen])
+            server.route(groups.get(server.listen, []))
 
     async def start(self) -> None:
         """Start every server; if one cannot listen, stop those already started and raise."""
@@ -176,7 +177,7 @@ class HttpServer:
             routes.append(Route(trigger.config.method, trigger.config.path, mapping))
         self.mappings = mappings
         self.router = Router(routes)
-        self.all_rest = all(m.source.config.api == "rest" for m in mappings)
+        self.all_rest = bool(mappings) and all(m.source.config.api == "rest" for m in mappings)
 
     async def start(self) -> None:
         """Listen; raises HandlerLoadError (a one-line error of `hub run`) when the address is taken."""

@@ -172,13 +172,20 @@ def test_a_reload_changes_routes_on_the_running_server_and_requests_in_flight_fi
         log = hub.log()
         assert "applied at the next start" not in log
         assert re.search(r"configuration reloaded .*created=new .*updated=who,slow .*deleted=gone", log), log
-        # a route on an address no server listens on: a restart's to apply, and the routes stay as they are
+        # a route on an address no server listens on takes a restart: the file is refused, and nothing changes
         config["mappings"][0]["source"]["listen"] = f"127.0.0.1:{free_port()}"
-        config["mappings"][0]["function"] = "slow"
+        config["functions"]["who"]["environment"]["WHO"] = "three"
         hub.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         hub.proc.send_signal(signal.SIGHUP)
-        hub.wait_log("applied at the next start only: http routes on another address")
+        hub.wait_log("the configuration was not reloaded: its http routes need an HTTP server on an address")
         assert call(url, "GET", "/who")[2] == b"two"
+        assert call(url, "POST", "/new")[2] == b"two"
+        # no route left: the server keeps listening, with nothing to route to
+        config["mappings"] = []
+        hub.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        hub.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: hub.log().count("configuration reloaded") == 2, what="the second reload")
+        assert call(url, "GET", "/who")[0] == 404
         assert hub.stop() == 0
 
 
