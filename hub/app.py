@@ -111,9 +111,9 @@ class Hub:
             counters = self.counters.setdefault(mapping.display_name, Counters())
             await self.mappings.add(mapping, counters=counters, launch=False)
         # listening before `hub running` is logged; stopped by the runners' stop (requests in flight finish within
-        # shutdown_grace), and here at the latest
-        for server in await self.serving.start(self.config, served):
-            self._stack.push_async_callback(server.stop, 0.0)
+        # shutdown_grace), and by close at the latest (with those a reload started)
+        self._stack.push_async_callback(self.serving.close)
+        await self.serving.start(self.config, served)
 
     async def _close_functions(self) -> None:
         """Close every function that was started (at start, or later by a mapping enabled at run time)."""
@@ -141,7 +141,7 @@ class Hub:
             return function
 
         wanted = [m for m in config.mappings if m.spec.family == "sync" and m.enabled and self.only is None]
-        rerouted = await self.serving.reroute(wanted, started)
+        rerouted = await self.serving.reroute(config, wanted, started)
         if rerouted is not None:
             self.mappings.served = {m.display_name for m in config.mappings if m.spec.family == "sync"}
         return rerouted

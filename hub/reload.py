@@ -10,8 +10,8 @@
   finishes with the route and function it was routed to; a retired function is closed once they have answered).
 - What a running hub cannot change in place (the checkpoint store, the cluster, the admin endpoint, the S3
   endpoint, the HTTP server, the region or account) is reported, and applies at the next start; everything else
-  is applied. A file whose `http` routes need a server on an address none listens on yet is refused as a whole:
-  it takes a restart.
+  is applied. A file whose `http` routes need a listening server on another address is refused as a whole: it
+  takes a restart.
 
 The new configuration was validated by the caller (an invalid file never gets here: the running one stays).
 """
@@ -55,8 +55,8 @@ class Reloadable(Protocol):
         """What functions get on top of their own environment (the S3 endpoint's URL and credentials)."""
 
     async def reroute(self, config: HubConfig, function_of: Callable[[str], Function]) -> Rerouted | None:
-        """Serve the sync mappings (`http` routes) of `config` in place; None (nothing changed) if that needs a
-        server that is not listening: a restart."""
+        """Serve the sync mappings (`http` routes) of `config` in place; None (nothing changed) if a listening
+        server would need another address: a restart."""
 
 
 @dataclass
@@ -102,10 +102,10 @@ async def apply(hub: Reloadable, new: HubConfig) -> Changes:
             continue
         replaced[name] = Function.from_config(name, new, hub.function_environment())
     changes.functions = sorted(replaced)
-    problem = "its http routes need an HTTP server on an address none listens on yet: restart the hub to apply it"
+    problem = "its http routes need the HTTP server on another address: restart the hub to apply it"
     try:
         rerouted = await hub.reroute(new, lambda name: replaced.get(name) or hub.functions[name])
-    except Exception as exc:  # a route that cannot be served (its signature's secret is not set)
+    except Exception as exc:  # a route that cannot be served (its signature's secret is not set, its port taken)
         rerouted, problem = None, str(exc)
     if rerouted is None:  # nothing changed
         for function in replaced.values():

@@ -173,27 +173,25 @@ class Serving:
         self.servers: dict[str, SyncServer] = {}
         self.runners: list[SyncRunner] = []
 
-    async def start(self, config: HubConfig, served: list[SyncMapping]) -> list[SyncServer]:
-        """Start a server for each sync connector type of `served` (listening when this returns): those started."""
-        groups = _by_type(served)
-        started = []
-        for kind, group in groups.items():
-            spec = group[0].mapping.spec
-            assert spec.serve is not None, f"sync connector {kind} has no serve"
-            server: SyncServer = spec.serve(SyncContext(config, group))
-            await server.start()
-            started.append(server)
-            self.servers[kind] = server
-            self.runners.extend(SyncRunner(mapping, server) for mapping in group)
-        return started
+    async def start(self, config: HubConfig, served: list[SyncMapping]) -> None:
+        """Start a server for each sync connector type of `served` (listening when this returns); raises, with
+        none left listening, when one cannot listen."""
+        servers = await _listening(config, _by_type(served))
+        self.servers.update(servers)
+        self.runners.extend(SyncRunner(mapping, servers[mapping.mapping.spec.type]) for mapping in served)
+
+    async def close(self) -> None:
+        """Stop every server at once (after a graceful stop, they are stopped already)."""
+        await asyncio.gather(*(server.stop(0.0) for server in self.servers.values()))
 
     async def reroute(
-        self, wanted: list[MappingConfig], function_of: Callable[[str], Awaitable[Function]]
+        self, config: HubConfig, wanted: list[MappingConfig], function_of: Callable[[str], Awaitable[Function]]
     ) -> Rerouted | None:
-        """Serve the enabled sync mappings `wanted` instead of those served now, with the functions
+        """Serve the enabled sync mappings `wanted` of `config` instead of those served now, with the functions
         `function_of(name)` gives: new ones are added, changed ones (or ones whose function changed) replaced, gone
-        ones removed (a server left with no route keeps listening). None, and nothing changed, when that needs a
-        server that is not listening (on another address, or for another connector type): a restart."""
+        ones removed (a server left with no route keeps listening), the server of a connector type that had none
+        started. None, and nothing changed, when a server already listening would need another address: a
+        restart. Raises, with nothing changed, when a new server cannot listen."""
         old = {runner.name: runner.sync for runner in self.runners}
         served: list[SyncMapping] = []
         for mapping in wanted:
@@ -207,8 +205,9 @@ class Serving:
                 fresh.stats = kept.stats  # the same route's responses, counted on
             served.append(fresh)
         groups = _by_type(served)
-        if not all(kind in self.servers and self.servers[kind].fits(group) for kind, group in groups.items()):
+        if not all(self.servers[kind].fits(group) for kind, group in groups.items() if kind in self.servers):
             return None
+        self.servers.update(await _listening(config, {k: g for k, g in groups.items() if k not in self.servers}))
         for kind, server in self.servers.items():
             server.reroute(groups.get(kind, []))
         runners = {id(runner.sync): runner for runner in self.runners}
@@ -228,3 +227,19 @@ def _by_type(served: list[SyncMapping]) -> dict[str, list[SyncMapping]]:
     for sync in served:
         groups.setdefault(sync.mapping.spec.type, []).append(sync)
     return groups
+
+
+async def _listening(config: HubConfig, groups: dict[str, list[SyncMapping]]) -> dict[str, SyncServer]:
+    """A server of each connector type in `groups`, started; if one cannot listen, those started are stopped."""
+    servers: dict[str, SyncServer] = {}
+    try:
+        for kind, group in groups.items():
+            spec = group[0].mapping.spec
+            assert spec.serve is not None, f"sync connector {kind} has no serve"
+            server: SyncServer = spec.serve(SyncContext(config, group))
+            await server.start()
+            servers[kind] = server
+    except BaseException:
+        await asyncio.gather(*(server.stop(0.0) for server in servers.values()))
+        raise
+    return servers

@@ -177,7 +177,7 @@ def test_a_reload_changes_routes_on_the_running_server_and_requests_in_flight_fi
         config["functions"]["who"]["environment"]["WHO"] = "three"
         hub.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         hub.proc.send_signal(signal.SIGHUP)
-        hub.wait_log("the configuration was not reloaded: its http routes need an HTTP server on an address")
+        hub.wait_log("the configuration was not reloaded: its http routes need the HTTP server on another address")
         assert call(url, "GET", "/who")[2] == b"two"
         assert call(url, "POST", "/new")[2] == b"two"
         # no route left: the server keeps listening, with nothing to route to
@@ -187,6 +187,26 @@ def test_a_reload_changes_routes_on_the_running_server_and_requests_in_flight_fi
         wait_for(lambda: hub.log().count("configuration reloaded") == 2, what="the second reload")
         assert call(url, "GET", "/who")[0] == 404
         assert hub.stop() == 0
+
+
+def test_the_first_http_route_a_reload_adds_starts_the_server(tmp_path: Path) -> None:
+    config: dict[str, Any] = {
+        "checkpoints": "memory://",
+        "http_server": {"listen": f"127.0.0.1:{free_port()}"},
+        "functions": {"who": {"handler": "functions.http_testing.who", "environment": {"WHO": "one"}}},
+        "mappings": [],
+    }
+    with HubProcess(tmp_path, config) as hub:
+        hub.start()
+        assert "http server" not in hub.log()
+        config["mappings"] = [{"function": "who", "source": {"type": "http", "method": "GET", "path": "/who"}}]
+        hub.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        assert hub.proc is not None
+        hub.proc.send_signal(signal.SIGHUP)
+        hub.wait_log("configuration reloaded")
+        assert call(server_url(hub), "GET", "/who")[2] == b"one"
+        assert hub.stop() == 0
+    assert "created=who-http" in hub.log()
 
 
 async def until(condition: Any, what: str, timeout: float = 20.0) -> None:
