@@ -6,7 +6,10 @@ invocation then encodes those as JSON for the execution environment: three passe
 the hub more than everything else it does per change. `record_encoder(table, ...)` makes one function for a table
 (generated code, as `events._images_of` does) that reads the row out of the message bytes and writes the record's
 JSON text directly, byte for byte what encoding `stream_record`'s payload with msgspec gives (the tests compare
-them); the record then carries it as `msgspec.Raw` (see `hub.records.plain`).
+them); the record then carries it as `msgspec.Raw` (see `hub.records.plain`). It works in bytes throughout (a
+number's text is its own JSON, a text value with nothing to escape is used as it came), and a change with only a
+new row (an Insert, an Update without the old one: nearly all of them) is read and written in one function, its
+record filled in with one `%`.
 
 It takes the common case and answers None for the rest, which the source then reads the long way: a value left
 UNCHANGED (an update that did not touch a TOASTed column), a text that is not UTF-8, a row whose column count is
@@ -16,6 +19,7 @@ is wrong with a message that is.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Sequence
 from json.encoder import encode_basestring  # C; the same bytes as msgspec's strings (the tests check)
@@ -27,22 +31,32 @@ from connectors.postgres import values
 from connectors.postgres.events import EVENT_NAMES, NEW_VIEWS, OLD_VIEWS, Table, stream_record
 from connectors.postgres.pgoutput import Change, decode
 
-Encoder = Callable[[bytes, int, str, str, int], "tuple[bytes, bytes] | None"]
-"""`encode(message, sequence, sequence_text, created_json, size)`: the record's JSON and its Keys' JSON (the order
-key), or None for a change to read the long way."""
+Encoder = Callable[[bytes, int, bytes, int], "tuple[bytes, bytes] | None"]
+"""`encode(message, sequence, created_json, size)`: the record's JSON and its Keys' JSON (the order key), or None
+for a change to read the long way."""
 
 _encode = msgspec.json.Encoder().encode
 _FRAGMENTS: dict[Callable[[str], dict[str, Any]], str] = {
     # PostgreSQL writes integers as digits and a sign, floats and numerics also with `.`, `e` and `+` (or as NaN,
-    # Infinity, -Infinity): text that is its own JSON string body; other text is escaped
-    values.integer: "'{{\"N\":\"' + {v} + '\"}}'",
-    values.floating: "('{{\"S\":\"' if {v}[-1] in 'Ny' else '{{\"N\":\"') + {v} + '\"}}'",
-    values.string: "'{{\"S\":' + esc({v}) + '}}'",
-    values.boolean: "('{{\"BOOL\":true}}' if {v} in ('t', 'true') else '{{\"BOOL\":false}}')",
+    # Infinity, -Infinity): ASCII that is its own JSON string body, used as the bytes it came as; other text is
+    # escaped (`text`: as it is when it is ASCII with nothing to escape, the commonest case)
+    values.integer: "b'{{\"N\":\"' + {v} + b'\"}}'",
+    values.floating: '(b\'{{"S":"\' if {v}[-1] in (78, 121) else b\'{{"N":"\') + {v} + b\'"}}\'',
+    values.string: "text({v})",
+    values.boolean: "(b'{{\"BOOL\":true}}' if {v} in (b't', b'true') else b'{{\"BOOL\":false}}')",
 }
+_ESCAPED = re.compile(rb'[\x00-\x1f\\"]').search
+"""What JSON escapes in a string (json.encoder's ESCAPE; msgspec escapes the same)."""
 
 
-def _lit(text: str) -> str:
+def _text(raw: bytes) -> bytes:
+    """A text value's attribute value `{"S": ...}` as JSON; UnicodeDecodeError when it is not UTF-8."""
+    if raw.isascii() and _ESCAPED(raw) is None:
+        return b'{"S":"' + raw + b'"}'
+    return b'{"S":' + encode_basestring(raw.decode()).encode() + b"}"
+
+
+def _lit(text: bytes) -> str:
     """A Python literal of `text` for the generated code (repr: nothing in it runs)."""
     return repr(text)
 
@@ -53,45 +67,45 @@ def record_encoder(table: Table, view: str, region: str) -> Encoder:
     count = len(names)
     scope: dict[str, Any] = {
         "u32": struct.Struct("!i").unpack_from,
-        "esc": encode_basestring,
+        "text": _text,
         "enc": _encode,
         "struct_error": struct.error,
     }
-    lines = [
-        "def row(data, at):",
-        f"    if data[at] != {count >> 8} or data[at + 1] != {count & 0xFF}:",
-        "        return None",
-        "    at += 2",
+    body = [  # reads a row at `at` into f0, f1...: each column's attribute value as JSON
+        f"if data[at] != {count >> 8} or data[at + 1] != {count & 0xFF}:",
+        "    return None",
+        "at += 2",
     ]
     for i, convert in enumerate(table.converters):
         fragment = _FRAGMENTS.get(convert)
         if fragment is None:
             scope[f"c{i}"] = convert
-            fragment = f"enc(c{i}({{v}})).decode()"
+            fragment = f"enc(c{i}({{v}}.decode()))"
         value = fragment.format(v=f"v{i}")
-        lines += [
-            "    kind = data[at]",
-            "    if kind == 116:",
-            "        (n,) = u32(data, at + 1)",
-            "        at += 5",
-            f"        v{i} = data[at:at + n].decode()",
-            "        at += n",
-            f"        f{i} = {value}",
-            "    elif kind == 110:",
-            "        at += 1",
-            f"        f{i} = '{{\"NULL\":true}}'",
-            "    else:",
-            "        return None",
+        body += [
+            "kind = data[at]",
+            "if kind == 116:",
+            "    n = u32(data, at + 1)[0]",
+            "    at += 5",
+            f"    v{i} = data[at:at + n]",
+            "    at += n",
+            f"    f{i} = {value}",
+            "elif kind == 110:",
+            "    at += 1",
+            f"    f{i} = b'{{\"NULL\":true}}'",
+            "else:",
+            "    return None",
         ]
     fragments = ", ".join(f"f{i}" for i in range(count))
+    lines = ["def row(data, at):", *(f"    {line}" for line in body)]
     lines += [f"    return ({fragments}{',' if count == 1 else ''}), at"]
 
-    def layout(columns: Sequence[int]) -> str:
+    def layout(columns: Sequence[int], value: str = "r[{}]") -> str:
         entries = [
-            f"{_lit(('{' if n == 0 else ',') + _encode(names[i]).decode() + ':')} + r[{i}]"
+            f"{_lit((b'{' if n == 0 else b',') + _encode(names[i]) + b':')} + {value.format(i)}"
             for n, i in enumerate(columns)
         ]
-        return " + ".join(entries) + " + '}'" if entries else "'{}'"
+        return " + ".join(entries) + " + b'}'" if entries else "b'{}'"
 
     lines += [
         "def image(r):",
@@ -102,10 +116,11 @@ def record_encoder(table: Table, view: str, region: str) -> Encoder:
     scope["heads"] = {
         ord(kind): _encode(
             {"eventName": name, "eventVersion": "1.1", "eventSource": "aws:dynamodb", "awsRegion": region}
-        )[1:-1].decode()
+        )[1:-1]
         for kind, name in EVENT_NAMES.items()
     }
-    tail = _encode({"StreamViewType": view})[1:-1].decode() + "}," + _encode({"eventSourceARN": table.arn})[1:].decode()
+    tail = _encode({"StreamViewType": view})[1:-1] + b"}," + _encode({"eventSourceARN": table.arn})[1:]
+    new_image = f"{layout(range(count), 'f{}')}, " if view in NEW_VIEWS else ""
     lines += [
         "def parse(data):",  # (kind, new row, old row, whether the old row is whole) or None
         "    kind = data[0]",
@@ -133,8 +148,16 @@ def record_encoder(table: Table, view: str, region: str) -> Encoder:
         "    if at > len(data):",
         "        return None",
         "    return kind, new, old, full",
-        "def encode(data, sequence, item, created, size):",
+        "def encode(data, sequence, created, size):",
         "    try:",
+        "        op = data[0]",
+        "        if data[5] == 78 and (op == 73 or op == 85):",  # an Insert, an Update without the old row
+        "            at = 6",
+        *(f"            {line}" for line in body),
+        "            if at > len(data):",
+        "                return None",
+        f"            key = {layout(table.keys, 'f{}')}",
+        f"            return NEW[op] % (sequence, created, key, {new_image}sequence, size), key",
         "        found = parse(data)",
         "    except (IndexError, struct_error, UnicodeDecodeError):",  # cut short, not UTF-8: the long way says
         "        return None",
@@ -143,25 +166,32 @@ def record_encoder(table: Table, view: str, region: str) -> Encoder:
         "    kind, new, old, full = found",
         "    head = heads[kind]",
         "    key = keys(new if new is not None else old)",
-        "    parts = [OPEN, '%032x' % sequence, '\",', head, DYNAMODB, created, KEYS, key]",
+        "    parts = [OPEN, b'%032x\",' % sequence, head, DYNAMODB, created, KEYS, key]",
     ]
     if view in NEW_VIEWS:
         lines += ["    if new is not None:", "        parts += (NEW_IMAGE, image(new))"]
     if view in OLD_VIEWS:
         lines += ["    if full:", "        parts += (OLD_IMAGE, image(old))"]
     lines += [
-        "    parts += (SEQUENCE, item, SIZE, str(size), TAIL)",
-        "    return ''.join(parts).encode(), key.encode()",
+        "    parts.append(SEQUENCE % (sequence, size))",
+        "    return b''.join(parts), key",
     ]
+    opening = {
+        kind: (b'{"eventID":"%032x",' + head.replace(b"%", b"%%") + b',"dynamodb":{"ApproximateCreationDateTime":%s')
+        for kind, head in scope["heads"].items()
+    }
+    ending = b',"SequenceNumber":"%d","SizeBytes":%d,' + tail.replace(b"%", b"%%")
+    scope["NEW"] = {  # the record of a change with only a new row, to fill with % in one go
+        kind: opening[kind] + b',"Keys":%s' + (b',"NewImage":%s' if view in NEW_VIEWS else b"") + ending
+        for kind in (73, 85)
+    }
     scope.update(
-        OPEN='{"eventID":"',
-        DYNAMODB=',"dynamodb":{"ApproximateCreationDateTime":',
-        KEYS=',"Keys":',
-        NEW_IMAGE=',"NewImage":',
-        OLD_IMAGE=',"OldImage":',
-        SEQUENCE=',"SequenceNumber":"',
-        SIZE='","SizeBytes":',
-        TAIL=f",{tail}",
+        OPEN=b'{"eventID":"',
+        DYNAMODB=b',"dynamodb":{"ApproximateCreationDateTime":',
+        KEYS=b',"Keys":',
+        NEW_IMAGE=b',"NewImage":',
+        OLD_IMAGE=b',"OldImage":',
+        SEQUENCE=b',"SequenceNumber":"%d","SizeBytes":%d,' + tail.replace(b"%", b"%%"),
     )
     exec(compile("\n".join(lines), f"<record encoder of {table.qualified}>", "exec"), scope)  # literals by repr()
     encode: Encoder = scope["encode"]

@@ -68,7 +68,7 @@ class PostgresSource:
         self._txn: Transaction | None = None
         self._commit_time = 0.0
         self._created = 0.0
-        self._created_json = "0.0"
+        self._created_json = b"0.0"
         self._index = 0
         self._base = 0  # the current transaction's commit LSN << SEQUENCE_SHIFT: its changes' sequence numbers + i
         self._view = config.stream_view_type
@@ -318,7 +318,7 @@ class PostgresSource:
             self._txn = self._txns.begin(message.final_lsn)
             self._commit_time = message.commit_time
             self._created = round(message.commit_time, 3)
-            self._created_json = _encode(self._created).decode()
+            self._created_json = _encode(self._created)
             self._index = 0
             self._base = message.final_lsn << SEQUENCE_SHIFT
         elif isinstance(message, Commit):
@@ -351,7 +351,7 @@ class PostgresSource:
             return  # settled before the restart; the slot's confirmed LSN had not moved past it yet
         item = str(sequence)
         size = len(data)
-        encoded = table.encode(data, sequence, item, self._created_json, size) or the_long_way(
+        encoded = table.encode(data, sequence, self._created_json, size) or the_long_way(
             table, data, sequence, self._created, self._view, self._region
         )
         payload, key_json = encoded
