@@ -131,7 +131,9 @@ class Bindings:
         given = props.get(prop, None) if isinstance(props, dict) else None
         if given is not None and not isinstance(given, str) and self.resolve is not None:
             at = ("Resources", logical_id, "Properties", prop)
-            if logical_id in self._naming:  # `QueueName: !Ref Self`, or two queues named after each other
+            # `QueueName: !Ref Self`, or two queues named after each other: graph.py refuses such a template before
+            # translation; this stays as the guard of the recursion below
+            if logical_id in self._naming:
                 raise SamError(
                     at, f"{prop} refers back to {logical_id} itself (by Ref, Fn::GetAtt or Fn::Sub): name it"
                 )
